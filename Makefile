@@ -1,0 +1,53 @@
+# DTA-SNN companion. On a fresh machine: `make reproduce` and `make test` do all the set-up.
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+PRESET  ?= cpu
+DATASET ?= fashion-mnist
+NOTEBOOKS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup data test unit nbval reproduce lab bench clean help
+
+help:
+	@echo "make reproduce [PRESET=cpu|smoke|paper] [DATASET=fashion-mnist|cifar10|...]  run the notebooks with papermill"
+	@echo "make test       unit tests + nbval over notebooks/"
+	@echo "make lab        open JupyterLab"
+	@echo "make bench      python -m dta_lib.bench"
+
+setup: $(STAMP)
+
+# Idempotent: re-runs only when the pins or the project metadata change.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps foolbox==3.3.4
+	@$(MAKE) --no-print-directory data
+	@touch $(STAMP)
+
+# Offline default data: Debian's dataset-fashion-mnist (70,000 real images), when root with apt.
+data:
+	@sh scripts/install_offline_data.sh
+
+test: setup
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
+		--nbval-cell-timeout=600 -p no:cacheprovider $(PYTEST_ARGS)
+
+unit: setup
+	$(PY) -m pytest tests -p no:cacheprovider $(PYTEST_ARGS)
+
+nbval: setup
+	$(PY) -m pytest notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+reproduce: setup
+	$(PY) -m dta_lib.reproduce --preset $(PRESET) --dataset $(DATASET) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks
+
+bench: setup
+	$(PY) -m dta_lib.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
