@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .surrogate import Surrogate
 
-__all__ = ["lif_multistep", "lif_multistep_loop", "LIF_BACKENDS", "seq_to_ann", "ann_to_seq"]
+__all__ = ["lif_multistep", "lif_multistep_loop", "lif_trace", "LIF_BACKENDS", "seq_to_ann", "ann_to_seq"]
 
 
 def lif_multistep_loop(x: Tensor, decay: float, threshold: float, surrogate: Surrogate) -> Tensor:
@@ -36,6 +36,22 @@ def lif_multistep_loop(x: Tensor, decay: float, threshold: float, surrogate: Sur
         u = h * (1 - s)
         out.append(s)
     return torch.stack(out, dim=1)
+
+
+@torch.no_grad()
+def lif_trace(
+    x: Tensor, decay: float = 0.5, threshold: float = 1.0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Record the LIF dynamics for plotting: charged membrane ``h``, post-reset ``u`` and spikes ``s``,
+    each shaped like ``x`` ``[B, T, ...]`` (no autograd)."""
+    u = torch.zeros_like(x[:, 0])
+    hs, us, ss = [], [], []
+    for t in range(x.shape[1]):
+        h = decay * u + x[:, t]
+        s = (h - threshold > 0).to(x.dtype)
+        u = h * (1 - s)
+        hs.append(h), us.append(u), ss.append(s)
+    return torch.stack(hs, 1), torch.stack(us, 1), torch.stack(ss, 1)
 
 
 #: name -> function(x, decay, threshold, surrogate) -> spikes. Other modules

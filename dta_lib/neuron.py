@@ -6,7 +6,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .functional import lif_multistep
+from .functional import lif_multistep, lif_trace
 from .surrogate import Surrogate, Triangle
 
 __all__ = ["LIF"]
@@ -54,6 +54,10 @@ class LIF(nn.Module):
         if not torch.is_floating_point(x):
             raise ValueError(f"LIF expects a floating-point input, got dtype {x.dtype}")
         return lif_multistep(x, self.decay, self.threshold, self.surrogate, self.backend)
+
+    def trace(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(h, u, s)``: charged membrane, post-reset membrane and spikes per step (for plots)."""
+        return lif_trace(x, self.decay, self.threshold)
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}, threshold={self.threshold}, backend={self.backend!r}"
