@@ -1,0 +1,63 @@
+"""Report helpers: run loading, mean +- std, paired differences, atomic tables."""
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from dta_lib.report import (
+    exceeds_noise,
+    format_mean_std,
+    load_runs,
+    paired_differences,
+    paper_vs_ours,
+    summarize,
+    write_table,
+)
+
+
+def make_run(path, attention, seed, accs, train_accs=None):
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"attention": attention, "seed": seed, "dataset": "cifar10",
+                                                  "time_steps": 6}))
+    lines = [json.dumps({"epoch": i + 1, "test_acc": a, "train_acc": (train_accs or accs)[i], "train_loss": 1.0,
+                         "seconds": 2.0}) for i, a in enumerate(accs)]
+    (path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_load_summarize_and_pair(tmp_path):
+    make_run(tmp_path / "a0", "dta", 0, [50.0, 60.0, 58.0], [55.0, 70.0, 80.0])
+    make_run(tmp_path / "a1", "dta", 1, [52.0, 62.0])
+    make_run(tmp_path / "b0", "none", 0, [49.0, 57.0])
+    make_run(tmp_path / "b1", "none", 1, [50.0, 59.0])
+    df = load_runs(tmp_path)
+    assert len(df) == 4
+    row = df[df.run.str.endswith("a0")].iloc[0]
+    assert row.best_test_acc == 60.0 and row.final_test_acc == 58.0 and row.epochs == 3
+    assert row.train_seconds == 6.0 and row.train_test_gap == 22.0
+    s = summarize(df, ["attention"])
+    dta = s[s.attention == "dta"].iloc[0]
+    assert dta.best_test_acc_mean == 61.0 and dta.best_test_acc_std == pytest.approx(math.sqrt(2)) and dta.n == 2
+    d = paired_differences(df, "attention", "dta").iloc[0]
+    assert d.attention == "none" and d.diff_mean == 3.0 and d.diff_std == 0.0 and d.n_pairs == 2
+    assert exceeds_noise(3.0, 0.5, 3) and not exceeds_noise(0.3, 1.0, 3) and not exceeds_noise(5.0, math.nan, 1)
+    assert format_mean_std(91.234, 0.456) == "91.23 +- 0.46" and format_mean_std(1.0, math.nan) == "1.00"
+
+
+def test_paper_vs_ours_and_tables(tmp_path):
+    ours = pd.DataFrame([{"dataset": "cifar10", "time_steps": 6, "attention": "dta", "best_test_acc_mean": 90.0}])
+    t = paper_vs_ours(ours)
+    row = t[(t.dataset == "cifar10") & (t.attention == "dta")].iloc[0]
+    assert row.paper_top1 == 96.73 and row.best_test_acc_mean == 90.0
+    csv, md = write_table(t, tmp_path / "out" / "table", caption="Paper vs ours")
+    assert csv.read_text().startswith("dataset,") and md.read_text().startswith("Paper vs ours")
+    assert not list((tmp_path / "out").glob("*.tmp"))
+
+
+def test_bad_run_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no runs folder"):
+        load_runs(tmp_path / "missing")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.jsonl").write_text("")
+    with pytest.raises(ValueError, match="metrics.jsonl is empty"):
+        load_runs(tmp_path)
