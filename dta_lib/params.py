@@ -1,0 +1,150 @@
+"""Parameter and shape accounting for MS-ResNet + DTA (notebook 04).
+
+- :func:`parameter_table`: parameters per component (stem, T-XA conv_t / conv_c / scales,
+  T-NA encode / LTCA / GTCA / decode, each stage, fc); rows sum to the model's total.
+- :func:`forward_shapes`: input and output shapes of every top-level module, recorded with
+  forward hooks during one real forward pass.
+- :func:`release_configurations`: the five configurations of the spec's parameter table.
+- :func:`dta_parameter_variants`: the DTA block's count for the release and for alternative
+  configurations, built as real modules and counted, to weigh hypotheses for the paper
+  summary's "~0.09M".
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from .attention import DTA, TNA, TXA
+
+__all__ = ["count_parameters", "parameter_table", "forward_shapes", "release_configurations", "dta_parameter_variants"]
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters (weights, biases, BN affine; buffers excluded)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+#: (prefix of the parameter name, group, component, paper term); first match wins.
+_COMPONENTS: tuple[tuple[str, str, str, str], ...] = (
+    ("stem_", "stem", "stem conv + BN", "stem"),
+    ("dta.txa.conv_t.", "DTA: T-XA", "T-XA conv_t (T->T, k=3)", "TLA"),
+    ("dta.txa.conv_c.", "DTA: T-XA", "T-XA conv_c (C->C, k=6)", "CLA"),
+    ("dta.txa.scale_", "DTA: T-XA", "T-XA scales a, b", "cross-attention scales"),
+    ("dta.tna.encode.", "DTA: T-NA", "T-NA encode 1x1 (D->D)", "encoding"),
+    ("dta.tna.ltca.depthwise.", "DTA: T-NA", "T-NA LTCA depthwise 5x5", "LTCA"),
+    ("dta.tna.ltca.dilated.", "DTA: T-NA", "T-NA LTCA 'dilated' (1x1 per channel)", "LTCA"),
+    ("dta.tna.ltca.pointwise.", "DTA: T-NA", "T-NA LTCA pointwise 1x1 (D->D)", "LTCA"),
+    ("dta.tna.gtca.", "DTA: T-NA", "T-NA GTCA MLP (D->16->D)", "GTCA"),
+    ("dta.tna.decode.", "DTA: T-NA", "T-NA decode 1x1 (D->D)", "decoding"),
+    ("fc.", "head", "fc", "classifier"),
+)
+
+
+def _component(name: str) -> tuple[float, str, str, str]:
+    """``(order, group, component, paper term)`` of a parameter name."""
+    for i, (prefix, group, comp, term) in enumerate(_COMPONENTS):
+        if name.startswith(prefix):
+            return i if prefix != "fc." else 1000, group, comp, term
+    if name.startswith("layer"):
+        stage = name.split(".", 1)[0]
+        return 100 + int(stage[5:]), "backbone", f"stage {stage[5:]} ({stage})", "MS blocks"
+    return 2000, "other", name.rsplit(".", 1)[0], ""
+
+
+def parameter_table(model: nn.Module) -> pd.DataFrame:
+    """Parameters per component of an MS-ResNet, in model order.
+
+    Columns: ``group`` (stem / DTA: T-XA / DTA: T-NA / backbone / head / other), ``component``,
+    ``paper term``, ``parameters`` and ``share %`` of the model's total. Every parameter lands in
+    exactly one row (unknown names go to an ``other`` row), so the column sums to the total.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"parameter_table expects an nn.Module, got {type(model).__name__}")
+    rows: dict[tuple[float, str, str, str], int] = {}
+    for name, p in model.named_parameters():
+        key = _component(name)
+        rows[key] = rows.get(key, 0) + p.numel()
+    total = count_parameters(model)
+    ordered = sorted(rows.items(), key=lambda kv: kv[0][0])
+    df = pd.DataFrame([(g, c, t, n) for (_, g, c, t), n in ordered], columns=["group", "component", "paper term", "parameters"])
+    df["share %"] = (100.0 * df["parameters"] / max(total, 1)).round(2)
+    return df
+
+
+def forward_shapes(model: nn.Module, x: Tensor) -> pd.DataFrame:
+    """Input and output shapes of each top-level module during ``model(x)`` (no grad).
+
+    Time-distributed 2-D layers see the folded ``[B*T, C, H, W]`` batch; LIF, DTA and the
+    stages see ``[B, T, C, H, W]``. The last row is the model output.
+    """
+    records: list[tuple[str, str, tuple[int, ...], tuple[int, ...]]] = []
+
+    def hook(name: str) -> Callable[..., None]:
+        def fn(mod: nn.Module, inp: tuple[Any, ...], out: Tensor) -> None:
+            records.append((name, type(mod).__name__, tuple(inp[0].shape), tuple(out.shape)))
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_children()]
+    try:
+        with torch.no_grad():
+            y = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    records.append(("(model)", type(model).__name__, tuple(x.shape), tuple(y.shape)))
+    return pd.DataFrame(records, columns=["module", "type", "input shape", "output shape"])
+
+
+def release_configurations() -> list[dict[str, Any]]:
+    """The five configurations of the spec's parameter table (keyword arguments of ``ms_resnet18``)."""
+    return [
+        dict(num_classes=10, time_steps=6, attention="none", in_channels=3),
+        dict(num_classes=10, time_steps=6, attention="dta", in_channels=3),
+        dict(num_classes=10, time_steps=4, attention="dta", in_channels=3),
+        dict(num_classes=100, time_steps=6, attention="dta", in_channels=3),
+        dict(num_classes=10, time_steps=10, attention="dta", in_channels=2),
+    ]
+
+
+def _one_by_one(dim: int, groups: int = 1) -> int:
+    return count_parameters(nn.Conv2d(dim, dim, 1, groups=groups))
+
+
+def dta_parameter_variants(channels: int = 64, time_steps: int = 6) -> pd.DataFrame:
+    """DTA parameter counts for the release and alternative configurations (hypotheses).
+
+    Every count comes from modules built here (not from formulas): the release block; T-XA or
+    T-NA alone; T-NA without its three ``D x D`` 1x1 convs (encode, LTCA pointwise, decode);
+    those convs shared over time (``C x C``) or grouped per time step (``groups=T``); the
+    release block at other ``T``. Columns: ``configuration``, ``parameters``, ``M`` (millions,
+    2 decimals). Which one the paper summary's "~0.09M" means cannot be decided from here.
+    """
+    if channels < 1 or time_steps < 1:
+        raise ValueError(f"channels and time_steps must be >= 1, got C={channels}, T={time_steps}")
+    dim = channels * time_steps
+    txa = count_parameters(TXA(channels, time_steps))
+    tna_mod = TNA(channels, time_steps)
+    tna = count_parameters(tna_mod)
+    convs = sum(count_parameters(m) for m in (tna_mod.encode, tna_mod.ltca.pointwise, tna_mod.decode))
+    rest = tna - convs
+    rows = [
+        (f"release DTA (T={time_steps}, C={channels})", count_parameters(DTA(channels, time_steps))),
+        ("T-XA only", txa),
+        ("T-NA only", tna),
+        ("  of which T-NA's three D x D 1x1 convs", convs),
+        ("DTA without the three D x D 1x1 convs", txa + rest),
+        ("DTA with the 1x1 convs shared over time (C x C)", txa + rest + 3 * _one_by_one(channels)),
+        (f"DTA with the 1x1 convs grouped per time step (groups={time_steps})", txa + rest + 3 * _one_by_one(dim, time_steps)),
+        ("DTA with one D x D 1x1 conv (LTCA pointwise) only", txa + rest + _one_by_one(dim)),
+        ("DTA with the paper text's 7x7 dilated LTCA conv (kernel_size=21)",
+         count_parameters(DTA(channels, time_steps, kernel_size=21))),
+    ]
+    for t in (1, 2, 4, 10):
+        if t != time_steps:
+            rows.append((f"release DTA at T={t}", count_parameters(DTA(channels, t))))
+    df = pd.DataFrame(rows, columns=["configuration", "parameters"])
+    df["M"] = (df["parameters"] / 1e6).round(2)
+    return df

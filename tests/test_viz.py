@@ -1,0 +1,180 @@
+"""Plotting helpers build figures, files are written atomically, the parameter table is exact."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from dta_lib import ms_resnet18, viz
+from dta_lib.neuron import LIF
+from dta_lib.params import count_parameters, dta_parameter_variants, forward_shapes, parameter_table
+from dta_lib.surrogate import ATan, Sigmoid, Triangle
+
+FMNIST = viz.FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz"
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _tiny_model(attention: str = "dta") -> torch.nn.Module:
+    torch.manual_seed(0)
+    return ms_resnet18(time_steps=2, attention=attention, width=0.125)
+
+
+# ------------------------------------------------------------------ save_figure
+def test_save_figure_atomic_and_relative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(viz, "FIGURES_DIR", tmp_path / "figs")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    out = viz.save_figure(fig, "sub/test.png")
+    assert out == tmp_path / "figs" / "sub" / "test.png"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in out.parent.iterdir()] == ["test.png"]  # no temp file left behind
+
+
+def test_save_figure_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "fig.png"
+    target.write_bytes(b"old")
+    fig = plt.figure()
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(fig, "savefig", boom)
+    with pytest.raises(RuntimeError):
+        viz.save_figure(fig, target)
+    assert target.read_bytes() == b"old"  # the previous file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]
+
+
+def test_save_figure_uses_os_replace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, str]] = []
+    real = os.replace
+    monkeypatch.setattr(viz.os, "replace", lambda a, b: (calls.append((str(a), str(b))), real(a, b)))
+    viz.save_figure(plt.figure(), tmp_path / "x.svg")
+    assert len(calls) == 1 and calls[0][1] == str(tmp_path / "x.svg") and calls[0][0] != calls[0][1]
+
+
+def test_save_figure_rejects_unknown_suffix(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"\.png"):
+        viz.save_figure(plt.figure(), tmp_path / "fig.jpeg")
+
+
+# ------------------------------------------------------------------ data
+@pytest.mark.skipif(not FMNIST.is_file(), reason="Debian dataset-fashion-mnist not installed")
+def test_load_fashion_mnist_samples() -> None:
+    x, y = viz.load_fashion_mnist_samples(3, offset=2)
+    assert x.shape == (3, 1, 28, 28) and x.dtype == torch.float32
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0 and float(x.max()) > 0.5
+    assert y.shape == (3,) and all(0 <= int(v) < 10 for v in y)
+    x0, y0 = viz.load_fashion_mnist_samples(5)
+    assert torch.equal(x0[2:], x) and torch.equal(y0[2:], y)  # offset reads the right records
+
+
+def test_load_fashion_mnist_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="t10k-images"):
+        viz.load_fashion_mnist_samples(1, root=tmp_path)
+    with pytest.raises(ValueError, match="split"):
+        viz.load_fashion_mnist_samples(1, split="val")
+    if FMNIST.is_file():
+        with pytest.raises(ValueError, match="offset"):
+            viz.load_fashion_mnist_samples(2, offset=9999)
+
+
+# ------------------------------------------------------------------ figures
+def test_lif_figures() -> None:
+    lif = LIF()
+    x = torch.rand(1, 8, 5) * 2
+    h, _, s = lif.trace(x)
+    fig = viz.plot_lif_traces(x[0], h[0], s[0], lif.threshold, labels=list("abcde"))
+    assert len(fig.axes) == 5
+    assert len(viz.plot_spike_raster(s[0]).axes) == 2
+    assert len(viz.plot_image(x[0, :, :4].T, marks=[(0, 0)], labels=["A"]).axes) == 2  # image + colorbar
+    with pytest.raises(ValueError, match="share shape"):
+        viz.plot_lif_traces(x[0], h[0, :-1], s[0])
+    with pytest.raises(ValueError, match="labels"):
+        viz.plot_lif_traces(x[0], h[0], s[0], labels=["a"])
+
+
+def test_surrogate_figure_draws_each_curve() -> None:
+    sgs = {"tri": Triangle(1.0), "sig": Sigmoid(), "atan": ATan()}
+    fig = viz.plot_surrogates(sgs)
+    left, right = fig.axes
+    assert len(left.lines) == 3 and len(right.lines) == 4  # + Heaviside
+    peak = max(left.lines[0].get_ydata())
+    assert peak == pytest.approx(1.0, abs=1e-2)  # triangle of width 1 has height 1
+    with pytest.raises(ValueError):
+        viz.plot_surrogates({})
+
+
+def test_map_figures() -> None:
+    fig = viz.plot_tc_maps({"A_t": torch.rand(6, 16), "A_c": torch.rand(6, 16)}, title="maps")
+    assert len(fig.axes) == 4  # two heatmaps + two colorbars
+    fig = viz.plot_spatial_maps(torch.rand(4, 8, 5, 5), times=[0, 3], channels=[1, 2, 7])
+    assert len(fig.axes) == 12  # 6 panels + 6 colorbars
+    fig = viz.plot_timestep_rows({"x": torch.rand(3, 4, 4), "gate": torch.rand(3, 4, 4)})
+    assert len(fig.axes) == 3 * 2 + 2
+    with pytest.raises(ValueError, match="dims"):
+        viz.plot_tc_maps({"bad": torch.rand(2, 3, 4)})
+    with pytest.raises(ValueError, match="channels"):
+        viz.plot_spatial_maps(torch.rand(4, 8, 5, 5), times=[0], channels=[8])
+    with pytest.raises(ValueError, match="same number of time steps"):
+        viz.plot_timestep_rows({"a": torch.rand(3, 4, 4), "b": torch.rand(2, 4, 4)})
+
+
+def test_architecture_diagram_shows_dta() -> None:
+    model = _tiny_model()
+    fig = viz.plot_architecture(model)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any(t.startswith("DTA") and "T-XA" in t and "T-NA" in t for t in texts)
+    assert f"{count_parameters(model):,}" in fig.axes[0].get_title()
+    assert not any(t.startswith("DTA") for t in [t.get_text() for t in viz.plot_architecture(_tiny_model("none")).axes[0].texts])
+    with pytest.raises(ValueError, match="MSResNet"):
+        viz.plot_architecture(torch.nn.Linear(2, 2))
+
+
+# ------------------------------------------------------------------ parameter accounting
+@pytest.mark.parametrize("attention", ["none", "txa", "tna", "dta"])
+def test_parameter_table_sums_to_total(attention: str) -> None:
+    model = _tiny_model(attention)
+    table = parameter_table(model)
+    assert int(table["parameters"].sum()) == count_parameters(model)
+    assert not (table["group"] == "other").any()
+    assert table["share %"].sum() == pytest.approx(100.0, abs=0.1)
+
+
+def test_parameter_table_matches_spec_dta_numbers() -> None:
+    torch.manual_seed(0)
+    model = ms_resnet18(num_classes=10, time_steps=6, attention="dta")
+    table = parameter_table(model)
+    by_group = table.groupby("group")["parameters"].sum()
+    assert int(by_group["DTA: T-XA"]) == 24_686  # reference-spec.md, T-XA
+    assert int(by_group["DTA: T-NA"]) == 466_560  # reference-spec.md, T-NA
+    three = table["component"].str.contains(r"1x1 \(D->D\)")
+    assert int(table.loc[three, "parameters"].sum()) == 443_520
+    assert int(table["parameters"].sum()) == 12_993_336
+
+
+def test_dta_parameter_variants_are_consistent() -> None:
+    df = dta_parameter_variants(64, 6).set_index("configuration")["parameters"]
+    assert df["release DTA (T=6, C=64)"] == 491_246 == df["T-XA only"] + df["T-NA only"]
+    assert df["DTA without the three D x D 1x1 convs"] == 491_246 - 443_520
+    with pytest.raises(ValueError):
+        dta_parameter_variants(0, 6)
+
+
+def test_forward_shapes_records_every_child() -> None:
+    model = _tiny_model()
+    df = forward_shapes(model, torch.rand(1, 3, 8, 8))
+    assert list(df["module"])[:4] == ["stem_conv", "stem_bn", "stem_lif", "dta"]
+    assert df.iloc[-1]["output shape"] == (1, 2, 10)
+    assert not any(h for m in model.modules() for h in m._forward_hooks.values())  # hooks removed
