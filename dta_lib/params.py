@@ -8,10 +8,14 @@
 - :func:`dta_parameter_variants`: the DTA block's count for the release and for alternative
   configurations, built as real modules and counted, to weigh hypotheses for the paper
   summary's "~0.09M".
+- :func:`calibrate_bn`: BatchNorm running statistics from real images, so an *untrained* model
+  can be analysed in eval mode (notebooks 02-04).
 """
 from __future__ import annotations
 
 from typing import Any, Callable
+
+from torch.optim.swa_utils import update_bn
 
 import pandas as pd
 import torch
@@ -19,7 +23,7 @@ from torch import Tensor, nn
 
 from .attention import DTA, TNA, TXA
 
-__all__ = ["count_parameters", "parameter_table", "forward_shapes", "release_configurations", "dta_parameter_variants"]
+__all__ = ["calibrate_bn", "count_parameters", "parameter_table", "forward_shapes", "release_configurations", "dta_parameter_variants"]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -148,3 +152,51 @@ def dta_parameter_variants(channels: int = 64, time_steps: int = 6) -> pd.DataFr
     df = pd.DataFrame(rows, columns=["configuration", "parameters"])
     df["M"] = (df["parameters"] / 1e6).round(2)
     return df
+
+
+class _Forward(nn.Module):
+    """Wraps ``model`` so that ``update_bn`` calls ``forward`` (e.g. ``model.stem``) instead of ``model``."""
+
+    def __init__(self, model: nn.Module, forward: Callable[[Tensor], Any]) -> None:
+        super().__init__()
+        self.model, self.fn = model, forward
+
+    def forward(self, x: Tensor) -> Any:
+        return self.fn(x)
+
+
+def calibrate_bn(
+    model: nn.Module,
+    images: Tensor,
+    batch_size: int = 64,
+    forward: Callable[[Tensor], Any] | None = None,
+) -> nn.Module:
+    """Set every BatchNorm's running statistics from ``images``, then put ``model`` in eval mode.
+
+    A freshly initialised BN has running mean 0 and variance 1, which do not fit real features;
+    normalising one image with its *own* batch statistics instead (train mode) makes each
+    channel's spatial mean exactly 0, which erases the pooled input ``z`` of T-XA. This resets
+    the statistics and runs ``forward`` (default ``model``; e.g. ``model.stem`` to calibrate only
+    the stem BN cheaply) over ``images`` in chunks of ``batch_size`` under ``torch.no_grad`` in
+    train mode with ``momentum=None`` (a cumulative average over chunks:
+    :func:`torch.optim.swa_utils.update_bn`). Each BN's momentum is restored afterwards, even on
+    error. BN layers that ``forward`` does not reach keep reset statistics (mean 0, variance 1).
+    Returns ``model`` (now in eval mode).
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"calibrate_bn expects an nn.Module, got {type(model).__name__}")
+    if not isinstance(images, Tensor) or images.dim() not in (4, 5) or images.shape[0] < 1 or not images.is_floating_point():
+        got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must be a float tensor [N, C, H, W] or [N, T, C, H, W] with N >= 1, got {got}")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        raise ValueError(f"calibrate_bn: {type(model).__name__} has no BatchNorm layer to calibrate")
+    momenta = [m.momentum for m in bns]
+    try:
+        update_bn(images.split(batch_size), _Forward(model, forward or model))
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+    return model.eval()

@@ -81,11 +81,19 @@ def load_fashion_mnist_samples(
 
 
 # --------------------------------------------------------------------------- saving
+def _umask() -> int:
+    """The process umask (``os.umask`` can only be read by setting it, so set it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Save ``fig`` atomically (temp file in the same folder, then ``os.replace``).
 
     A bare or relative ``path`` goes under :data:`FIGURES_DIR` (``reports/figures/``); the format
-    comes from the suffix (``.png``, ``.pdf`` or ``.svg``). PNG metadata is stripped so the bytes
+    comes from the suffix (``.png``, ``.pdf`` or ``.svg``). The file gets mode ``0o666 & ~umask``
+    (like ``open``), not ``mkstemp``'s ``0o600``. PNG metadata is stripped so the bytes
     do not depend on the matplotlib version string. Returns the final path.
     """
     path = Path(path)
@@ -100,6 +108,7 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
         with os.fdopen(fd, "wb") as f:
             meta = {"Software": None} if fmt == "png" else {}
             fig.savefig(f, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode of a new file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -13,7 +13,7 @@ import torch
 
 from dta_lib import ms_resnet18, viz
 from dta_lib.neuron import LIF
-from dta_lib.params import count_parameters, dta_parameter_variants, forward_shapes, parameter_table
+from dta_lib.params import calibrate_bn, count_parameters, dta_parameter_variants, forward_shapes, parameter_table
 from dta_lib.surrogate import ATan, Sigmoid, Triangle
 
 FMNIST = viz.FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz"
@@ -62,6 +62,17 @@ def test_save_figure_uses_os_replace(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(viz.os, "replace", lambda a, b: (calls.append((str(a), str(b))), real(a, b)))
     viz.save_figure(plt.figure(), tmp_path / "x.svg")
     assert len(calls) == 1 and calls[0][1] == str(tmp_path / "x.svg") and calls[0][0] != calls[0][1]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_save_figure_file_mode_follows_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    old = os.umask(umask)
+    try:
+        out = viz.save_figure(plt.figure(), tmp_path / "m.png")
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == mode  # not mkstemp's 0o600
+    assert os.umask(old) == old  # the process umask is left as it was
 
 
 def test_save_figure_rejects_unknown_suffix(tmp_path: Path) -> None:
@@ -178,3 +189,72 @@ def test_forward_shapes_records_every_child() -> None:
     assert list(df["module"])[:4] == ["stem_conv", "stem_bn", "stem_lif", "dta"]
     assert df.iloc[-1]["output shape"] == (1, 2, 10)
     assert not any(h for m in model.modules() for h in m._forward_hooks.values())  # hooks removed
+
+
+# ------------------------------------------------------------------ calibrate_bn
+def _stem_batch_stats(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and unbiased variance per channel of what the stem BN sees: the stem conv output, repeated over T."""
+    with torch.no_grad():
+        y = model.stem_conv(x).repeat_interleave(model.time_steps, dim=0)
+    return y.mean(dim=(0, 2, 3)), y.var(dim=(0, 2, 3), unbiased=True)
+
+
+def test_calibrate_bn_sets_stem_stats_to_batch_stats() -> None:
+    model = _tiny_model()
+    model.stem_bn.momentum = 0.3  # a non-default momentum must come back unchanged
+    torch.manual_seed(1)
+    x = torch.rand(16, 3, 8, 8) * 2 + 0.5
+    mean, var = _stem_batch_stats(model, x)
+    assert calibrate_bn(model, x, batch_size=16) is model  # one chunk: exactly the batch statistics
+    assert not model.training and not any(m.training for m in model.modules())
+    assert torch.allclose(model.stem_bn.running_mean, mean, atol=1e-6)
+    assert torch.allclose(model.stem_bn.running_var, var, rtol=1e-4, atol=1e-6)
+    assert model.stem_bn.momentum == 0.3
+    assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) and m is not model.stem_bn)
+    # every BN of the model was reached by the default forward (the whole model)
+    assert all(int(m.num_batches_tracked) == 1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_calibrate_bn_chunks_average_and_forward_subset() -> None:
+    model = _tiny_model()
+    torch.manual_seed(2)
+    x = torch.rand(12, 3, 8, 8)
+    mean, _ = _stem_batch_stats(model, x)
+    calibrate_bn(model, x, batch_size=4, forward=model.stem)  # 3 equal chunks, stem only
+    assert int(model.stem_bn.num_batches_tracked) == 3
+    assert torch.allclose(model.stem_bn.running_mean, mean, atol=1e-6)  # cumulative average (momentum=None)
+    bn1 = model.layer1[0].bn1  # not reached by model.stem: reset statistics
+    assert int(bn1.num_batches_tracked) == 0 and torch.equal(bn1.running_mean, torch.zeros_like(bn1.running_mean))
+    assert not model.training
+
+
+def test_calibrated_eval_keeps_the_spatial_mean_that_train_mode_erases() -> None:
+    """The notebooks' flaw: one image in train-mode BN has zero spatial mean per channel; calibration fixes it."""
+    model = _tiny_model()
+    torch.manual_seed(3)
+    x = torch.rand(8, 3, 8, 8)
+    with torch.no_grad():
+        z_train = model.train().stem(x[:1]).mean(dim=(3, 4))
+        calibrate_bn(model, x[1:], forward=model.stem)
+        z_eval = model.stem(x[:1]).mean(dim=(3, 4))
+    assert z_train.abs().max() < 1e-5
+    assert z_eval.abs().max() > 1e-2
+
+
+def test_calibrate_bn_restores_momentum_on_error_and_checks_input() -> None:
+    model = _tiny_model()
+
+    def boom(x: torch.Tensor) -> None:
+        raise RuntimeError("forward failed")
+
+    with pytest.raises(RuntimeError, match="forward failed"):
+        calibrate_bn(model, torch.rand(2, 3, 8, 8), forward=boom)
+    assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with pytest.raises(ValueError, match="images"):
+        calibrate_bn(model, torch.rand(3, 8, 8))
+    with pytest.raises(ValueError, match="images"):
+        calibrate_bn(model, torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="batch_size"):
+        calibrate_bn(model, torch.rand(2, 3, 8, 8), batch_size=0)
+    with pytest.raises(ValueError, match="BatchNorm"):
+        calibrate_bn(torch.nn.Linear(2, 2), torch.rand(2, 3, 8, 8))
