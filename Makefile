@@ -6,12 +6,13 @@ STAMP   := $(VENV)/.installed
 PRESET  ?= cpu
 DATASET ?= fashion-mnist
 NOTEBOOKS ?=
+REUSE   ?= 0
 PYTEST_ARGS ?=
 
 .PHONY: setup data test unit nbval reproduce lab bench clean help
 
 help:
-	@echo "make reproduce [PRESET=cpu|smoke|paper] [DATASET=fashion-mnist|cifar10|...]  run the notebooks with papermill"
+	@echo "make reproduce [PRESET=cpu|smoke|paper] [DATASET=fashion-mnist|cifar10|...] [REUSE=1]  run the notebooks with papermill"
 	@echo "make test       unit tests + nbval over notebooks/"
 	@echo "make lab        open JupyterLab"
 	@echo "make bench      python -m dta_lib.bench"
@@ -41,7 +42,7 @@ nbval: setup
 	$(PY) -m pytest notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 reproduce: setup
-	$(PY) -m dta_lib.reproduce --preset $(PRESET) --dataset $(DATASET) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+	$(PY) -m dta_lib.reproduce --preset $(PRESET) --dataset $(DATASET) $(if $(filter 1 yes true,$(REUSE)),--reuse) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks

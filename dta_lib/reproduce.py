@@ -33,13 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="cpu", choices=["smoke", "cpu", "paper"], help="training preset (default cpu)")
     ap.add_argument("--dataset", default="fashion-mnist", help="dataset for the training notebooks")
     ap.add_argument("--notebooks", nargs="*", help="only these (number prefix like 05, or the file stem)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="re-render from runs already recorded under reports/runs/ instead of re-training them")
     ap.add_argument("--out", default=None, help="output folder (default reports/notebooks/<preset>)")
     args = ap.parse_args(argv)
     out = Path(args.out) if args.out else ROOT / "reports" / "notebooks" / args.preset
     out.mkdir(parents=True, exist_ok=True)
     for nb in notebooks(args.notebooks):
         declared = pm.inspect_notebook(str(nb))
-        params = {k: v for k, v in {"PRESET": args.preset, "DATASET": args.dataset}.items() if k in declared}
+        params = {k: v for k, v in {"PRESET": args.preset, "DATASET": args.dataset, "REUSE": args.reuse}.items() if k in declared}
         t0 = time.perf_counter()
         print(f"[reproduce] {nb.name} {params}", flush=True)
         tmp = out / f".{nb.name}.partial"

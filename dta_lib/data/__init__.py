@@ -1,0 +1,21 @@
+"""Datasets and augmentation for the DTA companion (issue 3; see docs/data.md).
+
+``build_datasets(name, root=None, time_steps=None, download=False, **options) -> (train, test)`` for
+cifar10, cifar100, imagenet, cifar10-dvs, fashion-mnist, fashion-mnist-dvs, cifar10-emulated-dvs;
+:class:`BatchMix` + :func:`soft_cross_entropy` for per-batch CutMix / MixUp with soft labels;
+:class:`EventAugment` for the CIFAR10-DVS TrivialAugment-style op; :mod:`.emulator` for event emulation.
+"""
+from __future__ import annotations
+
+from .augment import EVENT_OPS, BatchMix, EventAugment, soft_cross_entropy
+from .datasets import build_datasets, build_emulated
+from .emulator import EmulatedEvents, EmulatorConfig, emulate, emulate_cached, saccade_path
+from .events import EVENT_DTYPE, FramedEvents, events_to_frames, read_events, split_per_class
+from .registry import DATASETS, DatasetInfo, cache_dir, dataset_info
+
+__all__ = [
+    "build_datasets", "build_emulated", "DATASETS", "DatasetInfo", "dataset_info", "cache_dir",
+    "BatchMix", "soft_cross_entropy", "EventAugment", "EVENT_OPS",
+    "EmulatorConfig", "EmulatedEvents", "emulate", "emulate_cached", "saccade_path",
+    "EVENT_DTYPE", "FramedEvents", "events_to_frames", "read_events", "split_per_class",
+]

@@ -1,0 +1,195 @@
+"""Event-camera data: reading AEDAT4, framing (tonic ``ToFrame``), CIFAR10-DVS with the sorted 9:1
+split, and an on-disk frame cache keyed by every framing parameter.
+
+Frames are ``[T, 2, H, W]`` float tensors of per-polarity event counts (channel 0 = OFF, ``p=0``;
+channel 1 = ON, ``p=1``), sliced into ``T`` bins of equal event count (tonic ``n_event_bins``; the
+``len % T`` last events are dropped, as tonic does), then resized (bilinear, antialiased).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tonic
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms.v2 import functional as TF
+
+from .common import balanced_subset, single_threaded
+from .registry import atomic_write, cache_dir, cache_key, check_time_steps, dataset_info, resolve_root
+
+__all__ = ["EVENT_DTYPE", "CIFAR10DVS_CLASSES", "read_events", "events_to_frames", "split_per_class",
+           "FramedEvents", "CIFAR10DVS", "build_cifar10_dvs"]
+
+EVENT_DTYPE = np.dtype([("t", np.int64), ("x", np.int16), ("y", np.int16), ("p", bool)])
+CIFAR10DVS_CLASSES: dict[str, int] = dict(tonic.datasets.CIFAR10DVS.classes)
+FRAME_CACHE_VERSION = 1
+
+
+def read_events(path: str | os.PathLike, sensor_size: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Events of an AEDAT4 file (``tonic.io.read_aedat4``) as a ``(t, x, y, p)`` structured array.
+
+    A corrupt/truncated file, or events outside ``sensor_size = (W, H, P)``, raise ``ValueError`` naming the file.
+    """
+    try:
+        raw = tonic.io.read_aedat4(str(path))
+    except Exception as err:  # noqa: BLE001 - the aedat decoder raises plain Exception/RuntimeError
+        raise ValueError(f"corrupt or truncated event file {path}: {err}") from err
+    events = np.empty(len(raw), dtype=EVENT_DTYPE)
+    for name, src in zip(EVENT_DTYPE.names, raw.dtype.names, strict=True):
+        events[name] = raw[src]
+    if sensor_size is not None and len(events):
+        w, h = sensor_size[0], sensor_size[1]
+        if int(events["x"].max()) >= w or int(events["y"].max()) >= h:
+            raise ValueError(f"event file {path} has events up to x={int(events['x'].max())}, "
+                             f"y={int(events['y'].max())}; expected a sensor of {w}x{h} (sensor_size={sensor_size})")
+    return events
+
+
+def events_to_frames(events: np.ndarray, sensor_size: tuple[int, int, int], time_steps: int,
+                     frame_size: int | None = None) -> torch.Tensor:
+    """``[T, P, H, W]`` float counts: tonic ``ToFrame(n_event_bins=T)``, then resize to ``frame_size``.
+
+    Fewer than ``T`` events (where tonic returns empty frames): event ``k`` of ``n`` goes to frame ``k*T//n``.
+    """
+    w, h, p = sensor_size
+    n = len(events)
+    if n >= time_steps:
+        frames = torch.from_numpy(tonic.transforms.ToFrame(sensor_size=sensor_size, n_event_bins=time_steps)(events)
+                                  .astype(np.float32))
+    else:
+        frames = torch.zeros(time_steps, p, h, w)
+        if n:
+            idx = torch.arange(n) * time_steps // n
+            frames.index_put_((idx, torch.as_tensor(events["p"].astype(np.int64)),
+                               torch.as_tensor(events["y"].astype(np.int64)),
+                               torch.as_tensor(events["x"].astype(np.int64))), torch.ones(n), accumulate=True)
+    if frame_size is not None and (h, w) != (frame_size, frame_size):
+        frames = TF.resize(frames, [frame_size, frame_size], antialias=True)
+    return frames
+
+
+def split_per_class(files: Sequence[str | os.PathLike], targets: Sequence[int], train_fraction: float = 0.9
+                    ) -> tuple[list[int], list[int]]:
+    """Indices of the per-class split: each class's files in sorted file-name order (plain lexicographic
+    ``sorted`` of the base name, so ``x_10`` sorts before ``x_2``), the first ``floor(n * 0.9)`` train."""
+    if not 0.0 < train_fraction < 1.0:
+        raise ValueError(f"train_fraction={train_fraction!r}: expected a value in (0, 1)")
+    train: list[int] = []
+    test: list[int] = []
+    for label in sorted(set(int(t) for t in targets)):
+        idx = sorted((i for i, t in enumerate(targets) if int(t) == label), key=lambda i: (Path(files[i]).name, str(files[i])))
+        cut = int(len(idx) * round(train_fraction * 1000)) // 1000
+        train += idx[:cut]
+        test += idx[cut:]
+    return train, test
+
+
+class FramedEvents(Dataset):
+    """``(frames [T,2,H,W], label)`` for a list of event files, with an on-disk frame cache.
+
+    The cache file name hashes the file's resolved path, size and mtime together with every framing
+    parameter (``time_steps``, ``sensor_size``, ``frame_size``, the slicing method, a format version),
+    never the index alone; files are written to a temp name then ``os.replace``d.
+    """
+
+    def __init__(self, files: Sequence[str | os.PathLike], targets: Sequence[int], sensor_size: tuple[int, int, int],
+                 time_steps: int, frame_size: int | None = None, transform: Callable | None = None,
+                 cache: str | os.PathLike | None | bool = None, classes: Sequence[str] | None = None) -> None:
+        if len(files) != len(targets):
+            raise ValueError(f"{len(files)} files but {len(targets)} targets")
+        self.files = [Path(f) for f in files]
+        self.targets = [int(t) for t in targets]
+        self.sensor_size = tuple(int(s) for s in sensor_size)
+        self.time_steps = int(time_steps)
+        self.frame_size = frame_size
+        self.transform = transform
+        self.classes = list(classes) if classes is not None else None
+        self.cache = None if cache is False else Path(cache) if cache not in (None, True) else cache_dir() / "frames"
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def cache_path(self, index: int) -> Path | None:
+        """Where sample ``index``'s frames are cached (None without a cache)."""
+        if self.cache is None:
+            return None
+        path = self.files[index].resolve()
+        st = path.stat()
+        key = cache_key(file=str(path), size=st.st_size, mtime_ns=st.st_mtime_ns, time_steps=self.time_steps,
+                        sensor_size=self.sensor_size, frame_size=self.frame_size, slicing="n_event_bins",
+                        version=FRAME_CACHE_VERSION)
+        return self.cache / key[:2] / f"{key}.npy"
+
+    def frames(self, index: int) -> torch.Tensor:
+        """Untransformed frames of sample ``index`` (from the cache when present)."""
+        cached = self.cache_path(index)
+        if cached is not None and cached.is_file():
+            return torch.from_numpy(np.load(cached))
+        frames = events_to_frames(read_events(self.files[index], self.sensor_size), self.sensor_size,
+                                  self.time_steps, self.frame_size)
+        if cached is not None:
+            atomic_write(cached, lambda tmp: np.save(open(tmp, "wb"), frames.numpy()))
+        return frames
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        with single_threaded():
+            frames = self.frames(index)
+            if self.transform is not None:
+                frames = self.transform(frames)
+        return frames, self.targets[index]
+
+
+class CIFAR10DVS(tonic.datasets.CIFAR10DVS):
+    """tonic's ``CIFAR10DVS`` that accepts an extracted ``<root>/CIFAR10DVS/<class>/*.aedat4`` tree of any size
+    (tonic wants the zip and >= 1000 files) and lists files sorted by (class, file name). The class keeps
+    tonic's name because tonic derives the folder (``<save_to>/CIFAR10DVS``) from it."""
+
+    def _check_exists(self) -> bool:
+        return _tree_present(Path(self.location_on_system)) or bool(super()._check_exists())
+
+    def __init__(self, save_to: str, **kwargs: Any) -> None:
+        super().__init__(save_to, **kwargs)
+        order = sorted(range(len(self.data)), key=lambda i: (self.targets[i], os.path.basename(self.data[i]), self.data[i]))
+        self.data = [self.data[i] for i in order]
+        self.targets = [self.targets[i] for i in order]
+
+
+def _tree_present(folder: Path) -> bool:
+    if not folder.is_dir():
+        return False
+    dirs = {p.parent for p in folder.rglob("*.aedat4")}
+    if not dirs:
+        return False
+    unknown = sorted(str(d) for d in dirs if d.name not in CIFAR10DVS_CLASSES)
+    if unknown:
+        raise ValueError(f"CIFAR10-DVS folders {unknown} are not class names; valid choices: {list(CIFAR10DVS_CLASSES)}")
+    return True
+
+
+def build_cifar10_dvs(root: str | os.PathLike | None = None, time_steps: int | None = None, download: bool = False,
+                      train_transform: bool = True, subset: int | None = None, test_subset: Any = "same",
+                      frame_size: int = 48, sensor_size: tuple[int, int, int] = (128, 128, 2),
+                      cache: str | os.PathLike | None | bool = None) -> tuple[Any, Any]:
+    """CIFAR10-DVS: ``T`` event-count frames resized to 48x48, sorted per-class 9:1 split; train samples get
+    a horizontal flip and one TrivialAugment-style op identical over all frames (:class:`EventAugment`)."""
+    from .augment import EventAugment
+
+    steps = check_time_steps("cifar10-dvs", time_steps)
+    path = resolve_root("cifar10-dvs", root, lambda r: _tree_present(r / "CIFAR10DVS"), download,
+                        "<root>/CIFAR10DVS/<class>/*.aedat4 with class folders " + ", ".join(CIFAR10DVS_CLASSES))
+    base = CIFAR10DVS(str(path))
+    train_idx, test_idx = split_per_class(base.data, base.targets)
+    classes = list(CIFAR10DVS_CLASSES)
+
+    def make(idx: list[int], tf: Callable | None) -> FramedEvents:
+        return FramedEvents([base.data[i] for i in idx], [base.targets[i] for i in idx], sensor_size, steps,
+                            frame_size, tf, cache, classes)
+    train = make(train_idx, EventAugment() if train_transform else None)
+    test = make(test_idx, None)
+    info = dataset_info("cifar10-dvs")
+    return (balanced_subset(train, subset, info.num_classes),
+            balanced_subset(test, subset if test_subset == "same" else test_subset, info.num_classes))

@@ -1,0 +1,64 @@
+"""Figures for the data notebooks (matplotlib): an image beside its emulated event frames."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+__all__ = ["emulation_figure", "save_figure"]
+
+
+def emulation_figure(image: np.ndarray | torch.Tensor, frames: torch.Tensor, events: np.ndarray,
+                     path_xy: torch.Tensor | None = None, title: str = "") -> Figure:
+    """Row 1: the static image (with the saccade path), then the ``T`` frames (ON red, OFF blue).
+    Row 2: events per polarity in each frame, and over time."""
+    img = np.asarray(image, dtype=np.float32).squeeze()
+    t_steps = frames.shape[0]
+    fig = plt.figure(figsize=(1.6 * (t_steps + 1), 4.6), constrained_layout=True)
+    grid = fig.add_gridspec(2, t_steps + 1, height_ratios=[1.0, 0.9])
+    ax = fig.add_subplot(grid[0, 0])
+    ax.imshow(img, cmap="gray", vmin=0, vmax=img.max() or 1)
+    if path_xy is not None:
+        p = (path_xy.numpy() - path_xy.numpy().mean(0)) * 4 + np.array([img.shape[1], img.shape[0]]) / 2
+        ax.plot(p[:, 0], p[:, 1], "-", color="gold", lw=1.5)
+    ax.set_title("image\n(saccade path x4)" if path_xy is not None else "image", fontsize=8)
+    ax.axis("off")
+    vmax = float(frames.max()) or 1.0
+    for t in range(t_steps):
+        ax = fig.add_subplot(grid[0, t + 1])
+        rgb = np.zeros((*frames.shape[-2:], 3), dtype=np.float32)
+        rgb[..., 0] = frames[t, 1].numpy() / vmax
+        rgb[..., 2] = frames[t, 0].numpy() / vmax
+        ax.imshow(np.clip(rgb * 2, 0, 1))
+        ax.set_title(f"frame {t}", fontsize=8)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[1, : (t_steps + 1) // 2])
+    idx = np.arange(t_steps)
+    ax.bar(idx - 0.2, frames[:, 1].sum(dim=(1, 2)).numpy(), width=0.4, color="tab:red", label="ON (p=1)")
+    ax.bar(idx + 0.2, frames[:, 0].sum(dim=(1, 2)).numpy(), width=0.4, color="tab:blue", label="OFF (p=0)")
+    ax.set_xlabel("frame (equal event count)")
+    ax.set_ylabel("events")
+    ax.legend(fontsize=7)
+    ax = fig.add_subplot(grid[1, (t_steps + 1) // 2:])
+    bins = np.linspace(0, max(int(events["t"].max()), 1), 31) / 1000 if len(events) else np.linspace(0, 1, 31)
+    ax.hist(events["t"][events["p"]] / 1000, bins=bins, color="tab:red", alpha=0.7, label=f"ON: {int(events['p'].sum())}")
+    ax.hist(events["t"][~events["p"]] / 1000, bins=bins, color="tab:blue", alpha=0.7,
+            label=f"OFF: {int((~events['p']).sum())}")
+    ax.set_xlabel("time (ms); saccades end at the dashed lines")
+    for k in (1, 2):
+        ax.axvline(bins[-1] * k / 3, color="k", ls="--", lw=0.8)
+    ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Save a PNG atomically (temp file + ``os.replace``)."""
+    from .registry import atomic_write
+
+    path = Path(path)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))

@@ -1,0 +1,136 @@
+"""Dataset metadata (:class:`DatasetInfo`), root lookup and the on-disk cache folder.
+
+Lookup order for a dataset root: the ``root`` argument, then ``$DTA_DATA_ROOT``, then the
+dataset's offline locations (Debian's ``dataset-fashion-mnist`` for Fashion-MNIST).
+Derived files (event frames, emulated events, gunzipped Debian files) go to
+:func:`cache_dir`: ``$DTA_CACHE_DIR`` or ``~/.cache/dta_lib``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DatasetInfo", "DATASETS", "dataset_info", "cache_dir", "env_root", "cache_key", "atomic_write", "resolve_root",
+           "check_time_steps", "missing_data_error"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about a dataset (shapes, classes, normalisation)."""
+
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: int
+    default_time_steps: int
+    is_event: bool
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+# Event frames are raw per-polarity event counts (not normalised): mean 0, std 1 is the identity.
+DATASETS: dict[str, DatasetInfo] = {
+    "cifar10": DatasetInfo("cifar10", 10, 3, 32, 6, False,
+                           (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": DatasetInfo("cifar100", 100, 3, 32, 6, False,
+                            (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagenet": DatasetInfo("imagenet", 1000, 3, 224, 6, False,
+                            (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "cifar10-dvs": DatasetInfo("cifar10-dvs", 10, 2, 48, 10, True, (0.0, 0.0), (1.0, 1.0)),
+    "fashion-mnist": DatasetInfo("fashion-mnist", 10, 1, 28, 4, False, (0.2860,), (0.3530,)),
+    "fashion-mnist-dvs": DatasetInfo("fashion-mnist-dvs", 10, 2, 34, 10, True, (0.0, 0.0), (1.0, 1.0)),
+    "cifar10-emulated-dvs": DatasetInfo("cifar10-emulated-dvs", 10, 2, 48, 10, True, (0.0, 0.0), (1.0, 1.0)),
+}
+
+MAX_TIME_STEPS = 1024
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``name``; ``ValueError`` listing the valid names otherwise."""
+    try:
+        return DATASETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown dataset {name!r}; valid choices: {sorted(DATASETS)}") from None
+
+
+def check_time_steps(name: str, time_steps: Any) -> int:
+    """``time_steps`` (or the dataset default when None) as a positive int; ``ValueError`` otherwise."""
+    info = dataset_info(name)
+    if time_steps is None:
+        return info.default_time_steps
+    if isinstance(time_steps, bool) or not isinstance(time_steps, int) or not 1 <= time_steps <= MAX_TIME_STEPS:
+        raise ValueError(f"time_steps={time_steps!r} is impossible for {name!r}; valid choices: an int in "
+                         f"1..{MAX_TIME_STEPS} (default {info.default_time_steps})")
+    return time_steps
+
+
+def env_root() -> Path | None:
+    """``$DTA_DATA_ROOT`` when set and non-empty."""
+    value = os.environ.get("DTA_DATA_ROOT", "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def cache_dir() -> Path:
+    """Folder for derived files: ``$DTA_CACHE_DIR`` or ``~/.cache/dta_lib`` (not created here)."""
+    value = os.environ.get("DTA_CACHE_DIR", "").strip()
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "dta_lib"
+
+
+def cache_key(**params: Any) -> str:
+    """A short hash of every parameter that determines a cached file (JSON, sorted keys)."""
+    blob = json.dumps(params, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def missing_data_error(name: str, searched: list[Path | str], layout: str, how: str) -> FileNotFoundError:
+    """The error for absent data: where we looked, the expected layout and how to get it."""
+    where = ", ".join(str(p) for p in searched) or "(no candidate root)"
+    return FileNotFoundError(f"{name}: no data found at {where}. Expected layout: {layout}. To get it: {how}")
+
+
+def atomic_write(path: Path, write: Any) -> Path:
+    """Call ``write(tmp_path)`` then ``os.replace`` it onto ``path``: nothing half-written is ever visible."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def resolve_root(name: str, root: str | os.PathLike | None, present: Any, download: bool,
+                 layout: str, offline: tuple[Path, ...] = ()) -> Path:
+    """Pick the dataset root: ``root``, then ``$DTA_DATA_ROOT``, then ``offline`` locations.
+
+    ``present(path) -> bool`` says whether a candidate holds the data. Nothing is created here;
+    with ``download=True`` the chosen root is where the download goes.
+    """
+    how = (f"pass download=True (needs internet), set DTA_DATA_ROOT / root= to a folder with that layout"
+           + (" or install the Debian package dataset-fashion-mnist" if name.startswith("fashion") else ""))
+    if root is not None:
+        path = Path(root).expanduser()
+        if download or present(path):
+            return path
+        state = "does not exist" if not path.exists() else ("is empty" if path.is_dir() and not any(path.iterdir())
+                                                           else "lacks the expected files")
+        raise missing_data_error(name, [f"{path} (which {state})"], layout, how)
+    searched: list[Path | str] = []
+    env = env_root()
+    if env is not None:
+        if present(env):
+            return env
+        searched.append(f"{env} ($DTA_DATA_ROOT)")
+    for candidate in offline:
+        if present(candidate):
+            return candidate
+        searched.append(candidate)
+    if download:
+        return env if env is not None else cache_dir() / "data"
+    raise missing_data_error(name, searched, layout, how)

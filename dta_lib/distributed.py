@@ -1,0 +1,140 @@
+"""Multi-process training with ``torchrun`` + DDP (thin helpers over ``torch.distributed``).
+
+``torchrun --nproc_per_node N -m dta_lib train ...`` sets ``RANK`` / ``WORLD_SIZE`` /
+``LOCAL_RANK``; :func:`setup` reads them and joins the process group (``nccl`` on CUDA,
+``gloo`` on CPU). Only rank 0 writes files; metrics are summed across ranks.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+__all__ = [
+    "DistInfo",
+    "detect",
+    "setup",
+    "cleanup",
+    "wrap_model",
+    "unwrap_model",
+    "all_reduce_sum",
+    "barrier",
+    "param_digest",
+    "gather_digests",
+    "shard_indices",
+]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job (``enabled`` is False for a plain single-process run)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    enabled: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only process that writes files and shows progress bars."""
+        return self.rank == 0
+
+
+def _env_int(name: str) -> int:
+    raw = os.environ[name]
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
+
+
+def detect() -> DistInfo:
+    """Read ``torchrun``'s environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``)."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return DistInfo()
+    rank, world = _env_int("RANK"), _env_int("WORLD_SIZE")
+    local = _env_int("LOCAL_RANK") if "LOCAL_RANK" in os.environ else rank
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"inconsistent torchrun environment: RANK={rank}, WORLD_SIZE={world}")
+    return DistInfo(rank, world, local, enabled=world > 1)
+
+
+def setup(device: torch.device) -> DistInfo:
+    """Join the process group when launched by ``torchrun`` with more than one process."""
+    info = detect()
+    if not info.enabled or dist.is_initialized():
+        return info
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(info.local_rank)
+    dist.init_process_group(backend=backend)
+    return info
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_model(model: nn.Module, info: DistInfo, device: torch.device, sync_bn: bool = False) -> nn.Module:
+    """DDP-wrap ``model`` (optionally converting BatchNorm to SyncBatchNorm) when distributed."""
+    if not info.enabled:
+        return model
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare module under DDP and ``torch.compile`` wrappers (whose state_dict keys are clean)."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod  # type: ignore[assignment]
+        else:
+            return model
+
+
+def all_reduce_sum(values: Sequence[float], device: torch.device, info: DistInfo) -> list[float]:
+    """Sum a few scalars over ranks (identity in a single process)."""
+    if not info.enabled:
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def param_digest(model: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer (bytes, in state_dict order): equal iff bit-identical."""
+    h = hashlib.sha256()
+    for name, t in unwrap_model(model).state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def gather_digests(model: nn.Module, info: DistInfo) -> list[str]:
+    """Every rank's :func:`param_digest` (one entry per rank; a single entry when not distributed)."""
+    mine = param_digest(model)
+    if not info.enabled:
+        return [mine]
+    out: list[str | None] = [None] * info.world_size
+    dist.all_gather_object(out, mine)
+    return [str(d) for d in out]
+
+
+def shard_indices(n: int, info: DistInfo) -> list[int]:
+    """This rank's share of ``range(n)`` without padding (for exact evaluation counts)."""
+    return list(range(info.rank, n, info.world_size))

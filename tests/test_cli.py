@@ -1,0 +1,223 @@
+"""``python -m dta_lib``: help, bad input (clear error, nothing written) and SIGKILL + --resume."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dta_lib.__main__ import COMMANDS, build_parser, main, register_command
+from dta_lib.checkpoint import CheckpointError, load_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMING = {"seconds", "images_per_s"}
+TINY = ["--dataset", "synthetic", "--preset", "smoke", "--subset", "96", "--test-subset", "64", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    return env
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dta_lib", *args]
+
+
+def _metrics(out: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def _subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+# ---------------------------------------------------------------------------- help
+def test_help_documents_every_option(capsys):
+    parsers = _subcommand_parsers()
+    assert {"train", "evaluate"} <= set(parsers)
+    for name in ("train", "evaluate"):
+        for action in parsers[name]._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help and action.help != argparse.SUPPRESS, f"{name} {action.option_strings} has no help"
+        with pytest.raises(SystemExit) as e:
+            main([name, "--help"])
+        assert e.value.code == 0
+        text = capsys.readouterr().out
+        for action in parsers[name]._actions:
+            for opt in action.option_strings:
+                assert opt in text
+    for opt in ("--dataset", "--preset", "--attention", "--time-steps", "--seed", "--out", "--resume", "--epochs",
+                "--surrogate-width", "--width", "--batch-size", "--lr", "--precision", "--compile",
+                "--channels-last", "--subset", "--workers", "--record-grad-norms", "--sync-bn"):
+        assert opt in {o for a in parsers["train"]._actions for o in a.option_strings}
+
+
+def test_module_entry_point_help_runs():
+    r = subprocess.run(_cli("--help"), capture_output=True, text=True, env=_env(), timeout=120)
+    assert r.returncode == 0 and "train" in r.stdout and "evaluate" in r.stdout
+
+
+def test_register_command_adds_a_subcommand(capsys):
+    def add(p):
+        p.add_argument("--n", type=int, default=1, help="a number")
+
+    def run(args):
+        print(f"hello {args.n}")
+        return 0
+
+    register_command("hello-test", "test command", add, run)
+    try:
+        assert main(["hello-test", "--n", "3"]) == 0
+        assert capsys.readouterr().out.strip() == "hello 3"
+    finally:
+        COMMANDS.pop("hello-test")
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--dataset", "mnist"], "invalid choice: 'mnist'"),
+        (["--attention", "xa"], "invalid choice: 'xa'"),
+        (["--time-steps", "four"], "invalid int value: 'four'"),
+        (["--preset", "tiny"], "invalid choice: 'tiny'"),
+        (["--precision", "fp8"], "invalid choice: 'fp8'"),
+    ],
+)
+def test_argparse_rejects_bad_values(tmp_path, capsys, args, match):
+    argv = ["train", *TINY, "--out", str(tmp_path / "r")]
+    argv = argv + args  # later options win
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and match in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--time-steps", "0"], "time_steps must be an integer >= 1, got 0"),
+        (["--epochs", "-2"], "epochs must be an integer >= 1, got -2"),
+        (["--batch-size", "0"], "batch_size must be an integer >= 1"),
+        (["--lr", "nan"], "lr must be a finite number"),
+        (["--surrogate-width", "0"], "surrogate_width must be > 0"),
+        (["--width", "-1"], "width must be > 0"),
+        (["--subset", "0"], "subset must be an integer >= 1"),
+        (["--workers", "-1"], "workers must be an integer >= 0"),
+        (["--label-smoothing", "1.5"], "label_smoothing must be < 1"),
+        (["--resume"], "cannot resume: .*last.pt does not exist"),
+        (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--device", "tpu"], "(CUDA is not available|device must be)"),
+    ],
+)
+def test_bad_values_exit_2_with_clear_message_and_write_nothing(tmp_path, capsys, args, match):
+    out = tmp_path / "r"
+    rc = main(["train", *TINY, "--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ")
+    assert re.search(match, err), err
+    assert not out.exists()
+
+
+def test_out_is_a_file_or_missing(tmp_path, capsys):
+    f = tmp_path / "taken"
+    f.write_text("mine")
+    assert main(["train", *TINY, "--out", str(f)]) == 2
+    assert "is not a folder" in capsys.readouterr().err and f.read_text() == "mine"
+    assert main(["train", *TINY]) == 2
+    assert "--out DIR is required" in capsys.readouterr().err
+    assert main(["train", *TINY, "--out", str(tmp_path / "x"), "--no-save"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_evaluate_bad_checkpoints(tmp_path, capsys):
+    missing = tmp_path / "missing.pt"
+    assert main(["evaluate", "--checkpoint", str(missing)]) == 2
+    assert "missing.pt does not exist" in capsys.readouterr().err
+    trunc = tmp_path / "trunc.pt"
+    torch.save({"format": "dta_lib-checkpoint", "w": torch.zeros(1000)}, trunc)
+    trunc.write_bytes(trunc.read_bytes()[:300])
+    assert main(["evaluate", "--checkpoint", str(trunc)]) == 2
+    assert "trunc.pt" in capsys.readouterr().err
+    # a run on 1-channel synthetic images cannot be evaluated on 2-channel event frames
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out / "last.pt"), "--dataset", "synthetic-dvs"]) == 2
+    err = capsys.readouterr().err
+    assert "last.pt was trained on 'synthetic'" in err and "in_channels" in err
+    assert main(["evaluate", "--checkpoint", str(out / "last.pt"), "--no-progress"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["test_acc"] == pytest.approx(_metrics(out)[-1]["test_acc"]) and rec["epoch"] == 1
+
+
+def test_resume_with_changed_options_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = (out / "metrics.jsonl").read_bytes()
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(out), "--resume", "--attention", "none"]) == 2
+    assert "attention: checkpoint 'dta' vs now 'none'" in capsys.readouterr().err
+    assert (out / "metrics.jsonl").read_bytes() == before
+
+
+# ---------------------------------------------------------------------------- acceptance 2
+@pytest.mark.slow
+def test_sigkill_after_first_epoch_then_resume_matches_uninterrupted_run(tmp_path):
+    args = [*TINY, "--subset", "128", "--epochs", "3", "--seed", "7"]
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    r = subprocess.run(_cli("train", *args, "--out", str(ref)), capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr
+
+    proc = subprocess.Popen(_cli("train", *args, "--out", str(cut)), env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if load_checkpoint(cut / "last.pt")["epoch"] >= 1:
+                    break
+            except (FileNotFoundError, CheckpointError):
+                pass
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    done = load_checkpoint(cut / "last.pt")["epoch"]
+    assert 1 <= done < 3
+    assert json.loads((cut / "run.json").read_text())["status"] == "running"
+
+    r = subprocess.run(_cli("train", *args, "--out", str(cut), "--resume"), capture_output=True, text=True,
+                       env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert _metrics(cut) == _metrics(ref)
+    assert len(_metrics(cut)) == 3
+    a, b = load_checkpoint(ref / "last.pt"), load_checkpoint(cut / "last.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    meta = json.loads((cut / "run.json").read_text())
+    assert meta["status"] == "completed" and meta["resumed_from_epoch"] == done
+    assert not [p for p in cut.iterdir() if p.name.endswith(".tmp")]
