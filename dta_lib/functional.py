@@ -89,3 +89,7 @@ def seq_to_ann(x: Tensor) -> Tensor:
 def ann_to_seq(x: Tensor, time_steps: int) -> Tensor:
     """Unfold batch into time: ``[B*T, ...] -> [B, T, ...]``."""
     return x.unflatten(0, (-1, time_steps))
+
+
+# register the fused kernels ("fused", "triton") as soon as the functional API is imported
+from . import kernels as _kernels  # noqa: E402,F401

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .attention import ATTENTION_MODES, DTA
+from .kernels.saving import compact_spikes
 from .neuron import LIF
 from .surrogate import Surrogate, build_surrogate
 
@@ -129,7 +130,10 @@ class MSResNet(nn.Module):
         t = self.time_steps
         if x.dim() == 4:
             y = self.stem_conv(x)  # identical for every t: compute once, then broadcast
-            y = y.unsqueeze(1).expand(-1, t, -1, -1, -1).flatten(0, 1)
+            fmt = torch.channels_last if y.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+            rep = torch.empty((y.shape[0] * t, *y.shape[1:]), dtype=y.dtype, device=y.device, memory_format=fmt)
+            rep.unflatten(0, (-1, t)).copy_(y.unsqueeze(1))  # one copy, in y's memory format
+            y = rep
         else:
             y = self.stem_conv(x.flatten(0, 1))
         return self.stem_bn(y).unflatten(0, (-1, t))
@@ -146,8 +150,10 @@ class MSResNet(nn.Module):
         return y
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.head_lif(self.features(x)).mean(dim=(3, 4))
-        return self.fc(y)
+        # spikes of the fused LIF backends are saved for backward as bool (exact, 1/4 the memory)
+        with compact_spikes():
+            y = self.head_lif(self.features(x)).mean(dim=(3, 4))
+            return self.fc(y)
 
 
 def _scale(channels: Sequence[int], width: float) -> list[int]:
