@@ -1,0 +1,192 @@
+"""Tests of dta_lib.studies_b (helpers of notebooks 08, 09, 12)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from dta_lib import ms_resnet18
+from dta_lib.analysis import E_AC_PJ, E_MAC_PJ, profile
+from dta_lib.config import make_config
+from dta_lib.experiments import run_dir
+from dta_lib.studies_b import (
+    cifar10_dvs_available, clean_train_accuracy, dta_cost, energy_summary, event_dataset, extrapolate_energy,
+    find_trained_run, grad_norm_curves, gradient_ratio, runs_provenance, trained_run,
+)
+
+
+def test_event_dataset_maps_static_to_event_and_rejects_unknown() -> None:
+    assert event_dataset("fashion-mnist") == "fashion-mnist-dvs"
+    assert event_dataset("cifar10") == "cifar10-dvs"
+    assert event_dataset("cifar10-dvs") == "cifar10-dvs"
+    with pytest.raises(ValueError, match="imagenet"):
+        event_dataset("imagenet")
+
+
+def test_cifar10_dvs_available_needs_aedat4_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DTA_DATA_ROOT", raising=False)
+    assert not cifar10_dvs_available()
+    assert not cifar10_dvs_available(tmp_path)
+    (tmp_path / "CIFAR10DVS" / "airplane").mkdir(parents=True)
+    assert not cifar10_dvs_available(tmp_path)  # folder without recordings
+    (tmp_path / "CIFAR10DVS" / "airplane" / "cifar10_airplane_0.aedat4").write_bytes(b"x")
+    assert cifar10_dvs_available(tmp_path)
+    monkeypatch.setenv("DTA_DATA_ROOT", str(tmp_path))
+    assert cifar10_dvs_available()
+
+
+def _fake_run(path: Path, norms: list[dict[str, float]] | None) -> None:
+    path.mkdir(parents=True)
+    lines = [json.dumps({"epoch": i + 1, "test_acc": 10.0, "train_acc": 10.0, **({"grad_norms": n} if n else {})})
+             for i, n in enumerate(norms or [{}])]
+    (path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_grad_norm_curves_and_ratio(tmp_path: Path) -> None:
+    _fake_run(tmp_path / "a", [{"stem": 1.0, "fc": 4.0}, {"stem": 0.5, "fc": 5.0}])
+    _fake_run(tmp_path / "b", [{"stem": 3.0, "fc": 3.0}, {"stem": 2.0, "fc": 1.0}])
+    runs = pd.DataFrame({"run": [str(tmp_path / "a"), str(tmp_path / "b")], "surrogate_width": [0.5, 2.0], "seed": [0, 0]})
+    curves = grad_norm_curves(runs)
+    assert len(curves) == 8 and set(curves["layer"]) == {"stem", "fc"}
+    ratio = gradient_ratio(curves).set_index(["surrogate_width", "epoch"])["ratio"]
+    assert ratio[(0.5, 1)] == pytest.approx(0.25) and ratio[(0.5, 2)] == pytest.approx(0.1)
+    assert ratio[(2.0, 2)] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="layer 'layer9'"):
+        gradient_ratio(curves, first="layer9")
+    with pytest.raises(ValueError, match="lacks columns"):
+        grad_norm_curves(runs.drop(columns="seed"))
+
+
+def test_grad_norm_curves_refuses_runs_without_norms(tmp_path: Path) -> None:
+    _fake_run(tmp_path / "a", None)
+    runs = pd.DataFrame({"run": [str(tmp_path / "a")], "surrogate_width": [1.0], "seed": [0]})
+    with pytest.raises(ValueError, match="record_grad_norms=True"):
+        grad_norm_curves(runs)
+
+
+def _record(root: Path, study: str, variant: dict, seed: int, best: bool, **over) -> Path:
+    cfg = make_config("synthetic", "smoke", seed=seed, **{**over, **variant})
+    path = run_dir(study, cfg, variant, root)
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(cfg.to_json())
+    (path / "run.json").write_text(json.dumps({"status": "completed"}))
+    (path / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": 50.0, "train_acc": 60.0}) + "\n")
+    if best:
+        (path / "best.pt").write_bytes(b"")
+    return path
+
+
+def test_find_trained_run_needs_equal_config_and_checkpoint(tmp_path: Path) -> None:
+    v = {"attention": "none"}
+    assert find_trained_run("synthetic", "smoke", v, 0, root=tmp_path) is None
+    no_ckpt = _record(tmp_path, "ablation", v, 0, best=False)
+    assert find_trained_run("synthetic", "smoke", v, 0, root=tmp_path) is None
+    (no_ckpt / "best.pt").write_bytes(b"")
+    assert find_trained_run("synthetic", "smoke", v, 0, root=tmp_path) == no_ckpt
+    # threads / probes do not change the maths; the seed and other fields do
+    assert find_trained_run("synthetic", "smoke", v, 0, root=tmp_path, threads=1, record_firing_rates=True) == no_ckpt
+    assert find_trained_run("synthetic", "smoke", v, 1, root=tmp_path) is None
+    assert find_trained_run("synthetic", "smoke", v, 0, root=tmp_path, epochs=5) is None
+    row, source = trained_run("synthetic", "smoke", v, 0, root=tmp_path)
+    assert source == "ablation" and row["best_test_acc"] == 50.0 and row["attention"] == "none"
+
+
+@pytest.mark.slow
+def test_trained_run_trains_when_checkpoint_missing_and_clean_train_accuracy(tmp_path: Path) -> None:
+    v = {"attention": "dta"}
+    _record(tmp_path, "ablation", v, 0, best=False, epochs=1, subset=64, test_subset=64)
+    row, source = trained_run("synthetic", "smoke", v, 0, root=tmp_path, epochs=1, subset=64, test_subset=64, threads=1,
+                              progress=False)
+    assert source == "energy" and (Path(row["run"]) / "best.pt").is_file()
+    acc = clean_train_accuracy(row["run"])
+    assert 0.0 <= acc <= 100.0
+    assert acc == clean_train_accuracy(row["run"])  # deterministic
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        clean_train_accuracy(row["run"], checkpoint="nope.pt")
+
+
+def _tables(width_small: float = 0.0625) -> tuple[pd.DataFrame, pd.DataFrame]:
+    torch.manual_seed(0)
+    small = ms_resnet18(10, time_steps=2, attention="dta", in_channels=1, width=width_small)
+    full = ms_resnet18(10, time_steps=3, attention="dta", in_channels=1, width=2 * width_small)
+    x = 5 * torch.rand(2, 1, 16, 16)  # large enough that spikes reach the backbone
+    return (profile(full, x).energy_table(elementwise=True), profile(small, x).energy_table(elementwise=True))
+
+
+def test_extrapolate_energy_uses_measured_rates_on_full_dense_counts() -> None:
+    full, small = _tables()
+    ext = extrapolate_energy(full, small)
+    m = small.set_index("name")
+    for _, r in ext.iterrows():
+        if m.loc[r["name"], "input"] == "spike":
+            assert r["sops"] == pytest.approx(m.loc[r["name"], "input_rate"] * r["dense_macs"]) and r["macs"] == 0
+        else:
+            assert r["macs"] == r["dense_macs"] and r["sops"] == 0
+    assert ext["energy_pj"].sum() == pytest.approx(E_MAC_PJ * ext["macs"].sum() + E_AC_PJ * ext["sops"].sum())
+    with pytest.raises(ValueError, match="not in the measured table"):
+        extrapolate_energy(full, small[small["name"] != "fc"])
+
+
+def test_energy_summary_and_dta_cost_add_up() -> None:
+    full, small = _tables()
+    s = energy_summary({"dta": small})
+    tot = s.set_index("group").loc["total"]
+    assert tot["energy_uj"] == pytest.approx(small["energy_pj"].sum() * 1e-6)
+    assert tot["energy_uj"] == pytest.approx(tot["energy_mac_uj"] + tot["energy_ac_uj"])
+    c = dta_cost(s, "dta")
+    dta_rows = small[small["group"] == "DTA"]
+    assert c["dta_macs"] == pytest.approx(dta_rows["macs"].sum()) and dta_rows["sops"].sum() == 0
+    assert c["dta_share_of_total"] == pytest.approx(c["dta_energy_uj"] / c["total_energy_uj"])
+    assert c["backbone_sop_energy_uj"] > 0 and 0 < c["dta_share_of_total"] < 1
+    assert c["dta_over_backbone_sops"] == pytest.approx(c["dta_energy_uj"] / c["backbone_sop_energy_uj"])
+    with pytest.raises(ValueError, match="not in the summary"):
+        dta_cost(s, "none")
+
+
+def test_runs_provenance() -> None:
+    rows = pd.DataFrame({"preset": ["cpu", "cpu"], "dataset": ["d", "d"], "seed": [0, 1], "hardware.cpu": ["X", "X"],
+                         "wall_seconds": [60.0, 120.0]})
+    p = runs_provenance(rows)
+    assert p["seeds"] == "0, 1" and p["wall_minutes"] == 3.0 and p["runs"] == 2 and p["hardware"] == "X"
+
+
+def test_find_trained_run_matches_any_variant_folder(tmp_path: Path) -> None:
+    # notebook 09's width-1.0 run with gradient probes is the same model as notebook 06's DTA run
+    other = _record(tmp_path, "surrogate_width", {"surrogate_width": 1.0}, 0, best=True, record_grad_norms=True)
+    assert find_trained_run("synthetic", "smoke", {"attention": "dta"}, 0, studies=("ablation", "surrogate_width"),
+                            root=tmp_path) == other
+    assert find_trained_run("synthetic", "smoke", {"attention": "none"}, 0, studies=("surrogate_width",),
+                            root=tmp_path) is None
+
+
+def test_output_dirs_keep_smoke_apart(tmp_path: Path) -> None:
+    from dta_lib.studies_b import output_dirs
+
+    assert output_dirs("cpu", tmp_path) == (tmp_path / "tables", tmp_path / "figures")
+    assert output_dirs("smoke", tmp_path) == (tmp_path / "tables" / "smoke", tmp_path / "figures" / "smoke")
+    with pytest.raises(ValueError, match="unknown preset 'gpu'"):
+        output_dirs("gpu", tmp_path)
+
+
+def test_train_test_gaps_reads_cache_and_gives_nan_without_checkpoint(tmp_path: Path) -> None:
+    from dta_lib.studies_b import train_test_gaps
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "clean_train.json").write_text(json.dumps({"clean_train_acc": 90.0}))
+    out = train_test_gaps(pd.DataFrame({"run": [str(tmp_path / "a"), str(tmp_path / "b")], "final_test_acc": [70.0, 60.0]}))
+    assert out["clean_gap"].iloc[0] == 20.0 and math.isnan(out["clean_gap"].iloc[1])
+
+
+def test_grad_norm_curves_are_in_forward_layer_order(tmp_path: Path) -> None:
+    from dta_lib.studies_b import layer_order
+
+    norms = {k: 1.0 for k in ("dta", "fc", "layer1.0", "layer10.0", "layer2.1", "layer2.0", "stem")}
+    _fake_run(tmp_path / "a", [norms])
+    curves = grad_norm_curves(pd.DataFrame({"run": [str(tmp_path / "a")], "surrogate_width": [1.0], "seed": [0]}))
+    assert list(curves["layer"]) == ["stem", "dta", "layer1.0", "layer2.0", "layer2.1", "layer10.0", "fc"]
+    assert layer_order(["fc", "stem"]) == ["stem", "fc"]
