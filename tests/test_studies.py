@@ -1,0 +1,155 @@
+"""Study helpers of notebooks 05/06/07/10: ablation tables, noise verdicts, report over run folders,
+live curves and the per-T memory measurement."""
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from dta_lib import studies  # noqa: E402
+from dta_lib.report import PAPER_ABLATION_GAP  # noqa: E402
+
+
+def make_run(root, study, dataset, variant, seed, accs, status="completed", **config):
+    """A run folder as the training engine writes it: config.json, metrics.jsonl, run.json."""
+    path = root / study / dataset / f"{variant}-s{seed}"
+    path.mkdir(parents=True)
+    cfg = {"dataset": dataset, "preset": "cpu", "seed": seed, "attention": "dta", "time_steps": 4, **config}
+    (path / "config.json").write_text(json.dumps(cfg))
+    lines = [json.dumps({"epoch": i + 1, "test_acc": a, "train_acc": a + 5, "train_loss": 1.0, "seconds": 10.0})
+             for i, a in enumerate(accs)]
+    (path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    meta = {"status": status, "wall_seconds": 33.0, "hardware": {"cpu": "TestCPU", "torch_threads": 1,
+                                                                 "git_commit": "abcdef1234567", "device": "cpu"}}
+    (path / "run.json").write_text(json.dumps(meta))
+    return path
+
+
+def ablation_frame(gap=1.0, noise=(0.1, -0.1, 0.0)):
+    rows = []
+    for s, n in enumerate(noise):
+        base = 60.0 + 3 * s  # seeds differ a lot; pairing removes it
+        rows += [
+            {"attention": "dta", "seed": s, "best_test_acc": base + gap + n, "final_test_acc": base + gap},
+            {"attention": "txa", "seed": s, "best_test_acc": base, "final_test_acc": base},
+            {"attention": "none", "seed": s, "best_test_acc": base + gap + 2 * n - 0.05 * s, "final_test_acc": base},
+        ]
+    return pd.DataFrame(rows)
+
+
+def test_ablation_summary_and_paired_differences():
+    df = ablation_frame()
+    summ = studies.ablation_summary(df)
+    assert list(summ["attention"]) == ["none", "txa", "dta"]  # paper order
+    dta = summ[summ.attention == "dta"].iloc[0]
+    assert dta.seeds == 3 and dta.best_test_acc_mean == pytest.approx(64.0)
+    paired = studies.ablation_paired(df)
+    txa = paired[paired.attention == "txa"].iloc[0]
+    assert txa.diff_mean == pytest.approx(1.0) and txa.n_pairs == 3
+    assert txa["paper CIFAR10 (points)"] == f"{PAPER_ABLATION_GAP[0]}-{PAPER_ABLATION_GAP[1]}"
+    assert bool(txa.exceeds_noise)  # 1 point against +-0.1 noise: real
+    none = paired[paired.attention == "none"].iloc[0]
+    assert not bool(none.exceeds_noise) and none["paper CIFAR10 (points)"] == "not reported"
+    verdicts = studies.noise_verdicts(paired)
+    assert any("T-XA only" in v and "exceeds seed noise" in v and "DTA better" in v for v in verdicts)
+    assert any("none" in v and "within seed noise" in v for v in verdicts)
+
+
+def test_noise_verdict_with_one_seed_says_nothing():
+    paired = studies.ablation_paired(ablation_frame(noise=(0.1,)))
+    assert not paired["exceeds_noise"].any()
+    assert all("cannot be estimated" in v for v in studies.noise_verdicts(paired))
+
+
+def test_ablation_bad_input():
+    with pytest.raises(ValueError, match="lacks columns"):
+        studies.ablation_summary(pd.DataFrame({"seed": [0]}))
+    with pytest.raises(ValueError, match="no 'dta' runs"):
+        studies.ablation_paired(ablation_frame()[lambda d: d.attention != "dta"])
+
+
+def test_report_over_run_folders(tmp_path):
+    for s, (d, n) in enumerate([(62.0, 58.0), (64.0, 61.0), (60.0, 57.5)]):
+        make_run(tmp_path, "ablation", "fashion-mnist", "attention=dta", s, [50.0, d], attention="dta")
+        make_run(tmp_path, "ablation", "fashion-mnist", "attention=txa", s, [50.0, n], attention="txa")
+    for t, a in [(4, 55.0), (6, 57.0)]:
+        make_run(tmp_path, "time_steps", "fashion-mnist", f"attention=dta,time_steps={t}", 0, [a], time_steps=t)
+    make_run(tmp_path, "dvs", "fashion-mnist-dvs", "attention=none", 0, [40.0], attention="none", time_steps=10)
+    make_run(tmp_path, "ablation", "fashion-mnist", "attention=tna", 0, [99.0], status="running", attention="tna")
+    runs = studies.load_study_runs(tmp_path)
+    assert len(runs) == 9 and "tna" not in set(runs.attention)  # unfinished runs are left out
+    assert set(runs.study) == {"ablation", "time_steps", "dvs"}
+
+    gaps = studies.paper_gaps(runs)
+    abl = gaps[gaps.study == "ablation"].iloc[0]
+    assert abl.ours_mean == pytest.approx((4 + 3 + 2.5) / 3) and bool(abl.exceeds_noise) and abl.n_pairs == 3
+    ts = gaps[gaps.study == "time_steps"].iloc[0]
+    assert ts.ours_mean == pytest.approx(2.0) and ts.paper_low == pytest.approx(81.16 - 79.94)
+    assert not bool(ts.exceeds_noise)  # one seed: no verdict
+    assert "dvs" not in set(gaps.study)  # no DTA run on DVS: no comparison
+
+    summ = studies.study_summary(runs, "ablation")
+    assert list(summ.attention) == ["dta", "txa"] and summ.iloc[0].seeds == "0,1,2"
+    assert summ.iloc[0].best_test_acc == "62.00 +- 2.00"
+    ts_summ = studies.study_summary(runs, "time_steps")
+    assert list(ts_summ.time_steps) == [4, 6]
+    with pytest.raises(ValueError, match="no runs of study 'missing'"):
+        studies.study_summary(runs, "missing")
+
+    prov = studies.provenance(runs).set_index("study")
+    assert prov.loc["ablation", "runs"] == 6 and prov.loc["ablation", "seeds"] == "0,1,2"
+    assert prov.loc["ablation", "hardware"] == "TestCPU" and prov.loc["ablation", "git commit"] == "abcdef1234"
+    assert prov.loc["ablation", "wall time (min)"] == pytest.approx(6 * 33 / 60, abs=0.05)
+    line = studies.describe_runs(runs[runs.study == "ablation"])
+    assert "seeds 0,1,2" in line and "6 run(s)" in line and "TestCPU" in line
+
+    for fig in (studies.plot_paper_gaps(gaps), studies.plot_ablation(runs[runs.study == "ablation"]),
+                studies.plot_study(runs, "dvs")):
+        assert len(fig.axes) >= 1
+    assert studies.load_study_runs(tmp_path / "nothing").empty
+
+
+def test_time_step_table():
+    runs = pd.DataFrame({"time_steps": [2, 4, 4], "seed": [0, 0, 1], "best_test_acc": [50.0, 54.0, 56.0],
+                         "train_seconds": [30.0, 60.0, 66.0], "epochs": [3, 3, 3]})
+    mem = pd.DataFrame({"time_steps": [2, 4], "step_mib": [10.0, 20.0], "peak_rss_mib": [300.0, 310.0]})
+    t = studies.time_step_table(runs, mem)
+    assert list(t.time_steps) == [2, 4] and t.iloc[1].best_test_acc_mean == 55.0
+    assert t.iloc[1].seconds_per_epoch == pytest.approx(21.0) and math.isnan(t.iloc[0].best_test_acc_std)
+    assert list(t.step_mib) == [10.0, 20.0]
+    assert len(studies.plot_time_steps(t).axes) == 3
+    mem["step_cpu_s"] = [0.1, 0.2]
+    assert len(studies.plot_time_steps(studies.time_step_table(runs, mem)).axes) == 4
+
+
+def test_live_run_calls_back_per_epoch_and_matches_the_run(tmp_path):
+    seen = []
+    row = studies.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=lambda h: seen.append(len(h)),
+                           root=tmp_path, poll_seconds=0.05, epochs=2, threads=1, progress=False)
+    assert row["epochs"] == 2 and seen[-1] == 2 and seen == sorted(seen)
+    hist = studies.read_history(row["run"])
+    assert list(hist.epoch) == [1, 2] and hist.test_acc.iloc[-1] == row["final_test_acc"]
+    # reused: one call back with the whole history, no training
+    again = []
+    studies.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=again.append, root=tmp_path,
+                     epochs=2, threads=1, progress=False)
+    assert len(again) == 1 and len(again[0]) == 2
+    with pytest.raises(ValueError, match="poll_seconds"):
+        studies.live_run("live", "synthetic", "smoke", {}, 0, poll_seconds=0, root=tmp_path)
+    with pytest.raises(ValueError, match="time_steps"):  # a bad config fails before anything starts
+        studies.live_run("live", "synthetic", "smoke", {"time_steps": 0}, 0, root=tmp_path)
+
+
+def test_step_memory_grows_with_time_steps():
+    specs = [dict(dataset="synthetic", preset="smoke", time_steps=t, threads=1, batch_size=16) for t in (2, 8)]
+    mem = studies.measure_step_memory(specs).set_index("time_steps")
+    assert (mem["step_mib"] > 0).all() and (mem["peak_rss_mib"] > mem["step_mib"]).all()
+    assert mem.loc[8, "step_cpu_s"] > mem.loc[2, "step_cpu_s"] > 0
+    assert mem.loc[8, "step_mib"] > 2 * mem.loc[2, "step_mib"]  # BPTT keeps every step's activations
+    with pytest.raises(ValueError, match="at least one"):
+        studies.measure_step_memory([])
+    with pytest.raises(ValueError, match="unknown dataset"):
+        studies.measure_step_memory([dict(dataset="nope", preset="smoke")])
