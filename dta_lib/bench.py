@@ -27,7 +27,6 @@ import os
 import platform
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -35,6 +34,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_write
 from .compat import to_reference_state_dict
 from .functional import lif_multistep
 from .models import ms_resnet18
@@ -297,19 +297,6 @@ def _meta(device: torch.device) -> dict[str, Any]:
     return meta
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def plot(result: dict[str, Any], path: Path | None = None):
     """Two panels: LIF speed-up vs T, training-step images/s per implementation and precision."""
     import matplotlib
@@ -340,7 +327,7 @@ def plot(result: dict[str, Any], path: Path | None = None):
                  f"{m['threads']} threads · torch {m['torch']}", fontsize=9)
     fig.tight_layout()
     if path is not None:
-        _atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png"))
+        atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png"))
         plt.close(fig)
     return fig
 
@@ -377,7 +364,7 @@ def run_bench(
     if out_dir is not None:
         out = Path(out_dir)
         name = f"bench_{tag or dev.type}"
-        _atomic_write(out / f"{name}.json", lambda p: p.write_text(json.dumps(result, indent=1)))
+        atomic_write(out / f"{name}.json", lambda p: p.write_text(json.dumps(result, indent=1)))
         plot(result, out / f"{name}.png")
     return result
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -38,39 +37,7 @@ class CheckpointError(ValueError):
     """A file that is not a loadable dta_lib checkpoint (message names the file)."""
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write via ``write(file_object)`` to a temp file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + ``os.replace``)."""
-    _atomic_write(Path(path), lambda f: f.write(data))
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` atomically (temp file + ``os.replace``)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+from .atomic import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: E402  (re-exported)
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
@@ -85,7 +52,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
     if missing:
         raise ValueError(f"checkpoint state for {path} misses keys {missing}")
     payload = {"format": FORMAT, "version": VERSION, **state}
-    _atomic_write(path, lambda f: torch.save(payload, f))
+    atomic_write(path, lambda p: torch.save(payload, p))
     return path
 
 

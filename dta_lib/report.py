@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import pandas as pd
+
+from .atomic import atomic_write_text
 
 __all__ = [
     "PAPER_RESULTS",
@@ -155,25 +156,13 @@ def paper_vs_ours(ours: pd.DataFrame, keys: Sequence[str] = ("dataset", "time_st
     return PAPER_RESULTS.merge(ours, on=list(keys), how="outer")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_table(df: pd.DataFrame, stem: str | os.PathLike, caption: str = "") -> tuple[Path, Path]:
     """Write ``<stem>.csv`` and ``<stem>.md`` (markdown table, caption above) atomically."""
     stem = Path(stem)
     csv, md = stem.with_suffix(".csv"), stem.with_suffix(".md")
-    _atomic_write(csv, df.to_csv(index=False))
+    atomic_write_text(csv, df.to_csv(index=False))
     body = df.to_markdown(index=False) if _has_tabulate() else df.to_string(index=False)
-    _atomic_write(md, (f"{caption}\n\n" if caption else "") + body + "\n")
+    atomic_write_text(md, (f"{caption}\n\n" if caption else "") + body + "\n")
     return csv, md
 
 

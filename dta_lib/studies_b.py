@@ -113,7 +113,7 @@ def train_test_gaps(runs: pd.DataFrame, checkpoint: str = "last.pt") -> pd.DataF
     a run with neither gets NaN. :func:`dta_lib.experiments.run_one` deletes the folder before
     re-training, so a cached value never outlives its run.
     """
-    from .report import _atomic_write
+    from .atomic import atomic_write_text
 
     values = []
     for run in runs["run"]:
@@ -122,7 +122,7 @@ def train_test_gaps(runs: pd.DataFrame, checkpoint: str = "last.pt") -> pd.DataF
             values.append(float(json.loads(cache.read_text())["clean_train_acc"]))
         elif (Path(run) / checkpoint).is_file():
             acc = clean_train_accuracy(run, checkpoint)
-            _atomic_write(cache, json.dumps({"clean_train_acc": acc, "checkpoint": checkpoint}) + "\n")
+            atomic_write_text(cache, json.dumps({"clean_train_acc": acc, "checkpoint": checkpoint}) + "\n")
             values.append(acc)
         else:
             values.append(math.nan)

@@ -13,8 +13,6 @@ not a dataset pipeline).
 from __future__ import annotations
 
 import gzip
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -26,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 from torch import Tensor, nn
 
+from .atomic import atomic_write
 from .surrogate import Surrogate
 
 __all__ = [
@@ -81,13 +80,6 @@ def load_fashion_mnist_samples(
 
 
 # --------------------------------------------------------------------------- saving
-def _umask() -> int:
-    """The process umask (``os.umask`` can only be read by setting it, so set it back at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Save ``fig`` atomically (temp file in the same folder, then ``os.replace``).
 
@@ -102,17 +94,8 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("png", "pdf", "svg"):
         raise ValueError(f"figure path must end in .png, .pdf or .svg, got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".{fmt}.partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            meta = {"Software": None} if fmt == "png" else {}
-            fig.savefig(f, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode of a new file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    meta = {"Software": None} if fmt == "png" else {}
+    atomic_write(path, lambda p: fig.savefig(p, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta))
     return path
 
 

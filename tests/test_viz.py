@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
+import dta_lib.atomic
 from dta_lib import ms_resnet18, viz
 from dta_lib.neuron import LIF
 from dta_lib.params import calibrate_bn, count_parameters, dta_parameter_variants, forward_shapes, parameter_table
@@ -59,7 +60,7 @@ def test_save_figure_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.
 def test_save_figure_uses_os_replace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, str]] = []
     real = os.replace
-    monkeypatch.setattr(viz.os, "replace", lambda a, b: (calls.append((str(a), str(b))), real(a, b)))
+    monkeypatch.setattr(dta_lib.atomic.os, "replace", lambda a, b: (calls.append((str(a), str(b))), real(a, b)))
     viz.save_figure(plt.figure(), tmp_path / "x.svg")
     assert len(calls) == 1 and calls[0][1] == str(tmp_path / "x.svg") and calls[0][0] != calls[0][1]
 

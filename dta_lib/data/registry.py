@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write  # noqa: F401  (re-exported for the data modules)
+
 __all__ = ["DatasetInfo", "DATASETS", "dataset_info", "cache_dir", "env_root", "cache_key", "atomic_write", "resolve_root",
            "check_time_steps", "missing_data_error"]
 
@@ -90,19 +92,6 @@ def missing_data_error(name: str, searched: list[Path | str], layout: str, how: 
     """The error for absent data: where we looked, the expected layout and how to get it."""
     where = ", ".join(str(p) for p in searched) or "(no candidate root)"
     return FileNotFoundError(f"{name}: no data found at {where}. Expected layout: {layout}. To get it: {how}")
-
-
-def atomic_write(path: Path, write: Any) -> Path:
-    """Call ``write(tmp_path)`` then ``os.replace`` it onto ``path``: nothing half-written is ever visible."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def resolve_root(name: str, root: str | os.PathLike | None, present: Any, download: bool,

@@ -1,0 +1,55 @@
+"""Atomic file writes: nothing half-written is ever visible at the final path.
+
+Every writer in ``dta_lib`` (checkpoints, metrics, tables, figures, caches) goes through
+:func:`atomic_write`: the content is written to a temp file in the same folder, flushed to
+disk, given the usual mode of a new file (``0o666 & ~umask``, not ``mkstemp``'s ``0o600``)
+and moved onto the target with ``os.replace``. On any error the temp file is removed and the
+previous file, if any, is left untouched.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp_path)``, then publish ``tmp_path`` as ``path``; returns ``path``.
+
+    The parent folder is created if needed. ``write`` may open the path itself or hand it to a
+    library (``torch.save``, ``fig.savefig``, ``df.to_csv``, ...).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
