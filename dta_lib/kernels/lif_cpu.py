@@ -150,7 +150,7 @@ DEFINE_LIF(double, double, f64, sg_f64, ID, ID)
 DEFINE_LIF(uint16_t, float, bf16, sg_f32, bf2f, f2bf)
 """
 _C_DTYPES = {torch.float32: "f32", torch.float64: "f64", torch.bfloat16: "bf16"}  # native C kernels
-_CFLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-std=c11"]
+_CFLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math", "-fPIC", "-shared", "-std=c11"]
 _LIB: ctypes.CDLL | None = None
 _LIB_TRIED = False
 _LOCK = threading.Lock()
