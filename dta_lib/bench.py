@@ -40,7 +40,7 @@ from .functional import lif_multistep
 from .models import ms_resnet18
 from .reference import ReferenceMSResNet18, reference_lif
 
-__all__ = ["bench_lif", "bench_train", "run_bench", "summary", "plot", "peak_added_bytes", "race", "add_arguments",
+__all__ = ["bench_lif", "bench_train", "conv_floor", "run_bench", "summary", "plot", "peak_added_bytes", "race", "add_arguments",
            "run", "main", "load_result", "acceptance", "PRECISIONS"]
 
 PRECISIONS = ("fp32", "bf16")
@@ -184,6 +184,50 @@ def _copy_bandwidth(x: torch.Tensor, repeats: int, device: torch.device) -> floa
 
 
 # --------------------------------------------------------------------------- training-step race
+def conv_floor(model: torch.nn.Module, x: torch.Tensor, repeats: int, device: torch.device) -> dict[str, Any]:
+    """Seconds of the convolutions alone in one training step of ``model`` on ``x``: ``{"times_s": [...]
+    (one per repetition), "calls": number of convolution calls in a forward pass}``.
+
+    Every ``nn.Conv1d``/``nn.Conv2d`` call of a forward pass is recorded with its real input; each is then
+    run alone, forward + backward (input gradient when the network needs it, weight and bias gradients),
+    in the module's own memory format. The sum is what a step would cost if everything but the
+    convolutions were free: ``release_step / conv_floor`` bounds the speed-up any LIF, DTA or memory
+    work can give without faster convolution kernels.
+    """
+    calls: list[tuple[torch.nn.Module, torch.Tensor, bool]] = []
+
+    def hook(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+        calls.append((mod, inp[0].detach().clone(), inp[0].requires_grad))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))]
+    try:
+        with torch.enable_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+
+    def one(mod: torch.nn.Module, inp: torch.Tensor, needs_grad: bool) -> Callable[[], None]:
+        leaf = inp.requires_grad_(needs_grad)
+        params = [p for p in mod.parameters() if p.requires_grad]
+        with torch.no_grad():
+            gy = torch.ones_like(mod(leaf))
+
+        def run() -> None:
+            y = mod(leaf)
+            torch.autograd.grad(y, ([leaf] if needs_grad else []) + params, gy)
+
+        return run
+
+    fns = [one(*c) for c in calls]
+
+    def all_convs() -> None:
+        for f in fns:
+            f()
+
+    return {"times_s": race({"convs": all_convs}, repeats, device)["convs"], "calls": len(calls)}
+
+
 def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                 device: torch.device, precision: str) -> Callable[[], None]:
     def run() -> None:
@@ -247,6 +291,7 @@ def bench_train(
             fns[f"{k}/{prec}"] = _train_step(models[k], opts[k], inputs[k], y, dev, prec)
     times = race(fns, repeats, dev)
     mem = {k: peak_added_bytes(f, dev) for k, f in fns.items()}
+    floor = conv_floor(ours, x_ours, repeats, dev) if "fp32" in precisions else None
     base_fp32 = f"{base_name}/fp32"
     base_t = statistics.median(times[base_fp32]) if base_fp32 in times else None
     out = []
@@ -264,6 +309,10 @@ def bench_train(
             "memory_ratio_vs_baseline_same_precision": mem[key] / max(mem[f"{base_name}/{prec}"], 1),
             "max_abs_logit_diff_fp32": max_diff,
         })
+        if floor is not None and impl == "dta_lib" and prec == "fp32":
+            fl = statistics.median(floor["times_s"])
+            out[-1].update({"conv_floor_s": fl, "conv_floor_times_s": floor["times_s"], "conv_calls": floor["calls"],
+                            "conv_share": fl / med, "speedup_cap_from_conv_floor": base_t / fl if base_t else None})
     return out
 
 
@@ -291,6 +340,8 @@ def _meta(device: torch.device) -> dict[str, Any]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": str(device),
         "lif_c_kernel": c_extension_available(),
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        # allocator settings change CPU timings a lot (page faults of fresh buffers): record them
+        "allocator_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "THP_MEM_ALLOC_ENABLE"},
     }
     if device.type == "cuda":
         meta["gpu"] = torch.cuda.get_device_name(device)
@@ -380,6 +431,9 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(f"train {r['impl']:8s} {r['precision']}: {r['images_per_s']:.2f} img/s, "
                      f"{r['speedup_vs_baseline_fp32']:.2f}x {r['baseline']} fp32, peak added "
                      f"{r['peak_added_bytes'] / 2**20:.0f} MiB ({r['memory_ratio_vs_baseline_same_precision']:.2f}x)")
+        if r.get("conv_floor_s"):
+            lines.append(f"      convolutions alone: {r['conv_floor_s']:.2f} s = {r['conv_share']:.0%} of the step; "
+                         f"ceiling without faster convolutions: {r['speedup_cap_from_conv_floor']:.2f}x {r['baseline']}")
     return "\n".join(lines)
 
 

@@ -48,3 +48,15 @@ def test_bad_arguments():
         bench.bench_lif((2,), (1, 2), precisions=("fp8",), repeats=1)
     with pytest.raises(SystemExit):
         bench.main(["--repeats", "0"])
+
+
+def test_conv_floor_times_every_convolution_call_once():
+    from dta_lib.models import ms_resnet18
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1))
+    res = bench.conv_floor(net, torch.randn(2, 3, 8, 8), 2, torch.device("cpu"))
+    assert res["calls"] == 2 and len(res["times_s"]) == 2 and min(res["times_s"]) > 0
+    assert all(p.grad is None for p in net.parameters())  # grads are returned, never accumulated
+    # ms_resnet18: stem once (static image), 2 Conv1d in T-XA, 5 Conv2d in T-NA, 16 in the 8 blocks, 3 shortcuts
+    m = ms_resnet18(10, 2, "dta", width=1 / 16)
+    assert bench.conv_floor(m, torch.randn(2, 3, 8, 8), 1, torch.device("cpu"))["calls"] == 1 + 2 + 5 + 16 + 3
