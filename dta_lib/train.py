@@ -208,9 +208,18 @@ def resolve_device(cfg: TrainConfig, info: D.DistInfo | None = None) -> torch.de
 
 
 def resolve_precision(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype (``None`` = fp32). ``auto``: bf16 on CUDA when supported, else fp16; fp32 on CPU."""
+    """Autocast dtype (``None`` = fp32).
+
+    ``auto``: on CUDA bf16 when supported, else fp16; on a CPU bf16 only when it has bf16 instructions
+    (:func:`dta_lib.precision.cpu_has_native_bf16`; elsewhere bf16 is emulated and slower), else fp32.
+    The recorded ``precision`` study (notebook 11) checks that bf16 keeps fp32's accuracy.
+    """
     p = cfg.precision
     if p == "auto":
+        if device.type == "cpu":
+            from .precision import cpu_has_native_bf16
+
+            return torch.bfloat16 if cpu_has_native_bf16() else None
         if device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -615,6 +624,7 @@ class Trainer:
                 "config": cfg.to_dict(),
                 "data_info": _dc_dict(self.info),
                 "hardware": run_metadata(self.device, self.dist.world_size),
+                "autocast_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype is not None else "fp32",
                 "parameters": sum(p.numel() for p in self.model.parameters()),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "resumed_from_epoch": self.start_epoch - 1 if self.resume else None,
