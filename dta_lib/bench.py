@@ -41,7 +41,7 @@ from .models import ms_resnet18
 from .reference import ReferenceMSResNet18, reference_lif
 
 __all__ = ["bench_lif", "bench_train", "conv_floor", "run_bench", "summary", "plot", "peak_added_bytes", "race", "add_arguments",
-           "run", "main", "load_result", "acceptance", "PRECISIONS"]
+           "run", "main", "load_result", "acceptance", "PRECISIONS", "default_precisions"]
 
 PRECISIONS = ("fp32", "bf16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -474,12 +474,22 @@ def acceptance(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def default_precisions(device: str | torch.device) -> list[str]:
+    """fp32 and bf16 where bf16 is native (CUDA, or a CPU with AVX512-BF16/AMX), else fp32 only."""
+    from .precision import cpu_has_native_bf16
+
+    native = torch.device(device).type == "cuda" or cpu_has_native_bf16()
+    return list(PRECISIONS) if native else ["fp32"]
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``python -m dta_lib bench`` / ``python -m dta_lib.bench``."""
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the machinery in seconds")
     p.add_argument("--repeats", type=int, default=None, help="timed repetitions per candidate (default 5; 2 quick)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--precision", nargs="+", default=list(PRECISIONS), choices=sorted(_DTYPES))
+    p.add_argument("--precision", nargs="+", default=None, choices=sorted(_DTYPES),
+                   help="default: fp32 and bf16 on CUDA or on a CPU with bf16 instructions, else fp32 "
+                        "(emulated bf16 takes minutes per training step)")
     p.add_argument("--out", default=str(ROOT / "reports" / "bench"), help="output folder")
     p.add_argument("--tag", default=None, help="file stem suffix (default: the device type)")
     p.add_argument("--lif-T", nargs="+", type=int, default=[4, 6, 10], help="LIF time steps")
@@ -495,7 +505,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    res = run_bench(args.quick, args.repeats, args.device, args.precision, args.out, args.tag, args.lif_T,
+    precisions = args.precision or default_precisions(args.device)
+    res = run_bench(args.quick, args.repeats, args.device, precisions, args.out, args.tag, args.lif_T,
                     args.skip_train, not args.no_channels_last, args.lif_shape)
     print(summary(res))
     return 0

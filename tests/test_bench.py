@@ -60,3 +60,12 @@ def test_conv_floor_times_every_convolution_call_once():
     # ms_resnet18: stem once (static image), 2 Conv1d in T-XA, 5 Conv2d in T-NA, 16 in the 8 blocks, 3 shortcuts
     m = ms_resnet18(10, 2, "dta", width=1 / 16)
     assert bench.conv_floor(m, torch.randn(2, 3, 8, 8), 1, torch.device("cpu"))["calls"] == 1 + 2 + 5 + 16 + 3
+
+
+def test_default_precisions_follow_native_bf16(monkeypatch):
+    from dta_lib import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert bench.default_precisions("cpu") == ["fp32"]
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert bench.default_precisions("cpu") == ["fp32", "bf16"]
