@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -20,8 +21,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .config import make_config
@@ -233,7 +235,8 @@ def plot_ablation(df: pd.DataFrame, metric: str = "best_test_acc", title: str = 
     d = df.assign(variant=df["attention"].map(ATTENTION_LABELS), seed=df["seed"].astype(str))
     labels = [ATTENTION_LABELS[a] for a in order]
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    sns.stripplot(data=d, x="variant", y=metric, order=labels, hue="seed", dodge=False, size=7, jitter=0.12, ax=ax)
+    with _seeded_jitter():
+        sns.stripplot(data=d, x="variant", y=metric, order=labels, hue="seed", dodge=False, size=7, jitter=0.12, ax=ax)
     for i, lab in enumerate(labels):
         v = d.loc[d["variant"] == lab, metric]
         std = v.std(ddof=1) if len(v) > 1 else 0.0
@@ -394,7 +397,7 @@ def load_study_runs(preset_root: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 #: config fields that may distinguish variants in a study (shown as group keys when they vary)
-_KEYS = ("dataset", "attention", "time_steps", "surrogate_width", "surrogate", "width", "epochs", "subset")
+_KEYS = ("dataset", "attention", "time_steps", "surrogate_width", "surrogate", "width", "epochs", "subset", "precision")
 
 
 def study_summary(runs: pd.DataFrame, study: str, metric: str = "best_test_acc") -> pd.DataFrame:
@@ -502,6 +505,18 @@ def provenance(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@contextlib.contextmanager
+def _seeded_jitter(seed: int = 0) -> Iterator[None]:
+    """seaborn's strip-plot jitter draws from NumPy's global RNG: fix it for the plot, then restore it,
+    so a figure rendered twice from the same runs is the same image."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def plot_study(runs: pd.DataFrame, study: str, metric: str = "best_test_acc", title: str = "") -> Any:
     """Per-seed points over mean bars of ``metric`` for each variant of ``study`` (seaborn)."""
     import matplotlib.pyplot as plt
@@ -514,7 +529,8 @@ def plot_study(runs: pd.DataFrame, study: str, metric: str = "best_test_acc", ti
     order = sorted(set(sub["label"]))
     fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(order)), 3.8))
     sns.barplot(data=sub, x="label", y=metric, order=order, errorbar=None, color="#c6dbef", ax=ax)
-    sns.stripplot(data=sub, x="label", y=metric, order=order, color="#08519c", size=6, jitter=0.1, ax=ax)
+    with _seeded_jitter():
+        sns.stripplot(data=sub, x="label", y=metric, order=order, color="#08519c", size=6, jitter=0.1, ax=ax)
     ax.set(xlabel="", ylabel=f"{metric.replace('_', ' ')} (%)", title=title or study)
     ax.tick_params(axis="x", labelsize=7)
     fig.tight_layout()

@@ -98,6 +98,11 @@ def test_report_over_run_folders(tmp_path):
     assert list(ts_summ.time_steps) == [4, 6]
     with pytest.raises(ValueError, match="no runs of study 'missing'"):
         studies.study_summary(runs, "missing")
+    for s, (a, b) in enumerate([(58.0, 59.0), (60.0, 60.5)]):  # a precision study: one row per precision
+        make_run(tmp_path, "precision", "fashion-mnist", "precision=fp32", s, [a], precision="fp32")
+        make_run(tmp_path, "precision", "fashion-mnist", "precision=bf16", s, [b], precision="bf16")
+    p_summ = studies.study_summary(studies.load_study_runs(tmp_path), "precision")
+    assert list(p_summ.precision) == ["bf16", "fp32"] and list(p_summ.seeds) == ["0,1", "0,1"]
 
     prov = studies.provenance(runs).set_index("study")
     assert prov.loc["ablation", "runs"] == 6 and prov.loc["ablation", "seeds"] == "0,1,2"
@@ -153,3 +158,25 @@ def test_step_memory_grows_with_time_steps():
         studies.measure_step_memory([])
     with pytest.raises(ValueError, match="unknown dataset"):
         studies.measure_step_memory([dict(dataset="nope", preset="smoke")])
+
+
+def test_strip_plots_are_deterministic_and_leave_numpy_rng_alone(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    for s, a in enumerate([58.0, 60.0, 61.0]):
+        make_run(tmp_path, "ablation", "fashion-mnist", "attention=dta", s, [a], attention="dta")
+    runs = studies.load_study_runs(tmp_path)
+
+    def points(fig):
+        return np.concatenate([c.get_offsets() for c in fig.axes[0].collections if len(c.get_offsets())])
+
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    a, b = points(studies.plot_study(runs, "ablation")), points(studies.plot_study(runs, "ablation"))
+    assert np.array_equal(a, b) and np.ptp(a[:, 0]) > 0  # jittered, and the same jitter each time
+    assert np.array_equal(np.random.get_state()[1], before)
+    c, d = points(studies.plot_ablation(runs)), points(studies.plot_ablation(runs))
+    assert np.array_equal(c, d)
