@@ -26,9 +26,8 @@ PRECISION_VARIANTS = ({"precision": "fp32"}, {"precision": "bf16"})
 
 def cpu_has_native_bf16() -> bool:
     """True when this CPU has bf16 arithmetic (AVX512-BF16 or AMX tiles), as PyTorch detects it."""
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, name)()) for name in checks if cpu is not None and hasattr(cpu, name))
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence the getattr fallback
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 def precision_study(
