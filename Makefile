@@ -8,12 +8,16 @@ DATASET ?= fashion-mnist
 NOTEBOOKS ?=
 REUSE   ?= 0
 PYTEST_ARGS ?=
+# where tests and nbval write runs, figures and tables (never the committed reports/); reused between local runs
+TEST_REPORTS ?= build/test-reports
+NBVAL   := --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=600
 
-.PHONY: setup data test unit nbval reproduce lab bench clean help
+.PHONY: setup data test unit nbval render reproduce lab bench clean help
 
 help:
 	@echo "make reproduce [PRESET=cpu|smoke|paper] [DATASET=fashion-mnist|cifar10|...] [REUSE=1]  run the notebooks with papermill"
-	@echo "make test       unit tests + nbval over notebooks/"
+	@echo "make test       unit tests + nbval over notebooks/ (outputs under TEST_REPORTS=build/test-reports)"
+	@echo "make render     re-execute notebooks/ with default parameters (refresh the committed outputs)"
 	@echo "make lab        open JupyterLab"
 	@echo "make bench      python -m dta_lib.bench"
 
@@ -32,14 +36,17 @@ data:
 	@sh scripts/install_offline_data.sh
 
 test: setup
-	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
-		--nbval-cell-timeout=600 -p no:cacheprovider $(PYTEST_ARGS)
+	DTA_OUTPUT_DIR=$(abspath $(TEST_REPORTS)) $(PY) -m pytest tests notebooks $(NBVAL) -p no:cacheprovider $(PYTEST_ARGS)
 
 unit: setup
-	$(PY) -m pytest tests -p no:cacheprovider $(PYTEST_ARGS)
+	DTA_OUTPUT_DIR=$(abspath $(TEST_REPORTS)) $(PY) -m pytest tests -p no:cacheprovider $(PYTEST_ARGS)
 
 nbval: setup
-	$(PY) -m pytest notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	DTA_OUTPUT_DIR=$(abspath $(TEST_REPORTS)) $(PY) -m pytest notebooks $(NBVAL) -p no:cacheprovider $(PYTEST_ARGS)
+
+# maintainers: re-execute notebooks/ with their default parameters and commit the outputs nbval checks
+render: setup
+	$(PY) -m dta_lib.reproduce --refresh-committed $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
 
 reproduce: setup
 	$(PY) -m dta_lib.reproduce --preset $(PRESET) --dataset $(DATASET) $(if $(filter 1 yes true,$(REUSE)),--reuse) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))

@@ -139,7 +139,8 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
                    help="evaluation batch size (default: as in training's evaluation, 2x the training batch)")
     p.add_argument("--subset", type=int, default=None, help="evaluate on this many test images")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="autocast precision")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="autocast precision (default: the one the run trained with, as recorded in the checkpoint)")
     bar = p.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show tqdm bars")
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show tqdm bars")

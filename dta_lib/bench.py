@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from .paths import output_root
 from .atomic import atomic_write
 from .compat import to_reference_state_dict
 from .functional import lif_multistep
@@ -388,7 +389,7 @@ def run_bench(
     repeats: int | None = None,
     device: str = "cpu",
     precisions: Sequence[str] = PRECISIONS,
-    out_dir: str | Path | None = ROOT / "reports" / "bench",
+    out_dir: str | Path | None = output_root() / "bench",
     tag: str | None = None,
     lif_time_steps: Sequence[int] = (4, 6, 10),
     skip_train: bool = False,
@@ -490,7 +491,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", nargs="+", default=None, choices=sorted(_DTYPES),
                    help="default: fp32 and bf16 on CUDA or on a CPU with bf16 instructions, else fp32 "
                         "(emulated bf16 takes minutes per training step)")
-    p.add_argument("--out", default=str(ROOT / "reports" / "bench"), help="output folder")
+    p.add_argument("--out", default=str(output_root() / "bench"),
+                   help="output folder (default: bench/ of $DTA_OUTPUT_DIR, else of the checkout's reports/)")
     p.add_argument("--tag", default=None, help="file stem suffix (default: the device type)")
     p.add_argument("--lif-T", nargs="+", type=int, default=[4, 6, 10], help="LIF time steps")
     p.add_argument("--lif-shape", nargs="+", type=int, default=None, help="LIF [B, C, H, W] (default 16 128 32 32)")

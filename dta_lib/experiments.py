@@ -19,13 +19,14 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from .config import TrainConfig, make_config
+from .paths import output_root
 from .report import load_run
 
 __all__ = ["ROOT", "RUNS", "run_dir", "run_one", "run_study", "variant_key"]
 
 ROOT = Path(__file__).resolve().parent.parent
-#: default root of recorded runs
-RUNS = ROOT / "reports" / "runs"
+#: default root of new runs: ``runs/`` of the output root (``$DTA_OUTPUT_DIR``, else the checkout's ``reports/``)
+RUNS = output_root() / "runs"
 
 
 def variant_key(variant: dict[str, Any]) -> str:

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from .paths import output_root
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -26,6 +28,27 @@ def notebooks(selection: list[str] | None = None) -> list[Path]:
     return chosen
 
 
+def refresh_committed(paths: list[Path]) -> int:
+    """Execute each notebook with its defaults (nothing injected) and atomically replace it, metadata normalised."""
+    import nbformat
+    import papermill as pm
+
+    from .nbsetup import normalize_notebook
+
+    for nb in paths:
+        t0 = time.perf_counter()
+        tmp = nb.with_name(f".{nb.name}.partial")
+        try:
+            pm.execute_notebook(str(nb), str(tmp), cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
+            executed = normalize_notebook(nbformat.read(str(tmp), as_version=4))
+            nbformat.write(executed, str(tmp))
+            tmp.replace(nb)
+        finally:
+            tmp.unlink(missing_ok=True)
+        print(f"[refresh] {nb.name} in {time.perf_counter() - t0:.0f}s", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     import papermill as pm
 
@@ -36,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true",
                     help="re-render from runs already recorded under reports/runs/ instead of re-training them")
     ap.add_argument("--out", default=None, help="output folder (default reports/notebooks/<preset>)")
+    ap.add_argument("--refresh-committed", action="store_true",
+                    help="maintainers: re-execute the notebooks in notebooks/ with their default parameters and "
+                         "replace their committed outputs (what nbval checks); ignores --preset/--dataset/--reuse")
     args = ap.parse_args(argv)
-    out = Path(args.out) if args.out else ROOT / "reports" / "notebooks" / args.preset
+    if args.refresh_committed:
+        return refresh_committed(notebooks(args.notebooks))
+    out = Path(args.out) if args.out else output_root() / "notebooks" / args.preset
     out.mkdir(parents=True, exist_ok=True)
     for nb in notebooks(args.notebooks):
         declared = pm.inspect_notebook(str(nb))

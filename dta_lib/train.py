@@ -40,7 +40,7 @@ from .checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from .config import SYNTHETIC_DATASETS, TrainConfig
+from .config import PRECISIONS, SYNTHETIC_DATASETS, TrainConfig
 from .models import MSResNet, ms_resnet18, ms_resnet34
 from .neuron import LIF
 
@@ -228,6 +228,37 @@ def resolve_precision(cfg: TrainConfig, device: torch.device) -> torch.dtype | N
     if p == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError("precision='bf16' is not supported by this GPU; use 'fp16' or 'auto'")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[p]
+
+
+#: ``run.json`` / checkpoint ``autocast_dtype`` -> the ``precision`` value that reproduces it
+_DTYPE_TO_PRECISION = {"fp32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def dtype_name(dtype: torch.dtype | None) -> str:
+    """How a run records its resolved autocast dtype: ``fp32`` (no autocast), ``bfloat16`` or ``float16``."""
+    return "fp32" if dtype is None else str(dtype).replace("torch.", "")
+
+
+def trained_precision(checkpoint: str | os.PathLike[str], state: dict[str, Any]) -> str:
+    """The ``precision`` a checkpoint's run actually trained with (``fp32`` / ``bf16`` / ``fp16``).
+
+    Read from the checkpoint's ``autocast_dtype``; for older checkpoints from the ``run.json`` beside
+    it; else the config's explicit precision; else (``auto`` with no record) ``auto`` resolved here.
+    """
+    recorded = state.get("autocast_dtype")
+    if recorded is None:
+        try:
+            recorded = json.loads((Path(checkpoint).parent / "run.json").read_text()).get("autocast_dtype")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+    if recorded is not None:
+        if recorded not in _DTYPE_TO_PRECISION:
+            raise CheckpointError(
+                f"checkpoint {checkpoint}: autocast_dtype={recorded!r}; expected one of {sorted(_DTYPE_TO_PRECISION)}"
+            )
+        return _DTYPE_TO_PRECISION[recorded]
+    saved = state["config"].get("precision", "auto")
+    return saved if saved in _DTYPE_TO_PRECISION.values() else "auto"
 
 
 # ---------------------------------------------------------------------------- run metadata
@@ -585,6 +616,7 @@ class Trainer:
             "rng": rngs,
             "data_info": _dc_dict(self.info),
             "world_size": self.dist.world_size,
+            "autocast_dtype": dtype_name(self.amp_dtype),
         }
 
     def _write_metadata(self, status: str, extra: dict[str, Any] | None = None) -> None:
@@ -624,7 +656,7 @@ class Trainer:
                 "config": cfg.to_dict(),
                 "data_info": _dc_dict(self.info),
                 "hardware": run_metadata(self.device, self.dist.world_size),
-                "autocast_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype is not None else "fp32",
+                "autocast_dtype": dtype_name(self.amp_dtype),
                 "parameters": sum(p.numel() for p in self.model.parameters()),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "resumed_from_epoch": self.start_epoch - 1 if self.resume else None,
@@ -757,10 +789,14 @@ def evaluate(
     batch_size: int | None = None,
     subset: int | None = None,
     device: str = "auto",
-    precision: str = "fp32",
+    precision: str | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Test accuracy (percent) of a checkpoint on ``dataset`` (default: the one it was trained on).
+
+    ``precision`` defaults to the one the run trained with (:func:`trained_precision`: a run trained
+    with ``precision="auto"`` on a CPU with bf16 instructions evaluates in bf16), so the result equals
+    ``metrics.jsonl``; an explicit value wins. A recorded fp16 (CUDA) run evaluated on a CPU uses fp32.
 
     ``subset`` defaults to the run's ``test_subset`` (``None`` there = the full test set).
     ``batch_size`` defaults to the one the training loop evaluated with (2x the training batch):
@@ -776,6 +812,13 @@ def evaluate(
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {checkpoint} holds an invalid config: {e}") from None
     name = dataset or cfg.dataset
+    explicit = precision is not None
+    if precision is None:
+        precision = trained_precision(checkpoint, state)
+    elif precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS} or None, got {precision!r}")
+    if not explicit and precision == "fp16" and resolve_device(cfg.replace(device=device)).type != "cuda":
+        precision = "fp32"  # fp16 autocast needs CUDA; the closest on a CPU
     cfg = cfg.replace(dataset=name, data_root=data_root, device=device, precision=precision, progress=progress,
                       test_subset=subset if subset is not None else cfg.test_subset)
     trained = DataInfo(**state["data_info"]) if "data_info" in state else get_data_info(state["config"]["dataset"])
@@ -797,4 +840,4 @@ def evaluate(
         (lambda: torch.autocast(dev.type, dtype=amp)) if amp is not None else contextlib.nullcontext,
         progress=lambda it, n: tqdm(it, desc="evaluate", total=n, leave=False, disable=not show),
     )
-    return {"checkpoint": str(checkpoint), "dataset": name, "epoch": int(state["epoch"]), **rec}
+    return {"checkpoint": str(checkpoint), "dataset": name, "epoch": int(state["epoch"]), "precision": precision, **rec}

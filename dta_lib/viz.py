@@ -33,8 +33,11 @@ __all__ = [
     "plot_timestep_rows", "plot_architecture",
 ]
 
+from .paths import output_root
+
 ROOT = Path(__file__).resolve().parent.parent
-FIGURES_DIR = ROOT / "reports" / "figures"
+#: where a bare figure name went when this module was imported (``save_figure`` re-reads the output root per call)
+FIGURES_DIR = output_root() / "figures"
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -83,14 +86,15 @@ def load_fashion_mnist_samples(
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Save ``fig`` atomically (temp file in the same folder, then ``os.replace``).
 
-    A bare or relative ``path`` goes under :data:`FIGURES_DIR` (``reports/figures/``); the format
+    A bare or relative ``path`` goes under ``figures/`` of :func:`dta_lib.paths.output_root`
+    (``$DTA_OUTPUT_DIR``, else the checkout's ``reports/``); the format
     comes from the suffix (``.png``, ``.pdf`` or ``.svg``). The file gets mode ``0o666 & ~umask``
     (like ``open``), not ``mkstemp``'s ``0o600``. PNG metadata is stripped so the bytes
     do not depend on the matplotlib version string. Returns the final path.
     """
     path = Path(path)
     if not path.is_absolute():
-        path = FIGURES_DIR / path
+        path = output_root() / "figures" / path
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("png", "pdf", "svg"):
         raise ValueError(f"figure path must end in .png, .pdf or .svg, got {str(path)!r}")

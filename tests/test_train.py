@@ -96,6 +96,43 @@ def test_run_writes_files_and_learns(tmp_path):
     assert ev["test_acc"] == pytest.approx(hist[-1]["test_acc"]) and ev["test_samples"] == 128
 
 
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_evaluate_defaults_to_the_precision_the_run_trained_with(tmp_path, monkeypatch, native_bf16):
+    """precision="auto" resolves per CPU; evaluate(best.pt) must use what training used, not fp32."""
+    import dta_lib.precision
+
+    monkeypatch.setattr(dta_lib.precision, "cpu_has_native_bf16", lambda: native_bf16)
+    cfg = tiny(epochs=2, subset=128, test_subset=128, precision="auto")
+    res = train(cfg, out=tmp_path / "run")
+    expect = "bfloat16" if native_bf16 else "fp32"
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["autocast_dtype"] == expect
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["autocast_dtype"] == expect
+    ev = evaluate(tmp_path / "run" / "best.pt", device="cpu")
+    assert ev["precision"] == ("bf16" if native_bf16 else "fp32")
+    assert ev["test_acc"] == res.best_acc and ev["epoch"] == res.best_epoch
+    # an explicit precision still wins
+    assert evaluate(tmp_path / "run" / "best.pt", device="cpu", precision="fp32")["precision"] == "fp32"
+
+
+def test_evaluate_reads_the_precision_of_older_checkpoints_from_run_json(tmp_path):
+    from dta_lib.checkpoint import save_checkpoint
+    from dta_lib.train import trained_precision
+
+    train(tiny(epochs=1, precision="bf16"), out=tmp_path / "run")
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    del state["autocast_dtype"]  # as written before the dtype was recorded in checkpoints
+    save_checkpoint(tmp_path / "run" / "old.pt", state)
+    assert trained_precision(tmp_path / "run" / "old.pt", state) == "bf16"  # from run.json
+    (tmp_path / "run" / "run.json").unlink()
+    assert trained_precision(tmp_path / "run" / "old.pt", state) == "bf16"  # the config's explicit choice
+    state["config"]["precision"] = "auto"
+    assert trained_precision(tmp_path / "run" / "old.pt", state) == "auto"
+    state["autocast_dtype"] = "int8"
+    with pytest.raises(ValueError, match="autocast_dtype='int8'"):
+        trained_precision(tmp_path / "run" / "old.pt", state)
+
+
 def test_deterministic_on_cpu_for_a_seed():
     a = train(tiny(seed=3))
     b = train(tiny(seed=3))

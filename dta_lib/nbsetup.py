@@ -1,0 +1,92 @@
+"""Notebook helpers: a figure/table name tag for runs with non-default parameters.
+
+The figures and tables that the numbered notebooks write with their *default* parameters are committed. A run
+with other parameters (``papermill -p TIME_STEPS 8 ...``) must not overwrite them, so every output name carries
+:func:`param_tag`: empty for the defaults, else a short readable suffix such as ``_time_steps-8_gain-2.0``.
+The defaults are read from the notebook's own ``parameters`` cell (no copy to keep in sync).
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from .paths import CHECKOUT
+
+__all__ = ["notebook_defaults", "param_tag", "IGNORED_PARAMETERS"]
+
+#: parameters that do not change what a figure shows (the preset is already part of the names that depend on it)
+IGNORED_PARAMETERS = frozenset({"PRESET", "REUSE", "THREADS", "PRECISION_REUSE"})
+
+
+def _notebook_path(notebook: str | os.PathLike[str]) -> Path:
+    p = Path(notebook)
+    if p.suffix != ".ipynb":
+        p = p.with_suffix(".ipynb")
+    if p.is_file():
+        return p
+    for folder in ([CHECKOUT / "notebooks"] if CHECKOUT is not None else []) + [Path.cwd()]:
+        if (folder / p.name).is_file():
+            return folder / p.name
+    raise FileNotFoundError(f"notebook {p.name} not found (looked in the checkout's notebooks/ and {Path.cwd()})")
+
+
+def notebook_defaults(notebook: str | os.PathLike[str]) -> dict[str, Any]:
+    """The values assigned in a notebook's ``parameters`` cell (literals only), by name."""
+    path = _notebook_path(notebook)
+    nb = json.loads(path.read_text())
+    cells = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    src = "".join(cells[0]["source"]) if isinstance(cells[0]["source"], list) else cells[0]["source"]
+    out: dict[str, Any] = {}
+    for node in ast.parse(src).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else (
+            node.target if isinstance(node, ast.AnnAssign) else None)
+        if isinstance(target, ast.Name) and node.value is not None:  # type: ignore[union-attr]
+            out[target.id] = ast.literal_eval(node.value)  # type: ignore[union-attr]
+    return out
+
+
+def _short(value: Any) -> str:
+    text = re.sub(r"[^A-Za-z0-9.+-]+", "_", str(value)).strip("_")
+    return text or "none"
+
+
+def param_tag(notebook: str | os.PathLike[str], namespace: Mapping[str, Any], max_len: int = 48) -> str:
+    """``""`` when every parameter in ``namespace`` has its default, else ``_name-value_...`` (sorted by name).
+
+    Parameters in :data:`IGNORED_PARAMETERS` are skipped. A tag longer than ``max_len`` becomes ``_p`` plus a
+    10-character digest of the changed values.
+    """
+    changed = {k: namespace[k] for k, v in notebook_defaults(notebook).items()
+               if k not in IGNORED_PARAMETERS and k in namespace and namespace[k] != v}
+    if not changed:
+        return ""
+    tag = "_" + "_".join(f"{k.lower()}-{_short(changed[k])}" for k in sorted(changed))
+    if len(tag) > max_len:
+        digest = hashlib.sha256(json.dumps(changed, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        tag = f"_p{digest}"
+    return tag
+
+
+# ---------------------------------------------------------------------------- committed notebook metadata
+#: what JupyterLab writes for the ``python3`` kernel of ipykernel: stored so that opening a notebook leaves git clean
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+#: per-run metadata that papermill / nbclient add and that would change on every execution
+_VOLATILE_CELL_KEYS = ("papermill", "execution")
+
+
+def normalize_notebook(nb: dict[str, Any]) -> dict[str, Any]:
+    """Drop run timestamps (papermill, nbclient) and store JupyterLab's kernelspec; returns ``nb`` (changed in place)."""
+    meta = nb.setdefault("metadata", {})
+    meta["kernelspec"] = dict(KERNELSPEC)
+    meta.pop("papermill", None)
+    for cell in nb.get("cells", []):
+        for key in _VOLATILE_CELL_KEYS:
+            cell.get("metadata", {}).pop(key, None)
+    return nb

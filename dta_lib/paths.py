@@ -1,0 +1,78 @@
+"""Where dta_lib writes its outputs and where it finds recorded results.
+
+Outputs (runs, figures, tables, benchmark results) go under one *output root*:
+
+1. ``$DTA_OUTPUT_DIR`` when it is set (CI and tests point it at a scratch folder);
+2. else the ``reports/`` folder of the source checkout when ``dta_lib`` is imported from one (an editable
+   install, which is what ``make setup`` makes: the notebooks then write the repo's ``reports/``);
+3. else ``./reports`` of the current working directory (an installed ``dta_lib`` never writes into
+   ``site-packages``).
+
+*Recorded* results (the committed ``reports/runs/cpu`` runs, benchmark JSON files) are read from the output root
+first and, failing that, from the checkout's ``reports/`` (:func:`recorded`), so a scratch output root still
+renders the committed studies.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["CHECKOUT", "output_root", "checkout_reports", "recorded", "recorded_glob"]
+
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+#: the source checkout holding this ``dta_lib`` (``None`` when it is installed, e.g. in site-packages)
+CHECKOUT: Path | None = (
+    _PACKAGE_PARENT if (_PACKAGE_PARENT / "pyproject.toml").is_file() and (_PACKAGE_PARENT / "notebooks").is_dir()
+    else None
+)
+
+
+def checkout_reports() -> Path | None:
+    """The checkout's ``reports/`` folder (committed results), or ``None`` for an installed ``dta_lib``."""
+    return CHECKOUT / "reports" if CHECKOUT is not None else None
+
+
+def output_root(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The folder outputs go under: ``explicit``, else ``$DTA_OUTPUT_DIR``, else the checkout's or ``./reports``.
+
+    Raises ``ValueError`` for an empty or whitespace-only path (it would mean the current folder by accident).
+    """
+    for value, what in ((explicit, "output folder"), (os.environ.get("DTA_OUTPUT_DIR"), "$DTA_OUTPUT_DIR")):
+        if value is None:
+            continue
+        text = os.fspath(value)
+        if what == "$DTA_OUTPUT_DIR" and text == "":
+            continue  # an exported but empty variable means "not set"
+        if not text.strip():
+            raise ValueError(f"{what} is {text!r}: expected a folder path, not an empty string")
+        return Path(text).expanduser()
+    reports = checkout_reports()
+    return reports if reports is not None else Path.cwd() / "reports"
+
+
+def recorded(relative: str | os.PathLike[str]) -> Path:
+    """A recorded result by its path relative to a reports folder (``runs/cpu``, ``bench/x.json``).
+
+    Looks under :func:`output_root` first, then under the checkout's ``reports/``; an absolute path is returned
+    as it is. Returns the first that exists, else the output-root candidate (so the caller's error names it).
+    """
+    rel = Path(relative)
+    if rel.is_absolute():
+        return rel
+    first = output_root() / rel
+    if first.exists():
+        return first
+    reports = checkout_reports()
+    if reports is not None and (reports / rel).exists():
+        return reports / rel
+    return first
+
+
+def recorded_glob(folder: str | os.PathLike[str], pattern: str) -> list[Path]:
+    """Files matching ``pattern`` in ``folder`` (relative to a reports folder): those under :func:`output_root`
+    when there are any, else those under the checkout's ``reports/``; sorted."""
+    found = sorted((output_root() / folder).glob(pattern))
+    reports = checkout_reports()
+    if not found and reports is not None:
+        found = sorted((reports / folder).glob(pattern))
+    return found

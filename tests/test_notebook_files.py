@@ -1,0 +1,135 @@
+"""The committed notebooks as files: parameters papermill can read, metadata JupyterLab leaves alone,
+figure names that keep non-default runs apart, and outputs that go where they are told."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import pytest
+
+from dta_lib import paths, viz
+from dta_lib.nbsetup import KERNELSPEC, normalize_notebook, notebook_defaults, param_tag
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 13
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter_with_a_type(nb):
+    """`papermill --help-notebook` silently drops a line it cannot parse (e.g. a comment holding '=')."""
+    inferred = pm.inspect_notebook(str(nb))
+    assigned = notebook_defaults(nb)
+    assert set(inferred) == set(assigned), f"papermill misses {sorted(set(assigned) - set(inferred))}"
+    untyped = [k for k, v in inferred.items() if v["inferred_type_name"] in (None, "None")]
+    assert not untyped, f"parameters without a type annotation: {untyped}"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_metadata_is_what_jupyterlab_writes(nb):
+    text = nb.read_text()
+    node = nbformat.read(str(nb), as_version=4)
+    nbformat.validate(node)
+    assert nbformat.writes(node) + "\n" in (text, text + "\n"), "not in nbformat's own serialisation"
+    assert node.metadata["kernelspec"] == KERNELSPEC
+    assert node.metadata["language_info"]["name"] == "python"
+    assert all("id" in c for c in node.cells)
+    # no run timestamps: re-rendering or opening changes no metadata
+    assert normalize_notebook(copy.deepcopy(node)) == node
+    # a question first, then the parameters
+    assert node.cells[0].cell_type == "markdown" and node.cells[0].source.startswith("# ")
+    assert "parameters" in node.cells[1].metadata.get("tags", [])
+
+
+def test_installed_kernelspec_matches_the_stored_one():
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    assert {"display_name": spec.display_name, "language": spec.language, "name": "python3"} == KERNELSPEC
+
+
+def test_param_tag_is_empty_for_defaults_and_names_what_changed():
+    nb = NOTEBOOKS[0]  # 01: TIME_STEPS 16, GAIN 1.5
+    defaults = notebook_defaults(nb)
+    assert param_tag(nb, defaults) == ""
+    assert param_tag(nb, {**defaults, "PRESET": "cpu"}) == ""  # the preset is not part of the tag
+    assert param_tag(nb, {**defaults, "TIME_STEPS": 8, "GAIN": 2.0}) == "_gain-2.0_time_steps-8"
+    long = param_tag(nb, {**defaults, "IMAGE_INDEX": 1234567, "TIME_STEPS": 123456789, "GAIN": 2.123456789})
+    assert long.startswith("_p") and len(long) == 12
+    assert param_tag(nb.stem, {**defaults, "SEED": 3}) == "_seed-3"  # found by name in the checkout
+
+
+def test_notebook_defaults_names_a_notebook_without_a_parameters_cell(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("A = 1")])
+    nbformat.write(nb, str(tmp_path / "x.ipynb"))
+    with pytest.raises(ValueError, match=r"x.ipynb: expected exactly one cell tagged 'parameters', found 0"):
+        notebook_defaults(tmp_path / "x.ipynb")
+    with pytest.raises(FileNotFoundError, match="notebook nope.ipynb not found"):
+        notebook_defaults("nope")
+
+
+# ---------------------------------------------------------------------------- where outputs go
+def test_output_root_order(tmp_path, monkeypatch):
+    monkeypatch.delenv("DTA_OUTPUT_DIR", raising=False)
+    assert paths.CHECKOUT is not None  # the tests run from a checkout (editable install)
+    assert paths.output_root() == paths.CHECKOUT / "reports"
+    monkeypatch.setenv("DTA_OUTPUT_DIR", str(tmp_path / "env"))
+    assert paths.output_root() == tmp_path / "env"
+    assert paths.output_root(tmp_path / "arg") == tmp_path / "arg"
+    monkeypatch.setenv("DTA_OUTPUT_DIR", "")  # exported but empty: not set
+    assert paths.output_root() == paths.CHECKOUT / "reports"
+    for bad in ("", "   "):
+        with pytest.raises(ValueError, match="expected a folder path, not an empty string"):
+            paths.output_root(bad)
+    monkeypatch.setenv("DTA_OUTPUT_DIR", " ")
+    with pytest.raises(ValueError, match=r"\$DTA_OUTPUT_DIR is ' '"):
+        paths.output_root()
+
+
+def test_recorded_results_fall_back_to_the_checkout(tmp_path, monkeypatch):
+    monkeypatch.setenv("DTA_OUTPUT_DIR", str(tmp_path))
+    bench = "bench/bench_cpu_fp32_2threads.json"
+    assert paths.recorded(bench) == paths.CHECKOUT / "reports" / bench  # committed, not in the scratch root
+    (tmp_path / "bench").mkdir()
+    (tmp_path / bench).write_text("{}")
+    assert paths.recorded(bench) == tmp_path / bench  # the output root wins once it has one
+    assert paths.recorded("runs/none-such") == tmp_path / "runs/none-such"
+    assert [p.name for p in paths.recorded_glob("bench", "*.json")] == ["bench_cpu_fp32_2threads.json"]
+    committed = paths.recorded_glob("tables", "energy*.csv")
+    assert committed and all(p.parent == paths.CHECKOUT / "reports" / "tables" for p in committed)
+
+
+def test_save_figure_writes_under_the_output_root(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setenv("DTA_OUTPUT_DIR", str(tmp_path))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    out = viz.save_figure(fig, "x.png")
+    plt.close(fig)
+    assert out == tmp_path / "figures" / "x.png" and out.is_file()
+
+
+def test_make_test_points_outputs_away_from_the_committed_reports():
+    make = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    for target in ("test:", "unit:", "nbval:"):
+        recipe = make.split(f"\n{target}", 1)[1].split("\n\n", 1)[0]
+        assert "DTA_OUTPUT_DIR=" in recipe, target
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+    assert "ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 make test" in ci
+
+
+def test_bench_json_of_notebook_11_resolves_from_any_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DTA_OUTPUT_DIR", raising=False)
+    rel = notebook_defaults("11_performance")["BENCH_JSON"]
+    assert paths.recorded(rel).is_file()
+    assert json.loads(paths.recorded(rel).read_text())["meta"]
