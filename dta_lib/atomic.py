@@ -5,10 +5,15 @@ Every writer in ``dta_lib`` (checkpoints, metrics, tables, figures, caches) goes
 disk, given the usual mode of a new file (``0o666 & ~umask``, not ``mkstemp``'s ``0o600``)
 and moved onto the target with ``os.replace``. On any error the temp file is removed and the
 previous file, if any, is left untouched.
+
+Fault injection (tests only): with ``DTA_FAULT_KILL_AT_WRITE=N`` in the environment the process SIGKILLs itself
+during its N-th atomic write, after the temp file is complete and before it is published, leaving the temp file
+behind exactly as a real kill would. ``tests/test_runfolder.py`` kills a run at every write point this way.
 """
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -20,6 +25,19 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_writes = 0
+
+
+def _maybe_killed() -> None:
+    global _writes
+    at = os.environ.get("DTA_FAULT_KILL_AT_WRITE")
+    if not at:
+        return
+    _writes += 1
+    if _writes == int(at):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
@@ -37,6 +55,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        _maybe_killed()
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:

@@ -41,6 +41,9 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import PRECISIONS, SYNTHETIC_DATASETS, TrainConfig
+from .data.registry import RESOLVED_ROOTS, data_provenance
+from .runfolder import LOCK_FILE, RunLock, check_out_path, clean_temp_files, copy_checkpoint, repair, write_metrics
+from .runfolder import read_metrics as _read_metrics
 from .models import MSResNet, ms_resnet18, ms_resnet34
 from .neuron import LIF
 
@@ -299,12 +302,7 @@ def run_metadata(device: torch.device, world_size: int) -> dict[str, Any]:
     }
 
 
-def read_metrics(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The per-epoch records of a run folder's ``metrics.jsonl``."""
-    path = Path(out) / METRICS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no {METRICS_FILE} in {out}")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+read_metrics = _read_metrics  # the run folder's reader (dta_lib.runfolder.read_metrics)
 
 
 # ---------------------------------------------------------------------------- probes
@@ -369,6 +367,10 @@ class Trainer:
         self.resume = resume
         self._datasets = datasets
         self._info = info
+        self._lock: RunLock | None = None
+        self._created_out = False
+        self.repaired: list[str] = []
+        self.data_provenance: dict[str, Any] = {}
         self._check_out()
 
     # ------------------------------------------------------------------ output folder
@@ -378,7 +380,7 @@ class Trainer:
             if self.resume:
                 raise ValueError("resume=True needs an out folder holding last.pt")
             return
-        out = self.out
+        out = self.out = check_out_path(self.out)
         if out.exists() and not out.is_dir():
             raise ValueError(f"out={str(out)!r} exists and is not a folder; expected a (new or run) folder")
         for parent in out.parents:
@@ -389,6 +391,9 @@ class Trainer:
         last = out / "last.pt"
         if self.resume:
             if not last.is_file():
+                if (out / "config.json").is_file() and not (out / METRICS_FILE).exists():
+                    self.resume = False  # the run died before its first epoch: nothing to resume, start it afresh
+                    return
                 raise FileNotFoundError(f"cannot resume: {last} does not exist (start a new run without --resume)")
         elif out.is_dir() and ((out / METRICS_FILE).exists() or last.exists()):
             raise ValueError(
@@ -407,22 +412,31 @@ class Trainer:
         self.resume_state: dict[str, Any] | None = None
         if self.resume:
             assert self.out is not None
+            self._lock_out()
             self.resume_state = load_checkpoint(self.out / "last.pt")
+            validate_checkpoint_fields(self.out / "last.pt", self.resume_state)
             self._check_resume_config(self.resume_state)
         # data first (may raise for missing files) so that nothing is written on bad input
+        RESOLVED_ROOTS.clear()
         if self._datasets is not None:
             train_ds, test_ds = self._datasets
             info = self._info or _infer_info(cfg, train_ds)
         else:
             train_ds, test_ds, info = build_data(cfg)
+        self.data_provenance = {n: data_provenance(n) for n in sorted(RESOLVED_ROOTS)}
         assert train_ds is not None
         if len(train_ds) == 0 or len(test_ds) == 0:  # type: ignore[arg-type]
             raise ValueError(f"empty dataset: {len(train_ds)} training / {len(test_ds)} test samples")  # type: ignore[arg-type]
         self.info = info
+        check_model_size(cfg, info)  # before anything is allocated: a huge width or T fails here, naming it
         self.dist = D.setup(self.device)
         self.is_main = self.dist.is_main
         if self.out is not None and self.is_main:
+            self._created_out = not self.out.exists()
             self.out.mkdir(parents=True, exist_ok=True)
+            self._lock_out()
+            if not self.resume and ((self.out / METRICS_FILE).exists() or (self.out / "last.pt").exists()):
+                raise ValueError(f"out={str(self.out)!r} already holds a run (another process started it meanwhile)")
 
         seed_everything(cfg.seed)  # identical initial weights on every rank
         model = build_model(cfg, info).to(self.device)
@@ -474,6 +488,15 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         if self.resume_state is not None:
             self._load_state(self.resume_state)
+            if self.out is not None and self.is_main:
+                self.repaired = repair(self.out, self.resume_state, load_checkpoint)
+
+    def _lock_out(self) -> None:
+        """Take the run folder's lock (once) and remove temp files that killed writes left behind."""
+        if self._lock is not None or self.out is None or not D.detect().is_main:
+            return
+        self._lock = RunLock(self.out).acquire()
+        clean_temp_files(self.out)
 
     def _check_resume_config(self, state: dict[str, Any]) -> None:
         saved = state["config"]
@@ -629,11 +652,12 @@ class Trainer:
         state = self._state(epoch)  # collective under DDP: every rank takes part
         if self.out is None or not self.is_main:
             return
+        # last.pt is the commit point: it carries the history and the best epoch, so whatever a kill interrupts
+        # after it (best.pt, metrics.jsonl) is rebuilt from it on --resume (dta_lib.runfolder.repair)
         save_checkpoint(self.out / "last.pt", state)
         if improved:
-            save_checkpoint(self.out / "best.pt", state)
-        lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.history)
-        atomic_write_text(self.out / METRICS_FILE, lines)
+            copy_checkpoint(self.out / "last.pt", self.out / "best.pt")
+        write_metrics(self.out, self.history)
 
     # ------------------------------------------------------------------ main loop
     def fit(self) -> TrainResult:
@@ -660,6 +684,8 @@ class Trainer:
                 "parameters": sum(p.numel() for p in self.model.parameters()),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "resumed_from_epoch": self.start_epoch - 1 if self.resume else None,
+                "data": self.data_provenance,
+                "repaired_on_resume": self.repaired,
             }
             if self.out is not None and self.is_main:
                 atomic_write_text(self.out / "config.json", cfg.to_json() + "\n")
@@ -667,11 +693,7 @@ class Trainer:
             for epoch in range(self.start_epoch, cfg.epochs + 1):
                 t0 = time.perf_counter()
                 lr = self.opt.param_groups[0]["lr"]
-                try:
-                    rec = self._train_epoch(epoch)
-                except NonFiniteLossError as e:
-                    self._write_metadata("failed", {"error": str(e)})
-                    raise
+                rec = self._train_epoch(epoch)
                 self.sched.step()
                 rec.update(self._evaluate())
                 improved = rec["test_acc"] > self.best_acc
@@ -697,10 +719,92 @@ class Trainer:
                 epochs=cfg.epochs, history=list(self.history), wall_seconds=wall, out=self.out, config=cfg,
                 param_digests=digests,
             )
+        except BaseException as e:
+            self._record_failure(e)
+            raise
         finally:
             torch.use_deterministic_algorithms(prev_det)
             torch.set_num_threads(prev_threads)
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
             D.cleanup()
+
+    def _record_failure(self, e: BaseException) -> None:
+        """``run.json`` says ``interrupted`` (SIGINT/SIGTERM) or ``failed`` with the error, never ``running``; a
+        folder this run created and never wrote a file into is removed again."""
+        if self.out is None or self._lock is None:
+            return  # nothing of ours in the folder (or another process holds it)
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        if getattr(self, "meta", None) is not None:
+            try:
+                self._write_metadata(status, {"error": f"{type(e).__name__}: {e}"[:2000],
+                                              "stopped": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            except OSError:
+                pass  # e.g. the disk is full: run.json keeps its last state
+        elif self._created_out:
+            clean_temp_files(self.out)
+            if {p.name for p in self.out.iterdir()} <= {LOCK_FILE}:
+                self._lock.release()
+                self._lock = None
+                with contextlib.suppress(OSError):
+                    self.out.rmdir()
+
+
+def validate_checkpoint_fields(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """Check a checkpoint's fields before a model is built or data read; errors name the file and the field."""
+    def bad(field_: str, why: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path}: field {field_!r} {why}")
+
+    for name in ("epoch", "best_epoch"):
+        v = state.get(name, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise bad(name, f"must be an integer >= 0, got {v!r}")
+    if "best_acc" in state and (isinstance(state["best_acc"], bool) or not isinstance(state["best_acc"], (int, float))):
+        raise bad("best_acc", f"must be a number, got {state['best_acc']!r}")
+    if not isinstance(state.get("config"), dict):
+        raise bad("config", f"must be a dict, got {type(state.get('config')).__name__}")
+    try:
+        cfg = TrainConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as e:
+        raise bad("config", f"is invalid: {e}") from None
+    if not isinstance(state.get("history", []), list):
+        raise bad("history", "must be a list of per-epoch records")
+    if "data_info" in state:
+        di = state["data_info"]
+        names = set(DataInfo.__dataclass_fields__)
+        if not isinstance(di, dict) or set(di) != names:
+            got = sorted(di) if isinstance(di, dict) else type(di).__name__
+            raise bad("data_info", f"must have exactly the keys {sorted(names)}, got {got}")
+        for k in ("num_classes", "in_channels", "image_size", "default_time_steps"):
+            if isinstance(di[k], bool) or not isinstance(di[k], int) or not 1 <= di[k] <= 1_000_000:
+                raise bad(f"data_info.{k}", f"must be an integer in 1..1000000, got {di[k]!r}")
+        info = DataInfo(**di)
+    else:
+        info = get_data_info(cfg.dataset)
+    try:
+        check_model_size(cfg, info)
+    except ValueError as e:
+        raise bad("config", str(e)) from None
+
+
+#: refuse models whose training state (weights, gradients, momentum) would not fit in this many bytes
+MAX_TRAINING_STATE_BYTES = 64 * 2**30
+
+
+def check_model_size(cfg: TrainConfig, info: DataInfo) -> int:
+    """Parameters of ``cfg``'s model, counted on the meta device (nothing allocated); ``ValueError`` when its
+    training state (weights + gradients + momentum, fp32) exceeds :data:`MAX_TRAINING_STATE_BYTES`."""
+    with torch.device("meta"):
+        n = sum(p.numel() for p in build_model(cfg, info).parameters())
+    need = 3 * 4 * n
+    if need > MAX_TRAINING_STATE_BYTES:
+        raise ValueError(
+            f"width={cfg.width}, time_steps={cfg.time_steps} give a model of {n:,} parameters ({need / 2**30:.0f} GiB "
+            f"of weights, gradients and momentum; at most {MAX_TRAINING_STATE_BYTES // 2**30} GiB): choose a smaller "
+            "--width or -T (T-NA grows with (T x channels)^2)"
+        )
+    return n
 
 
 def _dc_dict(obj: Any) -> dict[str, Any]:

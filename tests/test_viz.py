@@ -33,11 +33,11 @@ def _tiny_model(attention: str = "dta") -> torch.nn.Module:
 
 # ------------------------------------------------------------------ save_figure
 def test_save_figure_atomic_and_relative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(viz, "FIGURES_DIR", tmp_path / "figs")
+    monkeypatch.setenv("DTA_OUTPUT_DIR", str(tmp_path / "out"))
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
     out = viz.save_figure(fig, "sub/test.png")
-    assert out == tmp_path / "figs" / "sub" / "test.png"
+    assert out == tmp_path / "out" / "figures" / "sub" / "test.png"
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in out.parent.iterdir()] == ["test.png"]  # no temp file left behind
 

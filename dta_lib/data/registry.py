@@ -106,20 +106,54 @@ def resolve_root(name: str, root: str | os.PathLike | None, present: Any, downlo
     if root is not None:
         path = Path(root).expanduser()
         if download or present(path):
-            return path
+            return _record(name, path)
         state = "does not exist" if not path.exists() else ("is empty" if path.is_dir() and not any(path.iterdir())
                                                            else "lacks the expected files")
         raise missing_data_error(name, [f"{path} (which {state})"], layout, how)
     searched: list[Path | str] = []
     env = env_root()
     if env is not None:
+        if not env.exists() and not download:
+            raise FileNotFoundError(f"{name}: $DTA_DATA_ROOT={str(env)!r} does not exist; set it to a folder with the "
+                                    f"layout {layout}, or unset it to use the offline copies")
         if present(env):
-            return env
+            return _record(name, env)
         searched.append(f"{env} ($DTA_DATA_ROOT)")
     for candidate in offline:
         if present(candidate):
-            return candidate
+            return _record(name, candidate)
         searched.append(candidate)
     if download:
-        return env if env is not None else cache_dir() / "data"
+        return _record(name, env if env is not None else cache_dir() / "data")
     raise missing_data_error(name, searched, layout, how)
+
+
+#: dataset name -> the root the last :func:`resolve_root` call picked (read by :func:`data_provenance`)
+RESOLVED_ROOTS: dict[str, Path] = {}
+
+
+def _record(name: str, path: Path) -> Path:
+    RESOLVED_ROOTS[name] = path
+    return path
+
+
+def data_provenance(name: str, max_content_bytes: int = 256 * 2**20, max_files: int = 20_000) -> dict[str, Any] | None:
+    """Which files a dataset was read from: the root :func:`resolve_root` picked last, with a SHA-256 digest.
+
+    The digest covers the files' contents when they total at most ``max_content_bytes``, else their relative
+    paths and sizes (``digest_of``: ``content`` or ``listing``). ``None`` when no root was resolved for ``name``.
+    """
+    root = RESOLVED_ROOTS.get(name)
+    if root is None:
+        return None
+    files = sorted(p for p in root.rglob("*") if p.is_file())[:max_files] if root.is_dir() else []
+    total = sum(p.stat().st_size for p in files)
+    h = hashlib.sha256()
+    kind = "content" if total <= max_content_bytes else "listing"
+    for p in files:
+        h.update(str(p.relative_to(root)).encode() + b"\0" + str(p.stat().st_size).encode() + b"\0")
+        if kind == "content":
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    return {"root": str(root), "files": len(files), "bytes": total, "sha256": h.hexdigest(), "digest_of": kind}
