@@ -5,6 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PRESET  ?= cpu
 DATASET ?= fashion-mnist
+DOWNLOAD ?= 0
 NOTEBOOKS ?=
 REUSE   ?= 0
 PYTEST_ARGS ?=
@@ -49,7 +50,7 @@ render: setup
 	$(PY) -m dta_lib.reproduce --refresh-committed $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
 
 reproduce: setup
-	$(PY) -m dta_lib.reproduce --preset $(PRESET) --dataset $(DATASET) $(if $(filter 1 yes true,$(REUSE)),--reuse) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+	$(PY) -m dta_lib.reproduce --preset $(PRESET) --dataset $(DATASET) $(if $(filter 1 yes true,$(REUSE)),--reuse) $(if $(filter 1 yes true,$(DOWNLOAD)),--download) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks

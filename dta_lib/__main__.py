@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 __all__ = ["Command", "COMMANDS", "PLUGIN_MODULES", "register_command", "build_parser", "main"]
 
@@ -192,16 +193,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .train import NonFiniteLossError
 
+    from .runfolder import RunLockedError
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _sigterm)  # SIGTERM stops a run like Ctrl-C: run.json says so
     try:
         return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("error: interrupted (SIGINT/SIGTERM); the run folder keeps its last finished epoch: "
+              "continue it with --resume", file=sys.stderr)
+        return 130
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError, NotADirectoryError, CheckpointError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, NotADirectoryError, CheckpointError, ImportError, RunLockedError) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, read-only folder, file too large, ...
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"error: {e.strerror or e}{where}; the run folder keeps its last finished epoch", file=sys.stderr)
+        return 1
+    except RuntimeError as e:  # e.g. an unusable device string that torch refuses
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text[:1000] or type(e).__name__
 
 
 if __name__ == "__main__":

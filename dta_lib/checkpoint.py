@@ -7,6 +7,7 @@ a crafted pickle cannot execute code.
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import random
@@ -38,6 +39,7 @@ class CheckpointError(ValueError):
 
 
 from .atomic import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: E402  (re-exported)
+from .runfolder import verify_zip  # noqa: E402
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
@@ -52,7 +54,9 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
     if missing:
         raise ValueError(f"checkpoint state for {path} misses keys {missing}")
     payload = {"format": FORMAT, "version": VERSION, **state}
-    atomic_write(path, lambda p: torch.save(payload, p))
+    buf = io.BytesIO()  # serialise in memory: a failed file write then raises the OS error (disk full, EFBIG)
+    torch.save(payload, buf)  # rather than torch's opaque "unexpected pos" from its zip writer
+    atomic_write_bytes(path, buf.getbuffer())
     return path
 
 
@@ -61,13 +65,18 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 
     Raises ``FileNotFoundError`` for a missing path and :class:`CheckpointError`
     (a ``ValueError``) naming the file for a crafted pickle, a truncated or corrupt
-    file, or a file that is not a dta_lib checkpoint. No code from the file runs.
+    file (every zip member's CRC is checked first: a flipped bit is refused, not loaded
+    as different weights), or a file that is not a dta_lib checkpoint. No code from the file runs.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is not a regular file")
+    try:
+        verify_zip(path)  # every member's CRC: a flipped bit would otherwise load as different weights
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 ATTENTIONS = ("none", "txa", "tna", "dta")
+#: largest learning rate accepted (SGD with momentum diverges far below this; 1e300 is a typo, not a recipe)
+MAX_LR = 100.0
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ARCHS = ("ms_resnet18", "ms_resnet34")
 #: datasets generated in memory by :func:`dta_lib.train.synthetic_datasets` (tests, CI, DDP checks)
@@ -111,7 +114,7 @@ class TrainConfig:
                 _int(self, name, 1)
         _num(self, "width", lo=0.0, lo_open=True)
         _num(self, "surrogate_width", lo=0.0, lo_open=True)
-        _num(self, "lr", lo=0.0, lo_open=True)
+        _num(self, "lr", lo=0.0, lo_open=True, hi=MAX_LR)
         _num(self, "momentum", lo=0.0, hi=1.0)
         _num(self, "weight_decay", lo=0.0)
         _num(self, "label_smoothing", lo=0.0, hi=1.0, hi_open=True)
@@ -121,7 +124,7 @@ class TrainConfig:
         if self.mix_prob > 0 and self.cutmix_alpha == 0 and self.mixup_alpha == 0:
             raise ValueError(f"mix_prob={self.mix_prob} needs cutmix_alpha > 0 or mixup_alpha > 0")
         if not isinstance(self.device, str) or not (
-            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
+            self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)
         ):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
 

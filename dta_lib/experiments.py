@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -57,6 +58,32 @@ def _finished(path: Path, cfg: TrainConfig) -> bool:
     return same and status in ("finished", "completed", "done") and len([x for x in lines if x.strip()]) == cfg.epochs
 
 
+#: ``$DTA_REUSE_SINCE`` (an ISO time, set by ``python -m dta_lib.reproduce``): runs finished after it are reused
+#: even with ``reuse=False``, so an interrupted ``make reproduce`` continues where it stopped
+REUSE_SINCE_ENV = "DTA_REUSE_SINCE"
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+
+
+def _finished_since(path: Path) -> bool:
+    since = os.environ.get(REUSE_SINCE_ENV, "").strip()
+    if not since:
+        return False
+    try:
+        finished = json.loads((path / "run.json").read_text()).get("finished") or ""
+        return datetime.strptime(finished, _TIME_FORMAT) >= datetime.strptime(since, _TIME_FORMAT)
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _settle_swap(out: Path) -> None:
+    """Finish a replacement that a kill interrupted (see :func:`run_one`): ``<run>.retrain`` -> ``<run>``."""
+    new, old = out.with_name(out.name + ".retrain"), out.with_name(out.name + ".replaced")
+    if not out.exists() and new.is_dir() and old.is_dir():
+        os.replace(new, out)
+    if out.exists() and old.is_dir():
+        shutil.rmtree(old)
+
+
 def run_one(
     study: str,
     dataset: str,
@@ -67,16 +94,36 @@ def run_one(
     reuse: bool = True,
     **common: Any,
 ) -> dict[str, Any]:
-    """Train (or reuse) one run; returns :func:`dta_lib.report.load_run`'s row plus the variant's fields."""
+    """Train, resume or reuse one run; returns :func:`dta_lib.report.load_run`'s row plus the variant's fields.
+
+    Never deletes a run it could continue: a folder with ``last.pt`` is resumed (``--resume`` semantics; a different
+    config is an error naming the fields). ``reuse=True`` reads a finished run with the same config. With
+    ``reuse=False`` a finished run is retrained into ``<run>.retrain`` (itself resumable) and only replaces the
+    old folder once it has finished; runs finished since ``$DTA_REUSE_SINCE`` count as already retrained.
+    """
     from .train import train
 
     cfg = make_config(dataset, preset, seed=seed, **{**common, **variant})
     out = run_dir(study, cfg, variant, root)
-    if not (reuse and _finished(out, cfg)):
-        if out.exists():
-            shutil.rmtree(out)
+    _settle_swap(out)
+    finished = _finished(out, cfg)
+    if finished and (reuse or _finished_since(out)):
+        pass
+    elif finished:
+        new = out.with_name(out.name + ".retrain")
+        train(cfg, out=new, resume=new.is_dir() and any(new.iterdir()))
+        old = out.with_name(out.name + ".replaced")
+        os.replace(out, old)
+        os.replace(new, out)
+        shutil.rmtree(old)
+    elif (out / "metrics.jsonl").is_file() and not (out / "last.pt").is_file():
+        raise ValueError(
+            f"{out} holds a recorded run that differs from the requested one (config or epochs) and has no last.pt "
+            "to continue from; move it away to retrain it"
+        )
+    else:
         out.parent.mkdir(parents=True, exist_ok=True)
-        train(cfg, out=out)
+        train(cfg, out=out, resume=(out / "last.pt").is_file() or (out / "config.json").is_file())
     row = load_run(out)
     row.update({"study": study, "variant": variant_key(variant), **variant})
     return row

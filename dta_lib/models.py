@@ -123,6 +123,8 @@ class MSResNet(nn.Module):
             raise ValueError(f"expected input of shape {want}, got {tuple(x.shape)} (C={c})")
         if x.dim() == 5 and x.shape[1] != self.time_steps:
             raise ValueError(f"expected input of shape {want}, got {tuple(x.shape)} (T={x.shape[1]})")
+        if x.shape[-1] < 1 or x.shape[-2] < 1 or x.shape[0] < 1:
+            raise ValueError(f"expected input of shape {want} with B, H, W >= 1, got {tuple(x.shape)}")
 
     def stem(self, x: Tensor) -> Tensor:
         """Stem conv + BN, returning the real-valued ``[B, T, C, H, W]`` membrane input."""

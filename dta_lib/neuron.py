@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +40,9 @@ class LIF(nn.Module):
         self, decay: float = 0.5, threshold: float = 1.0, surrogate: Surrogate | None = None, backend: str = "auto"
     ) -> None:
         super().__init__()
+        for name, v in (("decay", decay), ("threshold", threshold)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise ValueError(f"LIF {name} must be a real number, got {v!r} ({type(v).__name__})")
         if not (math.isfinite(decay) and 0.0 <= decay <= 1.0):
             raise ValueError(f"LIF decay must be in [0, 1], got {decay!r}")
         if not (math.isfinite(threshold) and threshold > 0):
@@ -53,6 +57,8 @@ class LIF(nn.Module):
             raise ValueError(f"LIF expects input [B, T, ...] with at least 2 dims, got shape {tuple(x.shape)}")
         if not torch.is_floating_point(x):
             raise ValueError(f"LIF expects a floating-point input, got dtype {x.dtype}")
+        if x.numel() == 0:
+            raise ValueError(f"LIF expects input [B, T, ...] with at least one element, got shape {tuple(x.shape)}")
         return lif_multistep(x, self.decay, self.threshold, self.surrogate, self.backend)
 
     def trace(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:

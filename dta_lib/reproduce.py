@@ -7,9 +7,15 @@ keep their committed CI-sized outputs. Only the parameters a notebook declares i
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_write_text
+from .experiments import REUSE_SINCE_ENV
 
 from .paths import output_root
 
@@ -59,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true",
                     help="re-render from runs already recorded under reports/runs/ instead of re-training them")
     ap.add_argument("--out", default=None, help="output folder (default reports/notebooks/<preset>)")
+    ap.add_argument("--download", action="store_true", help="let the paper preset download missing datasets")
     ap.add_argument("--refresh-committed", action="store_true",
                     help="maintainers: re-execute the notebooks in notebooks/ with their default parameters and "
                          "replace their committed outputs (what nbval checks); ignores --preset/--dataset/--reuse")
@@ -66,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.refresh_committed:
         return refresh_committed(notebooks(args.notebooks))
     out = Path(args.out) if args.out else output_root() / "notebooks" / args.preset
+    try:
+        preflight(args.preset, args.dataset, download=args.download)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
+    session = _session(out, args)
+    os.environ[REUSE_SINCE_ENV] = session["started"]  # the notebooks' kernels inherit it (runs redone since: reused)
     for nb in notebooks(args.notebooks):
         declared = pm.inspect_notebook(str(nb))
         params = {k: v for k, v in {"PRESET": args.preset, "DATASET": args.dataset, "REUSE": args.reuse}.items() if k in declared}
@@ -77,7 +91,51 @@ def main(argv: list[str] | None = None) -> int:
                             progress_bar=False)
         tmp.replace(out / nb.name)
         print(f"[reproduce] {nb.name} done in {time.perf_counter() - t0:.0f}s -> {out / nb.name}", flush=True)
+    atomic_write_text(out / SESSION_FILE, json.dumps({**session, "completed": True}, indent=2) + "\n")
     return 0
+
+
+SESSION_FILE = ".reproduce-session.json"
+
+
+def _session(out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """This reproduce session, or the interrupted one with the same settings that it continues."""
+    path = out / SESSION_FILE
+    key = {"preset": args.preset, "dataset": args.dataset, "reuse": bool(args.reuse)}
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = {}
+    if old and not old.get("completed") and old.get("key") == key:
+        print(f"[reproduce] continuing the interrupted session started {old['started']}: runs finished since then "
+              "are reused, unfinished ones resumed", flush=True)
+        return old
+    session = {"key": key, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "completed": False}
+    atomic_write_text(path, json.dumps(session, indent=2) + "\n")
+    return session
+
+
+def preflight(preset: str, dataset: str, download: bool = False) -> None:
+    """Before any notebook runs: the paper preset needs its dataset(s) and a CUDA GPU (one line per problem)."""
+    if preset != "paper":
+        return
+    import torch
+
+    from .data import build_datasets, dataset_info
+
+    problems = []
+    for name in sorted({dataset, *(["cifar10-dvs"] if dataset.startswith("cifar") else [])}):
+        try:
+            info = dataset_info(name)
+            build_datasets(name, time_steps=info.default_time_steps if info.is_event else None, download=download,
+                           train_transform=False)
+        except (FileNotFoundError, ValueError, OSError, RuntimeError) as e:
+            problems.append(f"{name}: {' '.join(str(e).split())[:400]}" + ("" if download else " (DOWNLOAD=1 fetches it)"))
+    if not torch.cuda.is_available():
+        problems.append("PRESET=paper trains the paper's recipes (200-1000 epochs at full width): it needs a CUDA GPU "
+                        "and none is visible; use PRESET=cpu here")
+    if problems:
+        raise ValueError("\n       ".join(problems))
 
 
 if __name__ == "__main__":

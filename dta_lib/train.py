@@ -363,7 +363,7 @@ class Trainer:
             raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
         config.validate()
         self.cfg = config
-        self.out = Path(out) if out is not None else None
+        self.out = check_out_path(out) if out is not None else None
         self.resume = resume
         self._datasets = datasets
         self._info = info
@@ -391,7 +391,7 @@ class Trainer:
         last = out / "last.pt"
         if self.resume:
             if not last.is_file():
-                if (out / "config.json").is_file() and not (out / METRICS_FILE).exists():
+                if out.is_dir() and not (out / METRICS_FILE).exists():
                     self.resume = False  # the run died before its first epoch: nothing to resume, start it afresh
                     return
                 raise FileNotFoundError(f"cannot resume: {last} does not exist (start a new run without --resume)")
@@ -406,6 +406,12 @@ class Trainer:
         cfg = self.cfg
         self.dist = D.detect()
         self.device = resolve_device(cfg, self.dist)
+        if (cfg.preset == "paper" and self.device.type == "cpu" and cfg.device == "auto"
+                and cfg.dataset not in SYNTHETIC_DATASETS):
+            raise ValueError(
+                f"preset 'paper' trains the full {cfg.dataset} recipe ({cfg.epochs} epochs at width {cfg.width}): days "
+                "on a CPU, and no CUDA GPU is visible. Use --preset cpu, or pass --device cpu to insist"
+            )
         self.amp_dtype = resolve_precision(cfg, self.device)
         if cfg.sync_bn and self.device.type != "cuda":
             raise ValueError("sync_bn=True (--sync-bn) needs CUDA devices: torch's SyncBatchNorm does not run on CPU")
@@ -640,6 +646,7 @@ class Trainer:
             "data_info": _dc_dict(self.info),
             "world_size": self.dist.world_size,
             "autocast_dtype": dtype_name(self.amp_dtype),
+            "wall_seconds": self._wall(),
         }
 
     def _write_metadata(self, status: str, extra: dict[str, Any] | None = None) -> None:
@@ -675,6 +682,7 @@ class Trainer:
             elif self.device.type == "cuda":
                 torch.backends.cudnn.benchmark = True  # speed; bit-reproducibility is promised on CPU only
             prior_wall = float(self.resume_state.get("wall_seconds", 0.0)) if self.resume_state else 0.0
+            self._wall = lambda: prior_wall + time.perf_counter() - t_start  # training wall time so far, all sessions
             self.resume_state = None
             self.meta = {
                 "config": cfg.to_dict(),
@@ -788,21 +796,32 @@ def validate_checkpoint_fields(path: str | os.PathLike[str], state: dict[str, An
         raise bad("config", str(e)) from None
 
 
-#: refuse models whose training state (weights, gradients, momentum) would not fit in this many bytes
-MAX_TRAINING_STATE_BYTES = 64 * 2**30
+def _memory_bytes() -> int:
+    """The largest memory a run could use: the biggest CUDA device's, else this machine's physical RAM."""
+    if torch.cuda.is_available():
+        return max(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count()))
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**40
 
 
-def check_model_size(cfg: TrainConfig, info: DataInfo) -> int:
-    """Parameters of ``cfg``'s model, counted on the meta device (nothing allocated); ``ValueError`` when its
-    training state (weights + gradients + momentum, fp32) exceeds :data:`MAX_TRAINING_STATE_BYTES`."""
-    with torch.device("meta"):
-        n = sum(p.numel() for p in build_model(cfg, info).parameters())
-    need = 3 * 4 * n
-    if need > MAX_TRAINING_STATE_BYTES:
+def check_model_size(cfg: TrainConfig, info: DataInfo, budget: int | None = None) -> int:
+    """Parameters of ``cfg``'s model, counted on the meta device (nothing is allocated); ``ValueError`` when its
+    training state (weights + gradients + momentum, fp32) alone exceeds ``budget`` (default: the machine's RAM,
+    or the largest GPU's memory)."""
+    try:
+        with torch.device("meta"):
+            n = sum(p.numel() for p in build_model(cfg, info).parameters())
+    except RuntimeError as e:  # a size torch cannot even represent
+        raise ValueError(f"width={cfg.width}, time_steps={cfg.time_steps} give a model too large to build "
+                         f"({str(e).splitlines()[0][:120]}); choose a smaller --width or -T") from None
+    need, have = 3 * 4 * n, budget if budget is not None else _memory_bytes()
+    if need > have:
         raise ValueError(
-            f"width={cfg.width}, time_steps={cfg.time_steps} give a model of {n:,} parameters ({need / 2**30:.0f} GiB "
-            f"of weights, gradients and momentum; at most {MAX_TRAINING_STATE_BYTES // 2**30} GiB): choose a smaller "
-            "--width or -T (T-NA grows with (T x channels)^2)"
+            f"width={cfg.width}, time_steps={cfg.time_steps} give a model of {n:,} parameters: {need / 2**30:.1f} GiB "
+            f"for weights, gradients and momentum alone, more than the {have / 2**30:.1f} GiB here. Choose a smaller "
+            "--width or -T (T-NA's size grows with (T x channels)^2)"
         )
     return n
 
@@ -873,6 +892,7 @@ def train(
 def load_model(checkpoint: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[MSResNet, dict[str, Any]]:
     """Rebuild the model of a dta_lib checkpoint and load its weights: ``(model, checkpoint_dict)``."""
     state = load_checkpoint(checkpoint)
+    validate_checkpoint_fields(checkpoint, state)
     try:
         cfg = TrainConfig.from_dict(state["config"])
         info = DataInfo(**state["data_info"]) if "data_info" in state else get_data_info(cfg.dataset)
@@ -911,10 +931,8 @@ def evaluate(
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     state = load_checkpoint(checkpoint)
-    try:
-        cfg = TrainConfig.from_dict(state["config"])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {checkpoint} holds an invalid config: {e}") from None
+    validate_checkpoint_fields(checkpoint, state)
+    cfg = TrainConfig.from_dict(state["config"])
     name = dataset or cfg.dataset
     explicit = precision is not None
     if precision is None:

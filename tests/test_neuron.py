@@ -125,6 +125,8 @@ def test_surrogate_width_changes_gradient():
         (dict(decay=1.5), "decay"),
         (dict(decay=float("nan")), "decay"),
         (dict(threshold=0.0), "threshold"),
+        (dict(decay="0.5"), r"LIF decay must be a real number, got '0.5' \(str\)"),
+        (dict(threshold=True), r"LIF threshold must be a real number, got True"),
     ],
 )
 def test_lif_bad_arguments(kwargs, match):
@@ -143,3 +145,32 @@ def test_lif_bad_inputs():
         Triangle(0.0)
     with pytest.raises(ValueError, match="backend"):
         lif_multistep(torch.ones(1, 2), backend="nope")
+    with pytest.raises(ValueError, match=r"at least one element, got shape \(1, 4, 3, 0, 0\)"):
+        LIF()(torch.ones(1, 4, 3, 0, 0))
+
+
+def test_model_refuses_empty_images():
+    from dta_lib import ms_resnet18
+
+    with pytest.raises(ValueError, match=r"B, H, W >= 1, got \(2, 3, 0, 0\)"):
+        ms_resnet18(num_classes=10, width=0.0625)(torch.ones(2, 3, 0, 0))
+
+
+def test_triton_failure_falls_back_to_the_loop_with_one_warning(monkeypatch):
+    pytest.importorskip("triton")
+    import dta_lib.kernels as K
+    from dta_lib.kernels import lif_triton
+    from dta_lib.functional import lif_multistep_loop
+
+    def broken(*a, **k):
+        raise RuntimeError("CompilationError: ptxas failed (simulated)")
+
+    monkeypatch.setattr(lif_triton, "lif_multistep_triton", broken)
+    monkeypatch.setattr(K, "_TRITON_BROKEN", [])
+    x = torch.randn(2, 4, 8) * 2
+    sg = Triangle(1.0)
+    with pytest.warns(RuntimeWarning, match="Triton LIF kernel failed .*simulated.*using the PyTorch LIF loop") as rec:
+        y = K.lif_multistep_triton(x, 0.5, 1.0, sg)
+        y2 = K.lif_multistep_triton(x, 0.5, 1.0, sg)
+    assert len([w for w in rec if issubclass(w.category, RuntimeWarning)]) == 1  # once per process
+    assert torch.equal(y, lif_multistep_loop(x, 0.5, 1.0, sg)) and torch.equal(y, y2)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 
 from torch import Tensor
 
@@ -24,11 +25,27 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def lif_multistep_triton(x: Tensor, decay: float, threshold: float, surrogate: Surrogate) -> Tensor:
-    """Lazy entry point of :func:`dta_lib.kernels.lif_triton.lif_multistep_triton`."""
-    from .lif_triton import lif_multistep_triton as impl
+_TRITON_BROKEN: list[str] = []  # the first failure's message, once Triton failed to compile or run here
 
-    return impl(x, decay, threshold, surrogate)
+
+def lif_multistep_triton(x: Tensor, decay: float, threshold: float, surrogate: Surrogate) -> Tensor:
+    """Lazy entry point of :func:`dta_lib.kernels.lif_triton.lif_multistep_triton`.
+
+    If Triton fails to compile or launch (a driver/toolchain problem on this GPU), this warns once and falls back
+    to the PyTorch loop (same results, slower) for the rest of the process.
+    """
+    if not _TRITON_BROKEN:
+        try:
+            from .lif_triton import lif_multistep_triton as impl
+
+            return impl(x, decay, threshold, surrogate)
+        except Exception as e:  # triton's CompilationError, driver errors, a missing toolchain...
+            _TRITON_BROKEN.append(f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+            warnings.warn(f"Triton LIF kernel failed ({_TRITON_BROKEN[0]}); using the PyTorch LIF loop instead "
+                          "(same results, slower)", RuntimeWarning, stacklevel=2)
+    from ..functional import lif_multistep_loop
+
+    return lif_multistep_loop(x, decay, threshold, surrogate)
 
 
 LIF_BACKENDS["fused"] = lif_multistep_fused
