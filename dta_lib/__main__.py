@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -210,9 +211,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, NotADirectoryError, CheckpointError, ImportError, RunLockedError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
-    except OSError as e:  # disk full, read-only folder, file too large, ...
+    except OSError as e:  # disk full, read-only folder, file too large, no network for --download, ...
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        print(f"error: {e.strerror or e}{where}; the run folder keeps its last finished epoch", file=sys.stderr)
+        out = getattr(args, "out", None)
+        kept = "; the run folder keeps its last finished epoch (continue with --resume)" if (
+            out and os.path.isfile(os.path.join(out, "last.pt"))) else ""
+        what = "download failed: " if type(e).__name__ == "URLError" else ""
+        print(f"error: {what}{_one_line(e) if not e.strerror else e.strerror}{where}{kept}", file=sys.stderr)
         return 1
     except RuntimeError as e:  # e.g. an unusable device string that torch refuses
         print(f"error: {_one_line(e)}", file=sys.stderr)

@@ -7,8 +7,11 @@ during ordinary forward passes,
   per time step and overall (:meth:`SpikeRecorder.firing_rates`);
 - for every ``Conv1d/2d/3d`` and ``Linear``: its dense cost and the *actual* input it received.
   A layer whose input tensor holds only 0/1 values is *fed by spikes*: it performs
-  accumulates only, ``SOPs = rate_in x T x FLOPs`` (FLOPs = MACs of one time step's dense
-  computation). Any other layer performs real-valued ``MACs`` (the stem conv, the DTA
+  accumulates only: one accumulate per (input spike, synapse it reaches). :func:`exact_sops` counts
+  them exactly, convolving the spike map with all-ones weights of the layer's geometry, so taps on
+  zero padding (which the dense FLOPs include) are not counted; the field's estimate
+  ``rate_in x T x FLOPs`` (FLOPs = MACs of one time step's dense computation) is kept beside it
+  as ``sops_rate_x_flops``. Any other layer performs real-valued ``MACs`` (the stem conv, the DTA
   block's convs and linears, the MS shortcut 1x1 conv on the membrane, the classifier on
   pooled spikes). Energy (45 nm, Horowitz 2014, the SNN field's convention)::
 
@@ -31,6 +34,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
@@ -40,6 +44,7 @@ from .neuron import LIF
 
 __all__ = [
     "E_MAC_PJ", "E_AC_PJ", "SpikeRecorder", "profile", "energy_totals", "attention_maps", "layer_flops", "is_binary",
+    "exact_sops",
 ]
 
 #: Energy of one 32-bit floating-point multiply-accumulate at 45 nm (pJ).
@@ -69,6 +74,27 @@ def layer_flops(module: nn.Module, output: Tensor) -> int:
     if isinstance(module, nn.Linear):
         return output.numel() * module.in_features
     raise ValueError(f"layer_flops expects a Conv1d/2d/3d or Linear, got {type(module).__name__}")
+
+
+def exact_sops(module: nn.Module, x: Tensor) -> float:
+    """Accumulates a conv/linear ``module`` performs on the 0/1 input ``x``: one per spike and synapse it reaches.
+
+    Conv: ``sum(conv(x, ones)) x C_out / groups`` with all-ones weights of shape ``[groups, C_in/groups, *kernel]``
+    and the layer's stride, padding and dilation, i.e. every (output position, kernel tap) pair whose input is a
+    spike; taps that fall on zero padding are not counted (the dense ``rate x FLOPs`` estimate counts them).
+    Linear: ``sum(x) x out_features``.
+    """
+    if isinstance(module, nn.Linear):
+        return float(x.sum(dtype=torch.float64)) * module.out_features
+    if not isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        raise ValueError(f"exact_sops expects a Conv1d/2d/3d or Linear, got {type(module).__name__}")
+    if module.padding_mode != "zeros":
+        raise ValueError(f"exact_sops supports zero padding only, got padding_mode={module.padding_mode!r}")
+    conv = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}[type(module)]
+    g = module.groups
+    ones = torch.ones(g, module.in_channels // g, *module.kernel_size, dtype=torch.float64, device=x.device)
+    hits = conv(x.to(torch.float64), ones, None, module.stride, module.padding, module.dilation, g)
+    return float(hits.sum()) * (module.out_channels // g)
 
 
 def _rows(module: nn.Module, x: Tensor) -> int:
@@ -104,7 +130,8 @@ class _LayerStats:
     rows: int = 0            # leading (batch x time) rows seen, summed over calls
     dense: float = 0.0       # dense MACs summed over calls (after the static-stem factor)
     macs: float = 0.0        # MACs of calls with real-valued input
-    sops: float = 0.0        # accumulates of calls with 0/1 input
+    sops: float = 0.0        # accumulates of calls with 0/1 input (exact per-spike fan-out)
+    sops_dense: float = 0.0  # the same, estimated as rate x dense FLOPs (counts zero-padding taps)
     ones: float = 0.0        # sum of 0/1 inputs
     numel: float = 0.0       # number of 0/1 input elements
     kinds: set[str] = field(default_factory=set)
@@ -231,10 +258,12 @@ class SpikeRecorder:
             st = self._layers.setdefault(name, _LayerStats(type(module).__name__))
             dense = float(layer_flops(module, out))
             rows = _rows(module, x)
+            repeat = 1  # how many times this call counts (the static stem: T times under "per_step")
             if self._static_input and isinstance(self.model, MSResNet) and module is self.model.stem_conv:
                 if self.static_stem == "per_step":
-                    dense *= self.model.time_steps
-                    rows *= self.model.time_steps
+                    repeat = self.model.time_steps
+                    dense *= repeat
+                    rows *= repeat
                     st.notes.add("static image: executed once per sample, counted T times (static_stem='per_step')")
                 else:
                     st.notes.add("static image: executed once per sample and counted once (static_stem='once')")
@@ -251,7 +280,8 @@ class SpikeRecorder:
             st.rules.add(rule)
             if kind == "spike":
                 ones = float(x.sum(dtype=torch.float64))
-                st.sops += ones * dense / x.numel()
+                st.sops_dense += ones * dense / x.numel()
+                st.sops += exact_sops(module, x) * repeat if is_binary(x) else ones * dense / x.numel()
                 st.ones += ones
                 st.numel += x.numel()
             else:
@@ -307,8 +337,9 @@ class SpikeRecorder:
         ``input`` (``spike``, ``real`` or ``mixed`` over calls), ``rule`` (why), ``input_rate``
         (mean of the 0/1 input; NaN for real input), ``steps`` (rows per sample: T for
         time-folded layers), ``flops`` (dense MACs of one step), ``dense_macs = steps x flops``,
-        ``macs`` (real-input calls), ``sops = input_rate x steps x flops`` (0/1-input calls),
-        ``energy_pj = e_mac x macs + e_ac x sops`` and ``note``.
+        ``macs`` (real-input calls), ``sops`` (0/1-input calls: exact accumulates, :func:`exact_sops`),
+        ``sops_rate_x_flops`` (the field's estimate ``input_rate x steps x flops``, which also counts taps on
+        zero padding), ``energy_pj = e_mac x macs + e_ac x sops`` and ``note``.
         ``elementwise=True`` appends one row per T-XA / T-NA / DTA block with its real
         element-wise multiplications (see :func:`_elementwise_mults`) counted as MACs.
         """
@@ -327,7 +358,7 @@ class SpikeRecorder:
                 name=name, type=st.type, group=_group(name), input=kind, rule="; ".join(sorted(st.rules)),
                 input_rate=st.ones / st.numel if st.numel else math.nan, steps=steps,
                 flops=st.dense / st.rows, dense_macs=st.dense / n, macs=st.macs / n, sops=st.sops / n,
-                note="; ".join(sorted(st.notes)),
+                sops_rate_x_flops=st.sops_dense / n, note="; ".join(sorted(st.notes)),
             ))
         if elementwise:
             for name in (n for n, _ in self.model.named_modules() if self._elementwise.get(n)):
@@ -335,12 +366,12 @@ class SpikeRecorder:
                 rows.append(dict(
                     name=f"{name} (element-wise)", type="elementwise", group=_group(name), input="real",
                     rule="element-wise real multiplications -> MAC", input_rate=math.nan, steps=math.nan,
-                    flops=math.nan, dense_macs=mults / n, macs=mults / n, sops=0.0,
+                    flops=math.nan, dense_macs=mults / n, macs=mults / n, sops=0.0, sops_rate_x_flops=0.0,
                     note="additions, pooling, sigmoid/GELU and the spike mask not counted",
                 ))
         df = pd.DataFrame(rows, columns=[
             "name", "type", "group", "input", "rule", "input_rate", "steps", "flops", "dense_macs", "macs", "sops",
-            "note",
+            "sops_rate_x_flops", "note",
         ])
         df.insert(len(df.columns) - 1, "energy_pj", e_mac * df["macs"] + e_ac * df["sops"])
         df.attrs.update(e_mac_pj=e_mac, e_ac_pj=e_ac, samples=n, static_stem=self.static_stem)

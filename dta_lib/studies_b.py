@@ -274,7 +274,9 @@ def extrapolate_energy(full: pd.DataFrame, measured: pd.DataFrame, e_mac: float 
     counts are exact) with each spike-fed layer's input rate taken from ``measured`` (a trained
     model's energy table, matched by layer name).
 
-    ``sops = input_rate(measured) * dense_macs(full)`` for layers fed by spikes in ``measured``;
+    ``sops = input_rate(measured) * dense_macs(full)`` for layers fed by spikes in ``measured`` (the field's
+    rate x FLOPs estimate: without the full model's spike maps the exact count of
+    :func:`dta_lib.analysis.exact_sops` is not available);
     ``macs = dense_macs(full)`` for real-fed ones. An **extrapolation**: it assumes firing rates do
     not change with width, ``T``, input size or dataset. Raises ``ValueError`` when a layer of
     ``full`` has no counterpart in ``measured``.

@@ -143,7 +143,12 @@ def test_dta_network_counts_exact() -> None:
         "dta.tna (element-wise)": 2 * d * hw,
         "dta (element-wise)": T * 2 * hw,
     }
-    expected_sops = {
+    # exact accumulates: 8 spikes per sample (rows 0-1 of image 0, cols 0-1 of image 1; channel 0, t2), a 3x3
+    # pad-1 conv on a 4x4 map: a pixel in row r is read by 2 (edge) or 3 (inner) output rows, likewise for columns,
+    # so each half reaches (2 + 3) x (2 + 3 + 3 + 2) = 50 output positions, times 3 output channels
+    expected_sops = {"layer1.0.conv1": 5 * 10 * 3, "layer1.0.conv2": 5 * 10 * 3}
+    # the field's rate x dense FLOPs estimate (also counts the taps on zero padding)
+    expected_estimate = {
         "layer1.0.conv1": 0.125 * T * (2 * 9 * 3 * hw),       # = 216
         "layer1.0.conv2": (8 / 96) * T * (3 * 9 * 3 * hw),    # = 216
     }
@@ -153,13 +158,14 @@ def test_dta_network_counts_exact() -> None:
         assert df.loc[name, "sops"] == 0 and df.loc[name, "input"] == "real", name
     for name, v in expected_sops.items():
         assert df.loc[name, "sops"] == pytest.approx(v, rel=1e-12), name
+        assert df.loc[name, "sops_rate_x_flops"] == pytest.approx(expected_estimate[name], rel=1e-12), name
         assert df.loc[name, "macs"] == 0 and df.loc[name, "input"] == "spike", name
-    assert expected_sops == {"layer1.0.conv1": 216.0, "layer1.0.conv2": 216.0}
+    assert expected_estimate == {"layer1.0.conv1": 216.0, "layer1.0.conv2": 216.0}
     assert "counted T times" in df.loc["stem_conv", "note"]
     tot = energy_totals(df.reset_index(), by="group")
     macs = sum(expected_macs.values())
-    assert tot.loc["total", "macs"] == macs and tot.loc["total", "sops"] == 432
-    assert tot.loc["total", "energy_pj"] == pytest.approx(E_MAC_PJ * macs + E_AC_PJ * 432)
+    assert tot.loc["total", "macs"] == macs and tot.loc["total", "sops"] == 300  # 150 + 150 (216 + 216 estimated)
+    assert tot.loc["total", "energy_pj"] == pytest.approx(E_MAC_PJ * macs + E_AC_PJ * 300)
     assert tot.loc["DTA", "macs"] == 2512 + 72 + 128 + 64
 
     # the stem counted once, and no element-wise rows by default
@@ -171,11 +177,13 @@ def test_dta_network_counts_exact() -> None:
     with torch.no_grad(), SpikeRecorder(m, static_stem="once") as rec2:
         m(_images().unsqueeze(1).repeat(1, T, 1, 1, 1))
     assert rec2.energy_table().set_index("name").loc["stem_conv", "macs"] == 576
-    # a 0/1 image feeds the stem "spikes": 2 x 8 pixels x T steps of 2 x 16 x T -> rate 0.5, SOPs = 0.5 x 576
+    # a 0/1 image feeds the stem "spikes": 2 x 8 pixels x T steps of 2 x 16 x T -> rate 0.5, estimate 0.5 x 576;
+    # exactly: each half-image reaches 50 output positions (see above) x 2 channels, per sample, counted T times
     with torch.no_grad(), SpikeRecorder(m) as rec3:
         m(_images() * 2)
     row = rec3.energy_table().set_index("name").loc["stem_conv"]
-    assert (row["input"], row["input_rate"], row["sops"], row["macs"]) == ("spike", 0.5, 288.0, 0.0)
+    assert (row["input"], row["input_rate"], row["sops"], row["macs"]) == ("spike", 0.5, 50 * 2 * T, 0.0)
+    assert row["sops_rate_x_flops"] == 288.0
 
 
 def test_attention_maps_and_raster() -> None:
@@ -223,7 +231,8 @@ def test_ms_resnet18_self_consistent(attention: str) -> None:
             assert row.input == "spike" and row.macs == 0 and row.steps == T
             lif = row.name[: -len("conv1")] + "lif" + row.name[-1]
             assert row.input_rate == pytest.approx(fr.loc[lif, "rate"], rel=1e-12)   # fed by that LIF
-            assert row.sops == pytest.approx(row.input_rate * T * row.flops, rel=1e-12)
+            assert row.sops_rate_x_flops == pytest.approx(row.input_rate * T * row.flops, rel=1e-12)
+            assert 0 <= row.sops <= row.sops_rate_x_flops  # exact count: no taps on zero padding
         elif row.name == "fc" and fr.loc["head_lif", "rate"] == 0:
             assert row.input == "spike" and row.sops == 0     # pooled silence is all-zero: 0/1 by the rule
         else:
@@ -266,3 +275,67 @@ def test_helpers_and_errors() -> None:
     with SpikeRecorder(net):
         pass
     assert not any(mod._forward_hooks for mod in net.modules())
+
+
+# ---------------------------------------------------------------------------- exact SOPs
+def _brute_force_sops(conv: nn.Conv2d, x: torch.Tensor) -> int:
+    """Per input spike, count the (output channel, output position, tap) triples that read it."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    _, c, h, w = x.shape
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    per_group_out = conv.out_channels // conv.groups
+    total = 0
+    for n, ci, i, j in (x != 0).nonzero().tolist():
+        reach = 0
+        for oh in range(ho):
+            for ow in range(wo):
+                for a in range(kh):
+                    for b in range(kw):
+                        if oh * sh - ph + a * dh == i and ow * sw - pw + b * dw == j:
+                            reach += 1
+        total += reach * per_group_out  # every output channel of the spike's group
+    return total
+
+
+@pytest.mark.parametrize("kw", [
+    dict(in_channels=3, out_channels=4, kernel_size=3, padding=1),
+    dict(in_channels=3, out_channels=5, kernel_size=3, stride=2, padding=1),
+    dict(in_channels=4, out_channels=4, kernel_size=5, padding=2, groups=4),  # LTCA's depthwise 5x5
+    dict(in_channels=4, out_channels=8, kernel_size=3, padding=3, dilation=3, groups=2),
+    dict(in_channels=3, out_channels=2, kernel_size=1),
+])
+def test_exact_sops_match_an_independent_per_spike_count(kw):
+    from dta_lib.analysis import exact_sops
+
+    conv = nn.Conv2d(bias=False, **kw)
+    x = (torch.rand(2, kw["in_channels"], 7, 6, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    assert exact_sops(conv, x) == _brute_force_sops(conv, x)
+    dense = layer_flops(conv, conv(x)) * float(x.mean())
+    if conv.padding == (0, 0):
+        assert exact_sops(conv, x) == pytest.approx(dense)  # no padding: the rate x FLOPs estimate is exact
+    else:
+        assert exact_sops(conv, x) < dense  # the estimate also counts taps on zero padding
+
+
+def test_exact_sops_linear_and_conv1d():
+    from dta_lib.analysis import exact_sops
+
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0]])
+    assert exact_sops(nn.Linear(4, 3), x) == 9.0
+    conv = nn.Conv1d(1, 2, 3, padding=1, bias=False)
+    # spikes at 0, 2, 3 of 4 positions: reached by 2, 3, 2 output positions (edges lose the padded tap), x 2 channels
+    assert exact_sops(conv, x[None]) == (2 + 3 + 2) * 2
+    with pytest.raises(ValueError, match="exact_sops expects a Conv1d/2d/3d or Linear, got ReLU"):
+        exact_sops(nn.ReLU(), x)
+
+
+def test_energy_table_reports_exact_sops_beside_the_estimate():
+    model = ms_resnet18(num_classes=10, width=0.0625, time_steps=2, attention="dta", in_channels=1).eval()
+    with SpikeRecorder(model) as rec, torch.no_grad():
+        model(torch.rand(2, 1, 8, 8) * 3)
+    t = rec.energy_table()
+    spiking = t[t["input"] == "spike"]
+    assert len(spiking) > 0 and (spiking["sops"] <= spiking["sops_rate_x_flops"] + 1e-9).all()
+    assert (spiking["sops"] < spiking["sops_rate_x_flops"]).any()  # 3x3 convs on 8x8 maps lose padded taps
+    assert (t.loc[t["input"] == "real", ["sops", "sops_rate_x_flops"]] == 0).all().all()

@@ -322,6 +322,18 @@ def test_bad_values_fail_in_one_line_and_leave_no_folder(tmp_path, args, match):
     assert not out.exists()
 
 
+def test_download_without_network_fails_in_one_line_and_leaves_no_run_folder(tmp_path):
+    dead = "http://127.0.0.1:9"  # a closed local port: no traffic leaves this machine
+    env = _env(http_proxy=dead, https_proxy=dead, HTTP_PROXY=dead, HTTPS_PROXY=dead, no_proxy="", NO_PROXY="")
+    out = tmp_path / "run"
+    r = subprocess.run(_cli("train", "--dataset", "cifar10", "--preset", "smoke", "--download", "--data-root",
+                            str(tmp_path / "data"), "--out", str(out)), capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 1 and r.stderr.startswith("error: download failed: "), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "run folder keeps" not in r.stderr
+    assert not out.exists()
+
+
 def test_paper_preset_without_a_gpu_stops_at_once(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
