@@ -186,6 +186,7 @@ def test_resume_with_changed_options_is_refused(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------- acceptance 2
 @pytest.mark.slow
+@pytest.mark.process
 def test_sigkill_after_first_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     args = [*TINY, "--subset", "128", "--epochs", "3", "--seed", "7"]
     ref, cut = tmp_path / "ref", tmp_path / "cut"
