@@ -4,6 +4,10 @@ The release registers every conv and BN twice (``conv1`` and ``conv1_s.layer.mod
 ``bn1.bn`` and ``bn1.seqbn.module``), so its ``state_dict`` holds each tensor under
 two names. :func:`from_reference_state_dict` keeps one of each, renames it, and checks
 that aliases agree.
+
+Both of the release's models are converted: the CIFAR / DVS ``MS_ResNet`` (``input_conv``, ``layer1-3``,
+``fc``) and the ImageNet ``MS_ResNet_34`` (``conv1`` / ``bn1`` with their ``conv1_s`` aliases, stages
+``layer0-3``, classifier ``fc1_s``), whose stages become this project's ``layer1-4``.
 """
 from __future__ import annotations
 
@@ -24,6 +28,9 @@ _RULES: list[tuple[str, str]] = [
     (r"^(layer\d+\.\d+)\.downsample\.bn\.bn\.", r"\1.downsample.1."),
     (r"^(layer\d+\.\d+)\.(conv[12])\.", r"\1.\2."),
     (r"^fc\.layer\.module\.", "fc."),
+    (r"^fc1_s\.layer\.module\.", "fc."),          # MS-ResNet-34
+    (r"^conv1\.", "stem_conv."),                   # MS-ResNet-34 stem
+    (r"^bn1\.bn\.", "stem_bn."),
     (r"^encoding\.T_NA\.encoding\.0\.", "dta.tna.encode."),
     (r"^encoding\.T_NA\.tca\.LTCA\.0\.", "dta.tna.ltca.depthwise."),
     (r"^encoding\.T_NA\.tca\.LTCA\.1\.", "dta.tna.ltca.dilated."),
@@ -38,6 +45,8 @@ _ALIASES: list[tuple[str, str]] = [
     (r"^(.*)\.seqbn\.module\.(.*)$", r"\1.bn.\2"),
     (r"^(layer\d+\.\d+)\.(conv[12])_s\.layer\.module\.(.*)$", r"\1.\2.\3"),
     (r"^(layer\d+\.\d+)\.conv([12])_s\.bn\.(.*)$", r"\1.bn\2.\3"),
+    (r"^conv1_s\.layer\.module\.(.*)$", r"conv1.\1"),   # MS-ResNet-34 stem
+    (r"^conv1_s\.bn\.(.*)$", r"bn1.\1"),
 ]
 
 
@@ -88,6 +97,8 @@ def from_reference_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
             unknown.append(key)
     if unknown:
         raise ValueError(f"not keys of the reference release's MS-ResNet: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+    if any(k.startswith("layer0.") for k in src):  # MS-ResNet-34: stages layer0-3 -> layer1-4
+        out = {re.sub(r"^layer(\d+)\.", lambda m: f"layer{int(m.group(1)) + 1}.", k): v for k, v in out.items()}
     return out
 
 
@@ -111,11 +122,26 @@ _INVERSE: list[tuple[str, list[str]]] = [
 ]
 
 
+_INVERSE_34: list[tuple[str, list[str]]] = [
+    (r"^stem_conv\.(.*)$", [r"conv1.\1", r"conv1_s.layer.module.\1"]),
+    (r"^stem_bn\.(.*)$", [r"bn1.bn.\1", r"bn1.seqbn.module.\1", r"conv1_s.bn.bn.\1", r"conv1_s.bn.seqbn.module.\1"]),
+    (r"^fc\.(.*)$", [r"fc1_s.layer.module.\1"]),
+]
+
+
 def to_reference_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The inverse of :func:`from_reference_state_dict`, aliases included (for tests and export)."""
+    """The inverse of :func:`from_reference_state_dict`, aliases included (for tests and export).
+
+    A model with a fourth stage (``layer4``: MS-ResNet-34) gets the release's ImageNet names (``conv1``,
+    ``bn1``, ``layer0-3``, ``fc1_s``); otherwise the CIFAR names (``input_conv``, ``layer1-3``, ``fc``).
+    """
+    imagenet = any(k.startswith("layer4.") for k in sd)
+    rules = _INVERSE_34 + _INVERSE if imagenet else _INVERSE
     out: dict[str, Tensor] = {}
     for key, value in sd.items():
-        for pat, reps in _INVERSE:
+        if imagenet:
+            key = re.sub(r"^layer(\d+)\.", lambda m: f"layer{int(m.group(1)) - 1}.", key)
+        for pat, reps in rules:
             if re.match(pat, key):
                 for rep in reps:
                     out[re.sub(pat, rep, key)] = value

@@ -96,3 +96,56 @@ def test_ddp_prefix_and_errors():
         from_reference_state_dict(bad)
     with pytest.raises(ValueError, match="mapping"):
         from_reference_state_dict([1, 2])  # type: ignore[arg-type]
+
+
+def _release_34_keys(width: float = 0.125, classes: int = 10, T: int = 2) -> set[str]:
+    """The release's MS_ResNet_34 state_dict keys, written out from its module structure (models/DTA_SNN.py,
+    models/layers.py): a block registers conv1, bn1, conv2, bn2, [downsample], conv1_s = tdLayer(conv1, bn1),
+    conv2_s = tdLayer(conv2, bn2); every tdBatchNorm holds its BN twice (``bn`` and ``seqbn.module``)."""
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+    def tdbn(prefix: str) -> list[str]:
+        return [f"{prefix}.bn.{p}" for p in bn] + [f"{prefix}.seqbn.module.{p}" for p in bn]
+
+    keys = ["conv1.weight", "conv1_s.layer.module.weight", *tdbn("bn1"), *tdbn("conv1_s.bn")]
+    c = [max(1, round(v * width)) for v in (64, 64, 128, 256, 512)]
+    inplanes = c[0]
+    for stage, (blocks, planes, stride) in enumerate(zip((3, 4, 6, 3), c[1:], (1, 1, 2, 2))):
+        for b in range(blocks):
+            p = f"layer{stage}.{b}"
+            keys += [f"{p}.conv1.weight", *tdbn(f"{p}.bn1"), f"{p}.conv2.weight", *tdbn(f"{p}.bn2")]
+            if b == 0 and (stride != 1 or inplanes != planes):
+                keys += [f"{p}.downsample.layer.module.weight", *tdbn(f"{p}.downsample.bn")]
+            keys += [f"{p}.conv1_s.layer.module.weight", *tdbn(f"{p}.conv1_s.bn"),
+                     f"{p}.conv2_s.layer.module.weight", *tdbn(f"{p}.conv2_s.bn")]
+            inplanes = planes
+    keys += ["fc1_s.layer.module.weight", "fc1_s.layer.module.bias"]
+    keys += [f"encoding.T_NA.{k}" for k in ("encoding.0.weight", "encoding.0.bias", "tca.LTCA.0.weight",
+                                            "tca.LTCA.0.bias", "tca.LTCA.1.weight", "tca.LTCA.1.bias",
+                                            "tca.LTCA.2.weight", "tca.LTCA.2.bias", "tca.MLP_block.0.weight",
+                                            "tca.MLP_block.2.weight", "decoding.weight", "decoding.bias")]
+    keys += ["encoding.T_XA.scale_t", "encoding.T_XA.scale_c", "encoding.T_XA.conv_t.weight",
+             "encoding.T_XA.conv_c.weight"]
+    return set(keys)
+
+
+def test_ms_resnet34_release_keys_convert_both_ways():
+    from dta_lib.models import ms_resnet34
+
+    torch.manual_seed(0)
+    ours = ms_resnet34(num_classes=10, time_steps=2, width=0.125).eval()
+    release = to_reference_state_dict(ours.state_dict())
+    assert set(release) == _release_34_keys()  # the release's own names (stem conv1/bn1, layer0-3, fc1_s)
+    assert release["conv1.weight"].shape == (8, 3, 7, 7) and release["fc1_s.layer.module.weight"].shape == (10, 64)
+    assert release["layer1.0.downsample.layer.module.weight"].shape == (16, 8, 1, 1)  # stage 2, stride 1
+    back = from_reference_state_dict({f"module.{k}": v.clone() for k, v in release.items()})  # DDP prefix too
+    fresh = ms_resnet34(num_classes=10, time_steps=2, width=0.125).eval()
+    fresh.load_state_dict(back)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), ours(x))
+    # an alias that disagrees with its canonical tensor is refused
+    bad = dict(release)
+    bad["conv1_s.layer.module.weight"] = bad["conv1.weight"] + 1
+    with pytest.raises(ValueError, match="alias 'conv1_s.layer.module.weight' differs from 'conv1.weight'"):
+        from_reference_state_dict(bad)

@@ -1,6 +1,8 @@
 """BatchMix (torchvision v2 CutMix / MixUp, soft labels, label smoothing), soft_cross_entropy, EventAugment."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -131,6 +133,18 @@ def test_event_augment_is_identical_over_frames() -> None:
     assert changed > 20
 
 
+def test_event_augment_draws_from_31_magnitude_bins() -> None:
+    aug = EventAugment()
+    torch.manual_seed(0)
+    draws = [aug.draw() for _ in range(3000)]
+    mags = {round(m, 9) for _, m in draws}
+    grid = {round(-1 + 2 * i / 30, 9) for i in range(31)}
+    assert mags <= grid and len(mags) == 31
+    assert {op for op, _ in draws} == set(EVENT_OPS)
+    with pytest.raises(ValueError, match="bins must be an integer >= 2"):
+        EventAugment(bins=1)
+
+
 def test_event_augment_each_op() -> None:
     aug = EventAugment(flip=False)
     frames = torch.zeros(3, 2, 16, 16)
@@ -149,6 +163,16 @@ def test_event_augment_each_op() -> None:
     erased = aug.apply(ones, "cutout")
     holes = erased == 0
     assert 0 < holes[0, 0].sum() <= 0.11 * 256 + 16 and torch.equal(holes, holes[:1, :1].expand_as(holes))
+    # release semantics: translate truncates toward zero, shear angle = degrees(magnitude), square cutout
+    torch.testing.assert_close(aug.apply(frames, "translate_x", 0.19), frames)  # int(0.95) = 0 px
+    torch.testing.assert_close(aug.apply(frames, "translate_x", -0.39), frames.roll(-1, -1))  # int(-1.95) = -1 px
+    import torchvision.transforms.v2.functional as TF
+
+    want = TF.affine(frames, angle=0.0, translate=[0, 0], scale=1.0, shear=[math.degrees(0.3), 0.0])
+    assert torch.equal(aug.apply(frames, "shear_x", 1.0), want)
+    rows = holes[0, 0].any(1).sum()
+    cols = holes[0, 0].any(0).sum()
+    assert rows == cols and int(holes[0, 0].sum()) == int(rows * cols)  # a square hole
     with pytest.raises(ValueError, match="valid choices"):
         aug.apply(frames, "solarize")
     with pytest.raises(ValueError, match="shape"):

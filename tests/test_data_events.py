@@ -89,6 +89,11 @@ def test_split_per_class_helper() -> None:
     assert [targets[i] for i in test] == [0, 1, 2]
     with pytest.raises(ValueError, match="train_fraction"):
         split_per_class(files, targets, 1.5)
+    # the release's rule is ceil(0.9 n) per class: 11 files -> 10 train / 1 test (floor would give 9 / 2)
+    train, test = split_per_class([f"g{i:02d}" for i in range(11)], [0] * 11)
+    assert len(train) == 10 and test == [10]
+    train, test = split_per_class([f"h{i:04d}" for i in range(1000)], [0] * 1000)
+    assert (len(train), len(test)) == (900, 100)
 
 
 def test_frame_cache_keyed_by_parameters(tmp_path: Path) -> None:

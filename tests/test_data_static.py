@@ -249,3 +249,26 @@ def test_dataset_info_fields() -> None:
     assert dataset_info("fashion-mnist").in_channels == 1
     with pytest.raises(ValueError, match="valid choices"):
         dataset_info("svhn")
+
+
+def test_cifar_normalisation_uses_the_release_constants() -> None:
+    """The release's checkpoints were trained with these; a test image must be normalised the same way."""
+    assert dataset_info("cifar10").mean == (0.4914, 0.4822, 0.4465)
+    assert dataset_info("cifar10").std == (0.2023, 0.1994, 0.2010)
+    assert dataset_info("cifar100").mean == (0.5071, 0.4867, 0.4408)
+    assert dataset_info("cifar100").std == (0.2675, 0.2565, 0.2761)
+
+
+def test_imagenet_validation_squashes_then_crops() -> None:
+    from PIL import Image
+
+    from dta_lib.data.imagenet import imagenet_transforms
+
+    img = np.zeros((300, 600, 3), dtype=np.uint8)
+    img[:, :150] = 255  # the left quarter white
+    out = imagenet_transforms(False)(Image.fromarray(img))
+    assert tuple(out.shape) == (3, 224, 224)
+    white = out[0, 112] > 0
+    # squashed to 256 x 256 the white quarter spans columns 0-63, i.e. 0-47 of the centred 224 crop; an
+    # aspect-keeping resize (256 x 512) would put it at 0-127 of 512 and the crop (144-367) would hold none
+    assert bool(white[:46].all()) and not bool(white[50:].any())

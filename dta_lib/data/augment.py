@@ -88,26 +88,34 @@ EVENT_OPS = ("identity", "shear_x", "translate_x", "translate_y", "rotate", "cut
 
 
 class EventAugment(torch.nn.Module):
-    """Horizontal flip (p=0.5), then one op drawn uniformly from :data:`EVENT_OPS` with a magnitude drawn
-    uniformly in its signed range (shear x +-0.3, translate +-5 px, rotate +-30 deg, cutout = random erasing
-    with area scale 0.001-0.11), applied identically to every frame of ``[T, C, H, W]`` (torchvision ops
-    treat the leading dims as a batch of one geometry)."""
+    """Horizontal flip (p=0.5), then one op drawn uniformly from :data:`EVENT_OPS`, applied identically to every
+    frame of ``[T, C, H, W]`` (torchvision ops treat the leading dims as a batch of one geometry).
+
+    As the release's ``SNNAugmentWide``: the magnitude is one of ``bins`` (31) evenly spaced values of the op's
+    signed range (shear x +-0.3, translate +-5 px, rotate +-30 deg), its sign flipped with probability 0.5; the
+    shear magnitude is used as an angle in radians (``shear = degrees(m)``, at most 17.2 deg), a translation is
+    ``int(m)`` pixels (truncated toward zero: |m| < 1 does not move), cutout is random erasing of a *square*
+    (aspect ratio 1) covering 0.1-11 % of the frame, filled with 0; nearest-neighbour interpolation.
+    """
 
     def __init__(self, flip: bool = True, shear: float = 0.3, translate: float = 5.0, rotate: float = 30.0,
-                 erase_scale: tuple[float, float] = (0.001, 0.11)) -> None:
+                 erase_scale: tuple[float, float] = (0.001, 0.11), erase_ratio: tuple[float, float] = (1.0, 1.0),
+                 bins: int = 31) -> None:
         super().__init__()
-        self.flip, self.shear, self.translate, self.rotate = flip, shear, translate, rotate
-        self.erase = v2.RandomErasing(p=1.0, scale=erase_scale, value=0.0)
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+            raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+        self.flip, self.shear, self.translate, self.rotate, self.bins = flip, shear, translate, rotate, bins
+        self.erase = v2.RandomErasing(p=1.0, scale=erase_scale, ratio=erase_ratio, value=0.0)
 
     def apply(self, frames: torch.Tensor, op: str, magnitude: float = 0.0) -> torch.Tensor:
         """Apply ``op`` with a signed ``magnitude`` in [-1, 1] (fraction of its range) to all frames at once."""
         if op not in EVENT_OPS:
             raise ValueError(f"op={op!r}: valid choices {EVENT_OPS}")
-        if op == "shear_x":
+        if op == "shear_x":  # the release passes the magnitude, in radians, as the shear angle
             return TF.affine(frames, angle=0.0, translate=[0, 0], scale=1.0,
-                             shear=[math.degrees(math.atan(magnitude * self.shear)), 0.0])
+                             shear=[math.degrees(magnitude * self.shear), 0.0])
         if op in ("translate_x", "translate_y"):
-            shift = round(magnitude * self.translate)
+            shift = int(magnitude * self.translate)  # the release truncates toward zero
             return TF.affine(frames, angle=0.0, translate=[shift, 0] if op == "translate_x" else [0, shift],
                              scale=1.0, shear=[0.0, 0.0])
         if op == "rotate":
@@ -116,11 +124,19 @@ class EventAugment(torch.nn.Module):
             return self.erase(frames)
         return frames
 
+    def draw(self) -> tuple[str, float]:
+        """One ``(op, magnitude)``: uniform op, magnitude from the ``bins`` grid of [-1, 1], sign flipped at 0.5."""
+        op = EVENT_OPS[int(torch.randint(len(EVENT_OPS), ()))]
+        m = -1.0 + 2.0 * int(torch.randint(self.bins, ())) / (self.bins - 1)
+        if float(torch.rand(())) < 0.5:
+            m = -m
+        return op, m
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         if frames.dim() < 3:
             raise ValueError(f"frames of shape {tuple(frames.shape)}: expected [T, C, H, W]")
         if self.flip and float(torch.rand(())) < 0.5:
             frames = TF.horizontal_flip(frames)
-        op = EVENT_OPS[int(torch.randint(len(EVENT_OPS), ()))]
+        op, m = self.draw()
         with single_threaded():
-            return self.apply(frames, op, 2.0 * float(torch.rand(())) - 1.0)
+            return self.apply(frames, op, m)

@@ -30,10 +30,11 @@ def _present(root: Path) -> bool:
 
 
 def imagenet_transforms(train: bool, size: int = 224, resize: int = 256) -> SingleThreaded:
-    """Random-resized-crop 224 + flip (train) or resize 256 + center crop 224 (test), then normalise."""
+    """Random-resized-crop 224 + flip (train) or, as the release, *squash* to 256 x 256 (aspect ratio not kept)
+    + center crop 224 (test), then normalise."""
     info = dataset_info("imagenet")
     ops: list[torch.nn.Module] = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()] if train \
-        else [v2.Resize(resize, antialias=True), v2.CenterCrop(size)]  # on the PIL image (fast)
+        else [v2.Resize((resize, resize), antialias=True), v2.CenterCrop(size)]  # on the PIL image (fast)
     ops += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(info.mean), list(info.std))]
     return SingleThreaded(v2.Compose(ops))
 
