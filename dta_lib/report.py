@@ -25,6 +25,9 @@ __all__ = [
     "summarize",
     "paired_differences",
     "exceeds_noise",
+    "t_critical",
+    "t_interval",
+    "min_detectable_effect",
     "paper_vs_ours",
     "format_mean_std",
     "write_table",
@@ -137,11 +140,45 @@ def paired_differences(
     return pd.DataFrame(rows)
 
 
-def exceeds_noise(diff_mean: float, diff_std: float, n: int) -> bool:
-    """A plain rule: |mean paired difference| > 2 standard errors (needs >= 2 pairs)."""
+def t_critical(n: int, level: float = 0.95) -> float:
+    """Two-sided Student-t critical value for the mean of ``n`` paired differences (``n - 1`` degrees of freedom):
+    4.30 at n = 3, 2.78 at n = 5, 2.26 at n = 10 (the "2 standard errors" rule holds only for large n)."""
+    from scipy import stats
+
+    if n < 2:
+        raise ValueError(f"a t interval needs at least 2 paired differences, got n={n}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    return float(stats.t.ppf(0.5 + level / 2, n - 1))
+
+
+def t_interval(mean: float, std: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The ``level`` confidence interval of a mean of ``n`` values with sample std ``std`` (NaN, NaN if n < 2)."""
+    if n < 2 or not math.isfinite(std):
+        return math.nan, math.nan
+    half = t_critical(n, level) * std / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def exceeds_noise(diff_mean: float, diff_std: float, n: int, level: float = 0.95) -> bool | None:
+    """True when the t-based ``level`` (95 %) interval of the mean paired difference excludes 0.
+
+    ``None`` ("n/a") with fewer than 2 pairs or an undefined std: seed noise cannot be estimated from one seed.
+    """
     if n < 2 or not math.isfinite(diff_std):
-        return False
-    return abs(diff_mean) > 2 * diff_std / math.sqrt(n)
+        return None
+    lo, hi = t_interval(diff_mean, diff_std, n, level)
+    return bool(lo > 0 or hi < 0)
+
+
+def min_detectable_effect(std: float, n: int, level: float = 0.95, power: float = 0.8) -> float:
+    """Smallest true mean paired difference that ``n`` seeds detect with probability ``power`` at ``level``
+    (paired t test, two-sided): ``(t_{level} + t_{power}) x std / sqrt(n)`` with ``n - 1`` degrees of freedom."""
+    from scipy import stats
+
+    if n < 2 or not math.isfinite(std):
+        return math.nan
+    return (t_critical(n, level) + float(stats.t.ppf(power, n - 1))) * std / math.sqrt(n)
 
 
 def format_mean_std(mean: float, std: float, digits: int = 2) -> str:

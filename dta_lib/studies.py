@@ -28,7 +28,8 @@ import pandas as pd
 
 from .config import make_config
 from .experiments import RUNS, run_dir, run_one
-from .report import PAPER_ABLATION_GAP, PAPER_RESULTS, exceeds_noise, format_mean_std, load_run, paired_differences
+from .report import (PAPER_ABLATION_GAP, PAPER_RESULTS, exceeds_noise, format_mean_std, load_run, paired_differences,
+                     t_critical, t_interval)
 
 __all__ = [
     "ATTENTION_LABELS",
@@ -177,8 +178,8 @@ def ablation_summary(df: pd.DataFrame, metric: str = "best_test_acc") -> pd.Data
 def ablation_paired(df: pd.DataFrame, metric: str = "best_test_acc", baseline: str = "dta") -> pd.DataFrame:
     """Per variant: mean +- std over seeds of (DTA - variant), the paper's gap beside it, and whether it exceeds noise.
 
-    ``exceeds_noise``: |mean| > 2 standard errors of the per-seed differences
-    (:func:`dta_lib.report.exceeds_noise`; False with fewer than 2 seeds).
+    ``ci95_low`` / ``ci95_high``: the t-based 95 % interval of the mean per-seed difference; ``exceeds_noise``:
+    that interval excludes 0 (:func:`dta_lib.report.exceeds_noise`; ``None``, shown as n/a, with one seed).
     """
     _check_columns(df, ["attention", "seed", metric], "ablation_paired")
     if baseline not in set(df["attention"]):
@@ -188,6 +189,7 @@ def ablation_paired(df: pd.DataFrame, metric: str = "best_test_acc", baseline: s
     rows = []
     for _, r in pd_.iterrows():
         se = r["diff_std"] / math.sqrt(r["n_pairs"]) if r["n_pairs"] > 1 else math.nan
+        lo_ci, hi_ci = t_interval(r["diff_mean"], r["diff_std"], int(r["n_pairs"]))
         rows.append({
             "comparison": f"DTA - {ATTENTION_LABELS.get(r['attention'], r['attention'])}",
             "attention": r["attention"],
@@ -195,6 +197,8 @@ def ablation_paired(df: pd.DataFrame, metric: str = "best_test_acc", baseline: s
             "diff_mean": r["diff_mean"],
             "diff_std": r["diff_std"],
             "std_error": se,
+            "ci95_low": lo_ci,
+            "ci95_high": hi_ci,
             "ours (points)": format_mean_std(r["diff_mean"], r["diff_std"]),
             "paper CIFAR10 (points)": f"{lo}-{hi}" if r["attention"] in ("txa", "tna") else "not reported",
             "exceeds_noise": exceeds_noise(r["diff_mean"], r["diff_std"], int(r["n_pairs"])),
@@ -214,11 +218,13 @@ def noise_verdicts(paired: pd.DataFrame) -> list[str]:
             out.append(head + "); with fewer than 2 seeds seed noise cannot be estimated, so this says nothing.")
             continue
         se = r["std_error"]
+        tc = t_critical(n)
+        ci = f"95% t-interval [{r['ci95_low']:+.2f}, {r['ci95_high']:+.2f}] (mean +- {tc:.2f} x std error {se:.2f})"
         if r["exceeds_noise"]:
             who = "DTA better" if r["diff_mean"] > 0 else "DTA worse"
-            out.append(head + f", std error {se:.2f}): exceeds seed noise (|mean| > 2 x std error), {who}.")
+            out.append(head + f"; {ci}): the interval excludes 0, {who}.")
         else:
-            out.append(head + f", std error {se:.2f}): within seed noise (|mean| <= 2 x std error): no difference shown.")
+            out.append(head + f"; {ci}): the interval includes 0: no difference shown.")
     return out
 
 
@@ -433,7 +439,8 @@ def paper_gaps(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFram
     - ablation: DTA - T-XA, DTA - T-NA, DTA - none (paper CIFAR10: 0.4-0.8 for T-XA / T-NA);
     - time_steps: accuracy at T=6 minus T=4 (paper CIFAR100: 81.16 - 79.94);
     - dvs: DTA - none at T=10 (paper CIFAR10-DVS: 81.3 - 80.4).
-    Ours are mean +- std of per-seed paired differences; ``exceeds_noise`` as in :func:`ablation_paired`.
+    Ours are mean +- std of per-seed paired differences; ``exceeds_noise`` as in :func:`ablation_paired`
+    (``"n/a"`` with one seed).
     """
     lo, hi = PAPER_ABLATION_GAP
     rows: list[dict[str, Any]] = []
@@ -447,7 +454,7 @@ def paper_gaps(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFram
                 rows.append({"study": "ablation", "comparison": r["comparison"], "paper setting": "CIFAR10, T=6",
                              "paper (points)": r["paper CIFAR10 (points)"], "our setting": f"{ds}, T={int(g['time_steps'].iloc[0])}",
                              "ours (points)": r["ours (points)"], "n_pairs": r["n_pairs"],
-                             "exceeds_noise": r["exceeds_noise"], "ours_mean": r["diff_mean"], "ours_std": r["diff_std"],
+                             "exceeds_noise": _na(r["exceeds_noise"]), "ours_mean": r["diff_mean"], "ours_std": r["diff_std"],
                              "paper_low": lo if r["attention"] in ("txa", "tna") else math.nan,
                              "paper_high": hi if r["attention"] in ("txa", "tna") else math.nan})
     if "time_steps" in studies:
@@ -462,7 +469,7 @@ def paper_gaps(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFram
             rows.append({"study": "time_steps", "comparison": "T=6 - T=4", "paper setting": "CIFAR100, DTA",
                          "paper (points)": f"{paper:.2f} (81.16 - 79.94)", "our setting": f"{ds}, DTA",
                          "ours (points)": format_mean_std(float(d.mean()), std), "n_pairs": len(d),
-                         "exceeds_noise": exceeds_noise(float(d.mean()), std, len(d)), "ours_mean": float(d.mean()),
+                         "exceeds_noise": _na(exceeds_noise(float(d.mean()), std, len(d))), "ours_mean": float(d.mean()),
                          "ours_std": std, "paper_low": paper, "paper_high": paper})
     if "dvs" in studies:
         dv = runs[runs["study"] == "dvs"]
@@ -476,9 +483,14 @@ def paper_gaps(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFram
             rows.append({"study": "dvs", "comparison": "DTA - none", "paper setting": "CIFAR10-DVS, T=10",
                          "paper (points)": f"{paper:.2f} (81.3 - 80.4)", "our setting": f"{ds}, T={int(g['time_steps'].iloc[0])}",
                          "ours (points)": format_mean_std(float(d.mean()), std), "n_pairs": len(d),
-                         "exceeds_noise": exceeds_noise(float(d.mean()), std, len(d)), "ours_mean": float(d.mean()),
+                         "exceeds_noise": _na(exceeds_noise(float(d.mean()), std, len(d))), "ours_mean": float(d.mean()),
                          "ours_std": std, "paper_low": paper, "paper_high": paper})
     return pd.DataFrame(rows)
+
+
+def _na(verdict: bool | None) -> bool | str:
+    """A noise verdict for a report table: ``"n/a"`` where it cannot be computed (fewer than 2 seeds)."""
+    return "n/a" if verdict is None else bool(verdict)
 
 
 def study_wall_seconds(runs: pd.DataFrame) -> pd.Series:
@@ -528,9 +540,14 @@ def plot_study(runs: pd.DataFrame, study: str, metric: str = "best_test_acc", ti
     sub["label"] = sub["dataset"] + "\n" + sub["variant"].str.replace(",", "\n")
     order = sorted(set(sub["label"]))
     fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(order)), 3.8))
-    sns.barplot(data=sub, x="label", y=metric, order=order, errorbar=None, color="#c6dbef", ax=ax)
     with _seeded_jitter():
         sns.stripplot(data=sub, x="label", y=metric, order=order, color="#08519c", size=6, jitter=0.1, ax=ax)
+    # mean +- sample std as a marker with error bars; the axis is zoomed to the data (no bars from 0 that would
+    # flatten the differences between variants)
+    stats = sub.groupby("label")[metric].agg(["mean", "std"]).reindex(order)
+    ax.errorbar(range(len(order)), stats["mean"], yerr=stats["std"].fillna(0.0), fmt="_", markersize=28,
+                color="#e6550d", ecolor="#e6550d", capsize=5, lw=1.5, zorder=3, label="mean +- std over seeds")
+    ax.legend(fontsize=7, loc="best")
     ax.set(xlabel="", ylabel=f"{metric.replace('_', ' ')} (%)", title=title or study)
     ax.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
@@ -577,3 +594,61 @@ def plot_paper_gaps(gaps: pd.DataFrame, title: str = "") -> Any:
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
+
+
+#: training images of the paper's datasets (the recipes' ``subset=None``), for the compute estimate
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167, "cifar10-dvs": 9_000}
+
+
+def training_macs_per_image(dataset: str, time_steps: int, attention: str = "dta") -> int:
+    """Dense MACs of one forward pass of the paper-size model of ``dataset`` on one image, all ``T`` steps
+    (counted by ``torch.utils.flop_counter`` on the meta device: nothing is allocated or computed)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .config import make_config
+    from .data import dataset_info
+    from .train import build_model, get_data_info
+
+    cfg = make_config(dataset, "paper", time_steps=time_steps, attention=attention)
+    info, di = get_data_info(dataset), dataset_info(dataset)
+    shape = (1, time_steps, info.in_channels, di.image_size, di.image_size) if info.is_event else (
+        1, info.in_channels, di.image_size, di.image_size)
+    with torch.device("meta"):
+        model = build_model(cfg, info)
+        x = torch.empty(shape)
+    with FlopCounterMode(display=False) as fc:
+        model(x)
+    return int(fc.get_total_flops()) // 2
+
+
+def headline_table(runs: pd.DataFrame, sustained_tflops: float, metric: str = "best_test_acc") -> pd.DataFrame:
+    """Every headline number of the paper beside ours, with the command that reproduces it and a compute estimate.
+
+    ``ours`` is mean +- std over seeds of finished runs of that dataset, ``T`` and attention, else "not run at this
+    scale". The estimate is ``6 x MACs/image x images x epochs / sustained_tflops`` (forward = 2 FLOPs per MAC,
+    backward about twice the forward): an **assumption-based estimate**, not a measurement; the sustained
+    throughput of a spiking network (element-wise LIF steps, memory-bound) is far below a GPU's peak.
+    """
+    from .config import make_config
+
+    if not sustained_tflops > 0:
+        raise ValueError(f"sustained_tflops must be > 0, got {sustained_tflops!r}")
+    rows = []
+    for _, p in PAPER_RESULTS.iterrows():
+        ds, t, att = p["dataset"], int(p["time_steps"]), p["attention"]
+        mine = runs[(runs["dataset"] == ds) & (runs["time_steps"] == t) & (runs["attention"] == att)] \
+            if not runs.empty and {"dataset", "time_steps", "attention"} <= set(runs.columns) else runs.iloc[0:0]
+        cfg = make_config(ds, "paper", time_steps=t, attention=att)
+        macs = training_macs_per_image(ds, t, att)
+        flops = 6.0 * macs * TRAIN_IMAGES[ds] * cfg.epochs
+        rows.append({
+            "dataset": ds, "T": t, "attention": att, "paper top-1 (%)": float(p["paper_top1"]),
+            "ours (%)": format_mean_std(mine[metric].mean(), mine[metric].std(ddof=1) if len(mine) > 1 else math.nan)
+            if len(mine) else "not run at this scale",
+            "command": f"python -m dta_lib train --dataset {ds} --preset paper --attention {att} -T {t} "
+                       f"--out runs/{ds}-{att}-T{t}",
+            "epochs": cfg.epochs, "train images": TRAIN_IMAGES[ds], "GMACs / image": round(macs / 1e9, 2),
+            f"GPU hours at {sustained_tflops:g} TFLOP/s (estimate)": round(flops / (sustained_tflops * 1e12) / 3600, 1),
+        })
+    return pd.DataFrame(rows)

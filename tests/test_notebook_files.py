@@ -133,3 +133,23 @@ def test_bench_json_of_notebook_11_resolves_from_any_working_directory(tmp_path,
     rel = notebook_defaults("11_performance")["BENCH_JSON"]
     assert paths.recorded(rel).is_file()
     assert json.loads(paths.recorded(rel).read_text())["meta"]
+
+
+def test_environment_yml_pins_what_constraints_txt_pins():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, str(root / "scripts" / "make_environment_yml.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    text = (root / "environment.yml").read_text()
+    assert "torch==2.14.1" in text and "torchvision==0.29.1" in text and "foolbox==3.3.4" in text
+
+
+def test_packaging_files_are_present():
+    root = Path(__file__).resolve().parent.parent
+    assert "MIT License" in (root / "LICENSE").read_text()
+    cff = (root / "CITATION.cff").read_text()
+    assert "cff-version: 1.2.0" in cff and "arXiv:2503.10052" in cff and "Minje" in cff
+    assert (root / "CHANGELOG.md").is_file() and (root / "dta_lib" / "py.typed").is_file()

@@ -7,6 +7,9 @@ import pytest
 
 from dta_lib.report import (
     exceeds_noise,
+    min_detectable_effect,
+    t_critical,
+    t_interval,
     format_mean_std,
     load_runs,
     paired_differences,
@@ -40,7 +43,17 @@ def test_load_summarize_and_pair(tmp_path):
     assert dta.best_test_acc_mean == 61.0 and dta.best_test_acc_std == pytest.approx(math.sqrt(2)) and dta.n == 2
     d = paired_differences(df, "attention", "dta").iloc[0]
     assert d.attention == "none" and d.diff_mean == 3.0 and d.diff_std == 0.0 and d.n_pairs == 2
-    assert exceeds_noise(3.0, 0.5, 3) and not exceeds_noise(0.3, 1.0, 3) and not exceeds_noise(5.0, math.nan, 1)
+    assert exceeds_noise(3.0, 0.5, 3) and not exceeds_noise(0.3, 1.0, 3)
+    assert exceeds_noise(5.0, math.nan, 1) is None and exceeds_noise(5.0, 1.0, 1) is None  # one seed: n/a
+    # n = 3: "2 standard errors" would call 1.0 +- 0.8 a difference (2 x 0.46 = 0.92 < 1); the t interval does not
+    assert 2 * 0.8 / math.sqrt(3) < 1.0 and exceeds_noise(1.0, 0.8, 3) is False
+    assert t_critical(3) == pytest.approx(4.303, abs=1e-3) and t_critical(5) == pytest.approx(2.776, abs=1e-3)
+    lo, hi = t_interval(1.0, 0.8, 3)
+    assert lo == pytest.approx(1.0 - 4.303 * 0.8 / math.sqrt(3), abs=1e-3) and hi == pytest.approx(2.0 - lo)
+    # 80 % power at 95 %: (t_0.975 + t_0.8) std / sqrt(n); with std 1 and n = 5 about 1.76 points
+    assert min_detectable_effect(1.0, 5) == pytest.approx((2.776 + 0.941) / math.sqrt(5), abs=2e-3)
+    with pytest.raises(ValueError, match="at least 2 paired differences"):
+        t_critical(1)
     assert format_mean_std(91.234, 0.456) == "91.23 +- 0.46" and format_mean_std(1.0, math.nan) == "1.00"
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-__all__ = ["emulation_figure", "save_figure"]
+__all__ = ["emulation_figure", "real_vs_emulated_figure", "save_figure"]
 
 
 def emulation_figure(image: np.ndarray | torch.Tensor, frames: torch.Tensor, events: np.ndarray,
@@ -62,3 +62,32 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
 
     path = Path(path)
     return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+
+
+def real_vs_emulated_figure(real: torch.Tensor, emulated: torch.Tensor, real_label: str, emulated_label: str,
+                            frames_shown: int = 5) -> Figure:
+    """Signed event frames (ON - OFF) of a real recording and an emulated stream, one row each.
+
+    ``real`` / ``emulated``: ``[T, 2, H, W]`` event counts (channel 0 OFF, 1 ON, as tonic stores polarity);
+    each row has its own colour scale, symmetric around 0 (red ON, blue OFF).
+    """
+    import matplotlib.pyplot as plt
+
+    for name, f in (("real", real), ("emulated", emulated)):
+        if f.dim() != 4 or f.shape[1] != 2:
+            raise ValueError(f"{name} frames must be [T, 2, H, W], got {tuple(f.shape)}")
+    n = min(frames_shown, real.shape[0], emulated.shape[0])
+    fig, axes = plt.subplots(2, n, figsize=(1.9 * n, 4.0), squeeze=False)
+    for row, (frames, label) in enumerate(((real, real_label), (emulated, emulated_label))):
+        signed = (frames[:, 1] - frames[:, 0]).float()
+        lim = max(float(signed[:n].abs().max()), 1.0)
+        for k in range(n):
+            ax = axes[row, k]
+            ax.imshow(signed[k].numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"frame {k + 1}", fontsize=7)
+        axes[row, 0].set_ylabel(label, fontsize=7)
+    fig.suptitle("Real DAVIS346 recording vs. emulated stream (red ON, blue OFF events per frame)", fontsize=8)
+    fig.tight_layout()
+    return fig
