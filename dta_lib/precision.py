@@ -45,7 +45,7 @@ def precision_study(
 def precision_verdict(runs: pd.DataFrame, metric: str = "best_test_acc") -> dict[str, Any]:
     """Mean +- std per precision and the seed-paired difference fp32 - bf16 with its noise verdict.
 
-    ``within_noise`` is True when the paired difference does not exceed two standard errors
+    ``within_noise`` is True when the 95 % t-interval of the paired difference includes 0
     (:func:`dta_lib.report.exceeds_noise`); it needs at least two seeds (else None).
     """
     missing = {"precision", "seed", metric} - set(runs.columns)

@@ -433,6 +433,11 @@ class Trainer:
         assert train_ds is not None
         if len(train_ds) == 0 or len(test_ds) == 0:  # type: ignore[arg-type]
             raise ValueError(f"empty dataset: {len(train_ds)} training / {len(test_ds)} test samples")  # type: ignore[arg-type]
+        for split, ds in (("training", train_ds), ("test", test_ds)):  # a corrupt file fails here, before any write
+            try:
+                ds[0]
+            except (ValueError, OSError, RuntimeError) as e:
+                raise ValueError(f"cannot read the first {split} sample of {cfg.dataset}: {e}") from None
         self.info = info
         check_model_size(cfg, info)  # before anything is allocated: a huge width or T fails here, naming it
         self.dist = D.setup(self.device)

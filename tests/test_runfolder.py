@@ -385,6 +385,19 @@ def test_disk_full_fails_cleanly_and_the_run_resumes(tmp_path, reference):
     _assert_like_reference(out, ref)
 
 
+def test_a_corrupt_event_file_leaves_no_run_folder(tmp_path):
+    for cls in ("airplane", "automobile"):
+        folder = tmp_path / "data" / "CIFAR10DVS" / cls
+        folder.mkdir(parents=True)
+        for i in range(10):
+            (folder / f"{cls}_{i}.aedat4").write_bytes(b"not an aedat4 file" * 10)
+    cfg = make_config("cifar10-dvs", "smoke", data_root=str(tmp_path / "data"), epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"cannot read the first training sample of cifar10-dvs: corrupt or truncated "
+                                         r"event file .*airplane_0.aedat4"):
+        train(cfg, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_data_root_that_does_not_exist_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("DTA_DATA_ROOT", str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match=r"\$DTA_DATA_ROOT='.*nope' does not exist"):
