@@ -18,3 +18,24 @@ def data_dir() -> Path:
 
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+class StopAfterEpoch(Exception):
+    """Raised by :func:`train_until` once the chosen epoch's files are written."""
+
+
+def train_until(cfg, out, epoch: int = 1) -> None:
+    """Train ``cfg`` into ``out`` and stop (as a crash would) right after epoch ``epoch`` has written its files."""
+    from dta_lib.train import Trainer
+
+    t = Trainer(cfg, out=out)
+    orig = t._write_epoch
+
+    def write_then_stop(e: int, improved: bool) -> None:
+        orig(e, improved)
+        if e == epoch:
+            raise StopAfterEpoch
+
+    t._write_epoch = write_then_stop  # type: ignore[method-assign]
+    with pytest.raises(StopAfterEpoch):
+        t.fit()

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import train_until
 
 from dta_lib import atomic
 from dta_lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dta_lib.config import make_config
 from dta_lib.experiments import REUSE_SINCE_ENV, run_dir, run_one
 from dta_lib.runfolder import LOCK_FILE, RunLock, RunLockedError, read_metrics
-from dta_lib.train import Trainer, evaluate, load_model, train
+from dta_lib.train import evaluate, load_model, train
 
 pytestmark = pytest.mark.process  # CI's second (other instruction set) pass skips these: no kernel numerics here
 
@@ -423,20 +424,7 @@ def test_run_one_resumes_an_interrupted_run_instead_of_deleting_it(tmp_path):
     cfg = make_config("synthetic", "smoke", **kw)
     out = run_dir("s", cfg, {"attention": "dta"}, tmp_path)
 
-    class Stop(Exception):
-        pass
-
-    t = Trainer(cfg, out=out)
-    orig = t._write_epoch
-
-    def write_then_stop(epoch, improved):
-        orig(epoch, improved)
-        if epoch == 1:
-            raise Stop
-
-    t._write_epoch = write_then_stop  # type: ignore[method-assign]
-    with pytest.raises(Stop):
-        t.fit()
+    train_until(cfg, out, epoch=1)
     # even reuse=False (what `make reproduce` passes) continues the interrupted run rather than deleting it
     row = run_one("s", "synthetic", "smoke", {"attention": "dta"}, kw["seed"], root=tmp_path, reuse=False,
                   **{k: v for k, v in kw.items() if k != "seed"})

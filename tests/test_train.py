@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import train_until
 from torch.utils.data import Dataset, TensorDataset
 
 from dta_lib.checkpoint import load_checkpoint
@@ -146,20 +147,7 @@ def test_in_process_resume_continues_exactly(tmp_path):
     cfg = tiny(epochs=3)
     full = train(cfg)
 
-    class Stop(Exception):
-        pass
-
-    t = Trainer(cfg, out=tmp_path)
-    orig = t._write_epoch
-
-    def write_then_stop(epoch, improved):
-        orig(epoch, improved)
-        if epoch == 1:
-            raise Stop
-
-    t._write_epoch = write_then_stop  # type: ignore[method-assign]
-    with pytest.raises(Stop):
-        t.fit()
+    train_until(cfg, tmp_path, epoch=1)
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1 and len(read_metrics(tmp_path)) == 1
     resumed = train(cfg, out=tmp_path, resume=True)
     assert strip(resumed.history) == strip(full.history)
