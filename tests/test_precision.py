@@ -47,3 +47,16 @@ def test_verdict_rejects_bad_input():
         precision.precision_verdict(pd.DataFrame({"seed": [0]}))
     with pytest.raises(ValueError, match="fp32 and bf16"):
         precision.precision_verdict(_runs([50.0], []).assign(precision="fp32"))
+
+
+def test_a_limited_onednn_isa_means_no_native_bf16(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA below AVX512_CORE_BF16 makes oneDNN emulate bf16: auto must then pick fp32."""
+    from dta_lib.precision import cpu_has_native_bf16
+
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    for isa in ("AVX2", "SSE41", "avx512_core"):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+        assert cpu_has_native_bf16() is False
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert cpu_has_native_bf16() is True
