@@ -22,12 +22,7 @@ TIMING = {"seconds", "images_per_s"}
 TINY = ["--dataset", "synthetic", "--preset", "smoke", "--subset", "96", "--test-subset", "64", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _env() -> dict[str, str]:

@@ -26,7 +26,7 @@ from dta_lib.experiments import REUSE_SINCE_ENV, run_dir, run_one
 from dta_lib.runfolder import LOCK_FILE, RunLock, RunLockedError, read_metrics
 from dta_lib.train import evaluate, load_model, train
 
-pytestmark = pytest.mark.process  # CI's second (other instruction set) pass skips these: no kernel numerics here
+pytestmark = [pytest.mark.process, pytest.mark.usefixtures("one_thread")]  # CI's second (other instruction set) pass skips these: no kernel numerics here
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = {"seconds", "images_per_s"}
@@ -38,12 +38,6 @@ TINY_CLI = ["--dataset", "synthetic", "--preset", "smoke", "--subset", "128", "-
             "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny(**kw):
@@ -69,6 +63,14 @@ def _metrics(out: Path) -> list[dict]:
 def _same_weights(a: Path, b: Path) -> bool:
     x, y = load_checkpoint(a), load_checkpoint(b)
     return x["epoch"] == y["epoch"] and all(torch.equal(x["model"][k], y["model"][k]) for k in x["model"])
+
+
+def _copy_run(ref: Path, cut: Path) -> Path:
+    """A byte copy of the run folder ``ref`` at ``cut``."""
+    cut.mkdir()
+    for p in ref.iterdir():
+        (cut / p.name).write_bytes(p.read_bytes())
+    return cut
 
 
 def _assert_like_reference(cut: Path, ref: Path) -> None:
@@ -161,10 +163,7 @@ def test_resume_repairs_best_and_metrics_from_last_pt(tmp_path, reference):
 
 def test_torn_metrics_are_named_and_rebuilt_on_resume(tmp_path, reference):
     ref, _ = reference
-    cut = tmp_path / "run"
-    cut.mkdir()
-    for p in ref.iterdir():
-        (cut / p.name).write_bytes(p.read_bytes())
+    cut = _copy_run(ref, tmp_path / "run")
     text = (cut / "metrics.jsonl").read_text()
     (cut / "metrics.jsonl").write_text(text[: len(text) - 40])  # torn last line
     with pytest.raises(ValueError, match=r"metrics.jsonl, line 3: not a JSON record"):
@@ -175,10 +174,7 @@ def test_torn_metrics_are_named_and_rebuilt_on_resume(tmp_path, reference):
 
 def test_temp_files_of_killed_writes_are_removed_on_start_and_resume(tmp_path, reference):
     ref, _ = reference
-    cut = tmp_path / "run"
-    cut.mkdir()
-    for p in ref.iterdir():
-        (cut / p.name).write_bytes(p.read_bytes())
+    cut = _copy_run(ref, tmp_path / "run")
     (cut / ".last.pt.abc123.tmp").write_bytes(b"half")
     train(tiny(), out=cut, resume=True)
     assert not (cut / ".last.pt.abc123.tmp").exists()
@@ -256,10 +252,7 @@ def test_a_bit_flipped_checkpoint_is_refused_naming_the_file(tmp_path, reference
     assert torch.load(bad, weights_only=True)["epoch"] == 3  # torch alone would load it, with other weights
     with pytest.raises(CheckpointError, match=rf"checkpoint {bad} is corrupt: CRC check failed for .*data/"):
         load_checkpoint(bad)
-    cut = tmp_path / "run"
-    cut.mkdir()
-    for p in ref.iterdir():
-        (cut / p.name).write_bytes(p.read_bytes())
+    cut = _copy_run(ref, tmp_path / "run")
     _flip_a_weight_byte(cut / "last.pt")
     r = subprocess.run(_cli("train", *TINY_CLI, "--out", str(cut), "--resume"), capture_output=True, text=True,
                        env=_env(), timeout=300)
