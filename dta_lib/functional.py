@@ -60,6 +60,10 @@ LIF_BACKENDS: dict[str, Callable[[Tensor, float, float, Surrogate], Tensor]] = {
 
 
 def _auto_backend(x: Tensor) -> str:
+    if torch.compiler.is_compiling():
+        # under torch.compile the PyTorch loop is traced and fused by inductor; the C kernel is opaque to
+        # dynamo (it guards on raw data pointers and recompiles on every call)
+        return "loop"
     if x.is_cuda and "triton" in LIF_BACKENDS:
         return "triton"
     if "fused" in LIF_BACKENDS:

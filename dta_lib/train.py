@@ -456,7 +456,14 @@ class Trainer:
         self.model = model
         self.net: nn.Module = D.wrap_model(model, self.dist, self.device, cfg.sync_bn)
         if cfg.compile:
-            self.net = torch.compile(self.net)  # type: ignore[assignment]
+            # static shapes: the last, smaller test batch recompiles once instead of tracing symbolic sizes
+            # (dynamic shapes fail on CPU in the LIF loop: "cannot determine truth value of Relational")
+            # every layer's LIF call has its own shape, one compiled entry each: lift dynamo's limit of 8
+            # entries per frame so no layer falls back to eager
+            import torch._dynamo.config as dynamo_config
+
+            dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
+            self.net = torch.compile(self.net, dynamic=False)  # type: ignore[assignment]
         self.opt = torch.optim.SGD(
             model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
