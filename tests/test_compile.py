@@ -38,7 +38,7 @@ def test_compiled_lif_matches_the_loop(one_thread):
 @pytest.mark.slow
 def test_compile_trains_on_cpu(one_thread):
     # the last, smaller test batch used to crash dynamic-shape tracing ("cannot determine truth value of Relational")
-    cfg = make_config("synthetic", "smoke", epochs=1, time_steps=2, subset=96, test_subset=64, compile=True,
+    cfg = make_config("synthetic", "smoke", epochs=1, time_steps=2, subset=96, test_subset=40, compile=True,
                       precision="fp32", device="cpu", batch_size=32, width=0.0625, progress=False)
     res = Trainer(cfg).fit()
     assert math.isfinite(res.history[-1]["train_loss"])
