@@ -2,10 +2,8 @@
 for Spiking Neural Networks" (Kim, Kim, Yang, WACV 2025)."""
 from __future__ import annotations
 
-from .attention import DTA, GTCA, LTCA, TNA, TXA
-from .models import MSResNet, ms_resnet18, ms_resnet34
-from .neuron import LIF
-from .surrogate import ATan, Sigmoid, Triangle, build_surrogate
+from .models import DTA, GTCA, LTCA, TNA, TXA, MSResNet, ms_resnet18, ms_resnet34
+from .snn import LIF, ATan, Sigmoid, Triangle, build_surrogate
 
 __version__ = "0.1.0"
 __all__ = [

@@ -43,7 +43,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 # ---------------------------------------------------------------------------- train
 def _add_train(p: argparse.ArgumentParser) -> None:
     from .config import ATTENTIONS, PRECISIONS, PRESETS, RECIPES
-    from .surrogate import SURROGATES
+    from .snn.surrogate import SURROGATES
 
     p.description = (
         "Train an MS-ResNet spiking network (BPTT, SGD momentum 0.9, cosine annealing) with a named "

@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from .attention import DTA, TNA, TXA
+from .models.attention import DTA, TNA, TXA
 from .models import MSResNet
-from .neuron import LIF
+from .snn.neuron import LIF
 
 __all__ = [
     "E_MAC_PJ", "E_AC_PJ", "SpikeRecorder", "profile", "energy_totals", "attention_maps", "layer_flops", "is_binary",

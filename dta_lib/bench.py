@@ -36,10 +36,10 @@ import torch.nn.functional as F
 
 from .paths import output_root
 from .atomic import atomic_write
-from .compat import to_reference_state_dict
-from .functional import lif_multistep
+from .models.compat import to_reference_state_dict
+from .snn.functional import lif_multistep
 from .models import ms_resnet18
-from .reference import ReferenceMSResNet18, reference_lif
+from .models.reference import ReferenceMSResNet18, reference_lif
 
 __all__ = ["bench_lif", "bench_train", "conv_floor", "run_bench", "summary", "plot", "peak_added_bytes", "race", "add_arguments",
            "run", "main", "load_result", "acceptance", "PRECISIONS", "default_precisions"]
@@ -331,7 +331,7 @@ def _meta(device: torch.device) -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    from .kernels import c_extension_available
+    from .snn.kernels import c_extension_available
 
     meta: dict[str, Any] = {
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -45,7 +45,7 @@ from .data.registry import RESOLVED_ROOTS, data_provenance
 from .runfolder import LOCK_FILE, RunLock, check_out_path, clean_temp_files, copy_checkpoint, repair, write_metrics
 from .runfolder import read_metrics as _read_metrics
 from .models import MSResNet, ms_resnet18, ms_resnet34
-from .neuron import LIF
+from .snn.neuron import LIF
 
 __all__ = [
     "DataInfo",

@@ -25,7 +25,7 @@ from matplotlib.patches import FancyBboxPatch
 from torch import Tensor, nn
 
 from .atomic import atomic_write
-from .surrogate import Surrogate
+from .snn.surrogate import Surrogate
 
 __all__ = [
     "ROOT", "FIGURES_DIR", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES", "load_fashion_mnist_samples", "save_figure",

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dta_lib.attention import DTA, GTCA, LTCA, TNA, TXA, dilated_kernel_size, gtca_hidden
-from dta_lib.neuron import LIF
+from dta_lib.models.attention import DTA, GTCA, LTCA, TNA, TXA, dilated_kernel_size, gtca_hidden
+from dta_lib.snn.neuron import LIF
 
 
 def n_params(m):

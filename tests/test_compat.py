@@ -5,9 +5,9 @@ import re
 import pytest
 import torch
 
-from dta_lib.compat import from_reference_state_dict, to_reference_state_dict
+from dta_lib.models.compat import from_reference_state_dict, to_reference_state_dict
 from dta_lib.models import ms_resnet18
-from dta_lib.reference import ReferenceMSResNet18
+from dta_lib.models.reference import ReferenceMSResNet18
 
 
 def release_keys(data_dir):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dta_lib.config import make_config
-from dta_lib.functional import lif_multistep, lif_multistep_loop
-from dta_lib.surrogate import Triangle
+from dta_lib.snn.functional import lif_multistep, lif_multistep_loop
+from dta_lib.snn.surrogate import Triangle
 from dta_lib.train import Trainer
 
 # Measured on an AVX512 host with ATEN_CPU_CAPABILITY=avx2 (CI pass 2): the compiled LIF agreed with the eager

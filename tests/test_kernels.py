@@ -8,13 +8,13 @@ import sys
 import pytest
 import torch
 
-from dta_lib.functional import LIF_BACKENDS, _auto_backend, lif_multistep, lif_multistep_loop
-from dta_lib.kernels import c_extension_available, lif_multistep_fused, triton_available
-from dta_lib.kernels.lif_cpu import _btn, _torch_backward, _torch_forward
-from dta_lib.kernels.saving import compact_spikes, is_spikes
+from dta_lib.snn.functional import LIF_BACKENDS, _auto_backend, lif_multistep, lif_multistep_loop
+from dta_lib.snn.kernels import c_extension_available, lif_multistep_fused, triton_available
+from dta_lib.snn.kernels.lif_cpu import _btn, _torch_backward, _torch_forward
+from dta_lib.snn.kernels.saving import compact_spikes, is_spikes
 from dta_lib.models import ms_resnet18
-from dta_lib.reference import reference_lif
-from dta_lib.surrogate import ATan, Sigmoid, Surrogate, Triangle
+from dta_lib.models.reference import reference_lif
+from dta_lib.snn.surrogate import ATan, Sigmoid, Surrogate, Triangle
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 SURROGATES = [Triangle(1.0), Triangle(0.7), Sigmoid(4.0), ATan(2.0)]
@@ -134,8 +134,8 @@ def test_pytorch_fallback_path_matches():
 
 def test_fallback_without_c_extension_in_subprocess():
     code = (
-        "import torch; from dta_lib.kernels import c_extension_available, lif_multistep_fused;"
-        "from dta_lib.functional import lif_multistep_loop; from dta_lib.surrogate import Triangle;"
+        "import torch; from dta_lib.snn.kernels import c_extension_available, lif_multistep_fused;"
+        "from dta_lib.snn.functional import lif_multistep_loop; from dta_lib.snn.surrogate import Triangle;"
         "x = torch.randn(2, 6, 50, requires_grad=True);"
         "a = lif_multistep_fused(x, 0.5, 1.0, Triangle()); b = lif_multistep_loop(x, 0.5, 1.0, Triangle());"
         "ga, = torch.autograd.grad(a.sum(), x); gb, = torch.autograd.grad(b.sum(), x);"
@@ -197,7 +197,7 @@ triton_interp = pytest.mark.skipif(
 
 
 def _triton_case(device: str, dtype: torch.dtype, sg: Surrogate, shape=(2, 6, 3, 5, 7)):
-    from dta_lib.kernels.lif_triton import lif_multistep_triton
+    from dta_lib.snn.kernels.lif_triton import lif_multistep_triton
 
     x, gy = _inputs(shape, dtype)
     x = x.detach().to(device).requires_grad_()

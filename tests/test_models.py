@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from dta_lib.models import MSBlock, ms_resnet18, ms_resnet34
-from dta_lib.neuron import LIF
+from dta_lib.snn.neuron import LIF
 
 
 def n_params(m):

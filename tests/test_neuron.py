@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from dta_lib.functional import lif_multistep
-from dta_lib.neuron import LIF
-from dta_lib.surrogate import ATan, Sigmoid, Triangle, build_surrogate
+from dta_lib.snn.functional import lif_multistep
+from dta_lib.snn.neuron import LIF
+from dta_lib.snn.surrogate import ATan, Sigmoid, Triangle, build_surrogate
 
 SURROGATES = [Triangle(1.0), Triangle(0.5), Triangle(2.0), Sigmoid(4.0), ATan(2.0)]
 
@@ -158,9 +158,9 @@ def test_model_refuses_empty_images():
 
 def test_triton_failure_falls_back_to_the_loop_with_one_warning(monkeypatch):
     pytest.importorskip("triton")
-    import dta_lib.kernels as K
-    from dta_lib.kernels import lif_triton
-    from dta_lib.functional import lif_multistep_loop
+    import dta_lib.snn.kernels as K
+    from dta_lib.snn.kernels import lif_triton
+    from dta_lib.snn.functional import lif_multistep_loop
 
     def broken(*a, **k):
         raise RuntimeError("CompilationError: ptxas failed (simulated)")

@@ -13,9 +13,9 @@ import torch
 
 import dta_lib.atomic
 from dta_lib import ms_resnet18, viz
-from dta_lib.neuron import LIF
-from dta_lib.params import calibrate_bn, count_parameters, dta_parameter_variants, forward_shapes, parameter_table
-from dta_lib.surrogate import ATan, Sigmoid, Triangle
+from dta_lib.snn.neuron import LIF
+from dta_lib.models.params import calibrate_bn, count_parameters, dta_parameter_variants, forward_shapes, parameter_table
+from dta_lib.snn.surrogate import ATan, Sigmoid, Triangle
 
 FMNIST = viz.FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz"
 

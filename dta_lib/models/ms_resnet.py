@@ -11,9 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from .attention import ATTENTION_MODES, DTA
-from .kernels.saving import compact_spikes
-from .neuron import LIF
-from .surrogate import Surrogate, build_surrogate
+from ..snn.kernels.saving import compact_spikes
+from ..snn.neuron import LIF
+from ..snn.surrogate import Surrogate, build_surrogate
 
 __all__ = ["MSBlock", "MSResNet", "ms_resnet18", "ms_resnet34"]
 

@@ -1,4 +1,4 @@
-"""Fused LIF kernels, registered into :data:`dta_lib.functional.LIF_BACKENDS` on import.
+"""Fused LIF kernels; :mod:`dta_lib.snn.functional` lists them in ``LIF_BACKENDS``.
 
 - ``"fused"`` (:mod:`.lif_cpu`): any device; C/OpenMP loops on CPU with a PyTorch fallback.
 - ``"triton"`` (:mod:`.lif_triton`): CUDA, registered when Triton is installed; imported lazily
@@ -13,7 +13,7 @@ import warnings
 
 from torch import Tensor
 
-from ..functional import LIF_BACKENDS
+from ..loop import lif_multistep_loop
 from ..surrogate import Surrogate
 from .lif_cpu import FusedLIF, c_extension_available, lif_multistep_fused
 
@@ -43,11 +43,5 @@ def lif_multistep_triton(x: Tensor, decay: float, threshold: float, surrogate: S
             _TRITON_BROKEN.append(f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
             warnings.warn(f"Triton LIF kernel failed ({_TRITON_BROKEN[0]}); using the PyTorch LIF loop instead "
                           "(same results, slower)", RuntimeWarning, stacklevel=2)
-    from ..functional import lif_multistep_loop
-
     return lif_multistep_loop(x, decay, threshold, surrogate)
 
-
-LIF_BACKENDS["fused"] = lif_multistep_fused
-if triton_available():
-    LIF_BACKENDS["triton"] = lif_multistep_triton

@@ -1,0 +1,76 @@
+"""Stateless functions of the spiking layers (spikingjelly's ``functional``).
+
+``lif_multistep`` is the single entry point that every LIF site calls; it picks
+an implementation from :data:`LIF_BACKENDS` by ``backend``:
+
+- ``"loop"``: the reference loop over time (:mod:`dta_lib.snn.loop`), exactly the release's
+  computation (paper Eqs. 1-3) with autograd saving every intermediate;
+- ``"fused"``: the fused CPU kernel (:mod:`dta_lib.snn.kernels.lif_cpu`), one autograd node;
+- ``"triton"``: the fused CUDA kernel, listed when Triton is installed;
+- ``"auto"``: the fastest correct one for the tensor's device.
+
+Backends are listed explicitly below; :func:`register_backend` adds one of your own.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .kernels import lif_multistep_fused, lif_multistep_triton, triton_available
+from .loop import lif_multistep_loop, lif_trace
+from .surrogate import Surrogate, Triangle
+
+__all__ = ["lif_multistep", "lif_multistep_loop", "lif_trace", "LIF_BACKENDS", "register_backend",
+           "seq_to_ann", "ann_to_seq"]
+
+LIFBackend = Callable[[Tensor, float, float, Surrogate], Tensor]
+
+#: name -> function(x, decay, threshold, surrogate) -> spikes
+LIF_BACKENDS: dict[str, LIFBackend] = {"loop": lif_multistep_loop, "fused": lif_multistep_fused}
+if triton_available():
+    LIF_BACKENDS["triton"] = lif_multistep_triton
+
+
+def register_backend(name: str, fn: LIFBackend) -> None:
+    """Make ``fn(x, decay, threshold, surrogate) -> spikes`` selectable as ``LIF(backend=name)``."""
+    if not name or name == "auto":
+        raise ValueError(f"LIF backend name must be a non-empty string other than 'auto', got {name!r}")
+    if not callable(fn):
+        raise ValueError(f"LIF backend {name!r} must be callable, got {type(fn).__name__}")
+    LIF_BACKENDS[name] = fn
+
+
+def _auto_backend(x: Tensor) -> str:
+    if torch.compiler.is_compiling():
+        # under torch.compile the PyTorch loop is traced and fused by inductor; the C kernel is opaque to
+        # dynamo (it guards on raw data pointers and recompiles on every call)
+        return "loop"
+    if x.is_cuda and "triton" in LIF_BACKENDS:
+        return "triton"
+    if "fused" in LIF_BACKENDS:
+        return "fused"
+    return "loop"
+
+
+def lif_multistep(
+    x: Tensor, decay: float = 0.5, threshold: float = 1.0, surrogate: Surrogate | None = None, backend: str = "auto"
+) -> Tensor:
+    """Run a multi-step LIF on ``x`` ``[B, T, ...]``; returns float 0/1 spikes of the same shape."""
+    if surrogate is None:
+        surrogate = Triangle(1.0)
+    name = _auto_backend(x) if backend == "auto" else backend
+    if name not in LIF_BACKENDS:
+        raise ValueError(f"unknown LIF backend {backend!r}; expected 'auto' or one of {sorted(LIF_BACKENDS)}")
+    return LIF_BACKENDS[name](x, decay, threshold, surrogate)
+
+
+def seq_to_ann(x: Tensor) -> Tensor:
+    """Fold time into batch: ``[B, T, ...] -> [B*T, ...]`` (a view when possible)."""
+    return x.flatten(0, 1)
+
+
+def ann_to_seq(x: Tensor, time_steps: int) -> Tensor:
+    """Unfold batch into time: ``[B*T, ...] -> [B, T, ...]``."""
+    return x.unflatten(0, (-1, time_steps))

@@ -1,0 +1,53 @@
+r"""The reference LIF loop over time: exactly the release's computation (paper Eqs. 1-3).
+
+.. math::
+    h_t = \lambda u_{t-1} + x_t,\quad s_t = H(h_t - \vartheta),\quad u_t = h_t (1 - s_t),\quad u_0 = 0
+
+One loop serves training (autograd through every step, the reset kept in the graph) and plotting
+(:func:`lif_trace`, which also returns the membrane). The fused kernels in :mod:`dta_lib.snn.kernels`
+are checked against it.
+"""
+from __future__ import annotations
+
+from typing import overload, Literal
+
+import torch
+from torch import Tensor
+
+from .surrogate import Surrogate, Triangle
+
+__all__ = ["lif_multistep_loop", "lif_trace"]
+
+
+@overload
+def lif_multistep_loop(x: Tensor, decay: float, threshold: float, surrogate: Surrogate,
+                       return_membrane: Literal[False] = ...) -> Tensor: ...
+@overload
+def lif_multistep_loop(x: Tensor, decay: float, threshold: float, surrogate: Surrogate,
+                       return_membrane: Literal[True]) -> tuple[Tensor, Tensor, Tensor]: ...
+def lif_multistep_loop(x: Tensor, decay: float, threshold: float, surrogate: Surrogate,
+                       return_membrane: bool = False) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+    r"""Multi-step LIF over dim 1 of ``x`` (``[B, T, ...]``), the release's loop.
+
+    Returns the float 0/1 spikes ``s``; with ``return_membrane=True`` returns ``(h, u, s)``: the charged
+    membrane, the post-reset membrane and the spikes, each shaped like ``x``.
+    """
+    u = torch.zeros_like(x[:, 0])
+    hs, us, ss = [], [], []
+    for t in range(x.shape[1]):
+        h = decay * u + x[:, t]
+        s = surrogate(h - threshold)
+        u = h * (1 - s)
+        ss.append(s)
+        if return_membrane:
+            hs.append(h), us.append(u)
+    if return_membrane:
+        return torch.stack(hs, 1), torch.stack(us, 1), torch.stack(ss, 1)
+    return torch.stack(ss, dim=1)
+
+
+@torch.no_grad()
+def lif_trace(x: Tensor, decay: float = 0.5, threshold: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+    """Record the LIF dynamics for plotting: charged membrane ``h``, post-reset ``u`` and spikes ``s``,
+    each shaped like ``x`` ``[B, T, ...]`` (no autograd)."""
+    return lif_multistep_loop(x, decay, threshold, Triangle(1.0), return_membrane=True)
