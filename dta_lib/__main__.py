@@ -42,7 +42,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 # ---------------------------------------------------------------------------- train
 def _add_train(p: argparse.ArgumentParser) -> None:
-    from .config import ATTENTIONS, PRECISIONS, PRESETS, RECIPES
+    from .engine.config import ATTENTIONS, PRECISIONS, PRESETS, RECIPES
     from .snn.surrogate import SURROGATES
 
     p.description = (
@@ -99,8 +99,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .config import make_config
-    from .train import train
+    from .engine.config import make_config
+    from .engine import train
 
     if args.out is None and not args.no_save:
         raise ValueError("--out DIR is required (or pass --no-save to write nothing)")
@@ -120,7 +120,7 @@ def _run_train(args: argparse.Namespace) -> int:
         record_firing_rates=args.record_firing_rates or None, progress=args.progress,
     )
     res = train(cfg, out=args.out, resume=args.resume)
-    from .distributed import detect
+    from .engine.distributed import detect
 
     if detect().is_main:
         print(json.dumps({"best_acc": res.best_acc, "best_epoch": res.best_epoch, "final_acc": res.final_acc,
@@ -131,7 +131,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- evaluate
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
-    from .config import PRECISIONS, RECIPES
+    from .engine.config import PRECISIONS, RECIPES
 
     p.description = "Test accuracy of a dta_lib checkpoint (loaded with weights_only=True); prints JSON."
     p.add_argument("--checkpoint", required=True, help="path to last.pt / best.pt")
@@ -149,7 +149,7 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .train import evaluate
+    from .engine import evaluate
 
     rec = evaluate(args.checkpoint, args.dataset, data_root=args.data_root, batch_size=args.batch_size,
                    subset=args.subset, device=args.device, precision=args.precision, progress=args.progress)
@@ -191,10 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand. Bad input: message on stderr, exit status 2."""
-    from .checkpoint import CheckpointError
-    from .train import NonFiniteLossError
+    from .engine.checkpoint import CheckpointError
+    from .engine import NonFiniteLossError
 
-    from .runfolder import RunLockedError
+    from .engine.runfolder import RunLockedError
 
     parser = build_parser()
     args = parser.parse_args(argv)

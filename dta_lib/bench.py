@@ -477,7 +477,7 @@ def acceptance(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def default_precisions(device: str | torch.device) -> list[str]:
     """fp32 and bf16 where bf16 is native (CUDA, or a CPU with AVX512-BF16/AMX), else fp32 only."""
-    from .precision import cpu_has_native_bf16
+    from .engine.device import cpu_has_native_bf16
 
     native = torch.device(device).type == "cuda" or cpu_has_native_bf16()
     return list(PRECISIONS) if native else ["fp32"]

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from .config import TrainConfig, make_config
+from .engine.config import TrainConfig, make_config
 from .paths import output_root
 from .report import load_run
 
@@ -101,7 +101,7 @@ def run_one(
     ``reuse=False`` a finished run is retrained into ``<run>.retrain`` (itself resumable) and only replaces the
     old folder once it has finished; runs finished since ``$DTA_REUSE_SINCE`` count as already retrained.
     """
-    from .train import train
+    from .engine import train
 
     cfg = make_config(dataset, preset, seed=seed, **{**common, **variant})
     out = run_dir(study, cfg, variant, root)

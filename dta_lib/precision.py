@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import pandas as pd
 import torch
 
+from .engine.device import cpu_has_native_bf16
 from .experiments import RUNS, run_study
 from .report import exceeds_noise, paired_differences, summarize
 
@@ -22,21 +23,6 @@ __all__ = ["cpu_has_native_bf16", "precision_study", "precision_verdict", "PRECI
 
 #: the two arms of the study; everything else comes from the preset and recipe
 PRECISION_VARIANTS = ({"precision": "fp32"}, {"precision": "bf16"})
-
-
-#: oneDNN ISA limits (``ONEDNN_MAX_CPU_ISA``) under which its kernels still use bf16 instructions
-_BF16_ISAS = frozenset({"ALL", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
-                        "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2"})
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU has bf16 arithmetic (AVX512-BF16 or AMX tiles), as PyTorch detects it, and oneDNN may use
-    it: a ``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA`` below ``AVX512_CORE_BF16`` makes oneDNN emulate bf16."""
-    limit = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
-    if limit and limit not in _BF16_ISAS:
-        return False
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence the getattr fallback
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 def precision_study(

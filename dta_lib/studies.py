@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import make_config
+from .engine.config import make_config
 from .experiments import RUNS, run_dir, run_one
 from .report import (PAPER_ABLATION_GAP, PAPER_RESULTS, exceeds_noise, format_mean_std, load_run, paired_differences,
                      t_critical, t_interval)
@@ -606,9 +606,9 @@ def training_macs_per_image(dataset: str, time_steps: int, attention: str = "dta
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .config import make_config
+    from .engine.config import make_config
     from .data import dataset_info
-    from .train import build_model, get_data_info
+    from .engine import build_model, get_data_info
 
     cfg = make_config(dataset, "paper", time_steps=time_steps, attention=attention)
     info, di = get_data_info(dataset), dataset_info(dataset)
@@ -630,7 +630,7 @@ def headline_table(runs: pd.DataFrame, sustained_tflops: float, metric: str = "b
     backward about twice the forward): an **assumption-based estimate**, not a measurement; the sustained
     throughput of a spiking network (element-wise LIF steps, memory-bound) is far below a GPU's peak.
     """
-    from .config import make_config
+    from .engine.config import make_config
 
     if not sustained_tflops > 0:
         raise ValueError(f"sustained_tflops must be > 0, got {sustained_tflops!r}")

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .analysis import E_AC_PJ, E_MAC_PJ, energy_totals
-from .config import TrainConfig, make_config
+from .engine.config import TrainConfig, make_config
 from .experiments import RUNS, run_dir, run_one
 
 __all__ = [
@@ -91,7 +91,7 @@ def clean_train_accuracy(run: str | os.PathLike, checkpoint: str = "last.pt", ba
 
     Evaluates with the training loop's test batch size (2x the training batch) by default.
     """
-    from .train import build_data, evaluate_model, load_model
+    from .engine import build_data, evaluate_model, load_model
 
     path = Path(run) / checkpoint
     if not path.is_file():
@@ -338,7 +338,7 @@ def output_dirs(preset: str, root: str | os.PathLike = RUNS.parent) -> tuple[Pat
     ``reports/figures``; any other preset to a ``<preset>/`` subfolder of each, so the CI-sized
     smoke executions never overwrite the committed results.
     """
-    from .config import PRESETS
+    from .engine.config import PRESETS
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dta_lib.__main__ import COMMANDS, build_parser, main, register_command
-from dta_lib.checkpoint import CheckpointError, load_checkpoint
+from dta_lib.engine.checkpoint import CheckpointError, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = {"seconds", "images_per_s"}

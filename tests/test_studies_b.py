@@ -11,7 +11,7 @@ import torch
 
 from dta_lib import ms_resnet18
 from dta_lib.analysis import E_AC_PJ, E_MAC_PJ, profile
-from dta_lib.config import make_config
+from dta_lib.engine.config import make_config
 from dta_lib.experiments import run_dir
 from dta_lib.studies_b import (
     cifar10_dvs_available, clean_train_accuracy, dta_cost, energy_summary, event_dataset, extrapolate_energy,

@@ -26,10 +26,10 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from .atomic import atomic_write, atomic_write_text
+from ..atomic import atomic_write, atomic_write_text
 
 __all__ = [
-    "LOCK_FILE", "METRICS_FILE", "RunLockedError", "RunLock", "clean_temp_files", "read_metrics",
+    "LOCK_FILE", "METRICS_FILE", "check_run_folder", "RunLockedError", "RunLock", "clean_temp_files", "read_metrics",
     "write_metrics", "verify_zip", "repair", "check_out_path",
 ]
 
@@ -198,3 +198,29 @@ def repair(out: str | os.PathLike[str], last: dict[str, Any], load: Any) -> list
                 f"last.pt (epoch {epoch}) is left to rebuild from; something outside the run changed the folder"
             )
     return fixed
+
+
+def check_run_folder(out: Path, resume: bool) -> bool:
+    """Refuse a bad run folder before anything is created or written; returns whether to resume.
+
+    ``resume`` on a folder whose run died before its first epoch (no ``last.pt``, no ``metrics.jsonl``) means
+    "start it afresh" (returns False)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out={str(out)!r} exists and is not a folder; expected a (new or run) folder")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"out={str(out)!r}: {parent} is a file, not a folder")
+            break
+    last = out / "last.pt"
+    if resume:
+        if not last.is_file():
+            if out.is_dir() and not (out / METRICS_FILE).exists():
+                return False  # the run died before its first epoch: nothing to resume, start it afresh
+            raise FileNotFoundError(f"cannot resume: {last} does not exist (start a new run without --resume)")
+    elif out.is_dir() and ((out / METRICS_FILE).exists() or last.exists()):
+        raise ValueError(
+            f"out={str(out)!r} already holds a run ({METRICS_FILE} / last.pt); pass resume=True (--resume) "
+            "to continue it or choose a new folder"
+        )
+    return resume

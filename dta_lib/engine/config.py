@@ -1,0 +1,250 @@
+"""Run configuration: the release's per-dataset training recipes and the size presets.
+
+A :class:`TrainConfig` is a flat, JSON-serialisable description of one training run.
+:func:`make_config` builds one from a named recipe (``cifar10``, ``cifar100``,
+``imagenet``, ``cifar10-dvs``, ``fashion-mnist``, ``fashion-mnist-dvs``; the first four
+are the reference release's recipes, ``reference-spec.md`` "Training recipes") and a
+size preset:
+
+- ``paper``: the recipe unchanged (needs a GPU: full data, full width, 200-1000 epochs);
+- ``cpu``: a laptop-sized run (1,000 training images, width 1/8, 3 epochs; minutes on 2 cores);
+- ``smoke``: a CI-sized run (>= 3 epochs on a few hundred images, width 1/16).
+
+Explicit keyword overrides win over the preset, which wins over the recipe.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+__all__ = [
+    "TrainConfig",
+    "RECIPES",
+    "PRESETS",
+    "SYNTHETIC_DATASETS",
+    "ATTENTIONS",
+    "PRECISIONS",
+    "make_config",
+    "RUN_FREE_FIELDS",
+    "PROBE_FIELDS",
+    "config_diff",
+    "known_datasets",
+]
+
+ATTENTIONS = ("none", "txa", "tna", "dta")
+#: largest learning rate accepted (SGD with momentum diverges far below this; 1e300 is a typo, not a recipe)
+MAX_LR = 100.0
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ARCHS = ("ms_resnet18", "ms_resnet34")
+#: datasets generated in memory by :func:`dta_lib.engine.data.synthetic_datasets` (tests, CI, DDP checks)
+SYNTHETIC_DATASETS = ("synthetic", "synthetic-dvs")
+
+#: what identifies a run: every config field except these, which do not change what it computes (where the data
+#: is read from, progress bars, loader workers and threads, the device request). A run may be resumed, and a
+#: finished run reused, with them changed.
+RUN_FREE_FIELDS = frozenset({"progress", "workers", "threads", "data_root", "download", "device"})
+#: probes that add records to ``metrics.jsonl`` without changing the weights: a run's trained model answers for a
+#: config that differs only in these (and :data:`RUN_FREE_FIELDS`)
+PROBE_FIELDS = frozenset({"record_grad_norms", "record_firing_rates"})
+
+
+def config_diff(saved: dict[str, Any], cfg: "TrainConfig", free: frozenset[str] = RUN_FREE_FIELDS) -> dict[str, tuple[Any, Any]]:
+    """Fields of ``cfg`` (outside ``free``) where a recorded config dict differs: ``{name: (saved, now)}``."""
+    now = cfg.to_dict()
+    return {k: (saved.get(k), v) for k, v in now.items() if k not in free and saved.get(k) != v}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (BPTT, SGD + cosine annealing, paper Sec. 4).
+
+    ``time_steps`` is ``T`` (paper Eq. 1); ``surrogate_width`` is the triangle's
+    half-width (paper Eq. 5, the summary's alpha; the release uses 1.0).
+    ``subset`` / ``test_subset`` cap the number of training / test samples (a fixed,
+    seed-independent class-balanced subset, so runs of different seeds see the same images).
+    ``threads`` sets ``torch.set_num_threads`` for the run (``None``: leave it); on a busy
+    2-core machine one thread is often faster for the small CPU-preset models.
+    """
+
+    dataset: str = "fashion-mnist"
+    preset: str = "paper"
+    arch: str = "ms_resnet18"
+    attention: str = "dta"
+    time_steps: int = 4
+    width: float = 1.0
+    surrogate: str = "triangle"
+    surrogate_width: float = 1.0
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-5
+    label_smoothing: float = 0.0
+    cutmix_alpha: float = 0.0
+    mixup_alpha: float = 0.0
+    mix_prob: float = 0.0
+    augment: bool = True
+    subset: int | None = None
+    test_subset: int | None = None
+    seed: int = 42
+    workers: int = 0
+    threads: int | None = None
+    precision: str = "auto"
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = False
+    device: str = "auto"
+    deterministic: bool = True
+    data_root: str | None = None
+    download: bool = False
+    record_grad_norms: bool = False
+    record_firing_rates: bool = False
+    progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field and what was expected."""
+        if self.dataset not in known_datasets():
+            raise ValueError(f"unknown dataset {self.dataset!r}; expected one of {sorted(known_datasets())}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; expected one of {sorted(PRESETS)}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; expected one of {ARCHS}")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        _int(self, "time_steps", 1)
+        _int(self, "epochs", 1)
+        _int(self, "batch_size", 1)
+        _int(self, "workers", 0)
+        _int(self, "seed", 0)
+        for name in ("subset", "test_subset", "threads"):
+            if getattr(self, name) is not None:
+                _int(self, name, 1)
+        _num(self, "width", lo=0.0, lo_open=True)
+        _num(self, "surrogate_width", lo=0.0, lo_open=True)
+        _num(self, "lr", lo=0.0, lo_open=True, hi=MAX_LR)
+        _num(self, "momentum", lo=0.0, hi=1.0)
+        _num(self, "weight_decay", lo=0.0)
+        _num(self, "label_smoothing", lo=0.0, hi=1.0, hi_open=True)
+        _num(self, "cutmix_alpha", lo=0.0)
+        _num(self, "mixup_alpha", lo=0.0)
+        _num(self, "mix_prob", lo=0.0, hi=1.0)
+        if self.mix_prob > 0 and self.cutmix_alpha == 0 and self.mixup_alpha == 0:
+            raise ValueError(f"mix_prob={self.mix_prob} needs cutmix_alpha > 0 or mixup_alpha > 0")
+        if not isinstance(self.device, str) or not (
+            self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)
+        ):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}; expected a subset of {sorted(names)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def mixing(self) -> bool:
+        """True when CutMix / MixUp produce soft targets (soft-label cross-entropy)."""
+        return self.mix_prob > 0 and (self.cutmix_alpha > 0 or self.mixup_alpha > 0)
+
+
+def _int(cfg: TrainConfig, name: str, lo: int) -> None:
+    v = getattr(cfg, name)
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+
+def _num(
+    cfg: TrainConfig, name: str, lo: float | None = None, hi: float | None = None,
+    lo_open: bool = False, hi_open: bool = False,
+) -> None:
+    v = getattr(cfg, name)
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {v!r}")
+    if lo is not None and (v < lo or (lo_open and v == lo)):
+        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {v!r}")
+    if hi is not None and (v > hi or (hi_open and v == hi)):
+        raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {v!r}")
+
+
+_CIFAR = dict(
+    arch="ms_resnet18", time_steps=6, epochs=250, batch_size=64, lr=0.1, weight_decay=5e-5,
+    cutmix_alpha=1.0, mix_prob=0.5,
+)
+_DVS = dict(
+    arch="ms_resnet18", time_steps=10, epochs=1000, batch_size=64, lr=0.05, weight_decay=0.0,
+    mixup_alpha=0.5, mix_prob=0.5, label_smoothing=0.1,
+)
+#: Per-dataset recipes. cifar10 / cifar100 / imagenet / cifar10-dvs are the release's
+#: (reference-spec.md); fashion-mnist(-dvs) are this project's offline stand-ins, using the
+#: CIFAR / CIFAR10-DVS recipe with T=4 and fewer epochs (cifar10-emulated-dvs: emulated events of CIFAR10).
+RECIPES: dict[str, dict[str, Any]] = {
+    "cifar10": dict(_CIFAR),
+    "cifar100": dict(_CIFAR),
+    "imagenet": dict(
+        arch="ms_resnet34", time_steps=6, epochs=200, batch_size=128, lr=0.1, weight_decay=1e-5,
+    ),
+    "cifar10-dvs": dict(_DVS),
+    "fashion-mnist": dict(_CIFAR, time_steps=4, epochs=100),
+    "fashion-mnist-dvs": dict(_DVS, epochs=200),
+    "cifar10-emulated-dvs": dict(_DVS, epochs=200),
+    # in-memory data for tests: no augmentation pipeline, no mixing
+    "synthetic": dict(arch="ms_resnet18", time_steps=4, epochs=3, batch_size=32, lr=0.1, weight_decay=5e-5),
+    "synthetic-dvs": dict(arch="ms_resnet18", time_steps=4, epochs=3, batch_size=32, lr=0.1, weight_decay=0.0),
+}
+
+#: Size presets applied on top of a recipe (``time_steps`` always stays the recipe's unless overridden).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(seed=42),
+    # CI: a few hundred images, width 1/16, 3 epochs (well under 60 s on 2 cores)
+    "smoke": dict(epochs=3, subset=256, test_subset=256, width=0.0625, batch_size=32),
+    # laptop: 1,000 real images, width 1/8, 3 epochs of batch 25 (docs/training.md has timings)
+    "cpu": dict(epochs=3, subset=1000, test_subset=1000, width=0.125, batch_size=25),
+}
+
+
+def known_datasets() -> set[str]:
+    """Names accepted as ``TrainConfig.dataset``: the recipe names."""
+    return set(RECIPES)
+
+
+def make_config(dataset: str, preset: str = "paper", **overrides: Any) -> TrainConfig:
+    """Config from ``RECIPES[dataset]``, then ``PRESETS[preset]``, then ``overrides`` (``None`` values ignored).
+
+    >>> make_config("cifar10", "paper").lr
+    0.1
+    """
+    if dataset not in RECIPES:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(RECIPES)}")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    names = {f.name for f in fields(TrainConfig)}
+    bad = sorted(k for k in overrides if k not in names)
+    if bad:
+        raise ValueError(f"unknown config options {bad}; expected a subset of {sorted(names)}")
+    values: dict[str, Any] = {"dataset": dataset, "preset": preset}
+    values.update(RECIPES[dataset])
+    values.update(PRESETS[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values)

@@ -1,0 +1,36 @@
+"""The training and test loaders of a run: one shuffling generator (checkpointed, so a resumed run sees the same
+order), per-rank shards under DDP, and a full last training batch unless the set is smaller than one batch."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
+
+from . import distributed as D
+from .config import TrainConfig
+from .device import worker_init
+
+__all__ = ["make_loaders"]
+
+
+def make_loaders(cfg: TrainConfig, train_ds: Dataset, test_ds: Dataset, dist: D.DistInfo, device: torch.device,
+                 generator: torch.Generator) -> tuple[Any, DataLoader, DataLoader]:
+    """``(train_sampler, train_loader, test_loader)``; the test batch is twice the training batch."""
+    pin = device.type == "cuda"
+    if dist.enabled:
+        sampler: Any = DistributedSampler(train_ds, dist.world_size, dist.rank, shuffle=True, seed=cfg.seed,
+                                          drop_last=True)
+    else:
+        sampler = RandomSampler(train_ds, generator=generator)  # type: ignore[arg-type]
+    n_train = len(train_ds) // dist.world_size  # type: ignore[arg-type]
+    train_loader = DataLoader(
+        train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+        pin_memory=pin, drop_last=n_train > cfg.batch_size, worker_init_fn=worker_init, generator=generator,
+    )
+    eval_ds = Subset(test_ds, D.shard_indices(len(test_ds), dist)) if dist.enabled else test_ds  # type: ignore[arg-type]
+    test_loader = DataLoader(
+        eval_ds, batch_size=cfg.batch_size * 2, shuffle=False, num_workers=cfg.workers, pin_memory=pin,
+        worker_init_fn=worker_init,
+    )
+    return sampler, train_loader, test_loader

@@ -1,0 +1,421 @@
+"""Training engine: BPTT with SGD + cosine annealing (paper Sec. 4, the release's recipe).
+
+The loss is cross-entropy on the time-averaged logits
+:math:`\\bar{o} = \\frac{1}{T}\\sum_t o_t` of the MS-ResNet (soft-label cross-entropy when
+CutMix / MixUp mix the batch); gradients flow through every time step and every LIF
+site via the surrogate derivative (paper Eq. 5), i.e. backpropagation through time.
+
+Use :func:`train` (or :class:`Trainer`) with a :class:`~dta_lib.engine.config.TrainConfig`; with
+an ``out`` folder each epoch writes ``metrics.jsonl``, ``last.pt`` / ``best.pt`` (atomic),
+beside ``config.json`` and ``run.json`` (hardware, versions, git commit, wall time).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset, DistributedSampler
+from tqdm.auto import tqdm
+
+from ..data.registry import RESOLVED_ROOTS, data_provenance
+from . import distributed as D
+from .checkpoint import CheckpointError, atomic_write_text, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from .config import SYNTHETIC_DATASETS, TrainConfig, config_diff
+from .build import DataInfo, as_dict, build_data, build_model, infer_info
+from .device import compile_model, dtype_name, resolve_device, resolve_precision, seed_everything
+from .evaluation import evaluate_model, layer_group
+from .loaders import make_loaders
+from .provenance import run_metadata
+from .state import load_trainer_state, trainer_state
+from .runfolder import LOCK_FILE, METRICS_FILE, RunLock, check_out_path, check_run_folder, clean_temp_files, copy_checkpoint, repair, write_metrics
+from .validation import check_model_size, validate_checkpoint_fields
+
+__all__ = ["Trainer", "train", "TrainResult", "NonFiniteLossError"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+
+@dataclass
+class TrainResult:
+    """Outcome of a run: accuracies in percent, the per-epoch history and where files went."""
+
+    best_acc: float
+    best_epoch: int
+    final_acc: float
+    epochs: int
+    history: list[dict[str, Any]]
+    wall_seconds: float
+    out: Path | None
+    config: TrainConfig
+    param_digests: list[str] = field(default_factory=list)
+
+
+
+# ---------------------------------------------------------------------------- trainer
+class Trainer:
+    """One training run (BPTT, SGD momentum, cosine annealing to 0 over ``cfg.epochs``).
+
+    Args:
+        config: the run.
+        out: run folder (created); ``None`` writes nothing.
+        resume: continue from ``out/last.pt`` exactly (model, optimizer, scheduler, scaler,
+            RNG states, history); the config must match the checkpoint's.
+        datasets: ``(train_ds, test_ds)`` to use instead of ``cfg.dataset``'s (tests,
+            notebooks); ``info`` then describes them (inferred from a sample if omitted).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out: str | os.PathLike[str] | None = None,
+        resume: bool = False,
+        datasets: tuple[Dataset, Dataset] | None = None,
+        info: DataInfo | None = None,
+    ) -> None:
+        if not isinstance(config, TrainConfig):
+            raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+        config.validate()
+        self.cfg = config
+        self.out = check_out_path(out) if out is not None else None
+        self.resume = resume
+        self._datasets = datasets
+        self._info = info
+        self._lock: RunLock | None = None
+        self._created_out = False
+        self.repaired: list[str] = []
+        self.data_provenance: dict[str, Any] = {}
+        if self.out is None and resume:
+            raise ValueError("resume=True needs an out folder holding last.pt")
+        if self.out is not None:
+            self.resume = check_run_folder(self.out, resume)
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        cfg = self.cfg
+        self.dist = D.detect()
+        self.device = resolve_device(cfg, self.dist)
+        if (cfg.preset == "paper" and self.device.type == "cpu" and cfg.device == "auto"
+                and cfg.dataset not in SYNTHETIC_DATASETS):
+            raise ValueError(
+                f"preset 'paper' trains the full {cfg.dataset} recipe ({cfg.epochs} epochs at width {cfg.width}): days "
+                "on a CPU, and no CUDA GPU is visible. Use --preset cpu, or pass --device cpu to insist"
+            )
+        self.amp_dtype = resolve_precision(cfg, self.device)
+        if cfg.sync_bn and self.device.type != "cuda":
+            raise ValueError("sync_bn=True (--sync-bn) needs CUDA devices: torch's SyncBatchNorm does not run on CPU")
+        self.resume_state: dict[str, Any] | None = None
+        if self.resume:
+            assert self.out is not None
+            self._lock_out()
+            self.resume_state = load_checkpoint(self.out / "last.pt")
+            validate_checkpoint_fields(self.out / "last.pt", self.resume_state)
+            self._check_resume_config(self.resume_state)
+        # data first (may raise for missing files) so that nothing is written on bad input
+        RESOLVED_ROOTS.clear()
+        if self._datasets is not None:
+            train_ds, test_ds = self._datasets
+            info = self._info or infer_info(cfg, train_ds)
+        else:
+            train_ds, test_ds, info = build_data(cfg)
+        self.data_provenance = {n: data_provenance(n) for n in sorted(RESOLVED_ROOTS)}
+        assert train_ds is not None
+        if len(train_ds) == 0 or len(test_ds) == 0:  # type: ignore[arg-type]
+            raise ValueError(f"empty dataset: {len(train_ds)} training / {len(test_ds)} test samples")  # type: ignore[arg-type]
+        for split, ds in (("training", train_ds), ("test", test_ds)):  # a corrupt file fails here, before any write
+            try:
+                ds[0]
+            except (ValueError, OSError, RuntimeError) as e:
+                raise ValueError(f"cannot read the first {split} sample of {cfg.dataset}: {e}") from None
+        self.info = info
+        check_model_size(cfg, info)  # before anything is allocated: a huge width or T fails here, naming it
+        self.dist = D.setup(self.device)
+        self.is_main = self.dist.is_main
+        if self.out is not None and self.is_main:
+            self._created_out = not self.out.exists()
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._lock_out()
+            if not self.resume and ((self.out / METRICS_FILE).exists() or (self.out / "last.pt").exists()):
+                raise ValueError(f"out={str(self.out)!r} already holds a run (another process started it meanwhile)")
+
+        seed_everything(cfg.seed)  # identical initial weights on every rank
+        model = build_model(cfg, info).to(self.device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.net: nn.Module = D.wrap_model(model, self.dist, self.device, cfg.sync_bn)
+        if cfg.compile:
+            self.net = compile_model(self.net)
+        self.opt = torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=cfg.epochs, eta_min=0.0)
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype == torch.float16 and self.device.type == "cuda"
+        )
+        self.mixer = None
+        if cfg.mixing:
+            from ..data import BatchMix
+
+            self.mixer = BatchMix(
+                info.num_classes, cutmix_alpha=cfg.cutmix_alpha, mixup_alpha=cfg.mixup_alpha, p=cfg.mix_prob,
+                label_smoothing=cfg.label_smoothing,
+            )
+
+        seed_everything(cfg.seed + self.dist.rank)  # per-rank augmentation streams
+        self.loader_gen = torch.Generator().manual_seed(cfg.seed)
+        self.train_sampler, self.train_loader, self.test_loader = make_loaders(
+            cfg, train_ds, test_ds, self.dist, self.device, self.loader_gen)
+
+        self.start_epoch = 1
+        self.best_acc, self.best_epoch = -1.0, 0
+        self.history: list[dict[str, Any]] = []
+        if self.resume_state is not None:
+            load_trainer_state(self, self.resume_state)
+            if self.out is not None and self.is_main:
+                self.repaired = repair(self.out, self.resume_state, load_checkpoint)
+
+    def _lock_out(self) -> None:
+        """Take the run folder's lock (once) and remove temp files that killed writes left behind."""
+        if self._lock is not None or self.out is None or not D.detect().is_main:
+            return
+        self._lock = RunLock(self.out).acquire()
+        clean_temp_files(self.out)
+
+    def _check_resume_config(self, state: dict[str, Any]) -> None:
+        diff = config_diff(state["config"], self.cfg)
+        if diff:
+            detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise ValueError(f"cannot resume {self.out / 'last.pt'}: the config differs ({detail})")  # type: ignore[operator]
+
+    # ------------------------------------------------------------------ epochs
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _inputs(self, x: Tensor) -> Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.cfg.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _progress(self, it: Any, desc: str, total: int) -> Any:
+        show = self.cfg.progress if self.cfg.progress is not None else sys.stderr.isatty()
+        return tqdm(it, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=not (show and self.is_main))
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        cfg = self.cfg
+        self.net.train()
+        if isinstance(self.train_sampler, DistributedSampler):
+            self.train_sampler.set_epoch(epoch)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.float64, device=self.device)
+        seen = 0
+        grad_sq: dict[str, float] = {}
+        steps = 0
+        bar = self._progress(self.train_loader, f"epoch {epoch}/{cfg.epochs} train", len(self.train_loader))
+        for step, (x, y) in enumerate(bar, start=1):
+            x, y = self._inputs(x), y.to(self.device, non_blocking=True)
+            if self.mixer is not None:
+                x, target = self.mixer(x, y)
+                hard = target.argmax(1)
+            else:
+                target, hard = y, y
+            with self._autocast():
+                logits = self.net(x).float().mean(1)  # time-averaged logits [B, classes]
+            if self.mixer is not None:
+                from ..data import soft_cross_entropy
+
+                loss = soft_cross_entropy(logits, target)
+            else:
+                loss = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
+            self._check_finite(loss, epoch, step, "training loss")
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if not self.scaler.is_enabled():
+                # spikes swallow NaN (NaN > threshold is False), so a NaN input or weight can leave the
+                # loss finite: check the gradient too (fp16 runs leave inf gradients to the grad scaler)
+                gnorm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
+                self._check_finite(gnorm, epoch, step, "gradient norm")
+            if cfg.record_grad_norms:
+                self.scaler.unscale_(self.opt)
+                for name, p in self.model.named_parameters():
+                    if p.grad is not None:
+                        g = layer_group(name)
+                        grad_sq[g] = grad_sq.get(g, 0.0) + float(p.grad.detach().float().pow(2).sum())
+                steps += 1
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            b = y.shape[0]
+            loss_sum += loss.detach().double() * b
+            correct += (logits.detach().argmax(1) == hard).sum()
+            seen += b
+            if bar.disable is False and step % 10 == 0:
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}")
+        tot_loss, tot_correct, tot_seen = D.all_reduce_sum([float(loss_sum), float(correct), seen], self.device, self.dist)
+        rec: dict[str, Any] = {
+            "train_loss": tot_loss / max(tot_seen, 1),
+            "train_acc": 100.0 * tot_correct / max(tot_seen, 1),
+            "train_samples": int(tot_seen),
+        }
+        if cfg.record_grad_norms:
+            # per-step norm of each layer's gradient, averaged in quadrature over the epoch (rank 0's)
+            rec["grad_norms"] = {k: math.sqrt(v / max(steps, 1)) for k, v in grad_sq.items()}
+        return rec
+
+    def _check_finite(self, value: Tensor, epoch: int, step: int, what: str) -> None:
+        """Stop the run (all ranks) with :class:`NonFiniteLossError` if ``value`` is NaN or inf."""
+        bad = 0.0 if bool(torch.isfinite(value.detach())) else 1.0
+        if self.dist.enabled:
+            bad = D.all_reduce_sum([bad], self.device, self.dist)[0]
+        if bad:
+            keep = f"; the last good checkpoint {self.out / 'last.pt'} (epoch {epoch - 1}) is kept" if (
+                self.out is not None and epoch > 1) else ""
+            raise NonFiniteLossError(
+                f"{what} is {float(value)} at epoch {epoch}, step {step} (lr={self.opt.param_groups[0]['lr']:.4g}); "
+                f"the run stopped{keep}. Lower the learning rate, use fp32, or check the input data for NaN/inf."
+            )
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict[str, Any]:
+        return evaluate_model(
+            self.net, self.test_loader, self.device, self._autocast, self.dist,
+            probe_model=self.model if self.cfg.record_firing_rates else None,
+            progress=lambda it, n: self._progress(it, "test", n),
+        )
+
+    # ------------------------------------------------------------------ files
+    def _write_metadata(self, status: str, extra: dict[str, Any] | None = None) -> None:
+        if self.out is None or not self.is_main:
+            return
+        meta = dict(self.meta, status=status, **(extra or {}))
+        atomic_write_text(self.out / "run.json", json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+
+    def _write_epoch(self, epoch: int, improved: bool) -> None:
+        state = trainer_state(self, epoch)  # collective under DDP: every rank takes part
+        if self.out is None or not self.is_main:
+            return
+        # last.pt is the commit point: it carries the history and the best epoch, so whatever a kill interrupts
+        # after it (best.pt, metrics.jsonl) is rebuilt from it on --resume (dta_lib.runfolder.repair)
+        save_checkpoint(self.out / "last.pt", state)
+        if improved:
+            copy_checkpoint(self.out / "last.pt", self.out / "best.pt")
+        write_metrics(self.out, self.history)
+
+    # ------------------------------------------------------------------ main loop
+    def fit(self) -> TrainResult:
+        """Run the remaining epochs; returns a :class:`TrainResult`."""
+        cfg = self.cfg
+        prev_det = torch.are_deterministic_algorithms_enabled()
+        prev_threads = torch.get_num_threads()
+        t_start = time.perf_counter()
+        try:
+            if cfg.threads is not None:
+                torch.set_num_threads(cfg.threads)
+            self._setup()
+            if self.device.type == "cpu" and cfg.deterministic:
+                torch.use_deterministic_algorithms(True)
+            elif self.device.type == "cuda":
+                torch.backends.cudnn.benchmark = True  # speed; bit-reproducibility is promised on CPU only
+            prior_wall = float(self.resume_state.get("wall_seconds", 0.0)) if self.resume_state else 0.0
+            self._wall = lambda: prior_wall + time.perf_counter() - t_start  # training wall time so far, all sessions
+            self.resume_state = None
+            self.meta = {
+                "config": cfg.to_dict(),
+                "data_info": as_dict(self.info),
+                "hardware": run_metadata(self.device, self.dist.world_size),
+                "autocast_dtype": dtype_name(self.amp_dtype),
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "resumed_from_epoch": self.start_epoch - 1 if self.resume else None,
+                "data": self.data_provenance,
+                "repaired_on_resume": self.repaired,
+            }
+            if self.out is not None and self.is_main:
+                atomic_write_text(self.out / "config.json", cfg.to_json() + "\n")
+                self._write_metadata("running")
+            for epoch in range(self.start_epoch, cfg.epochs + 1):
+                t0 = time.perf_counter()
+                lr = self.opt.param_groups[0]["lr"]
+                rec = self._train_epoch(epoch)
+                self.sched.step()
+                rec.update(self._evaluate())
+                improved = rec["test_acc"] > self.best_acc
+                if improved:
+                    self.best_acc, self.best_epoch = rec["test_acc"], epoch
+                secs = time.perf_counter() - t0
+                rec = {"epoch": epoch, "lr": lr, **rec, "best_test_acc": self.best_acc, "seconds": secs,
+                       "images_per_s": rec["train_samples"] / secs if secs > 0 else None}
+                self.history.append(rec)
+                self._write_epoch(epoch, improved)
+            digests = D.gather_digests(self.net, self.dist)
+            wall = prior_wall + time.perf_counter() - t_start
+            self._write_metadata("completed", {
+                "wall_seconds": wall, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "best_test_acc": self.best_acc, "best_epoch": self.best_epoch,
+                "final_test_acc": self.history[-1]["test_acc"] if self.history else None,
+                "param_digests": digests, "ranks_in_sync": len(set(digests)) == 1,
+            })
+            D.barrier(self.dist)
+            return TrainResult(
+                best_acc=self.best_acc, best_epoch=self.best_epoch,
+                final_acc=self.history[-1]["test_acc"] if self.history else float("nan"),
+                epochs=cfg.epochs, history=list(self.history), wall_seconds=wall, out=self.out, config=cfg,
+                param_digests=digests,
+            )
+        except BaseException as e:
+            self._record_failure(e)
+            raise
+        finally:
+            torch.use_deterministic_algorithms(prev_det)
+            torch.set_num_threads(prev_threads)
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+            D.cleanup()
+
+    def _record_failure(self, e: BaseException) -> None:
+        """``run.json`` says ``interrupted`` (SIGINT/SIGTERM) or ``failed`` with the error, never ``running``; a
+        folder this run created and never wrote a file into is removed again."""
+        if self.out is None or self._lock is None:
+            return  # nothing of ours in the folder (or another process holds it)
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        if getattr(self, "meta", None) is not None:
+            try:
+                self._write_metadata(status, {"error": f"{type(e).__name__}: {e}"[:2000],
+                                              "stopped": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            except OSError:
+                pass  # e.g. the disk is full: run.json keeps its last state
+        elif self._created_out:
+            clean_temp_files(self.out)
+            if {p.name for p in self.out.iterdir()} <= {LOCK_FILE}:
+                self._lock.release()
+                self._lock = None
+                with contextlib.suppress(OSError):
+                    self.out.rmdir()
+
+
+
+def train(
+    config: TrainConfig,
+    out: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    datasets: tuple[Dataset, Dataset] | None = None,
+    info: DataInfo | None = None,
+) -> TrainResult:
+    """Train one run; see :class:`Trainer`."""
+    return Trainer(config, out, resume, datasets, info).fit()
+
