@@ -8,7 +8,7 @@ previous file, if any, is left untouched.
 
 Fault injection (tests only): with ``DTA_FAULT_KILL_AT_WRITE=N`` in the environment the process SIGKILLs itself
 during its N-th atomic write, after the temp file is complete and before it is published, leaving the temp file
-behind exactly as a real kill would. ``tests/test_runfolder.py`` kills a run at every write point this way.
+behind exactly as a real kill would. ``tests/test_engine_runfolder.py`` kills a run at every write point this way.
 """
 from __future__ import annotations
 

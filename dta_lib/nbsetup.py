@@ -1,4 +1,8 @@
-"""Notebook helpers: a figure/table name tag for runs with non-default parameters.
+"""Notebook helpers: the set-up every numbered notebook does first, and a name tag for non-default parameters.
+
+:func:`setup` is the first code cell's one call: it picks the output root (``$DTA_OUTPUT_DIR``, else the
+``reports/`` of the repo the notebook sits in, else ``./reports``) and sets ``$DTA_OUTPUT_DIR`` to it so every
+library default writes there, makes torch deterministic, and sets the display options.
 
 The figures and tables that the numbered notebooks write with their *default* parameters are committed. A run
 with other parameters (``papermill -p TIME_STEPS 8 ...``) must not overwrite them, so every output name carries
@@ -12,12 +16,14 @@ import hashlib
 import json
 import os
 import re
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .paths import CHECKOUT
+from .paths import CHECKOUT, output_root
 
-__all__ = ["notebook_defaults", "param_tag", "IGNORED_PARAMETERS"]
+__all__ = ["NotebookSetup", "setup", "notebook_reports", "notebook_defaults", "param_tag", "IGNORED_PARAMETERS"]
 
 #: parameters that do not change what a figure shows (the preset is already part of the names that depend on it)
 IGNORED_PARAMETERS = frozenset({"PRESET", "REUSE", "THREADS", "PRECISION_REUSE"})
@@ -33,6 +39,66 @@ def _notebook_path(notebook: str | os.PathLike[str]) -> Path:
         if (folder / p.name).is_file():
             return folder / p.name
     raise FileNotFoundError(f"notebook {p.name} not found (looked in the checkout's notebooks/ and {Path.cwd()})")
+
+
+def notebook_reports(notebook: str | os.PathLike[str]) -> Path:
+    """Where a notebook's outputs go: ``$DTA_OUTPUT_DIR``; else ``reports/`` of the project the notebook is in
+    (the folder above ``notebooks/`` holding ``pyproject.toml``); else ``./reports``."""
+    if os.environ.get("DTA_OUTPUT_DIR"):
+        return output_root()
+    try:
+        project = _notebook_path(notebook).resolve().parent.parent
+    except FileNotFoundError:
+        return output_root()
+    return project / "reports" if (project / "pyproject.toml").is_file() else output_root()
+
+
+@dataclass(frozen=True)
+class NotebookSetup:
+    """What :func:`setup` decided: the name tag and the output folders."""
+
+    tag: str
+    reports: Path
+
+    @property
+    def tables(self) -> Path:
+        return self.reports / "tables"
+
+    @property
+    def figures(self) -> Path:
+        return self.reports / "figures"
+
+
+def setup(notebook: str, namespace: Mapping[str, Any], *, seed: int | None = None, threads: int | None = None,
+          width: int | None = 160, max_colwidth: int | None = None, max_columns: int | None = None,
+          dpi: int | None = 80) -> NotebookSetup:
+    """The first code cell of a numbered notebook: output root, determinism, display options, name tag.
+
+    Sets ``$DTA_OUTPUT_DIR`` to :func:`notebook_reports` (so runs, figures and tables of the library's defaults go
+    there), ``torch.use_deterministic_algorithms(True)``, ``torch.manual_seed(seed)`` and
+    ``torch.set_num_threads(threads)`` when given, pandas' display width / column options and matplotlib's figure
+    dpi; silences tqdm's "IProgress not found" warning (progress bars are off in the notebooks). ``namespace`` is the
+    notebook's ``globals()``, read by :func:`param_tag`.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import torch
+
+    reports = notebook_reports(notebook)
+    os.environ["DTA_OUTPUT_DIR"] = str(reports)
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    torch.use_deterministic_algorithms(True)
+    if seed is not None:
+        torch.manual_seed(seed)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    for option, value in (("display.width", width), ("display.max_colwidth", max_colwidth),
+                          ("display.max_columns", max_columns)):
+        if value is not None:
+            pd.set_option(option, value)
+    if dpi is not None:
+        plt.rcParams["figure.dpi"] = dpi
+    return NotebookSetup(param_tag(notebook, namespace), reports)
 
 
 def notebook_defaults(notebook: str | os.PathLike[str]) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 
 Outputs (runs, figures, tables, benchmark results) go under one *output root*:
 
-1. ``$DTA_OUTPUT_DIR`` when it is set (CI and tests point it at a scratch folder);
-2. else the ``reports/`` folder of the source checkout when ``dta_lib`` is imported from one (an editable
-   install, which is what ``make setup`` makes: the notebooks then write the repo's ``reports/``);
-3. else ``./reports`` of the current working directory (an installed ``dta_lib`` never writes into
-   ``site-packages``).
+1. the folder the caller passes (``out=``, ``--out``, ``root=``);
+2. else ``$DTA_OUTPUT_DIR`` when it is set (CI and tests point it at a scratch folder);
+3. else ``./reports`` of the current working directory.
+
+Nothing is ever written under the installed package. The repo's notebooks pass the repo's ``reports/``
+(:func:`dta_lib.nbsetup.setup` sets ``$DTA_OUTPUT_DIR`` for the kernel), and so does ``make reproduce``.
 
 *Recorded* results (the committed ``reports/runs/cpu`` runs, benchmark JSON files) are read from the output root
 first and, failing that, from the checkout's ``reports/`` (:func:`recorded`), so a scratch output root still
@@ -33,7 +34,7 @@ def checkout_reports() -> Path | None:
 
 
 def output_root(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The folder outputs go under: ``explicit``, else ``$DTA_OUTPUT_DIR``, else the checkout's or ``./reports``.
+    """The folder outputs go under: ``explicit``, else ``$DTA_OUTPUT_DIR``, else ``./reports`` (read per call).
 
     Raises ``ValueError`` for an empty or whitespace-only path (it would mean the current folder by accident).
     """
@@ -46,8 +47,7 @@ def output_root(explicit: str | os.PathLike[str] | None = None) -> Path:
         if not text.strip():
             raise ValueError(f"{what} is {text!r}: expected a folder path, not an empty string")
         return Path(text).expanduser()
-    reports = checkout_reports()
-    return reports if reports is not None else Path.cwd() / "reports"
+    return Path.cwd() / "reports"
 
 
 def recorded(relative: str | os.PathLike[str]) -> Path:

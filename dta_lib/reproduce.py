@@ -17,14 +17,26 @@ from typing import Any
 from .atomic import atomic_write_text
 from .experiments import REUSE_SINCE_ENV
 
-from .paths import output_root
+from .paths import CHECKOUT, output_root
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def _checkout() -> Path:
+    if CHECKOUT is None:
+        raise SystemExit("dta_lib.reproduce runs the repository's notebooks: it needs dta_lib imported from a clone "
+                         "of the repository (make setup), not an installed copy")
+    return CHECKOUT
+
+
+def reports_root(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Where a reproduction writes: ``explicit``, else ``$DTA_OUTPUT_DIR``, else the repository's ``reports/``."""
+    if explicit is not None or os.environ.get("DTA_OUTPUT_DIR"):
+        return output_root(explicit)
+    return _checkout() / "reports"
 
 
 def notebooks(selection: list[str] | None = None) -> list[Path]:
     """The numbered notebooks ``notebooks/NN_*.ipynb`` in order, optionally filtered by number or name."""
-    found = sorted(p for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    found = sorted(p for p in (_checkout() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if not selection:
         return found
     chosen = [p for p in found if any(p.name.startswith(s) or p.stem == s for s in selection)]
@@ -72,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.refresh_committed:
         return refresh_committed(notebooks(args.notebooks))
-    out = Path(args.out) if args.out else output_root() / "notebooks" / args.preset
+    reports = reports_root()
+    os.environ["DTA_OUTPUT_DIR"] = str(reports)  # the notebooks' kernels inherit it: runs, tables, figures go there
+    out = Path(args.out) if args.out else reports / "notebooks" / args.preset
     try:
         preflight(args.preset, args.dataset, download=args.download)
     except (FileNotFoundError, ValueError) as e:

@@ -19,7 +19,7 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu_info.csv" 2>/dev/null || true
 
 echo "== 1/3 CUDA tests (<= 3 min)"
-timeout 180 "$PY" -m pytest tests/test_kernels.py -q -p no:cacheprovider -k "cuda or triton" \
+timeout 180 "$PY" -m pytest tests/test_snn_kernels.py -q -p no:cacheprovider -k "cuda or triton" \
     --junitxml="$OUT/gpu_tests.xml" 2>&1 | tee "$OUT/gpu_tests.log" || status=1
 
 echo "== 2/3 benchmark, fp32 and AMP bf16, channels_last (<= 3 min)"

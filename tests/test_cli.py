@@ -179,7 +179,7 @@ def test_resume_with_changed_options_is_refused(tmp_path, capsys):
     assert (out / "metrics.jsonl").read_bytes() == before
 
 
-# ---------------------------------------------------------------------------- acceptance 2
+# ---------------------------------------------------------------------------- a run killed mid-training resumes to the same result
 @pytest.mark.slow
 @pytest.mark.process
 def test_sigkill_after_first_epoch_then_resume_matches_uninterrupted_run(tmp_path):

@@ -13,11 +13,12 @@ import torch
 
 import dta_lib.atomic
 from dta_lib import ms_resnet18, viz
+from dta_lib.data.fashion import DEBIAN_FASHION_MNIST
 from dta_lib.snn.neuron import LIF
 from dta_lib.models.params import calibrate_bn, count_parameters, dta_parameter_variants, forward_shapes, parameter_table
 from dta_lib.snn.surrogate import ATan, Sigmoid, Triangle
 
-FMNIST = viz.FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz"
+FMNIST = DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz"
 
 
 @pytest.fixture(autouse=True)
@@ -92,9 +93,29 @@ def test_load_fashion_mnist_samples() -> None:
     assert torch.equal(x0[2:], x) and torch.equal(y0[2:], y)  # offset reads the right records
 
 
-def test_load_fashion_mnist_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="t10k-images"):
+@pytest.mark.skipif(not FMNIST.is_file(), reason="Debian dataset-fashion-mnist not installed")
+def test_load_fashion_mnist_samples_reads_both_layouts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``$DTA_DATA_ROOT`` with torchvision's layout (unzipped ``FashionMNIST/raw``) gives the same images."""
+    import gzip
+
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in DEBIAN_FASHION_MNIST.glob("*-ubyte.gz"):
+        (raw / f.name[:-3]).write_bytes(gzip.decompress(f.read_bytes()))
+    monkeypatch.setenv("DTA_DATA_ROOT", str(tmp_path))
+    x, y = viz.load_fashion_mnist_samples(4, offset=7)
+    monkeypatch.delenv("DTA_DATA_ROOT")
+    x_deb, y_deb = viz.load_fashion_mnist_samples(4, offset=7)
+    assert torch.equal(x, x_deb) and torch.equal(y, y_deb)
+
+
+def test_load_fashion_mnist_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(FileNotFoundError, match="fashion-mnist: no data found at .* is empty"):
         viz.load_fashion_mnist_samples(1, root=tmp_path)
+    monkeypatch.setenv("DTA_DATA_ROOT", str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match=r"\$DTA_DATA_ROOT=.*missing.* does not exist"):
+        viz.load_fashion_mnist_samples(1)
+    monkeypatch.delenv("DTA_DATA_ROOT")
     with pytest.raises(ValueError, match="split"):
         viz.load_fashion_mnist_samples(1, split="val")
     if FMNIST.is_file():

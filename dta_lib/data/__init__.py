@@ -1,4 +1,4 @@
-"""Datasets and augmentation for the DTA companion (issue 3; see docs/data.md).
+"""Datasets and augmentation for the DTA companion (see docs/data.md).
 
 ``build_datasets(name, root=None, time_steps=None, download=False, **options) -> (train, test)`` for
 cifar10, cifar100, imagenet, cifar10-dvs, fashion-mnist, fashion-mnist-dvs, cifar10-emulated-dvs;

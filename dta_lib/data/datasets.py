@@ -11,7 +11,6 @@ import torch
 
 from .augment import EventAugment
 from .cifar import build_cifar
-from .common import balanced_subset
 from .emulator import EmulatedEvents, EmulatorConfig
 from .events import build_cifar10_dvs
 from .fashion import build_fashion_mnist

@@ -13,15 +13,21 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from torchvision import datasets
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from .common import balanced_subset, image_transform
 from .registry import atomic_write, cache_dir, cache_key, dataset_info, resolve_root
 
-__all__ = ["DEBIAN_FASHION_MNIST", "FILES", "build_fashion_mnist", "materialise_debian"]
+__all__ = ["DEBIAN_FASHION_MNIST", "FILES", "FASHION_MNIST_CLASSES", "build_fashion_mnist", "materialise_debian",
+           "find_fashion_mnist", "load_fashion_mnist_samples"]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
@@ -73,6 +79,51 @@ def _check_files(raw: Path) -> None:
             raise ValueError(f"corrupt or truncated Fashion-MNIST file {path}: {err}") from err
 
 
+_LAYOUT = ("<root>/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte, or the four *.gz files directly "
+           "in <root>")
+
+
+def find_fashion_mnist(root: str | os.PathLike | None = None, download: bool = False) -> Path:
+    """The Fashion-MNIST root: ``root``, else ``$DTA_DATA_ROOT``, else Debian's copy, else (``download=True``)
+    torchvision's download into the cache folder. ``FileNotFoundError`` lists where it looked."""
+    path = resolve_root("fashion-mnist", root, _present, download, _LAYOUT, offline=(DEBIAN_FASHION_MNIST,))
+    if download and not _present(path):
+        datasets.FashionMNIST(str(path), train=False, download=True)
+        datasets.FashionMNIST(str(path), train=True, download=True)
+    return path
+
+
+def load_fashion_mnist_samples(n: int = 1, offset: int = 0, split: str = "t10k", root: str | os.PathLike | None = None,
+                               download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read ``n`` real Fashion-MNIST images (records ``offset .. offset + n - 1``) straight from the IDX files.
+
+    The files are found by :func:`find_fashion_mnist` (either layout). Returns ``images`` ``[n, 1, 28, 28]`` float32
+    in ``[0, 1]`` and ``labels`` ``[n]`` int64 (names in :data:`FASHION_MNIST_CLASSES`). ``split`` is ``"t10k"``
+    (10,000 images) or ``"train"`` (60,000).
+    """
+    if split not in ("t10k", "train"):
+        raise ValueError(f"split must be 't10k' or 'train', got {split!r}")
+    base = find_fashion_mnist(root, download)
+
+    def read(kind: str, dims: int) -> bytes:
+        name = f"{split}-{kind}-idx{dims}-ubyte"
+        plain = _raw(base) / name
+        if plain.is_file():
+            return plain.read_bytes()
+        with gzip.open(base / f"{name}.gz", "rb") as f:
+            return f.read()
+
+    raw = read("images", 3)
+    magic, count, rows, cols = np.frombuffer(raw, ">u4", 4)
+    if magic != 2051:
+        raise ValueError(f"{base}: {split} images are not an IDX image file (magic {magic}, expected 2051)")
+    if not (isinstance(n, int) and n >= 1 and isinstance(offset, int) and 0 <= offset and offset + n <= count):
+        raise ValueError(f"need 1 <= n and 0 <= offset with offset + n <= {count}, got n={n!r}, offset={offset!r}")
+    images = np.frombuffer(raw, np.uint8, n * rows * cols, 16 + offset * rows * cols).reshape(n, 1, rows, cols)
+    labels = np.frombuffer(read("labels", 1), np.uint8, n, 8 + offset)
+    return torch.from_numpy(images.astype(np.float32) / 255.0), torch.from_numpy(labels.astype(np.int64))
+
+
 def build_fashion_mnist(root: str | os.PathLike | None = None, download: bool = False, train_transform: bool = True,
                         subset: int | None = None, test_subset: Any = "same", image_size: int = 28) -> tuple[Any, Any]:
     """Fashion-MNIST train (60,000) / test (10,000) as normalised ``[1, image_size, image_size]`` tensors.
@@ -81,8 +132,7 @@ def build_fashion_mnist(root: str | os.PathLike | None = None, download: bool = 
     """
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
         raise ValueError(f"image_size={image_size!r}: expected an int >= 8 (native 28)")
-    layout = "<root>/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte, or the four *.gz files directly in <root>"
-    path = resolve_root("fashion-mnist", root, _present, download, layout, offline=(DEBIAN_FASHION_MNIST,))
+    path = resolve_root("fashion-mnist", root, _present, download, _LAYOUT, offline=(DEBIAN_FASHION_MNIST,))
     if not _has_torchvision_layout(path) and _has_debian_layout(path):
         path = materialise_debian(path)
     info = dataset_info("fashion-mnist")

@@ -103,7 +103,7 @@ def resolve_root(name: str, root: str | os.PathLike | None, present: Any, downlo
     ``present(path) -> bool`` says whether a candidate holds the data. Nothing is created here;
     with ``download=True`` the chosen root is where the download goes.
     """
-    how = (f"pass download=True (needs internet), set DTA_DATA_ROOT / root= to a folder with that layout"
+    how = ("pass download=True (needs internet), set DTA_DATA_ROOT / root= to a folder with that layout"
            + (" or install the Debian package dataset-fashion-mnist" if name.startswith("fashion") else ""))
     if root is not None:
         path = Path(root).expanduser()

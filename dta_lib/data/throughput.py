@@ -1,4 +1,4 @@
-"""Acceptance 4: images/s of each loader next to the images/s of a CPU training step, in one process.
+"""Loader throughput: images/s of each loader next to the images/s of a CPU training step, in one process.
 
 ``python -m dta_lib.data.throughput [--batches 10] [--workers 0] [--out reports/data_throughput.csv]``
 measures every dataset whose data is reachable offline: Fashion-MNIST (Debian), its emulated events, and

@@ -38,7 +38,7 @@ class CheckpointError(ValueError):
     """A file that is not a loadable dta_lib checkpoint (message names the file)."""
 
 
-from ..atomic import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: E402  (re-exported)
+from ..atomic import atomic_write_bytes, atomic_write_text  # noqa: E402  (re-exported)
 from .runfolder import verify_zip  # noqa: E402
 
 

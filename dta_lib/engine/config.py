@@ -40,7 +40,7 @@ ATTENTIONS = ("none", "txa", "tna", "dta")
 MAX_LR = 100.0
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ARCHS = ("ms_resnet18", "ms_resnet34")
-#: datasets generated in memory by :func:`dta_lib.engine.data.synthetic_datasets` (tests, CI, DDP checks)
+#: datasets generated in memory by :func:`dta_lib.engine.build.synthetic_datasets` (tests, CI, DDP checks)
 SYNTHETIC_DATASETS = ("synthetic", "synthetic-dvs")
 
 #: what identifies a run: every config field except these, which do not change what it computes (where the data

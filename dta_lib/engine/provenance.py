@@ -10,16 +10,28 @@ from typing import Any
 
 import torch
 
-__all__ = ["run_metadata", "git_commit", "cpu_model"]
+__all__ = ["run_metadata", "git", "git_commit", "git_dirty", "cpu_model"]
+
+
+def git(*args: str) -> str | None:
+    """``git <args>`` run in the folder holding ``dta_lib`` (its checkout, if any): stdout, or ``None`` on failure."""
+    try:
+        out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def git_commit() -> str:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    """The commit of the checkout ``dta_lib`` is imported from, ``"unknown"`` for an installed copy."""
+    return git("rev-parse", "HEAD") or "unknown"
+
+
+def git_dirty() -> bool | None:
+    """Whether ``dta_lib/`` has uncommitted changes (``None`` outside a checkout)."""
+    status = git("status", "--porcelain", "--", "dta_lib")
+    return None if status is None else bool(status)
 
 
 def cpu_model() -> str:

@@ -2,7 +2,7 @@
 
 Files: ``config.json``, ``run.json`` (status, provenance), ``metrics.jsonl`` (one line per epoch), ``last.pt``
 and ``best.pt``, plus ``.lock`` while a process works on the folder. Guarantees (tested by fault injection in
-``tests/test_runfolder.py``):
+``tests/test_engine_runfolder.py``):
 
 - **One writer.** :class:`RunLock` holds an exclusive ``fcntl`` lock on ``.lock`` for the whole run; a second
   process on the same folder fails at once with :class:`RunLockedError`, naming the holder (pid, host, start).

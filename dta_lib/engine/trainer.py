@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from ..data.registry import RESOLVED_ROOTS, data_provenance
 from . import distributed as D
-from .checkpoint import CheckpointError, atomic_write_text, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import SYNTHETIC_DATASETS, TrainConfig, config_diff
 from .build import DataInfo, as_dict, build_data, build_model, infer_info
 from .device import compile_model, dtype_name, resolve_device, resolve_precision, seed_everything

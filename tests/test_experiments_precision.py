@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dta_lib import precision
+from dta_lib.experiments import precision
 from dta_lib.engine import device
 from dta_lib.engine.config import make_config
 from dta_lib.engine import resolve_precision
@@ -25,7 +25,7 @@ def test_native_bf16_detection_agrees_with_torch(monkeypatch):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)  # no oneDNN limit: the hardware decides
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     want = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    assert precision.cpu_has_native_bf16() is bool(want)
+    assert device.cpu_has_native_bf16() is bool(want)
 
 
 def _runs(fp32, bf16):

@@ -4,15 +4,13 @@ Inputs are plain tensors or arrays (``torch.Tensor`` or ``numpy.ndarray``), so t
 serve every notebook: LIF dynamics (paper Eqs. 1-3), surrogate shapes (Eq. 5), T-XA maps
 (TLA ``A_t`` / CLA ``A_c``), T-NA maps (LTCA local, GTCA global), the DTA gate, and a box
 diagram of MS-ResNet showing where DTA sits. :func:`save_figure` writes PNGs atomically to
-``reports/figures/``.
+``figures/`` of the output root.
 
-Also here: :func:`load_fashion_mnist_samples`, a ten-line IDX reader for the real Fashion-MNIST
-test images that Debian's ``dataset-fashion-mnist`` installs (the notebooks need one real image,
-not a dataset pipeline).
+Re-exported here for the notebooks: :func:`dta_lib.data.fashion.load_fashion_mnist_samples`, which reads a few
+real Fashion-MNIST images (``$DTA_DATA_ROOT``, Debian's ``dataset-fashion-mnist``, or torchvision's download).
 """
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -24,24 +22,18 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 from torch import Tensor, nn
 
-from .atomic import atomic_write
-from .snn.surrogate import Surrogate
+from ..atomic import atomic_write
+from ..data.fashion import FASHION_MNIST_CLASSES, load_fashion_mnist_samples
+from ..paths import output_root
+from ..snn.surrogate import Surrogate
 
 __all__ = [
-    "ROOT", "FIGURES_DIR", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES", "load_fashion_mnist_samples", "save_figure",
+    "FASHION_MNIST_CLASSES", "load_fashion_mnist_samples", "save_figure",
     "plot_image", "plot_lif_traces", "plot_spike_raster", "plot_surrogates", "plot_tc_maps", "plot_spatial_maps",
     "plot_timestep_rows", "plot_architecture",
 ]
 
-from .paths import output_root
 
-ROOT = Path(__file__).resolve().parent.parent
-#: where a bare figure name went when this module was imported (``save_figure`` re-reads the output root per call)
-FIGURES_DIR = output_root() / "figures"
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)
 
 ArrayLike = Tensor | np.ndarray
 
@@ -54,40 +46,12 @@ def _np(x: ArrayLike, ndim: int | Sequence[int], what: str) -> np.ndarray:
     return a
 
 
-# --------------------------------------------------------------------------- data
-def load_fashion_mnist_samples(
-    n: int = 1, offset: int = 0, split: str = "t10k", root: str | Path = FASHION_MNIST_DIR
-) -> tuple[Tensor, Tensor]:
-    """Read ``n`` real Fashion-MNIST images from the gzipped IDX files (no download).
-
-    Returns ``images`` ``[n, 1, 28, 28]`` float32 in ``[0, 1]`` and ``labels`` ``[n]`` int64
-    (names in :data:`FASHION_MNIST_CLASSES`). ``split`` is ``"t10k"`` (10,000) or ``"train"`` (60,000).
-    """
-    if split not in ("t10k", "train"):
-        raise ValueError(f"split must be 't10k' or 'train', got {split!r}")
-    paths = [Path(root) / f"{split}-{kind}-idx{d}-ubyte.gz" for kind, d in (("images", 3), ("labels", 1))]
-    for p in paths:
-        if not p.is_file():
-            raise FileNotFoundError(f"Fashion-MNIST file not found: {p} (install Debian's dataset-fashion-mnist)")
-    with gzip.open(paths[0], "rb") as f:
-        raw = f.read()
-    magic, count, rows, cols = np.frombuffer(raw, ">u4", 4)
-    if magic != 2051:
-        raise ValueError(f"{paths[0]} is not an IDX image file (magic {magic}, expected 2051)")
-    if not (isinstance(n, int) and n >= 1 and isinstance(offset, int) and 0 <= offset and offset + n <= count):
-        raise ValueError(f"need 1 <= n and 0 <= offset with offset + n <= {count}, got n={n!r}, offset={offset!r}")
-    images = np.frombuffer(raw, np.uint8, n * rows * cols, 16 + offset * rows * cols).reshape(n, 1, rows, cols)
-    with gzip.open(paths[1], "rb") as f:
-        labels = np.frombuffer(f.read(), np.uint8, n, 8 + offset)
-    return torch.from_numpy(images.astype(np.float32) / 255.0), torch.from_numpy(labels.astype(np.int64))
-
-
 # --------------------------------------------------------------------------- saving
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Save ``fig`` atomically (temp file in the same folder, then ``os.replace``).
 
     A bare or relative ``path`` goes under ``figures/`` of :func:`dta_lib.paths.output_root`
-    (``$DTA_OUTPUT_DIR``, else the checkout's ``reports/``); the format
+    (``$DTA_OUTPUT_DIR``, else ``./reports``); the format
     comes from the suffix (``.png``, ``.pdf`` or ``.svg``). The file gets mode ``0o666 & ~umask``
     (like ``open``), not ``mkstemp``'s ``0o600``. PNG metadata is stripped so the bytes
     do not depend on the matplotlib version string. Returns the final path.

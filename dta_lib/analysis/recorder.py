@@ -1,126 +1,37 @@
-"""Spike and energy analysis: firing rates, synaptic operations, energy, attention maps.
-
-:class:`SpikeRecorder` is a context manager that puts forward hooks on a model and records,
-during ordinary forward passes,
-
-- for every :class:`~dta_lib.neuron.LIF`: firing rate = spikes / (neurons x time steps x samples),
-  per time step and overall (:meth:`SpikeRecorder.firing_rates`);
-- for every ``Conv1d/2d/3d`` and ``Linear``: its dense cost and the *actual* input it received.
-  A layer whose input tensor holds only 0/1 values is *fed by spikes*: it performs
-  accumulates only: one accumulate per (input spike, synapse it reaches). :func:`exact_sops` counts
-  them exactly, convolving the spike map with all-ones weights of the layer's geometry, so taps on
-  zero padding (which the dense FLOPs include) are not counted; the field's estimate
-  ``rate_in x T x FLOPs`` (FLOPs = MACs of one time step's dense computation) is kept beside it
-  as ``sops_rate_x_flops``. Any other layer performs real-valued ``MACs`` (the stem conv, the DTA
-  block's convs and linears, the MS shortcut 1x1 conv on the membrane, the classifier on
-  pooled spikes). Energy (45 nm, Horowitz 2014, the SNN field's convention)::
-
-      E = E_MAC * MACs + E_AC * SOPs,   E_MAC = 4.6 pJ, E_AC = 0.9 pJ
-
-  (:meth:`SpikeRecorder.energy_table`, one row per layer, :func:`energy_totals`).
-
-:func:`attention_maps` returns the T-XA maps (``A_t``, ``A_c``), the T-NA maps (LTCA local,
-GTCA global) and the DTA gate for a batch, per time step; :meth:`SpikeRecorder.raster` gives
-spike rasters ``[T, N]`` of chosen neurons of a named LIF (plot with
-:func:`dta_lib.viz.plot_spike_raster`). The assumptions are listed in ``docs/analysis.md``.
-"""
+""":class:`SpikeRecorder`: forward hooks that record firing rates, spike rasters and the cost of every layer."""
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from .models.attention import DTA, TNA, TXA
-from .models import MSResNet
-from .snn.neuron import LIF
+from ..models.attention import DTA, TNA, TXA
+from ..models.ms_resnet import MSResNet
+from ..snn.neuron import LIF
+from .counting import (
+    _COUNTED,
+    _KINDS,
+    _STATIC_STEM,
+    E_AC_PJ,
+    E_MAC_PJ,
+    _elementwise_mults,
+    _group,
+    _Hook,
+    _rows,
+    exact_sops,
+    is_binary,
+    layer_flops,
+)
 
 __all__ = [
-    "E_MAC_PJ", "E_AC_PJ", "SpikeRecorder", "profile", "energy_totals", "attention_maps", "layer_flops", "is_binary",
-    "exact_sops",
+    "SpikeRecorder",
 ]
-
-#: Energy of one 32-bit floating-point multiply-accumulate at 45 nm (pJ).
-E_MAC_PJ = 4.6
-#: Energy of one 32-bit floating-point accumulate (addition) at 45 nm (pJ).
-E_AC_PJ = 0.9
-
-_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-_KINDS = ("spike", "real")
-_STATIC_STEM = ("per_step", "once")
-_Hook = Callable[[nn.Module, tuple[Any, ...], Any], None]
-
-
-def is_binary(x: Tensor) -> bool:
-    """True when every element of ``x`` is exactly 0 or 1 (an all-zero tensor counts as binary)."""
-    return bool(((x == 0) | (x == 1)).all())
-
-
-def layer_flops(module: nn.Module, output: Tensor) -> int:
-    """Dense MACs of one call of a conv/linear ``module`` that produced ``output``.
-
-    Conv: ``out.numel() x C_in/groups x prod(kernel)`` (= ``C_in k k / groups x C_out x H_out x W_out``
-    per row of the batch); Linear: ``out.numel() x in_features``. Biases are not counted.
-    """
-    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        return output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
-    if isinstance(module, nn.Linear):
-        return output.numel() * module.in_features
-    raise ValueError(f"layer_flops expects a Conv1d/2d/3d or Linear, got {type(module).__name__}")
-
-
-def exact_sops(module: nn.Module, x: Tensor) -> float:
-    """Accumulates a conv/linear ``module`` performs on the 0/1 input ``x``: one per spike and synapse it reaches.
-
-    Conv: ``sum(conv(x, ones)) x C_out / groups`` with all-ones weights of shape ``[groups, C_in/groups, *kernel]``
-    and the layer's stride, padding and dilation, i.e. every (output position, kernel tap) pair whose input is a
-    spike; taps that fall on zero padding are not counted (the dense ``rate x FLOPs`` estimate counts them).
-    Linear: ``sum(x) x out_features``.
-    """
-    if isinstance(module, nn.Linear):
-        return float(x.sum(dtype=torch.float64)) * module.out_features
-    if not isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        raise ValueError(f"exact_sops expects a Conv1d/2d/3d or Linear, got {type(module).__name__}")
-    if module.padding_mode != "zeros":
-        raise ValueError(f"exact_sops supports zero padding only, got padding_mode={module.padding_mode!r}")
-    conv = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}[type(module)]
-    g = module.groups
-    ones = torch.ones(g, module.in_channels // g, *module.kernel_size, dtype=torch.float64, device=x.device)
-    hits = conv(x.to(torch.float64), ones, None, module.stride, module.padding, module.dilation, g)
-    return float(hits.sum()) * (module.out_channels // g)
-
-
-def _rows(module: nn.Module, x: Tensor) -> int:
-    """Independent rows of one call: leading dims of a Linear input, the batch dim of a conv input."""
-    if isinstance(module, nn.Linear):
-        return x.numel() // module.in_features
-    spatial = len(module.kernel_size)  # type: ignore[arg-type]
-    return int(x.shape[0]) if x.dim() == spatial + 2 else 1
-
-
-def _elementwise_mults(module: nn.Module, x: Tensor) -> int:
-    """Real x real element-wise multiplications of one call of a DTA sub-block (outside its layers).
-
-    T-XA: the cross product ``(X + a A_t)(X + b A_c)`` (``T C H W``) and the scalings ``a A_t``,
-    ``b A_c`` (``2 T C``). T-NA: ``GTCA(E) * LTCA(E) * E`` (``2 D H W``, D = T C). DTA: the product
-    of the two branches (``T C H W``, mode ``"dta"`` only); ``gate * spikes`` is a mask, not counted.
-    Additions, pooling sums, sigmoid and GELU are not counted.
-    """
-    b, t, c, h, w = x.shape
-    if isinstance(module, TXA):
-        return b * (t * c * h * w + 2 * t * c)
-    if isinstance(module, TNA):
-        return b * 2 * t * c * h * w
-    if isinstance(module, DTA):
-        return b * t * c * h * w if module.mode == "dta" else 0
-    raise ValueError(f"no element-wise count for {type(module).__name__}")
 
 
 @dataclass
@@ -401,99 +312,3 @@ class SpikeRecorder:
         if idx.numel() and (idx.min() < 0 or idx.max() >= r.shape[1]):
             raise ValueError(f"neurons must index [0, {r.shape[1]}) of LIF {name!r}, got {idx.tolist()}")
         return r[:, idx]
-
-
-def _group(name: str) -> str:
-    head = name.split(".", 1)[0]
-    if head.startswith("stem"):
-        return "stem"
-    if head == "dta":
-        return "DTA"
-    if head.startswith("layer"):
-        return "backbone"
-    if head == "fc":
-        return "head"
-    return head
-
-
-def energy_totals(table: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
-    """Sum ``macs``, ``sops`` and energy of an :meth:`SpikeRecorder.energy_table`.
-
-    Returns one row ``total`` (or one row per value of column ``by``, e.g. ``"group"``, plus
-    ``total``) with ``macs, sops, energy_mac_pj, energy_ac_pj, energy_pj`` and ``energy_uj``.
-    """
-    need = {"macs", "sops", "energy_pj"}
-    if not need <= set(table.columns):
-        raise ValueError(f"expected an energy table with columns {sorted(need)}, got {list(table.columns)}")
-    e_mac = table.attrs.get("e_mac_pj", E_MAC_PJ)
-    e_ac = table.attrs.get("e_ac_pj", E_AC_PJ)
-    t = table.assign(energy_mac_pj=e_mac * table["macs"], energy_ac_pj=e_ac * table["sops"])
-    cols = ["macs", "sops", "energy_mac_pj", "energy_ac_pj", "energy_pj"]
-    total = t[cols].sum().to_frame("total").T
-    if by is not None:
-        if by not in t.columns:
-            raise ValueError(f"column {by!r} not in the table; columns: {list(t.columns)}")
-        total = pd.concat([t.groupby(by, sort=False)[cols].sum(), total])
-    total["energy_uj"] = total["energy_pj"] * 1e-6
-    return total
-
-
-@contextmanager
-def _eval(model: nn.Module) -> Iterator[None]:
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was)
-
-
-def profile(
-    model: nn.Module,
-    batches: Tensor | Iterable[Any],
-    max_batches: int | None = None,
-    **recorder: Any,
-) -> SpikeRecorder:
-    """Run ``model`` in eval mode without gradients over ``batches`` inside a :class:`SpikeRecorder`.
-
-    ``batches``: one input tensor, or an iterable of tensors or ``(x, y, ...)`` tuples (a
-    DataLoader); ``max_batches`` stops early. Keyword arguments go to :class:`SpikeRecorder`.
-    The model's train/eval mode is restored afterwards.
-    """
-    if max_batches is not None and max_batches < 1:
-        raise ValueError(f"max_batches must be >= 1 or None, got {max_batches}")
-    items = [batches] if isinstance(batches, Tensor) else batches
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    with _eval(model), SpikeRecorder(model, **recorder) as rec:
-        for i, b in enumerate(items):
-            if max_batches is not None and i >= max_batches:
-                break
-            x = b if isinstance(b, Tensor) else b[0]
-            model(x.to(device))
-    return rec
-
-
-def attention_maps(model: MSResNet, x: Tensor) -> dict[str, Tensor]:
-    """The DTA block's maps for a batch ``x`` (an input of ``model``), each on the CPU.
-
-    Keys (present when the branch exists): ``stem`` (X ``[B, T, C, H, W]``), ``spikes``
-    (``LIF(X)``), ``txa_temporal`` (``A_t`` ``[B, T, C]``), ``txa_channel`` (``A_c``
-    ``[B, T, C]``), ``tna_local`` (``LTCA(E)`` ``[B, T, C, H, W]``), ``tna_global``
-    (``GTCA(E)`` ``[B, T, C]``), ``gate`` (``sigmoid(T-NA(X) T-XA(X))`` ``[B, T, C, H, W]``) and
-    ``output`` (``gate * spikes``, DTA's output). Runs in eval mode without gradients
-    (BatchNorm uses its running statistics and is not updated); the mode is restored.
-    """
-    if not isinstance(model, MSResNet) or model.dta is None or model.stem_lif is None:
-        raise ValueError("attention_maps expects an MSResNet built with attention in {'txa', 'tna', 'dta'}")
-    with _eval(model):
-        y = model.stem(x)
-        s = model.stem_lif(y)
-        out = {"stem": y, "spikes": s}
-        if model.dta.txa is not None:
-            out["txa_temporal"], out["txa_channel"] = model.dta.txa.maps(y)
-        if model.dta.tna is not None:
-            out["tna_local"], out["tna_global"] = model.dta.tna.maps(y)
-        out["gate"] = model.dta.gate(y)
-        out["output"] = out["gate"] * s
-    return {k: v.detach().cpu() for k, v in out.items()}

@@ -96,7 +96,7 @@ def reference(tmp_path_factory):
     return out, atomic._writes - before
 
 
-# ---------------------------------------------------------------------------- acceptance 1: fault injection
+# ---------------------------------------------------------------------------- fault injection
 _KILLER = textwrap.dedent("""
     import json, os, sys
     import torch

@@ -9,8 +9,8 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from dta_lib import studies  # noqa: E402
-from dta_lib.report import PAPER_ABLATION_GAP  # noqa: E402
+from dta_lib import experiments, viz  # noqa: E402
+from dta_lib.experiments import PAPER_ABLATION_GAP  # noqa: E402
 
 
 def make_run(root, study, dataset, variant, seed, accs, status="completed", **config):
@@ -42,34 +42,34 @@ def ablation_frame(gap=1.0, noise=(0.1, -0.1, 0.0)):
 
 def test_ablation_summary_and_paired_differences():
     df = ablation_frame()
-    summ = studies.ablation_summary(df)
+    summ = experiments.ablation_summary(df)
     assert list(summ["attention"]) == ["none", "txa", "dta"]  # paper order
     dta = summ[summ.attention == "dta"].iloc[0]
     assert dta.seeds == 3 and dta.best_test_acc_mean == pytest.approx(64.0)
-    paired = studies.ablation_paired(df)
+    paired = experiments.ablation_paired(df)
     txa = paired[paired.attention == "txa"].iloc[0]
     assert txa.diff_mean == pytest.approx(1.0) and txa.n_pairs == 3
     assert txa["paper CIFAR10 (points)"] == f"{PAPER_ABLATION_GAP[0]}-{PAPER_ABLATION_GAP[1]}"
     assert bool(txa.exceeds_noise)  # 1 point against +-0.1 noise: real
     none = paired[paired.attention == "none"].iloc[0]
     assert not bool(none.exceeds_noise) and none["paper CIFAR10 (points)"] == "not reported"
-    verdicts = studies.noise_verdicts(paired)
+    verdicts = experiments.noise_verdicts(paired)
     assert any("T-XA only" in v and "interval excludes 0" in v and "DTA better" in v for v in verdicts)
     assert any("none" in v and "interval includes 0" in v for v in verdicts)
     assert txa.ci95_low > 0 and none.ci95_low < 0 < none.ci95_high
 
 
 def test_noise_verdict_with_one_seed_says_nothing():
-    paired = studies.ablation_paired(ablation_frame(noise=(0.1,)))
+    paired = experiments.ablation_paired(ablation_frame(noise=(0.1,)))
     assert not paired["exceeds_noise"].any()
-    assert all("cannot be estimated" in v for v in studies.noise_verdicts(paired))
+    assert all("cannot be estimated" in v for v in experiments.noise_verdicts(paired))
 
 
 def test_ablation_bad_input():
     with pytest.raises(ValueError, match="lacks columns"):
-        studies.ablation_summary(pd.DataFrame({"seed": [0]}))
+        experiments.ablation_summary(pd.DataFrame({"seed": [0]}))
     with pytest.raises(ValueError, match="no 'dta' runs"):
-        studies.ablation_paired(ablation_frame()[lambda d: d.attention != "dta"])
+        experiments.ablation_paired(ablation_frame()[lambda d: d.attention != "dta"])
 
 
 def test_report_over_run_folders(tmp_path):
@@ -80,11 +80,11 @@ def test_report_over_run_folders(tmp_path):
         make_run(tmp_path, "time_steps", "fashion-mnist", f"attention=dta,time_steps={t}", 0, [a], time_steps=t)
     make_run(tmp_path, "dvs", "fashion-mnist-dvs", "attention=none", 0, [40.0], attention="none", time_steps=10)
     make_run(tmp_path, "ablation", "fashion-mnist", "attention=tna", 0, [99.0], status="running", attention="tna")
-    runs = studies.load_study_runs(tmp_path)
+    runs = experiments.load_study_runs(tmp_path)
     assert len(runs) == 9 and "tna" not in set(runs.attention)  # unfinished runs are left out
     assert set(runs.study) == {"ablation", "time_steps", "dvs"}
 
-    gaps = studies.paper_gaps(runs)
+    gaps = experiments.paper_gaps(runs)
     abl = gaps[gaps.study == "ablation"].iloc[0]
     assert abl.ours_mean == pytest.approx((4 + 3 + 2.5) / 3) and bool(abl.exceeds_noise) and abl.n_pairs == 3
     ts = gaps[gaps.study == "time_steps"].iloc[0]
@@ -92,73 +92,73 @@ def test_report_over_run_folders(tmp_path):
     assert ts.exceeds_noise == "n/a"  # one seed: no verdict
     assert "dvs" not in set(gaps.study)  # no DTA run on DVS: no comparison
 
-    summ = studies.study_summary(runs, "ablation")
+    summ = experiments.study_summary(runs, "ablation")
     assert list(summ.attention) == ["dta", "txa"] and summ.iloc[0].seeds == "0,1,2"
     assert summ.iloc[0].best_test_acc == "62.00 +- 2.00"
-    ts_summ = studies.study_summary(runs, "time_steps")
+    ts_summ = experiments.study_summary(runs, "time_steps")
     assert list(ts_summ.time_steps) == [4, 6]
     with pytest.raises(ValueError, match="no runs of study 'missing'"):
-        studies.study_summary(runs, "missing")
+        experiments.study_summary(runs, "missing")
     for s, (a, b) in enumerate([(58.0, 59.0), (60.0, 60.5)]):  # a precision study: one row per precision
         make_run(tmp_path, "precision", "fashion-mnist", "precision=fp32", s, [a], precision="fp32")
         make_run(tmp_path, "precision", "fashion-mnist", "precision=bf16", s, [b], precision="bf16")
-    p_summ = studies.study_summary(studies.load_study_runs(tmp_path), "precision")
+    p_summ = experiments.study_summary(experiments.load_study_runs(tmp_path), "precision")
     assert list(p_summ.precision) == ["bf16", "fp32"] and list(p_summ.seeds) == ["0,1", "0,1"]
 
-    prov = studies.provenance(runs).set_index("study")
+    prov = experiments.provenance(runs).set_index("study")
     assert prov.loc["ablation", "runs"] == 6 and prov.loc["ablation", "seeds"] == "0,1,2"
     assert prov.loc["ablation", "hardware"] == "TestCPU" and prov.loc["ablation", "git commit"] == "abcdef1234"
     assert prov.loc["ablation", "wall time (min)"] == pytest.approx(6 * 33 / 60, abs=0.05)
-    line = studies.describe_runs(runs[runs.study == "ablation"])
+    line = experiments.describe_runs(runs[runs.study == "ablation"])
     assert "seeds 0,1,2" in line and "6 run(s)" in line and "TestCPU" in line
 
-    for fig in (studies.plot_paper_gaps(gaps), studies.plot_ablation(runs[runs.study == "ablation"]),
-                studies.plot_study(runs, "dvs")):
+    for fig in (viz.plot_paper_gaps(gaps), viz.plot_ablation(runs[runs.study == "ablation"]),
+                viz.plot_study(runs, "dvs")):
         assert len(fig.axes) >= 1
-    assert studies.load_study_runs(tmp_path / "nothing").empty
+    assert experiments.load_study_runs(tmp_path / "nothing").empty
 
 
 def test_time_step_table():
     runs = pd.DataFrame({"time_steps": [2, 4, 4], "seed": [0, 0, 1], "best_test_acc": [50.0, 54.0, 56.0],
                          "train_seconds": [30.0, 60.0, 66.0], "epochs": [3, 3, 3]})
     mem = pd.DataFrame({"time_steps": [2, 4], "step_mib": [10.0, 20.0], "peak_rss_mib": [300.0, 310.0]})
-    t = studies.time_step_table(runs, mem)
+    t = experiments.time_step_table(runs, mem)
     assert list(t.time_steps) == [2, 4] and t.iloc[1].best_test_acc_mean == 55.0
     assert t.iloc[1].seconds_per_epoch == pytest.approx(21.0) and math.isnan(t.iloc[0].best_test_acc_std)
     assert list(t.step_mib) == [10.0, 20.0]
-    assert len(studies.plot_time_steps(t).axes) == 3
+    assert len(viz.plot_time_steps(t).axes) == 3
     mem["step_cpu_s"] = [0.1, 0.2]
-    assert len(studies.plot_time_steps(studies.time_step_table(runs, mem)).axes) == 4
+    assert len(viz.plot_time_steps(experiments.time_step_table(runs, mem)).axes) == 4
 
 
 def test_live_run_calls_back_per_epoch_and_matches_the_run(tmp_path):
     seen = []
-    row = studies.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=lambda h: seen.append(len(h)),
+    row = experiments.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=lambda h: seen.append(len(h)),
                            root=tmp_path, poll_seconds=0.05, epochs=2, threads=1, progress=False)
     assert row["epochs"] == 2 and seen[-1] == 2 and seen == sorted(seen)
-    hist = studies.read_history(row["run"])
+    hist = experiments.read_history(row["run"])
     assert list(hist.epoch) == [1, 2] and hist.test_acc.iloc[-1] == row["final_test_acc"]
     # reused: one call back with the whole history, no training
     again = []
-    studies.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=again.append, root=tmp_path,
+    experiments.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=again.append, root=tmp_path,
                      epochs=2, threads=1, progress=False)
     assert len(again) == 1 and len(again[0]) == 2
     with pytest.raises(ValueError, match="poll_seconds"):
-        studies.live_run("live", "synthetic", "smoke", {}, 0, poll_seconds=0, root=tmp_path)
+        experiments.live_run("live", "synthetic", "smoke", {}, 0, poll_seconds=0, root=tmp_path)
     with pytest.raises(ValueError, match="time_steps"):  # a bad config fails before anything starts
-        studies.live_run("live", "synthetic", "smoke", {"time_steps": 0}, 0, root=tmp_path)
+        experiments.live_run("live", "synthetic", "smoke", {"time_steps": 0}, 0, root=tmp_path)
 
 
 def test_step_memory_grows_with_time_steps():
     specs = [dict(dataset="synthetic", preset="smoke", time_steps=t, threads=1, batch_size=16) for t in (2, 8)]
-    mem = studies.measure_step_memory(specs).set_index("time_steps")
+    mem = experiments.measure_step_memory(specs).set_index("time_steps")
     assert (mem["step_mib"] > 0).all() and (mem["peak_rss_mib"] > mem["step_mib"]).all()
     assert mem.loc[8, "step_cpu_s"] > mem.loc[2, "step_cpu_s"] > 0
     assert mem.loc[8, "step_mib"] > 2 * mem.loc[2, "step_mib"]  # BPTT keeps every step's activations
     with pytest.raises(ValueError, match="at least one"):
-        studies.measure_step_memory([])
+        experiments.measure_step_memory([])
     with pytest.raises(ValueError, match="unknown dataset"):
-        studies.measure_step_memory([dict(dataset="nope", preset="smoke")])
+        experiments.measure_step_memory([dict(dataset="nope", preset="smoke")])
 
 
 def test_strip_plots_are_deterministic_and_leave_numpy_rng_alone(tmp_path):
@@ -169,15 +169,15 @@ def test_strip_plots_are_deterministic_and_leave_numpy_rng_alone(tmp_path):
 
     for s, a in enumerate([58.0, 60.0, 61.0]):
         make_run(tmp_path, "ablation", "fashion-mnist", "attention=dta", s, [a], attention="dta")
-    runs = studies.load_study_runs(tmp_path)
+    runs = experiments.load_study_runs(tmp_path)
 
     def points(fig):
         return np.concatenate([c.get_offsets() for c in fig.axes[0].collections if len(c.get_offsets())])
 
     np.random.seed(123)
     before = np.random.get_state()[1].copy()
-    a, b = points(studies.plot_study(runs, "ablation")), points(studies.plot_study(runs, "ablation"))
+    a, b = points(viz.plot_study(runs, "ablation")), points(viz.plot_study(runs, "ablation"))
     assert np.array_equal(a, b) and np.ptp(a[:, 0]) > 0  # jittered, and the same jitter each time
     assert np.array_equal(np.random.get_state()[1], before)
-    c, d = points(studies.plot_ablation(runs)), points(studies.plot_ablation(runs))
+    c, d = points(viz.plot_ablation(runs)), points(viz.plot_ablation(runs))
     assert np.array_equal(c, d)

@@ -13,13 +13,15 @@ import os
 from typing import Any, Iterable
 
 import pandas as pd
-import torch
 
-from .engine.device import cpu_has_native_bf16
-from .experiments import RUNS, run_study
-from .report import exceeds_noise, paired_differences, summarize
+from .runner import run_study
+from .stats import exceeds_noise, paired_differences, summarize
 
-__all__ = ["cpu_has_native_bf16", "precision_study", "precision_verdict", "PRECISION_VARIANTS"]
+__all__ = [
+    "PRECISION_VARIANTS",
+    "precision_study",
+    "precision_verdict",
+]
 
 #: the two arms of the study; everything else comes from the preset and recipe
 PRECISION_VARIANTS = ({"precision": "fp32"}, {"precision": "bf16"})
@@ -29,7 +31,7 @@ def precision_study(
     dataset: str,
     preset: str,
     seeds: Iterable[int],
-    root: str | os.PathLike = RUNS,
+    root: str | os.PathLike[str] | None = None,
     reuse: bool = True,
     **common: Any,
 ) -> pd.DataFrame:
@@ -41,7 +43,7 @@ def precision_verdict(runs: pd.DataFrame, metric: str = "best_test_acc") -> dict
     """Mean +- std per precision and the seed-paired difference fp32 - bf16 with its noise verdict.
 
     ``within_noise`` is True when the 95 % t-interval of the paired difference includes 0
-    (:func:`dta_lib.report.exceeds_noise`); it needs at least two seeds (else None).
+    (:func:`dta_lib.experiments.exceeds_noise`); it needs at least two seeds (else None).
     """
     missing = {"precision", "seed", metric} - set(runs.columns)
     if missing:

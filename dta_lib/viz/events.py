@@ -1,14 +1,13 @@
 """Figures for the data notebooks (matplotlib): an image beside its emulated event frames."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-__all__ = ["emulation_figure", "real_vs_emulated_figure", "save_figure"]
+__all__ = ["emulation_figure", "real_vs_emulated_figure"]
 
 
 def emulation_figure(image: np.ndarray | torch.Tensor, frames: torch.Tensor, events: np.ndarray,
@@ -55,13 +54,6 @@ def emulation_figure(image: np.ndarray | torch.Tensor, frames: torch.Tensor, eve
         fig.suptitle(title, fontsize=10)
     return fig
 
-
-def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Save a PNG atomically (temp file + ``os.replace``)."""
-    from .registry import atomic_write
-
-    path = Path(path)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
 
 
 def real_vs_emulated_figure(real: torch.Tensor, emulated: torch.Tensor, real_label: str, emulated_label: str,

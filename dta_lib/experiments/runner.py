@@ -13,21 +13,31 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
-from .engine.config import TrainConfig, make_config
-from .paths import output_root
-from .report import load_run
+from ..engine.config import TrainConfig, make_config
+from ..paths import output_root
+from .tables import load_run
 
-__all__ = ["ROOT", "RUNS", "run_dir", "run_one", "run_study", "variant_key"]
+__all__ = [
+    "runs_root",
+    "variant_key",
+    "run_dir",
+    "REUSE_SINCE_ENV",
+    "run_one",
+    "run_study",
+    "read_history",
+    "live_run",
+]
 
-ROOT = Path(__file__).resolve().parent.parent
-#: default root of new runs: ``runs/`` of the output root (``$DTA_OUTPUT_DIR``, else the checkout's ``reports/``)
-RUNS = output_root() / "runs"
+def runs_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """Where runs go: ``root`` when given, else ``runs/`` of :func:`dta_lib.paths.output_root` (read per call)."""
+    return Path(root) if root is not None else output_root() / "runs"
 
 
 def variant_key(variant: dict[str, Any]) -> str:
@@ -38,9 +48,9 @@ def variant_key(variant: dict[str, Any]) -> str:
     return ",".join(parts).replace("/", "_").replace(" ", "")
 
 
-def run_dir(study: str, cfg: TrainConfig, variant: dict[str, Any], root: str | os.PathLike = RUNS) -> Path:
+def run_dir(study: str, cfg: TrainConfig, variant: dict[str, Any], root: str | os.PathLike[str] | None = None) -> Path:
     """Where a run of ``study`` with ``cfg`` (from ``variant``) is recorded."""
-    return Path(root) / cfg.preset / study / cfg.dataset / f"{variant_key(variant)}-s{cfg.seed}"
+    return runs_root(root) / cfg.preset / study / cfg.dataset / f"{variant_key(variant)}-s{cfg.seed}"
 
 
 def _finished(path: Path, cfg: TrainConfig) -> bool:
@@ -90,18 +100,18 @@ def run_one(
     preset: str,
     variant: dict[str, Any],
     seed: int,
-    root: str | os.PathLike = RUNS,
+    root: str | os.PathLike[str] | None = None,
     reuse: bool = True,
     **common: Any,
 ) -> dict[str, Any]:
-    """Train, resume or reuse one run; returns :func:`dta_lib.report.load_run`'s row plus the variant's fields.
+    """Train, resume or reuse one run; returns :func:`dta_lib.experiments.load_run`'s row plus the variant's fields.
 
     Never deletes a run it could continue: a folder with ``last.pt`` is resumed (``--resume`` semantics; a different
     config is an error naming the fields). ``reuse=True`` reads a finished run with the same config. With
     ``reuse=False`` a finished run is retrained into ``<run>.retrain`` (itself resumable) and only replaces the
     old folder once it has finished; runs finished since ``$DTA_REUSE_SINCE`` count as already retrained.
     """
-    from .engine import train
+    from ..engine import train
 
     cfg = make_config(dataset, preset, seed=seed, **{**common, **variant})
     out = run_dir(study, cfg, variant, root)
@@ -135,7 +145,7 @@ def run_study(
     preset: str,
     variants: Sequence[dict[str, Any]],
     seeds: Iterable[int],
-    root: str | os.PathLike = RUNS,
+    root: str | os.PathLike[str] | None = None,
     reuse: bool = True,
     **common: Any,
 ) -> pd.DataFrame:
@@ -144,3 +154,60 @@ def run_study(
         run_one(study, dataset, preset, v, s, root=root, reuse=reuse, **common) for v in variants for s in seeds
     ]
     return pd.DataFrame(rows)
+
+
+def read_history(out: str | os.PathLike[str]) -> pd.DataFrame:
+    """The per-epoch records of a run folder (empty frame while no epoch has finished)."""
+    path = Path(out) / "metrics.jsonl"
+    if not path.is_file():
+        return pd.DataFrame()
+    lines = [x for x in path.read_text().splitlines() if x.strip()]
+    return pd.DataFrame([json.loads(x) for x in lines])
+
+
+def live_run(
+    study: str,
+    dataset: str,
+    preset: str,
+    variant: dict[str, Any],
+    seed: int,
+    on_epoch: Callable[[pd.DataFrame], None] | None = None,
+    reuse: bool = True,
+    poll_seconds: float = 0.5,
+    root: str | os.PathLike[str] | None = None,
+    **common: Any,
+) -> dict[str, Any]:
+    """:func:`dta_lib.experiments.run_one` with a callback after every finished epoch.
+
+    The run trains in a worker thread; this thread polls the run's ``metrics.jsonl``
+    (written atomically once per epoch) and calls ``on_epoch(history)`` whenever a new
+    epoch appears, and once more at the end with the whole history. A reused run calls
+    back once. Errors of the run are re-raised here. Returns ``run_one``'s row.
+    """
+    if poll_seconds <= 0:
+        raise ValueError(f"poll_seconds must be > 0, got {poll_seconds!r}")
+    cfg = make_config(dataset, preset, seed=seed, **{**common, **variant})
+    out = run_dir(study, cfg, variant, root)
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            result["row"] = run_one(study, dataset, preset, variant, seed, root=root, reuse=reuse, **common)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            result["error"] = e
+
+    worker = threading.Thread(target=work, name=f"live_run:{study}", daemon=True)
+    worker.start()
+    shown = 0
+    while worker.is_alive():
+        worker.join(poll_seconds)
+        if worker.is_alive() and on_epoch is not None:
+            hist = read_history(out)
+            if len(hist) > shown:
+                shown = len(hist)
+                on_epoch(hist)
+    if "error" in result:
+        raise result["error"]
+    if on_epoch is not None:
+        on_epoch(read_history(out))
+    return result["row"]

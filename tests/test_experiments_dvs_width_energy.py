@@ -1,4 +1,4 @@
-"""Tests of dta_lib.studies_b (helpers of notebooks 08, 09, 12)."""
+"""Tests of dta_lib.experiments (helpers of notebooks 08, 09, 12)."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from dta_lib import ms_resnet18
 from dta_lib.analysis import E_AC_PJ, E_MAC_PJ, profile
 from dta_lib.engine.config import make_config
 from dta_lib.experiments import run_dir
-from dta_lib.studies_b import (
+from dta_lib.experiments import (
     cifar10_dvs_available, clean_train_accuracy, dta_cost, energy_summary, event_dataset, extrapolate_energy,
     find_trained_run, grad_norm_curves, gradient_ratio, runs_provenance, trained_run,
 )
@@ -164,7 +164,7 @@ def test_find_trained_run_matches_any_variant_folder(tmp_path: Path) -> None:
 
 
 def test_output_dirs_keep_smoke_apart(tmp_path: Path) -> None:
-    from dta_lib.studies_b import output_dirs
+    from dta_lib.experiments import output_dirs
 
     assert output_dirs("cpu", tmp_path) == (tmp_path / "tables", tmp_path / "figures")
     assert output_dirs("smoke", tmp_path) == (tmp_path / "tables" / "smoke", tmp_path / "figures" / "smoke")
@@ -173,7 +173,7 @@ def test_output_dirs_keep_smoke_apart(tmp_path: Path) -> None:
 
 
 def test_train_test_gaps_reads_cache_and_gives_nan_without_checkpoint(tmp_path: Path) -> None:
-    from dta_lib.studies_b import train_test_gaps
+    from dta_lib.experiments import train_test_gaps
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -183,7 +183,7 @@ def test_train_test_gaps_reads_cache_and_gives_nan_without_checkpoint(tmp_path: 
 
 
 def test_grad_norm_curves_are_in_forward_layer_order(tmp_path: Path) -> None:
-    from dta_lib.studies_b import layer_order
+    from dta_lib.experiments import layer_order
 
     norms = {k: 1.0 for k in ("dta", "fc", "layer1.0", "layer10.0", "layer2.1", "layer2.0", "stem")}
     _fake_run(tmp_path / "a", [norms])

@@ -66,7 +66,7 @@ def test_wrap_is_identity_without_torchrun():
 @pytest.mark.slow
 @pytest.mark.process
 def test_two_process_gloo_ddp_smoke_run(tmp_path):
-    """Acceptance 5: torchrun, 2 CPU processes (gloo); identical parameters on both ranks; rank 0 writes."""
+    """torchrun, 2 CPU processes (gloo); identical parameters on both ranks; rank 0 writes."""
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():
         torchrun = Path(shutil.which("torchrun") or "torchrun")

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from dta_lib.report import (
+from dta_lib.experiments import (
     exceeds_noise,
     min_detectable_effect,
     t_critical,

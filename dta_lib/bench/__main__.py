@@ -1,0 +1,4 @@
+"""``python -m dta_lib.bench``."""
+from .cli import main
+
+raise SystemExit(main())

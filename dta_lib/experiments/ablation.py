@@ -1,0 +1,100 @@
+"""The ablation (paper Table 3): none / T-XA / T-NA / DTA as mean +- std per variant, and per-seed paired
+differences against full DTA with t-based intervals, beside the paper's CIFAR10 gaps (0.4-0.8 points)."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .paper import PAPER_ABLATION_GAP
+from .stats import (
+    _check_columns,
+    exceeds_noise,
+    format_mean_std,
+    paired_differences,
+    t_critical,
+    t_interval,
+)
+
+__all__ = [
+    "ATTENTION_LABELS",
+    "ablation_summary",
+    "ablation_paired",
+    "noise_verdicts",
+]
+
+#: display names of the attention variants (paper Table "ablation")
+ATTENTION_LABELS = {"none": "none (MS-ResNet)", "txa": "T-XA only", "tna": "T-NA only", "dta": "DTA (T-XA x T-NA)"}
+
+
+def ablation_summary(df: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFrame:
+    """Per attention variant (paper order): mean +- sample std over seeds of ``metric`` and of the final accuracy."""
+    _check_columns(df, ["attention", "seed", metric, "final_test_acc"], "ablation_summary")
+    order = [a for a in ATTENTION_LABELS if a in set(df["attention"])]
+    rows = []
+    for a in order:
+        sub = df[df["attention"] == a]
+        rows.append({
+            "attention": a,
+            "variant": ATTENTION_LABELS[a],
+            "seeds": len(sub),
+            f"{metric}_mean": sub[metric].mean(),
+            f"{metric}_std": sub[metric].std(ddof=1) if len(sub) > 1 else math.nan,
+            metric: format_mean_std(sub[metric].mean(), sub[metric].std(ddof=1) if len(sub) > 1 else math.nan),
+            "final_test_acc": format_mean_std(
+                sub["final_test_acc"].mean(), sub["final_test_acc"].std(ddof=1) if len(sub) > 1 else math.nan),
+        })
+    return pd.DataFrame(rows)
+
+
+def ablation_paired(df: pd.DataFrame, metric: str = "best_test_acc", baseline: str = "dta") -> pd.DataFrame:
+    """Per variant: mean +- std over seeds of (DTA - variant), the paper's gap beside it, and whether it exceeds noise.
+
+    ``ci95_low`` / ``ci95_high``: the t-based 95 % interval of the mean per-seed difference; ``exceeds_noise``:
+    that interval excludes 0 (:func:`dta_lib.experiments.exceeds_noise`; ``None``, shown as n/a, with one seed).
+    """
+    _check_columns(df, ["attention", "seed", metric], "ablation_paired")
+    if baseline not in set(df["attention"]):
+        raise ValueError(f"ablation_paired: no {baseline!r} runs among attention={sorted(set(df['attention']))}")
+    pd_ = paired_differences(df, "attention", baseline, metric=metric)
+    lo, hi = PAPER_ABLATION_GAP
+    rows = []
+    for _, r in pd_.iterrows():
+        se = r["diff_std"] / math.sqrt(r["n_pairs"]) if r["n_pairs"] > 1 else math.nan
+        lo_ci, hi_ci = t_interval(r["diff_mean"], r["diff_std"], int(r["n_pairs"]))
+        rows.append({
+            "comparison": f"DTA - {ATTENTION_LABELS.get(r['attention'], r['attention'])}",
+            "attention": r["attention"],
+            "n_pairs": int(r["n_pairs"]),
+            "diff_mean": r["diff_mean"],
+            "diff_std": r["diff_std"],
+            "std_error": se,
+            "ci95_low": lo_ci,
+            "ci95_high": hi_ci,
+            "ours (points)": format_mean_std(r["diff_mean"], r["diff_std"]),
+            "paper CIFAR10 (points)": f"{lo}-{hi}" if r["attention"] in ("txa", "tna") else "not reported",
+            "exceeds_noise": exceeds_noise(r["diff_mean"], r["diff_std"], int(r["n_pairs"])),
+        })
+    order = {a: i for i, a in enumerate(ATTENTION_LABELS)}
+    out = pd.DataFrame(rows)
+    return out.sort_values("attention", key=lambda s: s.map(order)).reset_index(drop=True) if len(out) else out
+
+
+def noise_verdicts(paired: pd.DataFrame) -> list[str]:
+    """One plain sentence per comparison, computed from :func:`ablation_paired`'s numbers."""
+    out = []
+    for _, r in paired.iterrows():
+        n = int(r["n_pairs"])
+        head = f"{r['comparison']}: {r['diff_mean']:+.2f} points (mean of {n} per-seed difference{'s' if n != 1 else ''}"
+        if n < 2 or not math.isfinite(r["diff_std"]):
+            out.append(head + "); with fewer than 2 seeds seed noise cannot be estimated, so this says nothing.")
+            continue
+        se = r["std_error"]
+        tc = t_critical(n)
+        ci = f"95% t-interval [{r['ci95_low']:+.2f}, {r['ci95_high']:+.2f}] (mean +- {tc:.2f} x std error {se:.2f})"
+        if r["exceeds_noise"]:
+            who = "DTA better" if r["diff_mean"] > 0 else "DTA worse"
+            out.append(head + f"; {ci}): the interval excludes 0, {who}.")
+        else:
+            out.append(head + f"; {ci}): the interval includes 0: no difference shown.")
+    return out

@@ -1,0 +1,97 @@
+"""Statistics for a few seeds: mean +- sample std, paired differences with t-based intervals, the minimum
+detectable effect, and whether a difference exceeds the seed noise."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import pandas as pd
+
+__all__ = [
+    "summarize",
+    "paired_differences",
+    "t_critical",
+    "t_interval",
+    "exceeds_noise",
+    "min_detectable_effect",
+    "format_mean_std",
+]
+
+
+def summarize(df: pd.DataFrame, by: Sequence[str], metric: str = "best_test_acc") -> pd.DataFrame:
+    """Mean, sample std and count of ``metric`` per group (std is NaN for a single seed)."""
+    g = df.groupby(list(by), sort=False)[metric]
+    out = g.agg(["mean", "std", "count"]).reset_index()
+    return out.rename(columns={"mean": f"{metric}_mean", "std": f"{metric}_std", "count": "n"})
+
+
+def paired_differences(
+    df: pd.DataFrame, by: str, baseline: str, metric: str = "best_test_acc", pair_on: str = "seed"
+) -> pd.DataFrame:
+    """Per variant of ``by``: mean and std over ``pair_on`` of (baseline - variant).
+
+    Positive means the baseline (e.g. full DTA) is better. Only pairs present for both are used.
+    """
+    base = df[df[by] == baseline].set_index(pair_on)[metric]
+    rows = []
+    for variant, sub in df[df[by] != baseline].groupby(by, sort=False):
+        d = (base - sub.set_index(pair_on)[metric]).dropna()
+        rows.append(
+            {by: variant, "vs": baseline, "diff_mean": d.mean(), "diff_std": d.std(ddof=1) if len(d) > 1 else math.nan,
+             "n_pairs": len(d)}
+        )
+    return pd.DataFrame(rows)
+
+
+def t_critical(n: int, level: float = 0.95) -> float:
+    """Two-sided Student-t critical value for the mean of ``n`` paired differences (``n - 1`` degrees of freedom):
+    4.30 at n = 3, 2.78 at n = 5, 2.26 at n = 10 (the "2 standard errors" rule holds only for large n)."""
+    from scipy import stats
+
+    if n < 2:
+        raise ValueError(f"a t interval needs at least 2 paired differences, got n={n}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    return float(stats.t.ppf(0.5 + level / 2, n - 1))
+
+
+def t_interval(mean: float, std: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The ``level`` confidence interval of a mean of ``n`` values with sample std ``std`` (NaN, NaN if n < 2)."""
+    if n < 2 or not math.isfinite(std):
+        return math.nan, math.nan
+    half = t_critical(n, level) * std / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def exceeds_noise(diff_mean: float, diff_std: float, n: int, level: float = 0.95) -> bool | None:
+    """True when the t-based ``level`` (95 %) interval of the mean paired difference excludes 0.
+
+    ``None`` ("n/a") with fewer than 2 pairs or an undefined std: seed noise cannot be estimated from one seed.
+    """
+    if n < 2 or not math.isfinite(diff_std):
+        return None
+    lo, hi = t_interval(diff_mean, diff_std, n, level)
+    return bool(lo > 0 or hi < 0)
+
+
+def min_detectable_effect(std: float, n: int, level: float = 0.95, power: float = 0.8) -> float:
+    """Smallest true mean paired difference that ``n`` seeds detect with probability ``power`` at ``level``
+    (paired t test, two-sided): ``(t_{level} + t_{power}) x std / sqrt(n)`` with ``n - 1`` degrees of freedom."""
+    from scipy import stats
+
+    if n < 2 or not math.isfinite(std):
+        return math.nan
+    return (t_critical(n, level) + float(stats.t.ppf(power, n - 1))) * std / math.sqrt(n)
+
+
+def format_mean_std(mean: float, std: float, digits: int = 2) -> str:
+    """``"91.23 +- 0.45"`` (or ``"91.23"`` when std is undefined)."""
+    if std is None or not math.isfinite(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} +- {std:.{digits}f}"
+
+
+def _check_columns(df: pd.DataFrame, need: Sequence[str], what: str) -> None:
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what}: the runs table lacks columns {missing}; expected run_study/load_runs rows")

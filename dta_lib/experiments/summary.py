@@ -1,0 +1,178 @@
+"""Every run recorded under a preset's runs folder, summarised per study: mean +- std per variant, the paper's
+gaps beside ours, wall time and provenance (what notebook 10 renders)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .ablation import ablation_paired
+from .paper import PAPER_ABLATION_GAP, PAPER_RESULTS
+from .stats import exceeds_noise, format_mean_std
+from .tables import load_run
+
+__all__ = [
+    "load_study_runs",
+    "study_summary",
+    "paper_gaps",
+    "study_wall_seconds",
+    "provenance",
+    "describe_runs",
+]
+
+
+def load_study_runs(preset_root: str | os.PathLike[str]) -> pd.DataFrame:
+    """Every finished run below ``reports/runs/<preset>/``: load_run's row plus ``study`` and ``variant``.
+
+    The layout is ``<preset_root>/<study>/<dataset>/<variant>-s<seed>/`` (:func:`dta_lib.experiments.run_dir`).
+    Runs whose ``run.json`` status is not ``completed`` are left out. Missing folder: empty frame.
+    """
+    root = Path(preset_root)
+    rows = []
+    if root.is_dir():
+        for m in sorted(root.glob("*/*/*/metrics.jsonl")):
+            run = m.parent
+            try:
+                status = json.loads((run / "run.json").read_text()).get("status")
+            except (OSError, ValueError):
+                status = None
+            if status != "completed":
+                continue
+            row = load_run(run)
+            row["study"] = run.parent.parent.name
+            row["variant"] = run.name.rsplit("-s", 1)[0]
+            row["run"] = str(run.relative_to(root))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+#: config fields that may distinguish variants in a study (shown as group keys when they vary)
+_KEYS = ("dataset", "attention", "time_steps", "surrogate_width", "surrogate", "width", "epochs", "subset", "precision")
+
+
+def study_summary(runs: pd.DataFrame, study: str, metric: str = "best_test_acc") -> pd.DataFrame:
+    """One row per (dataset, variant) of ``study``: the varying config fields, mean +- std of ``metric``,
+    final test accuracy and the train/test gap (final train minus final test accuracy)."""
+    sub = runs[runs["study"] == study]
+    if sub.empty:
+        raise ValueError(f"no runs of study {study!r}; have {sorted(set(runs.get('study', [])))}")
+    keys = ["dataset"] + [k for k in _KEYS[1:] if k in sub.columns and sub[k].nunique(dropna=False) > 1]
+    if len(keys) == 1 and "attention" in sub.columns:
+        keys.append("attention")
+    if "time_steps" not in keys:
+        keys.append("time_steps")
+    rows = []
+    for vals, g in sub.groupby(keys, sort=True, dropna=False):
+        vals = vals if isinstance(vals, tuple) else (vals,)
+        def ms(col: str) -> str:
+            return format_mean_std(g[col].mean(), g[col].std(ddof=1) if len(g) > 1 else math.nan)
+        rows.append({**dict(zip(keys, vals)), "seeds": ",".join(str(s) for s in sorted(g["seed"])),
+                     f"{metric}_mean": round(float(g[metric].mean()), 2), metric: ms(metric),
+                     "final_test_acc": ms("final_test_acc"), "train_test_gap": ms("train_test_gap")})
+    return pd.DataFrame(rows)
+
+
+def _mean_by(sub: pd.DataFrame, col: str, value: Any, metric: str) -> tuple[float, float, int]:
+    g = sub[sub[col] == value][metric]
+    return float(g.mean()), float(g.std(ddof=1)) if len(g) > 1 else math.nan, len(g)
+
+
+def paper_gaps(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFrame:
+    """The paper's comparisons beside ours, for the studies present.
+
+    - ablation: DTA - T-XA, DTA - T-NA, DTA - none (paper CIFAR10: 0.4-0.8 for T-XA / T-NA);
+    - time_steps: accuracy at T=6 minus T=4 (paper CIFAR100: 81.16 - 79.94);
+    - dvs: DTA - none at T=10 (paper CIFAR10-DVS: 81.3 - 80.4).
+    Ours are mean +- std of per-seed paired differences; ``exceeds_noise`` as in :func:`ablation_paired`
+    (``"n/a"`` with one seed).
+    """
+    lo, hi = PAPER_ABLATION_GAP
+    rows: list[dict[str, Any]] = []
+    studies = set(runs["study"]) if "study" in runs.columns else set()
+    if "ablation" in studies:
+        abl = runs[runs["study"] == "ablation"]
+        for ds, g in abl.groupby("dataset"):
+            if "dta" not in set(g["attention"]):
+                continue
+            for _, r in ablation_paired(g, metric).iterrows():
+                rows.append({"study": "ablation", "comparison": r["comparison"], "paper setting": "CIFAR10, T=6",
+                             "paper (points)": r["paper CIFAR10 (points)"], "our setting": f"{ds}, T={int(g['time_steps'].iloc[0])}",
+                             "ours (points)": r["ours (points)"], "n_pairs": r["n_pairs"],
+                             "exceeds_noise": _na(r["exceeds_noise"]), "ours_mean": r["diff_mean"], "ours_std": r["diff_std"],
+                             "paper_low": lo if r["attention"] in ("txa", "tna") else math.nan,
+                             "paper_high": hi if r["attention"] in ("txa", "tna") else math.nan})
+    if "time_steps" in studies:
+        ts = runs[runs["study"] == "time_steps"]
+        p = PAPER_RESULTS.set_index(["dataset", "time_steps", "attention"])["paper_top1"]
+        paper = p[("cifar100", 6, "dta")] - p[("cifar100", 4, "dta")]
+        for ds, g in ts.groupby("dataset"):
+            if not {4, 6} <= set(g["time_steps"]):
+                continue
+            d = (g[g["time_steps"] == 6].set_index("seed")[metric] - g[g["time_steps"] == 4].set_index("seed")[metric]).dropna()
+            std = float(d.std(ddof=1)) if len(d) > 1 else math.nan
+            rows.append({"study": "time_steps", "comparison": "T=6 - T=4", "paper setting": "CIFAR100, DTA",
+                         "paper (points)": f"{paper:.2f} (81.16 - 79.94)", "our setting": f"{ds}, DTA",
+                         "ours (points)": format_mean_std(float(d.mean()), std), "n_pairs": len(d),
+                         "exceeds_noise": _na(exceeds_noise(float(d.mean()), std, len(d))), "ours_mean": float(d.mean()),
+                         "ours_std": std, "paper_low": paper, "paper_high": paper})
+    if "dvs" in studies:
+        dv = runs[runs["study"] == "dvs"]
+        p = PAPER_RESULTS.set_index(["dataset", "time_steps", "attention"])["paper_top1"]
+        paper = p[("cifar10-dvs", 10, "dta")] - p[("cifar10-dvs", 10, "none")]
+        for ds, g in dv.groupby("dataset"):
+            if not {"dta", "none"} <= set(g["attention"]):
+                continue
+            d = (g[g["attention"] == "dta"].set_index("seed")[metric] - g[g["attention"] == "none"].set_index("seed")[metric]).dropna()
+            std = float(d.std(ddof=1)) if len(d) > 1 else math.nan
+            rows.append({"study": "dvs", "comparison": "DTA - none", "paper setting": "CIFAR10-DVS, T=10",
+                         "paper (points)": f"{paper:.2f} (81.3 - 80.4)", "our setting": f"{ds}, T={int(g['time_steps'].iloc[0])}",
+                         "ours (points)": format_mean_std(float(d.mean()), std), "n_pairs": len(d),
+                         "exceeds_noise": _na(exceeds_noise(float(d.mean()), std, len(d))), "ours_mean": float(d.mean()),
+                         "ours_std": std, "paper_low": paper, "paper_high": paper})
+    return pd.DataFrame(rows)
+
+
+def _na(verdict: bool | None) -> bool | str:
+    """A noise verdict for a report table: ``"n/a"`` where it cannot be computed (fewer than 2 seeds)."""
+    return "n/a" if verdict is None else bool(verdict)
+
+
+def study_wall_seconds(runs: pd.DataFrame) -> pd.Series:
+    """Total training wall time (``run.json`` ``wall_seconds``, else summed epoch seconds) per study."""
+    w = runs["wall_seconds"] if "wall_seconds" in runs.columns else runs["train_seconds"]
+    return w.fillna(runs["train_seconds"]).groupby(runs["study"]).sum()
+
+
+def provenance(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per study: preset, datasets, seeds, runs, hardware, threads, total wall time and git commit(s)."""
+    def col(g: pd.DataFrame, name: str) -> str:
+        if name not in g.columns:
+            return "unknown"
+        return "; ".join(sorted({str(v) for v in g[name].dropna()})) or "unknown"
+
+    wall = study_wall_seconds(runs)
+    rows = []
+    for study, g in runs.groupby("study", sort=True):
+        rows.append({"study": study, "preset": col(g, "preset"), "dataset": col(g, "dataset"),
+                     "seeds": ",".join(str(s) for s in sorted(set(g["seed"]))), "runs": len(g),
+                     "hardware": col(g, "hardware.cpu"), "torch threads": col(g, "hardware.torch_threads"),
+                     "torch": col(g, "hardware.torch"), "wall time (min)": round(float(wall[study]) / 60, 1),
+                     "git commit": ", ".join(c[:10] for c in col(g, "hardware.git_commit").split("; "))})
+    return pd.DataFrame(rows)
+
+
+def describe_runs(runs: pd.DataFrame) -> str:
+    """One line of provenance for captions: preset, dataset, seeds, runs, hardware, threads, wall time, commit."""
+    if runs.empty:
+        raise ValueError("describe_runs: no runs")
+    def one(col: str) -> str:
+        return ", ".join(sorted({str(v) for v in runs[col].dropna()})) if col in runs.columns else "unknown"
+    wall = runs["wall_seconds"].fillna(runs["train_seconds"]) if "wall_seconds" in runs.columns else runs["train_seconds"]
+    commits = ", ".join(c[:10] for c in one("hardware.git_commit").split(", "))
+    return (f"preset {one('preset')}; dataset {one('dataset')}; seeds {','.join(str(s) for s in sorted(set(runs['seed'])))}; "
+            f"{len(runs)} run(s); hardware {one('hardware.cpu')} ({one('hardware.device')}, torch threads "
+            f"{one('hardware.torch_threads')}); total training wall time {float(wall.sum()) / 60:.1f} min; git {commits}")

@@ -1,0 +1,166 @@
+"""Plots of the studies: training curves, the ablation, the time-step study, any study's per-seed runs, and the
+paper's gaps beside ours."""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..experiments.ablation import ATTENTION_LABELS
+from ..experiments.stats import _check_columns
+
+__all__ = [
+    "plot_curves",
+    "plot_ablation",
+    "plot_time_steps",
+    "plot_study",
+    "plot_paper_gaps",
+]
+
+
+def plot_curves(history: pd.DataFrame, axes: Sequence[Any] | None = None, title: str = "") -> Any:
+    """Loss and accuracy (train / test) per epoch; draws into ``axes`` (2 axes) or a new figure."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    else:
+        fig = axes[0].figure
+        for ax in axes:
+            ax.clear()
+    if len(history):
+        ep = history["epoch"]
+        axes[0].plot(ep, history["train_loss"], "o-", label="train")
+        axes[0].plot(ep, history["test_loss"], "s-", label="test")
+        axes[1].plot(ep, history["train_acc"], "o-", label="train (CutMix batches)")
+        axes[1].plot(ep, history["test_acc"], "s-", label="test")
+        for ax in axes:
+            ax.set_xticks(list(ep))
+            ax.legend(fontsize=8)
+    axes[0].set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    axes[1].set(xlabel="epoch", ylabel="accuracy (%)", title="top-1 accuracy")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ablation(df: pd.DataFrame, metric: str = "best_test_acc", title: str = "") -> Any:
+    """Per-seed points and, per attention variant, its mean (horizontal bar) +- sample std over seeds.
+
+    The y-axis is zoomed to the data, so means are drawn as bars across the points, not as columns from 0.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    _check_columns(df, ["attention", "seed", metric], "plot_ablation")
+    order = [a for a in ATTENTION_LABELS if a in set(df["attention"])]
+    d = df.assign(variant=df["attention"].map(ATTENTION_LABELS), seed=df["seed"].astype(str))
+    labels = [ATTENTION_LABELS[a] for a in order]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    with _seeded_jitter():
+        sns.stripplot(data=d, x="variant", y=metric, order=labels, hue="seed", dodge=False, size=7, jitter=0.12, ax=ax)
+    for i, lab in enumerate(labels):
+        v = d.loc[d["variant"] == lab, metric]
+        std = v.std(ddof=1) if len(v) > 1 else 0.0
+        ax.errorbar([i], [v.mean()], yerr=[std], fmt="_", markersize=36, mew=2.5, color="0.45", capsize=5,
+                    elinewidth=1, zorder=1, label="mean +- std" if i == 0 else None)
+    lo = d[metric].min()
+    hi = d[metric].max()
+    pad = max(2.0, 0.15 * (hi - lo))
+    ax.set_ylim(max(0.0, lo - pad), min(100.0, hi + pad))
+    ax.set(xlabel="", ylabel=f"{metric.replace('_', ' ')} (%)", title=title or "Ablation: per-seed runs (points), mean +- std (bars)")
+    ax.legend(title="seed", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def plot_time_steps(table: pd.DataFrame, title: str = "") -> Any:
+    """Accuracy, seconds per epoch and step memory against T (one panel each)."""
+    import matplotlib.pyplot as plt
+
+    metric = next(c for c in table.columns if c.endswith("_mean"))
+    panels = [(metric, "accuracy (%)", "test accuracy"), ("seconds_per_epoch", "s / epoch (wall)", "wall time per epoch\n(as recorded; shared machine)")]
+    if "step_cpu_s" in table.columns and table["step_cpu_s"].notna().any():
+        panels.append(("step_cpu_s", "CPU s / step (1 thread)", "CPU time of one step"))
+    if "step_mib" in table.columns and table["step_mib"].notna().any():
+        panels.append(("step_mib", "MiB", "memory of one training step"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2))
+    for ax, (col, ylabel, name) in zip(axes, panels):
+        ax.plot(table["time_steps"], table[col], "o-")
+        if col == metric and table[metric.replace("_mean", "_std")].notna().any():
+            ax.errorbar(table["time_steps"], table[col], yerr=table[metric.replace("_mean", "_std")], fmt="none", capsize=3)
+        ax.set(xlabel="time steps T", ylabel=ylabel, title=name, xticks=list(table["time_steps"]))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+@contextlib.contextmanager
+def _seeded_jitter(seed: int = 0) -> Iterator[None]:
+    """seaborn's strip-plot jitter draws from NumPy's global RNG: fix it for the plot, then restore it,
+    so a figure rendered twice from the same runs is the same image."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def plot_study(runs: pd.DataFrame, study: str, metric: str = "best_test_acc", title: str = "") -> Any:
+    """Per-seed points over mean bars of ``metric`` for each variant of ``study`` (seaborn)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sub = runs[runs["study"] == study].copy()
+    if sub.empty:
+        raise ValueError(f"no runs of study {study!r}")
+    sub["label"] = sub["dataset"] + "\n" + sub["variant"].str.replace(",", "\n")
+    order = sorted(set(sub["label"]))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(order)), 3.8))
+    with _seeded_jitter():
+        sns.stripplot(data=sub, x="label", y=metric, order=order, color="#08519c", size=6, jitter=0.1, ax=ax)
+    # mean +- sample std as a marker with error bars; the axis is zoomed to the data (no bars from 0 that would
+    # flatten the differences between variants)
+    stats = sub.groupby("label")[metric].agg(["mean", "std"]).reindex(order)
+    ax.errorbar(range(len(order)), stats["mean"], yerr=stats["std"].fillna(0.0), fmt="_", markersize=28,
+                color="#e6550d", ecolor="#e6550d", capsize=5, lw=1.5, zorder=3, label="mean +- std over seeds")
+    ax.legend(fontsize=7, loc="best")
+    ax.set(xlabel="", ylabel=f"{metric.replace('_', ' ')} (%)", title=title or study)
+    ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_paper_gaps(gaps: pd.DataFrame, title: str = "") -> Any:
+    """Our paired differences (mean +- std over seeds) beside the paper's gap (shaded range or marker)."""
+    import matplotlib.pyplot as plt
+
+    if gaps.empty:
+        raise ValueError("plot_paper_gaps: no comparisons to draw")
+    labels = [f"{r.study}: {r.comparison}" for r in gaps.itertuples()]
+    y = list(range(len(gaps)))[::-1]
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(gaps) + 1.4))
+    for yi, r in zip(y, gaps.itertuples()):
+        if math.isfinite(r.paper_low):
+            if r.paper_high > r.paper_low:
+                ax.fill_betweenx([yi - 0.3, yi + 0.3], r.paper_low, r.paper_high, color="#fdae6b", alpha=0.8,
+                                 label="paper (its setting)" if yi == y[0] or "paper (its setting)" not in
+                                 ax.get_legend_handles_labels()[1] else None)
+            else:
+                ax.plot([r.paper_low], [yi], "D", color="#e6550d", label="paper (its setting)" if "paper (its setting)"
+                        not in ax.get_legend_handles_labels()[1] else None)
+        ax.errorbar([r.ours_mean], [yi], xerr=[[0 if not math.isfinite(r.ours_std) else r.ours_std]], fmt="o",
+                    color="#08519c", capsize=4, label="ours (mean +- std over seeds)" if "ours (mean +- std over seeds)"
+                    not in ax.get_legend_handles_labels()[1] else None)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set(xlabel="difference (accuracy points)", title=title or "Paper vs ours: differences between settings")
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
