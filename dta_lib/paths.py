@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["CHECKOUT", "output_root", "checkout_reports", "recorded", "recorded_glob"]
+__all__ = ["CHECKOUT", "output_root", "cache_dir", "checkout_reports", "recorded", "recorded_glob"]
 
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 #: the source checkout holding this ``dta_lib`` (``None`` when it is installed, e.g. in site-packages)
@@ -48,6 +48,15 @@ def output_root(explicit: str | os.PathLike[str] | None = None) -> Path:
             raise ValueError(f"{what} is {text!r}: expected a folder path, not an empty string")
         return Path(text).expanduser()
     return Path.cwd() / "reports"
+
+
+def cache_dir() -> Path:
+    """Folder for derived files (compiled kernels, unpacked or emulated data): ``$DTA_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/dta_lib``, else ``~/.cache/dta_lib`` (not created here)."""
+    value = os.environ.get("DTA_CACHE_DIR", "").strip()
+    if value:
+        return Path(value).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", "").strip() or Path.home() / ".cache") / "dta_lib"
 
 
 def recorded(relative: str | os.PathLike[str]) -> Path:

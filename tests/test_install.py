@@ -37,7 +37,7 @@ def _source_copy(dst: Path) -> Path:
 def test_installed_package_writes_nothing_under_its_install(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DTA_OUTPUT_DIR", "PYTHONPATH")}
     env.update(OMP_NUM_THREADS="1", MPLBACKEND="Agg", DTA_CACHE_DIR=str(tmp_path / "cache"),
-               DTA_LIB_CACHE=str(tmp_path / "cache"), PIP_NO_CACHE_DIR="1")
+               PIP_NO_CACHE_DIR="1")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True, symlinks=True)
     py = env_dir / "bin" / "python"

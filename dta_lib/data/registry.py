@@ -3,7 +3,7 @@
 Lookup order for a dataset root: the ``root`` argument, then ``$DTA_DATA_ROOT``, then the
 dataset's offline locations (Debian's ``dataset-fashion-mnist`` for Fashion-MNIST).
 Derived files (event frames, emulated events, gunzipped Debian files) go to
-:func:`cache_dir`: ``$DTA_CACHE_DIR`` or ``~/.cache/dta_lib``.
+:func:`cache_dir` (from :mod:`dta_lib.paths`): ``$DTA_CACHE_DIR``, else ``~/.cache/dta_lib``.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write  # noqa: F401  (re-exported for the data modules)
+from ..paths import cache_dir  # noqa: F401  (re-exported: one cache folder for the whole library)
 
 __all__ = ["DatasetInfo", "DATASETS", "dataset_info", "cache_dir", "env_root", "cache_key", "atomic_write", "resolve_root",
            "check_time_steps", "missing_data_error"]
@@ -22,7 +23,11 @@ __all__ = ["DatasetInfo", "DATASETS", "dataset_info", "cache_dir", "env_root", "
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a model needs to know about a dataset (shapes, classes, normalisation)."""
+    """What a model needs to know about a dataset (shapes, classes), and its normalisation.
+
+    The one dataset-metadata type of the library (the engine's ``DataInfo`` is this class). ``mean`` / ``std``
+    default to the identity (event counts, the synthetic sets, user datasets), so the six model fields alone
+    (:data:`MODEL_FIELDS`, what a checkpoint records) rebuild one."""
 
     name: str
     num_classes: int
@@ -30,8 +35,12 @@ class DatasetInfo:
     image_size: int
     default_time_steps: int
     is_event: bool
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+
+#: the fields a model is built from (a checkpoint's ``data_info``)
+MODEL_FIELDS = ("name", "num_classes", "in_channels", "image_size", "default_time_steps", "is_event")
 
 
 # Event frames are raw per-polarity event counts (not normalised): mean 0, std 1 is the identity.
@@ -76,12 +85,6 @@ def env_root() -> Path | None:
     """``$DTA_DATA_ROOT`` when set and non-empty."""
     value = os.environ.get("DTA_DATA_ROOT", "").strip()
     return Path(value).expanduser() if value else None
-
-
-def cache_dir() -> Path:
-    """Folder for derived files: ``$DTA_CACHE_DIR`` or ``~/.cache/dta_lib`` (not created here)."""
-    value = os.environ.get("DTA_CACHE_DIR", "").strip()
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "dta_lib"
 
 
 def cache_key(**params: Any) -> str:

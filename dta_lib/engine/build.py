@@ -2,28 +2,26 @@
 ``(train, test)`` pair a :class:`~dta_lib.engine.config.TrainConfig` names; the model it builds."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from ..data.registry import MODEL_FIELDS, DatasetInfo, dataset_info
 from ..models import MSResNet, ms_resnet18, ms_resnet34
 from .config import SYNTHETIC_DATASETS, TrainConfig
 
-__all__ = ["DataInfo", "synthetic_datasets", "get_data_info", "build_data", "build_model", "infer_info", "as_dict"]
+__all__ = ["DataInfo", "model_fields", "synthetic_datasets", "get_data_info", "build_data", "build_model", "infer_info",
+           "as_dict"]
 
 
-@dataclass(frozen=True)
-class DataInfo:
-    """What the model needs to know about a dataset (mirrors ``dta_lib.data.dataset_info``)."""
+#: dataset metadata: the same type as :class:`dta_lib.data.DatasetInfo` (one definition)
+DataInfo = DatasetInfo
 
-    name: str
-    num_classes: int
-    in_channels: int
-    image_size: int
-    default_time_steps: int
-    is_event: bool
+
+def model_fields(info: DatasetInfo) -> dict[str, Any]:
+    """The fields of ``info`` a model is built from (what a checkpoint records as ``data_info``)."""
+    return {k: getattr(info, k) for k in MODEL_FIELDS}
 
 
 
@@ -63,14 +61,12 @@ def synthetic_datasets(
 
 
 def get_data_info(name: str) -> DataInfo:
-    """Dataset metadata: built in for the synthetic sets, else ``dta_lib.data.dataset_info``."""
+    """Dataset metadata: built in for the synthetic sets (identity normalisation), else ``dta_lib.data.dataset_info``."""
     if name in SYNTHETIC_DATASETS:
-        return DataInfo(name, _SYNTH["num_classes"], 1 if name == "synthetic" else 2, _SYNTH["image_size"], 4,
-                        name != "synthetic")
-    from ..data import dataset_info
-
-    i = dataset_info(name)
-    return DataInfo(name, i.num_classes, i.in_channels, i.image_size, i.default_time_steps, i.is_event)
+        channels = 1 if name == "synthetic" else 2
+        return DataInfo(name, _SYNTH["num_classes"], channels, _SYNTH["image_size"], 4, name != "synthetic",
+                        (0.0,) * channels, (1.0,) * channels)
+    return dataset_info(name)
 
 
 def _first(ds: Dataset, n: int | None) -> Dataset:
@@ -122,5 +118,7 @@ def infer_info(cfg: TrainConfig, ds: Dataset) -> DataInfo:
     else:
         labels = [int(ds[i][1]) for i in range(len(ds))]  # type: ignore[arg-type]
     event = x.dim() == 4
-    return DataInfo("custom", max(labels) + 1, int(x.shape[-3]), int(x.shape[-1]), cfg.time_steps, event)
+    channels = int(x.shape[-3])
+    return DataInfo("custom", max(labels) + 1, channels, int(x.shape[-1]), cfg.time_steps, event, (0.0,) * channels,
+                    (1.0,) * channels)
 

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 
 from .checkpoint import CheckpointError, capture_rng_state, restore_rng_state
-from .build import as_dict
+from .build import model_fields
 from .device import dtype_name
 
 __all__ = ["trainer_state", "load_trainer_state"]
@@ -30,7 +30,7 @@ def trainer_state(trainer: Any, epoch: int) -> dict[str, Any]:
         "config": trainer.cfg.to_dict(),
         "history": trainer.history,
         "rng": rngs,
-        "data_info": as_dict(trainer.info),
+        "data_info": model_fields(trainer.info),
         "world_size": trainer.dist.world_size,
         "autocast_dtype": dtype_name(trainer.amp_dtype),
         "wall_seconds": trainer._wall(),

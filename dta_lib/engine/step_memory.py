@@ -63,9 +63,7 @@ def measure(spec: dict[str, Any]) -> dict[str, float]:
         step()
     out = {"time_steps": cfg.time_steps, "rss_before_mib": before / 1024, "peak_rss_mib": s["VmHWM"] / 1024,
            "step_mib": (s["VmHWM"] - before) / 1024, "step_cpu_s": (time.process_time() - c0) / 3}
-    del model, opt, x, y
-    gc.collect()
-    return out
+    return out  # the model, optimizer and batch go with this frame
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m dta_lib.engine.step_memory SPECS_JSON", file=sys.stderr)
         return 2
-    print(json.dumps([measure(spec) for spec in json.loads(args[0])]))
+    rows = []
+    for spec in json.loads(args[0]):
+        rows.append(measure(spec))
+        gc.collect()  # the previous spec's model is garbage before the next one is built
+    print(json.dumps(rows))
     return 0
 
 

@@ -31,7 +31,7 @@ from ..data.registry import RESOLVED_ROOTS, data_provenance
 from . import distributed as D
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import SYNTHETIC_DATASETS, TrainConfig, config_diff
-from .build import DataInfo, as_dict, build_data, build_model, infer_info
+from .build import DataInfo, build_data, build_model, infer_info, model_fields
 from .device import compile_model, dtype_name, resolve_device, resolve_precision, seed_everything
 from .evaluation import evaluate_model, layer_group
 from .loaders import make_loaders
@@ -335,7 +335,7 @@ class Trainer:
             self.resume_state = None
             self.meta = {
                 "config": cfg.to_dict(),
-                "data_info": as_dict(self.info),
+                "data_info": model_fields(self.info),
                 "hardware": run_metadata(self.device, self.dist.world_size),
                 "autocast_dtype": dtype_name(self.amp_dtype),
                 "parameters": sum(p.numel() for p in self.model.parameters()),

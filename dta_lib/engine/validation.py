@@ -9,6 +9,7 @@ import torch
 
 from .checkpoint import CheckpointError
 from .config import TrainConfig
+from ..data.registry import MODEL_FIELDS
 from .build import DataInfo, build_model, get_data_info
 
 __all__ = ["validate_checkpoint_fields", "check_model_size"]
@@ -35,7 +36,7 @@ def validate_checkpoint_fields(path: str | os.PathLike[str], state: dict[str, An
         raise bad("history", "must be a list of per-epoch records")
     if "data_info" in state:
         di = state["data_info"]
-        names = set(DataInfo.__dataclass_fields__)
+        names = set(MODEL_FIELDS)
         if not isinstance(di, dict) or set(di) != names:
             got = sorted(di) if isinstance(di, dict) else type(di).__name__
             raise bad("data_info", f"must have exactly the keys {sorted(names)}, got {got}")

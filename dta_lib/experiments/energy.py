@@ -11,7 +11,13 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from ..analysis import E_AC_PJ, E_MAC_PJ, energy_totals
-from ..engine.config import PROBE_FIELDS, RUN_FREE_FIELDS, TrainConfig, config_diff, make_config
+from ..engine.config import (
+    PROBE_FIELDS,
+    RUN_FREE_FIELDS,
+    TrainConfig,
+    config_diff,
+    make_config,
+)
 from ..paths import output_root
 from .runner import run_dir, run_one
 

@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
-from ..engine.config import TrainConfig, make_config
+from ..engine.config import TrainConfig, config_diff, make_config
+from ..engine.runfolder import METRICS_FILE, read_metrics
 from ..paths import output_root
 from .tables import load_run
 
@@ -59,13 +60,12 @@ def _finished(path: Path, cfg: TrainConfig) -> bool:
         status = json.loads((path / "run.json").read_text()).get("status")
     except (OSError, ValueError):
         return False
-    lines = (path / "metrics.jsonl").read_text().splitlines() if (path / "metrics.jsonl").is_file() else []
-    # progress bars and worker counts do not change results
-    ignore = {"progress", "workers", "threads", "data_root", "download"}
-    same = {k: v for k, v in saved.items() if k not in ignore} == {
-        k: v for k, v in cfg.to_dict().items() if k not in ignore
-    }
-    return same and status in ("finished", "completed", "done") and len([x for x in lines if x.strip()]) == cfg.epochs
+    try:
+        epochs = len(read_metrics(path))
+    except (OSError, ValueError):
+        return False
+    # progress bars, worker counts, devices and data folders do not identify a run (RUN_FREE_FIELDS)
+    return not config_diff(saved, cfg) and status in ("finished", "completed", "done") and epochs == cfg.epochs
 
 
 #: ``$DTA_REUSE_SINCE`` (an ISO time, set by ``python -m dta_lib.reproduce``): runs finished after it are reused
@@ -158,11 +158,9 @@ def run_study(
 
 def read_history(out: str | os.PathLike[str]) -> pd.DataFrame:
     """The per-epoch records of a run folder (empty frame while no epoch has finished)."""
-    path = Path(out) / "metrics.jsonl"
-    if not path.is_file():
+    if not (Path(out) / METRICS_FILE).is_file():
         return pd.DataFrame()
-    lines = [x for x in path.read_text().splitlines() if x.strip()]
-    return pd.DataFrame([json.loads(x) for x in lines])
+    return pd.DataFrame(read_metrics(out))
 
 
 def live_run(

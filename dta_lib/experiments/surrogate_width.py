@@ -2,11 +2,11 @@
 ``grad_norms``) and the first-to-last-layer ratio (the vanishing-gradient check)."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import pandas as pd
+
+from ..engine.runfolder import read_metrics
 
 __all__ = [
     "grad_norm_curves",
@@ -27,8 +27,7 @@ def grad_norm_curves(runs: pd.DataFrame, by: Sequence[str] = ("surrogate_width",
         raise ValueError(f"runs table lacks columns {missing}; expected 'run' and {list(by)}")
     rows = []
     for _, r in runs.iterrows():
-        lines = (Path(r["run"]) / "metrics.jsonl").read_text().splitlines()
-        for rec in (json.loads(x) for x in lines if x.strip()):
+        for rec in read_metrics(r["run"]):
             norms = rec.get("grad_norms")
             if not norms:
                 raise ValueError(f"run {r['run']} has no grad_norms at epoch {rec.get('epoch')}; "

@@ -15,6 +15,7 @@ from typing import Iterable
 import pandas as pd
 
 from ..atomic import atomic_write_text
+from ..engine.runfolder import read_metrics
 
 __all__ = [
     "load_run",
@@ -48,7 +49,7 @@ def load_run(path: str | os.PathLike) -> dict:
     metrics = p / "metrics.jsonl"
     if not metrics.is_file():
         raise FileNotFoundError(f"not a run folder: {p} has no metrics.jsonl")
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    rows = read_metrics(p)
     if not rows:
         raise ValueError(f"run {p}: metrics.jsonl is empty (the run recorded no epoch)")
     row: dict = {"run": str(p)}
@@ -83,8 +84,7 @@ def load_curves(runs: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """Per-epoch metrics of several runs in long form (one row per run and epoch), with the run path."""
     frames = []
     for r in runs:
-        lines = (Path(r) / "metrics.jsonl").read_text().splitlines()
-        df = pd.DataFrame([json.loads(x) for x in lines if x.strip()])
+        df = pd.DataFrame(read_metrics(r))
         df["run"] = str(r)
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from ..surrogate import ATan, Sigmoid, Surrogate, Triangle
+from ...paths import cache_dir
 from .saving import tag_spikes
 
 __all__ = ["lif_multistep_fused", "FusedLIF", "c_extension_available", "surrogate_code"]
@@ -156,18 +157,11 @@ _LIB_TRIED = False
 _LOCK = threading.Lock()
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("DTA_LIB_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "dta_lib"
-    )
-    return Path(root)
-
-
 def _build() -> ctypes.CDLL:
     """Compile (once per source/flags/compiler, cached) and load the C kernels."""
     cc = os.environ.get("CC", "cc")
     key = hashlib.sha256((_C_SRC + " ".join(_CFLAGS) + cc + sys.platform).encode()).hexdigest()[:16]
-    out = _cache_dir() / f"lif_cpu_{key}.so"
+    out = cache_dir() / f"lif_cpu_{key}.so"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
