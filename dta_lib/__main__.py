@@ -99,8 +99,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .engine.config import make_config
     from .engine import train
+    from .engine.config import make_config
 
     if args.out is None and not args.no_save:
         raise ValueError("--out DIR is required (or pass --no-save to write nothing)")
@@ -191,9 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand. Bad input: message on stderr, exit status 2."""
-    from .engine.checkpoint import CheckpointError
     from .engine import NonFiniteLossError
-
+    from .engine.checkpoint import CheckpointError
     from .engine.runfolder import RunLockedError
 
     parser = build_parser()

@@ -16,7 +16,6 @@ from typing import Any
 
 from .atomic import atomic_write_text
 from .experiments import REUSE_SINCE_ENV
-
 from .paths import CHECKOUT, output_root
 
 

@@ -190,3 +190,83 @@ def test_grad_norm_curves_are_in_forward_layer_order(tmp_path: Path) -> None:
     curves = grad_norm_curves(pd.DataFrame({"run": [str(tmp_path / "a")], "surrogate_width": [1.0], "seed": [0]}))
     assert list(curves["layer"]) == ["stem", "dta", "layer1.0", "layer2.0", "layer2.1", "layer10.0", "fc"]
     assert layer_order(["fc", "stem"]) == ["stem", "fc"]
+
+
+# ---------------------------------------------------------------------------- decision rules and tables in the library
+def _width_runs(accs: dict[float, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"surrogate_width": w, "seed": s, "best_test_acc": a, "final_test_acc": a - 1.0,
+                          "final_train_acc": a + 2.0} for w, xs in accs.items() for s, a in enumerate(xs)])
+
+
+def test_width_table_and_differences_pair_by_seed() -> None:
+    from dta_lib.experiments import width_differences, width_table
+
+    runs = _width_runs({0.5: [50.0, 52.0, 54.0], 1.0: [60.0, 62.1, 63.9], 2.0: [59.0, 62.0, 64.0]})
+    table = width_table(runs)
+    assert list(table["surrogate width gamma"]) == [0.5, 1.0, 2.0] and list(table["seeds"]) == [3, 3, 3]
+    assert table.loc[0, "best test acc. (%)"] == "52.00 +- 2.00"
+    diffs = width_differences(runs).set_index("surrogate_width")
+    assert diffs.loc[0.5, "diff_mean"] == pytest.approx(10.0) and diffs.loc[0.5, "difference"] == "gamma=1.0 minus gamma=0.5"
+    assert diffs.loc[0.5, "exceeds seed noise"] == True  # noqa: E712  10 points, sd 0.1 over 3 pairs
+    assert diffs.loc[2.0, "exceeds seed noise"] == False  # noqa: E712  0.33 points, sd 0.76
+    assert width_differences(runs[runs.surrogate_width != 1.0]).empty  # no reference run: nothing to pair with
+
+
+def test_diagnose_widths_applies_the_rule() -> None:
+    from dta_lib.experiments import diagnose_widths, width_verdicts
+
+    ratio = pd.DataFrame([{"surrogate_width": w, "seed": 0, "epoch": e, "ratio": r}
+                          for w, rs in {0.5: [1.0, 0.05], 1.0: [1.0, 0.5], 2.0: [1.0, 20.0], 4.0: [1.0, 1.0]}.items()
+                          for e, r in enumerate(rs, start=1)])
+    runs = _width_runs({0.5: [60.0], 1.0: [60.0], 2.0: [60.0], 4.0: [14.0]})  # final acc 59 / 59 / 59 / 13
+    summary = diagnose_widths(ratio, runs).set_index("surrogate width gamma")
+    assert summary["diagnosis"].to_dict() == {0.5: "vanishing", 1.0: "healthy", 2.0: "exploding", 4.0: "not learning"}
+    assert summary.loc[0.5, "ratio vs gamma=1"] == pytest.approx(0.1)
+    lines = width_verdicts(summary.reset_index(), runs, pd.DataFrame())
+    assert lines[0].startswith("gamma = 0.5: stem/fc gradient ratio 1 -> 0.05 over training (falls)")
+    assert "from a single seed" in lines[-1]
+
+
+def test_dvs_table_and_verdicts() -> None:
+    from dta_lib.experiments import OVERFIT_GAP, dvs_table, dvs_verdicts, paired_verdicts
+
+    rows = [{"attention": a, "seed": s, "best_test_acc": b, "final_test_acc": b, "clean_train_acc": b + g,
+             "clean_gap": g, "final_train_acc": b}
+            for a, bs, g in (("none", [40.0, 42.0], 2.0), ("dta", [45.0, 47.5], 12.0)) for s, b in enumerate(bs)]
+    runs = pd.DataFrame(rows)
+    table = dvs_table(runs, ["none", "dta"])
+    assert list(table["attention"]) == ["none", "dta"] and list(table["seeds"]) == [2, 2]
+    assert list(table["paper CIFAR10-DVS top-1 (%)"]) == [80.4, 81.3]
+    assert list(table[f"gap > {OVERFIT_GAP:g} points"]) == [False, True]
+    lines = dvs_verdicts(runs, paired_verdicts(runs, "attention", "dta"), ["none", "dta"])
+    assert lines[0].startswith("DTA minus baseline, best test accuracy: +5.25 points over 2 seed pair(s) (sd 0.35)")
+    assert lines[1] == "Paper, CIFAR10-DVS: +0.9 points (81.3 vs 80.4) at full scale."
+    assert lines[2:] == ["none: train/test gap 2.0 points -> below the summary's 10-point overfitting signature.",
+                         "dta: train/test gap 12.0 points -> above the summary's 10-point overfitting signature."]
+
+
+def test_firing_rates_and_energy_per_layer_follow_the_forward_order() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dta_lib import viz
+    from dta_lib.experiments import energy_per_layer, firing_rates_by_model
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 16, 16)
+    recs = {label: profile(ms_resnet18(num_classes=4, time_steps=2, attention=a, in_channels=1, width=0.0625), x)
+            for label, a in (("baseline", "none"), ("DTA", "dta"))}
+    rates, per_t, order = firing_rates_by_model(recs)
+    assert order[: len(recs["DTA"].firing_rates())] == list(recs["DTA"].firing_rates()["name"])
+    assert set(rates["model"]) == {"baseline", "DTA"} and sorted(per_t["t"].unique()) == [1, 2]  # t = 1..T
+    tables = {k: r.energy_table() for k, r in recs.items()}
+    per_layer, layers = energy_per_layer(tables)
+    assert per_layer["energy (nJ)"].sum() == pytest.approx(sum(t["energy_pj"].sum() for t in tables.values()) / 1e3)
+    assert set(per_layer["kind"]) <= {"AC (spike-fed)", "MAC (real-fed)", "mixed"} and set(layers) == set(per_layer["name"])
+    with pytest.raises(ValueError, match="reference model 'DTA'"):
+        firing_rates_by_model({"baseline": recs["baseline"]})
+    for fig in (viz.plot_firing_rates(rates, per_t, order, "t"), viz.plot_energy_per_layer(per_layer, layers, "t")):
+        assert len(fig.axes) >= 2
+        plt.close(fig)

@@ -74,3 +74,17 @@ def test_bad_run_folders(tmp_path):
     (tmp_path / "r" / "metrics.jsonl").write_text("")
     with pytest.raises(ValueError, match="metrics.jsonl is empty"):
         load_runs(tmp_path)
+
+
+def test_mean_std_table_orders_rows_and_counts_seeds():
+    from dta_lib.experiments import mean_std_table, paired_verdicts
+
+    df = pd.DataFrame({"attention": ["dta", "dta", "none", "none", "txa"], "seed": [0, 1, 0, 1, 0],
+                       "best_test_acc": [60.0, 62.0, 50.0, 54.0, 55.0]})
+    t = mean_std_table(df, "attention", {"best (%)": "best_test_acc"}, order=["none", "txa", "dta"])
+    assert list(t.index) == ["none", "txa", "dta"] and list(t["seeds"]) == [2, 1, 2]
+    assert t.loc["dta", "best (%)"] == "61.00 +- 1.41" and t.loc["txa", "best (%)"] == "55.00"  # one seed: no std
+    with pytest.raises(ValueError, match="lacks columns"):
+        mean_std_table(df, "attention", {"x": "final_test_acc"})
+    v = paired_verdicts(df, "attention", "dta").set_index("attention")
+    assert v.loc["none", "diff_mean"] == pytest.approx(9.0) and v.loc["txa", "exceeds seed noise"] is None

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
 import torch
 
@@ -280,3 +281,18 @@ def test_calibrate_bn_restores_momentum_on_error_and_checks_input() -> None:
         calibrate_bn(model, torch.rand(2, 3, 8, 8), batch_size=0)
     with pytest.raises(ValueError, match="BatchNorm"):
         calibrate_bn(torch.nn.Linear(2, 2), torch.rand(2, 3, 8, 8))
+
+
+def test_study_plots_of_notebook_09() -> None:
+    curves = pd.DataFrame([{"surrogate_width": w, "seed": 0, "epoch": e, "layer": layer, "grad_norm": g}
+                           for w in (0.5, 1.0) for e in (1, 2) for layer, g in (("stem", 0.1 * e), ("fc", 1.0))])
+    fig = viz.plot_grad_norms(curves, title="t")
+    assert len(fig.axes) == 2 and fig.axes[0].get_yscale() == "log"  # one panel per epoch
+    ratio = curves.pivot_table(index=["surrogate_width", "seed", "epoch"], columns="layer", values="grad_norm")
+    ratio = ratio.assign(ratio=ratio["stem"] / ratio["fc"]).reset_index()
+    acc = ratio[["surrogate_width", "seed", "epoch"]].assign(test_acc=30.0)
+    fig = viz.plot_vanishing_check(ratio, acc, vanishing=0.1, exploding=10.0)
+    rules = {line.get_label(): line.get_ydata()[0] for line in fig.axes[0].lines if "rule" in line.get_label()}
+    assert rules == {"0.1 (vanishing rule)": 0.1, "10 (exploding rule)": 10.0}
+    with pytest.raises(ValueError, match="lacks columns"):
+        viz.plot_vanishing_check(ratio.drop(columns="ratio"), acc)

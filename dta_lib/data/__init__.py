@@ -9,8 +9,20 @@ from __future__ import annotations
 
 from .augment import EVENT_OPS, BatchMix, EventAugment, soft_cross_entropy
 from .datasets import build_datasets, build_emulated
-from .emulator import EmulatedEvents, EmulatorConfig, emulate, emulate_cached, saccade_path
-from .events import EVENT_DTYPE, FramedEvents, events_to_frames, read_events, split_per_class
+from .emulator import (
+    EmulatedEvents,
+    EmulatorConfig,
+    emulate,
+    emulate_cached,
+    saccade_path,
+)
+from .events import (
+    EVENT_DTYPE,
+    FramedEvents,
+    events_to_frames,
+    read_events,
+    split_per_class,
+)
 from .registry import DATASETS, DatasetInfo, cache_dir, dataset_info
 
 __all__ = [

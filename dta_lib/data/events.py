@@ -19,7 +19,14 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from .common import balanced_subset, single_threaded
-from .registry import atomic_write, cache_dir, cache_key, check_time_steps, dataset_info, resolve_root
+from .registry import (
+    atomic_write,
+    cache_dir,
+    cache_key,
+    check_time_steps,
+    dataset_info,
+    resolve_root,
+)
 
 __all__ = ["EVENT_DTYPE", "CIFAR10DVS_CLASSES", "read_events", "events_to_frames", "split_per_class",
            "FramedEvents", "CIFAR10DVS", "build_cifar10_dvs"]

@@ -4,14 +4,20 @@ checkpoints (:mod:`.checkpoint`, :mod:`.state`), the run folder (:mod:`.runfolde
 provenance (:mod:`.provenance`) and DDP (:mod:`.distributed`)."""
 from __future__ import annotations
 
+from .build import DataInfo, build_data, build_model, get_data_info, synthetic_datasets
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import PRESETS, RECIPES, TrainConfig, make_config
-from .build import DataInfo, build_data, build_model, get_data_info, synthetic_datasets
-from .device import cpu_has_native_bf16, resolve_device, resolve_precision, seed_everything
+from .device import (
+    cpu_has_native_bf16,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
 from .evaluation import evaluate, evaluate_model, load_model
 from .provenance import run_metadata
 from .runfolder import METRICS_FILE, read_metrics
-from .trainer import NonFiniteLossError, Trainer, TrainResult, train
+from .results import NonFiniteLossError, TrainResult
+from .trainer import Trainer, train
 
 __all__ = [
     "TrainConfig", "make_config", "RECIPES", "PRESETS", "DataInfo", "TrainResult", "NonFiniteLossError", "Trainer",

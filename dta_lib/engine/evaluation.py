@@ -15,9 +15,9 @@ from tqdm.auto import tqdm
 from ..models import MSResNet
 from ..snn.neuron import LIF
 from . import distributed as D
+from .build import DataInfo, build_data, build_model, get_data_info
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import PRECISIONS, TrainConfig
-from .build import DataInfo, build_data, build_model, get_data_info
 from .device import resolve_device, resolve_precision, trained_precision
 from .validation import validate_checkpoint_fields
 

@@ -5,8 +5,8 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, capture_rng_state, restore_rng_state
 from .build import model_fields
+from .checkpoint import CheckpointError, capture_rng_state, restore_rng_state
 from .device import dtype_name
 
 __all__ = ["trainer_state", "load_trainer_state"]

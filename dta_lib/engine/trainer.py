@@ -17,8 +17,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,39 +27,20 @@ from tqdm.auto import tqdm
 
 from ..data.registry import RESOLVED_ROOTS, data_provenance
 from . import distributed as D
+from .build import DataInfo, build_data, build_model, infer_info, model_fields
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import SYNTHETIC_DATASETS, TrainConfig, config_diff
-from .build import DataInfo, build_data, build_model, infer_info, model_fields
 from .device import compile_model, dtype_name, resolve_device, resolve_precision, seed_everything
 from .evaluation import evaluate_model, layer_group
 from .loaders import make_loaders
 from .provenance import run_metadata
+from .results import NonFiniteLossError, TrainResult
+from .runfolder import (LOCK_FILE, METRICS_FILE, RunLock, check_out_path, check_run_folder, clean_temp_files,
+                        copy_checkpoint, repair, write_metrics)
 from .state import load_trainer_state, trainer_state
-from .runfolder import LOCK_FILE, METRICS_FILE, RunLock, check_out_path, check_run_folder, clean_temp_files, copy_checkpoint, repair, write_metrics
 from .validation import check_model_size, validate_checkpoint_fields
 
 __all__ = ["Trainer", "train", "TrainResult", "NonFiniteLossError"]
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-
-@dataclass
-class TrainResult:
-    """Outcome of a run: accuracies in percent, the per-epoch history and where files went."""
-
-    best_acc: float
-    best_epoch: int
-    final_acc: float
-    epochs: int
-    history: list[dict[str, Any]]
-    wall_seconds: float
-    out: Path | None
-    config: TrainConfig
-    param_digests: list[str] = field(default_factory=list)
-
 
 
 # ---------------------------------------------------------------------------- trainer
@@ -406,7 +385,6 @@ class Trainer:
                 self._lock = None
                 with contextlib.suppress(OSError):
                     self.out.rmdir()
-
 
 
 def train(

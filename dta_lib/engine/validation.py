@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError
-from .config import TrainConfig
 from ..data.registry import MODEL_FIELDS
 from .build import DataInfo, build_model, get_data_info
+from .checkpoint import CheckpointError
+from .config import TrainConfig
 
 __all__ = ["validate_checkpoint_fields", "check_model_size"]
 

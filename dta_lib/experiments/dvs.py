@@ -6,12 +6,15 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
 from ..engine.config import TrainConfig
+from .paper import PAPER_RESULTS
+from .stats import mean_std_table
 
 __all__ = [
     "EVENT_COUNTERPART",
@@ -19,7 +22,13 @@ __all__ = [
     "cifar10_dvs_available",
     "clean_train_accuracy",
     "train_test_gaps",
+    "OVERFIT_GAP",
+    "dvs_table",
+    "dvs_verdicts",
 ]
+
+#: a clean train - test gap above this many points is the overfitting signature of the paper summary
+OVERFIT_GAP = 10.0
 
 #: static dataset -> the event dataset notebook 08 studies for it (``make reproduce`` injects DATASET)
 EVENT_COUNTERPART = {
@@ -103,3 +112,41 @@ def train_test_gaps(runs: pd.DataFrame, checkpoint: str = "last.pt") -> pd.DataF
     out["clean_train_acc"] = values
     out["clean_gap"] = out["clean_train_acc"] - out["final_test_acc"]
     return out
+
+
+def dvs_table(runs: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per attention variant: accuracies and the clean train - test gap as mean +- std over seeds, the seed count,
+    the paper's CIFAR10-DVS top-1 and whether the mean gap exceeds :data:`OVERFIT_GAP`.
+
+    ``runs`` carries :func:`train_test_gaps`' ``clean_train_acc`` / ``clean_gap`` columns.
+    """
+    table = mean_std_table(runs, "attention", {
+        "best test acc. (%)": "best_test_acc", "final test acc. (%)": "final_test_acc",
+        "clean train acc. (%)": "clean_train_acc", "train/test gap (points)": "clean_gap",
+        "train acc. on augmented batches (%)": "final_train_acc",
+    }, order=order if order is not None else list(dict.fromkeys(runs["attention"])))
+    paper = PAPER_RESULTS[PAPER_RESULTS["dataset"] == "cifar10-dvs"].set_index("attention")["paper_top1"]
+    table["paper CIFAR10-DVS top-1 (%)"] = paper.reindex(table.index)
+    table[f"gap > {OVERFIT_GAP:g} points"] = runs.groupby("attention")["clean_gap"].mean().gt(OVERFIT_GAP).reindex(
+        table.index)
+    return table.reset_index()
+
+
+def dvs_verdicts(runs: pd.DataFrame, diffs: pd.DataFrame, order: Sequence[str] | None = None) -> list[str]:
+    """The study's reading in sentences: DTA minus the baseline with the noise verdict (``diffs``:
+    :func:`~dta_lib.experiments.stats.paired_verdicts` against ``dta``), the paper's full-scale gap, and each
+    variant's clean train - test gap against :data:`OVERFIT_GAP`."""
+    order = list(order) if order is not None else list(dict.fromkeys(runs["attention"]))
+    m = runs.groupby("attention")[["best_test_acc", "clean_gap"]].mean().reindex(order)
+    paper = PAPER_RESULTS[PAPER_RESULTS["dataset"] == "cifar10-dvs"].set_index("attention")["paper_top1"]
+    d = diffs.iloc[0]
+    lines = [f"DTA minus baseline, best test accuracy: {d.diff_mean + 0.0:+.2f} points over {int(d.n_pairs)} seed "
+             "pair(s)" + (f" (sd {d.diff_std:.2f})" if d.n_pairs > 1 else "") + "; "
+             + ("exceeds seed noise." if d["exceeds seed noise"]
+                else "does NOT exceed seed noise (or too few seeds to tell): not a win."),
+             f"Paper, CIFAR10-DVS: {paper['dta'] - paper['none']:+.1f} points ({paper['dta']:g} vs {paper['none']:g}) "
+             "at full scale."]
+    for a, r in m.iterrows():
+        lines.append(f"{a}: train/test gap {r.clean_gap:.1f} points -> " + ("above" if r.clean_gap > OVERFIT_GAP else "below")
+                     + f" the summary's {OVERFIT_GAP:g}-point overfitting signature.")
+    return lines

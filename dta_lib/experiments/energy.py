@@ -29,6 +29,8 @@ __all__ = [
     "dta_cost",
     "runs_provenance",
     "output_dirs",
+    "firing_rates_by_model",
+    "energy_per_layer",
 ]
 
 def _same_maths(saved: dict[str, Any], cfg: TrainConfig) -> bool:
@@ -184,3 +186,32 @@ def output_dirs(preset: str, root: str | os.PathLike[str] | None = None) -> tupl
     if preset != "cpu":
         tables, figures = tables / preset, figures / preset
     return tables, figures
+
+
+def _forward_order(first: Sequence[str], names: Iterable[str]) -> list[str]:
+    order = list(dict.fromkeys(first))
+    return order + [n for n in dict.fromkeys(names) if n not in order]
+
+
+def firing_rates_by_model(recorders: dict[str, Any], reference: str = "DTA"
+                          ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """``(rates, per_step, order)`` of several :class:`~dta_lib.analysis.SpikeRecorder` s keyed by model label:
+    mean firing rate per LIF layer and per time step (long form, with a ``model`` column), and the layers in the
+    forward order of ``reference``'s model (layers only the others have come last)."""
+    if reference not in recorders:
+        raise ValueError(f"reference model {reference!r} not among the recorders {sorted(recorders)}")
+    rates = pd.concat([r.firing_rates().assign(model=label) for label, r in recorders.items()], ignore_index=True)
+    per_step = pd.concat([r.firing_rates(long=True).assign(model=label) for label, r in recorders.items()],
+                         ignore_index=True)
+    return rates, per_step, _forward_order(recorders[reference].firing_rates()["name"], rates["name"])
+
+
+def energy_per_layer(tables: dict[str, pd.DataFrame], reference: str = "DTA") -> tuple[pd.DataFrame, list[str]]:
+    """Energy tables per model (``SpikeRecorder.energy_table``) in long form with ``model``, ``energy (nJ)`` and the
+    ``kind`` of arithmetic (AC for spike-fed layers, MAC for real-fed ones), and the layers in forward order."""
+    if reference not in tables:
+        raise ValueError(f"reference model {reference!r} not among the tables {sorted(tables)}")
+    per_layer = pd.concat([t.assign(model=label) for label, t in tables.items()], ignore_index=True)
+    per_layer["energy (nJ)"] = per_layer["energy_pj"] / 1e3
+    per_layer["kind"] = per_layer["input"].map({"spike": "AC (spike-fed)", "real": "MAC (real-fed)"}).fillna("mixed")
+    return per_layer, _forward_order(tables[reference]["name"], per_layer["name"])

@@ -3,7 +3,7 @@ detectable effect, and whether a difference exceeds the seed noise."""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -15,6 +15,8 @@ __all__ = [
     "exceeds_noise",
     "min_detectable_effect",
     "format_mean_std",
+    "mean_std_table",
+    "paired_verdicts",
 ]
 
 
@@ -95,3 +97,33 @@ def _check_columns(df: pd.DataFrame, need: Sequence[str], what: str) -> None:
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise ValueError(f"{what}: the runs table lacks columns {missing}; expected run_study/load_runs rows")
+
+
+def mean_std_table(df: pd.DataFrame, by: str, columns: dict[str, str], order: Sequence[Any] | None = None,
+                   seeds: str = "seed") -> pd.DataFrame:
+    """Per value of ``by``: each ``columns`` entry (header -> column of ``df``) as "mean +- std" over the rows,
+    then the number of ``seeds``; rows in ``order`` when given, else in the order ``groupby`` gives.
+
+    The index is ``by`` (``reset_index`` turns it into a column). Std is the sample std (n/a with one seed).
+    """
+    _check_columns(df, [by, seeds, *columns.values()], "mean_std_table")
+    sort = order is None
+    out = {}
+    for header, col in columns.items():
+        g = df.groupby(by, sort=sort)[col]
+        out[header] = pd.Series({k: format_mean_std(m, s) for k, m, s in zip(g.mean().index, g.mean(), g.std())})
+    out["seeds"] = df.groupby(by, sort=sort)[seeds].count()
+    table = pd.DataFrame(out)
+    return (table.reindex(list(order)) if order is not None else table).rename_axis(by)
+
+
+def paired_verdicts(df: pd.DataFrame, by: str, baseline: Any, metric: str = "best_test_acc",
+                    level: float = 0.95) -> pd.DataFrame:
+    """:func:`paired_differences` with an ``exceeds seed noise`` column (:func:`exceeds_noise` of each row: True,
+    False, or None with fewer than two pairs)."""
+    diffs = paired_differences(df, by, baseline, metric)
+    if diffs.empty:
+        return diffs
+    diffs["exceeds seed noise"] = [exceeds_noise(m, s, n, level)
+                                   for m, s, n in zip(diffs.diff_mean, diffs.diff_std, diffs.n_pairs)]
+    return diffs

@@ -1,5 +1,10 @@
-"""The surrogate-width study (notebook 09): per-layer gradient norms over training (``metrics.jsonl``
-``grad_norms``) and the first-to-last-layer ratio (the vanishing-gradient check)."""
+"""The surrogate-width study (notebook 09): accuracy per triangle half-width, per-layer gradient norms over training
+(``metrics.jsonl`` ``grad_norms``), the first-to-last-layer ratio and the vanishing-gradient rule applied to it.
+
+The rule (:func:`diagnose_widths`), per width at the last epoch: **vanishing** when the stem/fc gradient ratio is
+below :data:`VANISHING_RATIO` and below the release width's; **exploding** when it is above :data:`EXPLODING_RATIO`
+and above the release width's; **not learning** when the final test accuracy is within :data:`CHANCE_MARGIN`
+points of chance; otherwise **healthy**."""
 from __future__ import annotations
 
 from typing import Iterable, Sequence
@@ -7,12 +12,31 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from ..engine.runfolder import read_metrics
+from .stats import mean_std_table, paired_verdicts
 
 __all__ = [
+    "RELEASE_WIDTH",
+    "VANISHING_RATIO",
+    "EXPLODING_RATIO",
+    "CHANCE_MARGIN",
     "grad_norm_curves",
     "layer_order",
     "gradient_ratio",
+    "width_table",
+    "width_differences",
+    "diagnose_widths",
+    "width_verdicts",
 ]
+
+#: the release's triangle half-width gamma
+RELEASE_WIDTH = 1.0
+#: stem/fc gradient ratio below which (and below the release width's) a width is "vanishing"
+VANISHING_RATIO = 0.1
+#: stem/fc gradient ratio above which (and above the release width's) a width is "exploding"
+EXPLODING_RATIO = 10.0
+#: a final test accuracy within this many points of chance is "not learning"
+CHANCE_MARGIN = 5.0
+_GAMMA = "surrogate width gamma"
 
 
 def grad_norm_curves(runs: pd.DataFrame, by: Sequence[str] = ("surrogate_width", "seed")) -> pd.DataFrame:
@@ -71,3 +95,70 @@ def gradient_ratio(curves: pd.DataFrame, first: str = "stem", last: str = "fc",
     wide = curves.pivot_table(index=[*by, "epoch"], columns="layer", values="grad_norm").reset_index()
     wide["ratio"] = wide[first] / wide[last]
     return wide[[*by, "epoch", first, last, "ratio"]]
+
+
+def width_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per width: best / final test and final train accuracy as mean +- std over seeds, and the seed count."""
+    return mean_std_table(runs, "surrogate_width", {
+        "best test acc. (%)": "best_test_acc", "final test acc. (%)": "final_test_acc",
+        "final train acc. (%, augmented batches)": "final_train_acc",
+    }).rename_axis(_GAMMA).reset_index()
+
+
+def width_differences(runs: pd.DataFrame, reference: float = RELEASE_WIDTH,
+                      metric: str = "best_test_acc") -> pd.DataFrame:
+    """Seed-paired ``reference`` minus each other width (positive: the reference is better), with the noise
+    verdict; empty when ``reference`` was not run."""
+    if reference not in set(runs["surrogate_width"]):
+        return pd.DataFrame()
+    diffs = paired_verdicts(runs, "surrogate_width", reference, metric)
+    if diffs.empty:
+        return diffs
+    diffs.insert(0, "difference", [f"gamma={reference} minus gamma={w}" for w in diffs["surrogate_width"]])
+    return diffs.drop(columns=["vs"])
+
+
+def diagnose_widths(ratio: pd.DataFrame, runs: pd.DataFrame, reference: float = RELEASE_WIDTH,
+                    chance: float = 10.0) -> pd.DataFrame:
+    """Per width: the stem/fc ratio at the first and last epoch (mean over seeds), relative to ``reference``'s, the
+    mean final test accuracy and the diagnosis of the module's rule (``chance``: accuracy of guessing, %)."""
+    last = ratio[ratio["epoch"] == ratio["epoch"].max()].groupby("surrogate_width")["ratio"].mean()
+    first = ratio[ratio["epoch"] == ratio["epoch"].min()].groupby("surrogate_width")["ratio"].mean()
+    final_acc = runs.groupby("surrogate_width")["final_test_acc"].mean()
+    ref = last.get(reference, float("nan"))
+    summary = pd.DataFrame({
+        "stem/fc ratio, first epoch": first.round(3), "stem/fc ratio, last epoch": last.round(3),
+        f"ratio vs gamma={reference:g}": (last / ref).round(2), "final test acc. (%)": final_acc.round(1),
+    })
+
+    def diagnose(r: float, a: float) -> str:
+        flags = [name for name, hit in (("vanishing", r < VANISHING_RATIO and r < ref),
+                                        ("exploding", r > EXPLODING_RATIO and r > ref),
+                                        ("not learning", a <= chance + CHANCE_MARGIN)) if hit]
+        return ", ".join(flags) or "healthy"
+
+    summary["diagnosis"] = [diagnose(r, a) for r, a in zip(last, final_acc)]
+    return summary.rename_axis(_GAMMA).reset_index()
+
+
+def width_verdicts(summary: pd.DataFrame, runs: pd.DataFrame, diffs: pd.DataFrame,
+                   reference: float = RELEASE_WIDTH) -> list[str]:
+    """One sentence per width (ratio trend, diagnosis), then which width is best and whether that is more than seed
+    noise (one seed: no width is declared better)."""
+    lines = []
+    rel = f"ratio vs gamma={reference:g}"
+    for _, r in summary.iterrows():
+        trend = "falls" if r["stem/fc ratio, last epoch"] < r["stem/fc ratio, first epoch"] else "rises"
+        lines.append(f"gamma = {r[_GAMMA]:g}: stem/fc gradient ratio {r['stem/fc ratio, first epoch']:.3g} -> "
+                     f"{r['stem/fc ratio, last epoch']:.3g} over training ({trend}), {r[rel]:.2f}x the "
+                     f"release width's; final test accuracy {r['final test acc. (%)']:.1f}% -> "
+                     f"diagnosis by the rule above: {r['diagnosis'].upper()}.")
+    best = runs.groupby("surrogate_width")["final_test_acc"].mean().idxmax()
+    if runs["seed"].nunique() < 2:
+        lines.append(f"Highest final accuracy: gamma = {best:g}, from a single seed: not tested against seed noise, "
+                     "so no width is declared better.")
+    else:
+        sig = diffs[diffs["exceeds seed noise"] == True]["surrogate_width"].tolist() if not diffs.empty else []  # noqa: E712
+        lines.append(f"Highest mean final accuracy: gamma = {best:g}; widths whose difference to gamma = "
+                     f"{reference:g} exceeds seed noise: {sig or 'none'}.")
+    return lines

@@ -10,10 +10,10 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .attention import ATTENTION_MODES, DTA
 from ..snn.kernels.saving import compact_spikes
 from ..snn.neuron import LIF
 from ..snn.surrogate import Surrogate, build_surrogate
+from .attention import ATTENTION_MODES, DTA
 
 __all__ = ["MSBlock", "MSResNet", "ms_resnet18", "ms_resnet34"]
 

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from torch.optim.swa_utils import update_bn
-
 import pandas as pd
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import update_bn
 
 from .attention import DTA, TNA, TXA
 

@@ -9,7 +9,7 @@ are checked against it.
 """
 from __future__ import annotations
 
-from typing import overload, Literal
+from typing import Literal, overload
 
 import torch
 from torch import Tensor

@@ -1,7 +1,6 @@
 """Figures for the data notebooks (matplotlib): an image beside its emulated event frames."""
 from __future__ import annotations
 
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch

@@ -18,6 +18,10 @@ __all__ = [
     "plot_time_steps",
     "plot_study",
     "plot_paper_gaps",
+    "plot_grad_norms",
+    "plot_vanishing_check",
+    "plot_firing_rates",
+    "plot_energy_per_layer",
 ]
 
 
@@ -164,3 +168,92 @@ def plot_paper_gaps(gaps: pd.DataFrame, title: str = "") -> Any:
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
+
+
+def plot_grad_norms(curves: pd.DataFrame, title: str = "", hue: str = "surrogate_width") -> Any:
+    """One panel per epoch: gradient L2 norm per layer, input to output (log scale), one line per ``hue`` value
+    (mean, band: sd over seeds). ``curves`` is :func:`dta_lib.experiments.grad_norm_curves`' long form."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    _check_columns(curves, ["layer", "epoch", "grad_norm", hue], "plot_grad_norms")
+    layers = list(dict.fromkeys(curves["layer"]))  # forward order
+    epochs = sorted(curves["epoch"].unique())
+    fig, axes = plt.subplots(1, len(epochs), figsize=(4.2 * len(epochs), 3.8), sharey=True, squeeze=False)
+    for ax, e in zip(axes[0], epochs):
+        sub = curves[curves["epoch"] == e].copy()
+        sub["layer"] = pd.Categorical(sub["layer"], layers, ordered=True)
+        sns.lineplot(data=sub.sort_values("layer"), x="layer", y="grad_norm", hue=hue, marker="o",
+                     palette="viridis", ax=ax, errorbar="sd", sort=False)
+        ax.set(yscale="log", title=f"epoch {e}", xlabel="layer (input -> output)",
+               ylabel="gradient L2 norm (RMS over steps)")
+        ax.tick_params(axis="x", rotation=60)
+        ax.legend(title="gamma", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_vanishing_check(ratio: pd.DataFrame, accuracy: pd.DataFrame, title: str = "", vanishing: float = 0.1,
+                         exploding: float = 10.0, chance: float = 10.0, hue: str = "surrogate_width") -> Any:
+    """Left: the stem/fc gradient ratio per epoch (log scale) with the rule's ``vanishing`` / ``exploding`` lines;
+    right: test accuracy per epoch with ``chance``. ``ratio``: :func:`dta_lib.experiments.gradient_ratio`;
+    ``accuracy``: per-epoch records with ``epoch``, ``test_acc`` and ``hue``."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    _check_columns(ratio, ["epoch", "ratio", hue], "plot_vanishing_check")
+    _check_columns(accuracy, ["epoch", "test_acc", hue], "plot_vanishing_check")
+    epochs = sorted(ratio["epoch"].unique())
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(11, 3.8))
+    sns.lineplot(data=ratio, x="epoch", y="ratio", hue=hue, marker="o", palette="viridis", ax=a0, errorbar="sd")
+    a0.set(yscale="log", title="stem / fc gradient norm", ylabel="ratio (log scale)")
+    a0.axhline(vanishing, ls="--", c="crimson", lw=1, label=f"{vanishing:g} (vanishing rule)")
+    a0.axhline(exploding, ls="--", c="darkorange", lw=1, label=f"{exploding:g} (exploding rule)")
+    a0.legend(title="gamma", fontsize=8)
+    sns.lineplot(data=accuracy, x="epoch", y="test_acc", hue=hue, marker="o", palette="viridis", ax=a1, errorbar="sd")
+    a1.axhline(chance, ls=":", c="0.4", lw=1, label="chance")
+    a1.set(title="test accuracy", ylabel="top-1 (%)")
+    a1.legend(title="gamma", fontsize=8)
+    for a in (a0, a1):
+        a.set_xticks(epochs)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_firing_rates(rates: pd.DataFrame, per_step: pd.DataFrame, order: Sequence[str], title: str = "") -> Any:
+    """Left: mean firing rate per LIF layer and model (bars, ``order``); right: rate per time step (mean over
+    layers, band: min-max). Inputs: :func:`dta_lib.experiments.firing_rates_by_model`."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    _check_columns(rates, ["name", "rate", "model"], "plot_firing_rates")
+    _check_columns(per_step, ["t", "rate", "model"], "plot_firing_rates")
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(14, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    sns.barplot(data=rates, x="name", y="rate", hue="model", order=list(order), ax=a0, palette="Set2")
+    a0.set(title="mean firing rate per LIF layer", xlabel="LIF layer (input -> output)", ylabel="spikes / neuron / step")
+    a0.tick_params(axis="x", rotation=70)
+    sns.lineplot(data=per_step, x="t", y="rate", hue="model", style="model", estimator="mean", errorbar=("pi", 100),
+                 ax=a1, palette="Set2", marker="o")
+    a1.set(title="firing rate per time step (mean over layers; band: min-max)", xlabel="time step t", ylabel="rate",
+           xticks=sorted(per_step["t"].unique()))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_energy_per_layer(per_layer: pd.DataFrame, order: Sequence[str], title: str = "") -> Any:
+    """Energy per layer and image (log scale), one panel per model, bars coloured by the kind of arithmetic.
+    Inputs: :func:`dta_lib.experiments.energy_per_layer`. Returns the Figure."""
+    import seaborn as sns
+
+    _check_columns(per_layer, ["name", "energy (nJ)", "kind", "model"], "plot_energy_per_layer")
+    g = sns.catplot(data=per_layer, x="name", y="energy (nJ)", hue="kind", col="model", kind="bar", order=list(order),
+                    height=4.2, aspect=2.0,
+                    palette={"AC (spike-fed)": "tab:blue", "MAC (real-fed)": "tab:red", "mixed": "0.5"}, dodge=False)
+    for ax in g.axes.flat:
+        ax.tick_params(axis="x", rotation=80, labelsize=7)
+        ax.set(yscale="log", xlabel="layer")
+    g.figure.suptitle(title, y=1.03)
+    return g.figure

@@ -30,11 +30,12 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+
 import torch
 from torch import Tensor
 
-from ..surrogate import ATan, Sigmoid, Surrogate, Triangle
 from ...paths import cache_dir
+from ..surrogate import ATan, Sigmoid, Surrogate, Triangle
 from .saving import tag_spikes
 
 __all__ = ["lif_multistep_fused", "FusedLIF", "c_extension_available", "surrogate_code"]

@@ -16,8 +16,8 @@ import triton.language as tl
 from torch import Tensor
 
 from ..surrogate import Surrogate
-from .saving import tag_spikes
 from .lif_cpu import _btn, _same_layout, _torch_backward, surrogate_code
+from .saving import tag_spikes
 
 __all__ = ["lif_multistep_triton", "TritonLIF"]
 
