@@ -42,7 +42,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 # ---------------------------------------------------------------------------- train
 def _add_train(p: argparse.ArgumentParser) -> None:
-    from .engine.config import ATTENTIONS, PRECISIONS, PRESETS, RECIPES
+    from .engine.config import ARCHS, ATTENTIONS, PRECISIONS, PRESETS, RECIPES
     from .snn.surrogate import SURROGATES
 
     p.description = (
@@ -59,6 +59,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt, exactly")
     g.add_argument("--seed", type=int, default=None, help="random seed (python, numpy, torch, data order)")
     m = p.add_argument_group("model")
+    m.add_argument("--arch", default=None, choices=ARCHS, help="backbone (recipe default: ms_resnet34 for imagenet)")
     m.add_argument("--attention", default=None, choices=ATTENTIONS, help="attention after the stem (default dta)")
     m.add_argument("--time-steps", "-T", type=int, default=None, help="time steps T (recipe default)")
     m.add_argument("--width", type=float, default=None, help="channel width multiplier (1.0 = paper)")
@@ -69,6 +70,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     o.add_argument("--epochs", type=int, default=None, help="number of epochs (cosine annealing to 0 over them)")
     o.add_argument("--batch-size", type=int, default=None, help="batch size per process")
     o.add_argument("--lr", type=float, default=None, help="initial SGD learning rate")
+    o.add_argument("--momentum", type=float, default=None, help="SGD momentum (0.9)")
     o.add_argument("--weight-decay", type=float, default=None, help="SGD weight decay")
     o.add_argument("--label-smoothing", type=float, default=None, help="label smoothing")
     o.add_argument("--cutmix-alpha", type=float, default=None, help="CutMix Beta(alpha, alpha); 0 = off")
@@ -107,9 +109,9 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.out is not None and args.no_save:
         raise ValueError("--out and --no-save exclude each other")
     cfg = make_config(
-        args.dataset, args.preset, attention=args.attention, time_steps=args.time_steps, seed=args.seed,
+        args.dataset, args.preset, arch=args.arch, attention=args.attention, time_steps=args.time_steps, seed=args.seed,
         width=args.width, surrogate=args.surrogate, surrogate_width=args.surrogate_width, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, cutmix_alpha=args.cutmix_alpha, mixup_alpha=args.mixup_alpha,
         mix_prob=args.mix_prob, data_root=args.data_root, download=args.download or None, subset=args.subset,
         test_subset=args.test_subset, augment=False if args.no_augment else None, workers=args.workers,

@@ -217,3 +217,25 @@ def test_sigkill_after_first_epoch_then_resume_matches_uninterrupted_run(tmp_pat
     meta = json.loads((cut / "run.json").read_text())
     assert meta["status"] == "completed" and meta["resumed_from_epoch"] == done
     assert not [p for p in cut.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_every_config_field_has_a_train_flag():
+    """``python -m dta_lib train`` passes every TrainConfig field to make_config (no field without a flag)."""
+    import ast
+    import dataclasses
+    import inspect
+
+    from dta_lib import __main__ as cli
+    from dta_lib.engine.config import TrainConfig
+
+    call = next(n for n in ast.walk(ast.parse(inspect.getsource(cli._run_train)))
+                if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "make_config")
+    passed = {"dataset", "preset"} | {k.arg for k in call.keywords}
+    assert passed == {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def test_arch_and_momentum_flags_reach_the_config(tmp_path):
+    assert main(["train", *TINY, "--epochs", "1", "--momentum", "0.5", "--arch", "ms_resnet18",
+                 "--out", str(tmp_path / "r")]) == 0
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["momentum"] == 0.5 and cfg["arch"] == "ms_resnet18"
