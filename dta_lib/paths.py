@@ -46,7 +46,7 @@ def output_root(explicit: str | os.PathLike[str] | None = None) -> Path:
             continue  # an exported but empty variable means "not set"
         if not text.strip():
             raise ValueError(f"{what} is {text!r}: expected a folder path, not an empty string")
-        return Path(text).expanduser()
+        return Path(text).expanduser().absolute()  # a later chdir does not move it
     return Path.cwd() / "reports"
 
 

@@ -69,3 +69,12 @@ def test_default_precisions_follow_native_bf16(monkeypatch):
     assert bench.default_precisions("cpu") == ["fp32"]
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     assert bench.default_precisions("cpu") == ["fp32", "bf16"]
+
+
+def test_relative_out_dir_holds_both_files(tmp_path, monkeypatch):
+    """A relative ``out_dir`` is the working folder's, for the figure as for the JSON (not the output root's)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DTA_OUTPUT_DIR", str(tmp_path / "elsewhere"))
+    bench.run_bench(quick=True, repeats=1, out_dir="rel", precisions=("fp32",), lif_time_steps=(2,), skip_train=True)
+    assert sorted(p.name for p in (tmp_path / "rel").iterdir()) == ["bench_cpu.json", "bench_cpu.png"]
+    assert not (tmp_path / "elsewhere").exists()

@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_write
 from ..engine.provenance import cpu_model, git_commit, git_dirty
 
 __all__ = [
@@ -72,7 +71,9 @@ def plot(result: dict[str, Any], path: Path | None = None):
                  f"{m['threads']} threads · torch {m['torch']}", fontsize=9)
     fig.tight_layout()
     if path is not None:
-        atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png"))
+        from ..viz.core import save_figure
+
+        save_figure(fig, Path(path).absolute(), dpi=120)  # a relative path means the working folder here
         plt.close(fig)
     return fig
 

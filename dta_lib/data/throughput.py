@@ -24,11 +24,11 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..paths import CHECKOUT
 from .registry import dataset_info
 
 __all__ = ["loader_throughput", "train_step_throughput", "emulator_throughput", "demo_roots", "measure_all"]
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def loader_throughput(dataset: Dataset, batch_size: int = 64, batches: int = 10, num_workers: int = 0,
@@ -126,8 +126,8 @@ def demo_roots(tmp: Path, copies: int = 50) -> dict[str, Path]:
                 for c in range(max(1, copies // 10)):
                     shutil.copy(f, d / f"{c}_{f.name}")
         roots["imagenet"] = tmp / "imagenet"
-    aedat = REPO / "tests" / "data" / "test_data.aedat4"
-    if aedat.is_file():
+    aedat = CHECKOUT / "tests" / "data" / "test_data.aedat4" if CHECKOUT is not None else None
+    if aedat is not None and aedat.is_file():
         for cls in ("airplane", "automobile"):
             d = tmp / "dvs" / "CIFAR10DVS" / cls
             d.mkdir(parents=True)

@@ -10,14 +10,18 @@ from typing import Any
 
 import torch
 
+from ..paths import CHECKOUT
+
 __all__ = ["run_metadata", "git", "git_commit", "git_dirty", "cpu_model"]
 
 
 def git(*args: str) -> str | None:
-    """``git <args>`` run in the folder holding ``dta_lib`` (its checkout, if any): stdout, or ``None`` on failure."""
+    """``git <args>`` run in the checkout ``dta_lib`` is imported from: stdout, or ``None`` on failure or for an
+    installed copy (whose folder may sit inside some unrelated repository)."""
+    if CHECKOUT is None:
+        return None
     try:
-        out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
-                             timeout=10)
+        out = subprocess.run(["git", *args], cwd=CHECKOUT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
