@@ -163,15 +163,6 @@ def test_find_trained_run_matches_any_variant_folder(tmp_path: Path) -> None:
                             root=tmp_path) is None
 
 
-def test_output_dirs_keep_smoke_apart(tmp_path: Path) -> None:
-    from dta_lib.experiments import output_dirs
-
-    assert output_dirs("cpu", tmp_path) == (tmp_path / "tables", tmp_path / "figures")
-    assert output_dirs("smoke", tmp_path) == (tmp_path / "tables" / "smoke", tmp_path / "figures" / "smoke")
-    with pytest.raises(ValueError, match="unknown preset 'gpu'"):
-        output_dirs("gpu", tmp_path)
-
-
 def test_train_test_gaps_reads_cache_and_gives_nan_without_checkpoint(tmp_path: Path) -> None:
     from dta_lib.experiments import train_test_gaps
 

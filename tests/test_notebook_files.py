@@ -100,7 +100,7 @@ def test_recorded_results_fall_back_to_the_checkout(tmp_path, monkeypatch):
     assert paths.recorded(bench) == tmp_path / bench  # the output root wins once it has one
     assert paths.recorded("runs/none-such") == tmp_path / "runs/none-such"
     assert [p.name for p in paths.recorded_glob("bench", "*.json")] == ["bench_cpu_fp32_2threads.json"]
-    committed = paths.recorded_glob("tables", "energy*.csv")
+    committed = paths.recorded_glob("tables", "12_energy_*.csv")
     assert committed and all(p.parent == paths.CHECKOUT / "reports" / "tables" for p in committed)
 
 

@@ -18,7 +18,6 @@ from ..engine.config import (
     config_diff,
     make_config,
 )
-from ..paths import output_root
 from .runner import run_dir, run_one
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "extrapolate_energy",
     "dta_cost",
     "runs_provenance",
-    "output_dirs",
     "firing_rates_by_model",
     "energy_per_layer",
 ]
@@ -169,23 +167,6 @@ def runs_provenance(rows: pd.DataFrame) -> dict[str, Any]:
         "wall_minutes": round(float(wall) / 60, 1),
     }
 
-
-def output_dirs(preset: str, root: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
-    """``(tables, figures)`` folders for a notebook run with ``preset``.
-
-    ``root`` is the output root (:func:`dta_lib.paths.output_root`). ``cpu`` (the committed project results, read by
-    notebook 10) writes to ``<root>/tables`` and ``<root>/figures``; any other preset to a ``<preset>/`` subfolder of each, so the CI-sized
-    smoke executions never overwrite the committed results.
-    """
-    from ..engine.config import PRESETS
-
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
-    base = output_root(root)
-    tables, figures = base / "tables", base / "figures"
-    if preset != "cpu":
-        tables, figures = tables / preset, figures / preset
-    return tables, figures
 
 
 def _forward_order(first: Sequence[str], names: Iterable[str]) -> list[str]:
