@@ -11,8 +11,7 @@ from ..data.registry import MODEL_FIELDS, DatasetInfo, dataset_info
 from ..models import MSResNet, ms_resnet18, ms_resnet34
 from .config import SYNTHETIC_DATASETS, TrainConfig
 
-__all__ = ["DataInfo", "model_fields", "synthetic_datasets", "get_data_info", "build_data", "build_model", "infer_info",
-           "as_dict"]
+__all__ = ["DataInfo", "model_fields", "synthetic_datasets", "get_data_info", "build_data", "build_model", "infer_info"]
 
 
 #: dataset metadata: the same type as :class:`dta_lib.data.DatasetInfo` (one definition)
@@ -102,10 +101,6 @@ def build_model(cfg: TrainConfig, info: DataInfo) -> MSResNet:
         surrogate_width=cfg.surrogate_width,
     )
 
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    return {k: getattr(obj, k) for k in getattr(obj, "__dataclass_fields__", vars(obj))}
 
 
 def infer_info(cfg: TrainConfig, ds: Dataset) -> DataInfo:
