@@ -8,7 +8,16 @@ size preset:
 
 - ``paper``: the recipe unchanged (needs a GPU: full data, full width, 200-1000 epochs);
 - ``cpu``: a laptop-sized run (1,000 training images, width 1/8, 3 epochs; minutes on 2 cores);
-- ``smoke``: a CI-sized run (>= 3 epochs on a few hundred images, width 1/16).
+- ``smoke``: a CI-sized run (>= 3 epochs on a few hundred images, width 1/16);
+- ``study``: the full Fashion-MNIST (60,000 / 10,000), width 1/8, 6 epochs, fp32, no mixing: models that
+  learn (the headline DTA vs no-attention runs; about an hour per run on one core);
+- ``study-10k``: a fixed class-balanced 10,000-image training subset, the full 10,000-image test set, width 1/8,
+  3 epochs, fp32, no mixing: the multi-seed studies (ablation, time steps, surrogate width, DVS), sized so
+  that a variant's seed std is about a point (docs/experiments.md has the measured numbers).
+
+The two ``study`` presets turn CutMix / MixUp off: on schedules of a few epochs they only slow learning down.
+They train in fp32 with ``channels_last`` (fastest fp32 layout measured here) so that a study can be continued
+on any CPU (bf16 is emulated, ~10x slower, on CPUs without AVX512-BF16/AMX).
 
 Explicit keyword overrides win over the preset, which wins over the recipe.
 """
@@ -214,6 +223,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "synthetic-dvs": dict(arch="ms_resnet18", time_steps=4, epochs=3, batch_size=32, lr=0.1, weight_decay=0.0),
 }
 
+_STUDY = dict(width=0.125, batch_size=64, mix_prob=0.0, cutmix_alpha=0.0, mixup_alpha=0.0,
+              precision="fp32", channels_last=True)
 #: Size presets applied on top of a recipe (``time_steps`` always stays the recipe's unless overridden).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(seed=42),
@@ -221,6 +232,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(epochs=3, subset=256, test_subset=256, width=0.0625, batch_size=32),
     # laptop: 1,000 real images, width 1/8, 3 epochs of batch 25 (docs/training.md has timings)
     "cpu": dict(epochs=3, subset=1000, test_subset=1000, width=0.125, batch_size=25),
+    # studies a researcher can read: models that learn (full data), and enough seeds to say something (10k)
+    "study": dict(_STUDY, epochs=6, subset=None, test_subset=None),
+    "study-10k": dict(_STUDY, epochs=3, subset=10_000, test_subset=None),
 }
 
 
