@@ -78,3 +78,19 @@ def test_relative_out_dir_holds_both_files(tmp_path, monkeypatch):
     bench.run_bench(quick=True, repeats=1, out_dir="rel", precisions=("fp32",), lif_time_steps=(2,), skip_train=True)
     assert sorted(p.name for p in (tmp_path / "rel").iterdir()) == ["bench_cpu.json", "bench_cpu.png"]
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_epoch_race_quick_writes_json_and_figure(tmp_path):
+    res = bench.run_epoch_bench(quick=True, repeats=1, precisions=("fp32",), out_dir=tmp_path, tag="t")
+    data = json.loads((tmp_path / "bench_epoch_t.json").read_text())
+    assert (tmp_path / "bench_epoch_t.png").stat().st_size > 1000 and not list(tmp_path.glob(".*"))
+    rows = {(r["impl"], r["precision"]): r for r in data["epoch"]}
+    # the release always runs; only fp32 candidates were asked for, compiled ones included
+    assert ("release", "fp32") in rows and {p for _, p in rows} == {"fp32"}
+    assert ("dta_lib+channels_last+compile", "fp32") in rows and len(rows) == 5
+    assert rows[("release", "fp32")]["speedup_vs_release_fp32"] == 1.0
+    assert all(r["images"] == 16 and r["median_s"] > 0 and len(r["times_s"]) == 1 for r in rows.values())
+    assert rows[("dta_lib", "fp32")]["max_abs_logit_diff_fp32"] < 1e-4  # same weights, same function
+    assert "release fp32" in bench.epoch_summary(res)
+    with pytest.raises(ValueError, match="images >= batch"):
+        bench.bench_epoch(images=4, batch=8)

@@ -49,7 +49,7 @@ def test_recipes_match_the_reference_spec():
     assert (dvs.time_steps, dvs.epochs, dvs.lr, dvs.weight_decay) == (10, 1000, 0.05, 0.0)
     assert (dvs.mixup_alpha, dvs.mix_prob, dvs.label_smoothing) == (0.5, 0.5, 0.1)
     assert all(make_config(n, "paper").momentum == 0.9 and make_config(n).seed == 42 for n in RECIPES)
-    assert {"fashion-mnist", "fashion-mnist-dvs"} <= set(RECIPES) and set(PRESETS) == {"smoke", "cpu", "paper"}
+    assert {"fashion-mnist", "fashion-mnist-dvs"} <= set(RECIPES) and set(PRESETS) == {"smoke", "cpu", "study", "study-10k", "paper"}
 
 
 def test_presets_and_overrides():
@@ -59,6 +59,18 @@ def test_presets_and_overrides():
     assert make_config("cifar10", "cpu", time_steps=None).time_steps == 6  # None = keep the recipe's
     cfg = make_config("cifar10", "smoke")
     assert TrainConfig.from_dict(json.loads(cfg.to_json())) == cfg
+
+
+def test_study_presets():
+    full, small = make_config("fashion-mnist", "study"), make_config("fashion-mnist", "study-10k")
+    # full data (the dataset's 60,000 / 10,000), one precision for every run of a study, no mixing
+    assert (full.subset, full.test_subset, full.epochs) == (None, None, 6)
+    assert (small.subset, small.test_subset, small.epochs) == (10_000, None, 3)
+    for c in (full, small):
+        assert (c.width, c.time_steps, c.batch_size, c.precision, c.channels_last) == (0.125, 4, 64, "fp32", True)
+        assert not c.mixing and c.lr == 0.1 and c.weight_decay == 5e-5
+    dvs = make_config("fashion-mnist-dvs", "study-10k")
+    assert not dvs.mixing and dvs.label_smoothing == 0.1 and dvs.time_steps == 10  # the recipe's smoothing stays
 
 
 # ---------------------------------------------------------------------------- training

@@ -149,3 +149,15 @@ def test_ms_resnet34_release_keys_convert_both_ways():
     bad["conv1_s.layer.module.weight"] = bad["conv1.weight"] + 1
     with pytest.raises(ValueError, match="alias 'conv1_s.layer.module.weight' differs from 'conv1.weight'"):
         from_reference_state_dict(bad)
+
+
+def test_reference_at_study_width_computes_our_function():
+    """The release's computation at width 1/8 (what the epoch benchmark races): same keys, same logits."""
+    torch.manual_seed(0)
+    ours = ms_resnet18(10, 4, "dta", in_channels=1, width=0.125).double().eval()
+    ref = ReferenceMSResNet18(10, 4, in_channels=1, width=0.125).double().eval()
+    ref.load_state_dict(to_reference_state_dict(ours.state_dict()))
+    assert sum(p.numel() for p in ref.parameters()) == sum(p.numel() for p in ours.parameters()) == 202_132
+    x = torch.randn(3, 1, 28, 28, dtype=torch.float64)
+    assert torch.allclose(ours(x), ref(x), atol=1e-9)
+    assert ReferenceMSResNet18(width=1.0).state_dict().keys() == ReferenceMSResNet18().state_dict().keys()

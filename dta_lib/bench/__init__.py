@@ -10,6 +10,10 @@ Two races, each with interleaved repetitions (A, B, A, B, ...) and the median ti
   :class:`~dta_lib.models.reference.ReferenceMSResNet18` holding the same weights
   (copied with :func:`dta_lib.models.compat.to_reference_state_dict`; the logits are checked equal first).
 
+- **Training epoch** (``--epoch``) at the CPU study size (width 1/8, T=4, batch 64, 28x28 Fashion-MNIST): the
+  release's computation at that width against this library eager, ``channels_last``, compiled, and in bf16 where
+  native (:mod:`.epoch`).
+
 Precisions: ``fp32``, and ``bf16`` (``torch.autocast`` for the model; bf16 tensors for the LIF).
 Peak memory is the peak of bytes allocated by PyTorch's allocator during one call above the bytes
 allocated before it: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the running sum of the
@@ -24,6 +28,8 @@ from __future__ import annotations
 
 from .cli import *  # noqa: F403
 from .cli import __all__ as _cli
+from .epoch import *  # noqa: F403
+from .epoch import __all__ as _epoch
 from .lif import *  # noqa: F403
 from .lif import __all__ as _lif
 from .measure import *  # noqa: F403
@@ -33,4 +39,4 @@ from .report import __all__ as _report
 from .train_step import *  # noqa: F403
 from .train_step import __all__ as _train_step
 
-__all__ = [*_measure, *_lif, *_train_step, *_report, *_cli]
+__all__ = [*_measure, *_lif, *_train_step, *_epoch, *_report, *_cli]

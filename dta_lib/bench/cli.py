@@ -12,11 +12,13 @@ from ..atomic import atomic_write
 from ..paths import output_root
 from .lif import bench_lif
 from .measure import _DTYPES, PRECISIONS
-from .report import bench_metadata, plot, summary
+from .epoch import bench_epoch
+from .report import bench_metadata, epoch_summary, plot, plot_epoch, summary
 from .train_step import bench_train
 
 __all__ = [
     "run_bench",
+    "run_epoch_bench",
     "default_precisions",
     "add_arguments",
     "run",
@@ -63,6 +65,28 @@ def run_bench(
     return result
 
 
+def run_epoch_bench(quick: bool = False, repeats: int | None = None, precisions: Sequence[str] = ("fp32",),
+                    out_dir: str | Path | None = None, tag: str | None = None, images: int | None = None,
+                    width: float = 0.125, time_steps: int = 4, batch: int = 64, write: bool = True) -> dict[str, Any]:
+    """The training-epoch race (:func:`dta_lib.bench.bench_epoch`) at the study size; writes
+    ``bench_epoch_<tag or cpu>.json`` and ``.png`` into ``out_dir`` unless ``write=False``. ``quick``: 2 batches of
+    8 images at width 1/16, T=2 (machinery only)."""
+    dev = torch.device("cpu")
+    reps = repeats if repeats is not None else (1 if quick else 3)
+    if quick:
+        images, batch, width, time_steps = 16, 8, 0.0625, 2
+    result: dict[str, Any] = {"meta": {**bench_metadata(dev), "quick": quick, "repeats": reps,
+                                       "precisions": list(precisions)}}
+    result["epoch"] = bench_epoch(images=images or 1280, batch=batch, time_steps=time_steps, width=width,
+                                  precisions=precisions, repeats=reps)
+    if write:
+        out = Path(out_dir) if out_dir is not None else output_root() / "bench"
+        name = f"bench_epoch_{tag or dev.type}"
+        atomic_write(out / f"{name}.json", lambda p: p.write_text(json.dumps(result, indent=1)))
+        plot_epoch(result, out / f"{name}.png")
+    return result
+
+
 def default_precisions(device: str | torch.device) -> list[str]:
     """fp32 and bf16 where bf16 is native (CUDA, or a CPU with AVX512-BF16/AMX), else fp32 only."""
     from ..engine.device import cpu_has_native_bf16
@@ -87,6 +111,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-train", action="store_true", help="LIF race only")
     p.add_argument("--no-channels-last", action="store_true", help="keep this library's model in NCHW")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--epoch", action="store_true",
+                   help="instead: race one training epoch at the CPU study size (width 1/8, T=4, batch 64, 28x28) "
+                        "against the release's computation; bench_epoch_<tag>.json/.png")
+    p.add_argument("--images", type=int, default=None, help="--epoch: images per timed epoch (default 1280)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,6 +124,12 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     precisions = args.precision or default_precisions(args.device)
+    if getattr(args, "epoch", False):
+        if args.device != "cpu":
+            raise ValueError(f"--epoch races the CPU study size; got --device {args.device}")
+        res = run_epoch_bench(args.quick, args.repeats, precisions, args.out, args.tag, args.images)
+        print(epoch_summary(res))
+        return 0
     res = run_bench(args.quick, args.repeats, args.device, precisions, args.out, args.tag, args.lif_T,
                     args.skip_train, not args.no_channels_last, args.lif_shape)
     print(summary(res))

@@ -19,6 +19,8 @@ __all__ = [
     "summary",
     "load_result",
     "check_targets",
+    "plot_epoch",
+    "epoch_summary",
 ]
 
 
@@ -131,3 +133,44 @@ def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         add("memory added by the fp32 step vs release", ours32["memory_ratio_vs_baseline_same_precision"] if ours32 else None,
             0.6, higher=False)
     return rows
+
+
+def plot_epoch(result: dict[str, Any], path: Path | None = None):
+    """Images/s of one training epoch per candidate, labelled with the speed-up over the release in fp32."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    rows = result["epoch"]
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.6))
+    labels = [f"{r['impl']} / {r['precision']}" for r in rows]
+    vals = [r["images_per_s"] for r in rows]
+    colors = ["0.6" if r["impl"] == "release" else ("C1" if r["precision"] == "bf16" else "C0") for r in rows]
+    ax.barh(labels, vals, color=colors)
+    for i, r in enumerate(rows):
+        ax.annotate(f" {r['speedup_vs_release_fp32']:.2f}x  ({r['full_epoch_s'] / 60:.1f} min / 60k images)",
+                    (vals[i], i), va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.margins(x=0.45)
+    r0, m = rows[0], result["meta"]
+    ax.set(xlabel="training images / s (median of interleaved repetitions)",
+           title=f"One training epoch, MS-ResNet-18 + DTA, width {r0['width']:g}, T={r0['T']}, batch {r0['batch']}, "
+                 f"{r0['images']} images", )
+    ax.title.set_fontsize(9)
+    fig.suptitle(f"{m['cpu']} · {m['threads']} threads · torch {m['torch']} · labels: x release fp32", fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        from ..viz.core import save_figure
+
+        save_figure(fig, Path(path).absolute(), dpi=120)
+        plt.close(fig)
+    return fig
+
+
+def epoch_summary(result: dict[str, Any]) -> str:
+    """One line per candidate of the epoch race."""
+    return "\n".join(
+        f"epoch {r['impl']:31s} {r['precision']}: {r['images_per_s']:6.1f} img/s, {r['speedup_vs_release_fp32']:.2f}x "
+        f"release fp32, {r['full_epoch_s'] / 60:.1f} min per 60,000 images" for r in result["epoch"])

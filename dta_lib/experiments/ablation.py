@@ -11,6 +11,7 @@ from .stats import (
     _check_columns,
     exceeds_noise,
     format_mean_std,
+    min_detectable_effect,
     paired_differences,
     t_critical,
     t_interval,
@@ -50,7 +51,9 @@ def ablation_summary(df: pd.DataFrame, metric: str = "best_test_acc") -> pd.Data
 def ablation_paired(df: pd.DataFrame, metric: str = "best_test_acc", baseline: str = "dta") -> pd.DataFrame:
     """Per variant: mean +- std over seeds of (DTA - variant), the paper's gap beside it, and whether it exceeds noise.
 
-    ``ci95_low`` / ``ci95_high``: the t-based 95 % interval of the mean per-seed difference; ``exceeds_noise``:
+    ``ci95_low`` / ``ci95_high``: the t-based 95 % interval of the mean per-seed difference;
+    ``min_detectable_effect``: the smallest true difference these pairs detect with 80 % power at the 95 % level
+    (:func:`dta_lib.experiments.min_detectable_effect`); ``exceeds_noise``:
     that interval excludes 0 (:func:`dta_lib.experiments.exceeds_noise`; ``None``, shown as n/a, with one seed).
     """
     _check_columns(df, ["attention", "seed", metric], "ablation_paired")
@@ -71,6 +74,7 @@ def ablation_paired(df: pd.DataFrame, metric: str = "best_test_acc", baseline: s
             "std_error": se,
             "ci95_low": lo_ci,
             "ci95_high": hi_ci,
+            "min_detectable_effect": min_detectable_effect(r["diff_std"], int(r["n_pairs"])),
             "ours (points)": format_mean_std(r["diff_mean"], r["diff_std"]),
             "paper CIFAR10 (points)": f"{lo}-{hi}" if r["attention"] in ("txa", "tna") else "not reported",
             "exceeds_noise": exceeds_noise(r["diff_mean"], r["diff_std"], int(r["n_pairs"])),
@@ -96,5 +100,6 @@ def noise_verdicts(paired: pd.DataFrame) -> list[str]:
             who = "DTA better" if r["diff_mean"] > 0 else "DTA worse"
             out.append(head + f"; {ci}): the interval excludes 0, {who}.")
         else:
-            out.append(head + f"; {ci}): the interval includes 0: no difference shown.")
+            out.append(head + f"; {ci}): the interval includes 0: no difference shown "
+                       f"(the smallest effect {n} seeds detect with 80% power: {r['min_detectable_effect']:.2f} points).")
     return out

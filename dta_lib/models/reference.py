@@ -164,18 +164,27 @@ class _DTAEncoding(nn.Module):
 
 
 class ReferenceMSResNet18(nn.Module):
-    """The release's CIFAR MS-ResNet-18 + DTA (C=64 stem), with its module names."""
+    """The release's CIFAR MS-ResNet-18 + DTA (C=64 stem), with its module names.
 
-    def __init__(self, num_classes: int = 10, time_steps: int = 6, in_channels: int = 3, dta: bool = True) -> None:
+    ``width`` scales every channel count as :func:`dta_lib.models.ms_resnet18` does (the release has no such knob;
+    it is here so that the benchmarks can race the release's computation at CPU study sizes). ``width=1`` is the
+    release's model.
+    """
+
+    def __init__(self, num_classes: int = 10, time_steps: int = 6, in_channels: int = 3, dta: bool = True,
+                 width: float = 1.0) -> None:
         super().__init__()
+        from .ms_resnet import _scale
+
+        c0, c1, c2, c3 = _scale([64, 128, 256, 512], width)
         self.T = time_steps
-        self.input_conv = tdLayer(nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), tdBatchNorm(64))
-        self.layer1 = nn.Sequential(*[BasicBlock_MS(64 if i == 0 else 128, 128, 1) for i in range(3)])
-        self.layer2 = nn.Sequential(*[BasicBlock_MS(128 if i == 0 else 256, 256, 2 if i == 0 else 1) for i in range(3)])
-        self.layer3 = nn.Sequential(*[BasicBlock_MS(256 if i == 0 else 512, 512, 2 if i == 0 else 1) for i in range(2)])
+        self.input_conv = tdLayer(nn.Conv2d(in_channels, c0, 3, 1, 1, bias=False), tdBatchNorm(c0))
+        self.layer1 = nn.Sequential(*[BasicBlock_MS(c0 if i == 0 else c1, c1, 1) for i in range(3)])
+        self.layer2 = nn.Sequential(*[BasicBlock_MS(c1 if i == 0 else c2, c2, 2 if i == 0 else 1) for i in range(3)])
+        self.layer3 = nn.Sequential(*[BasicBlock_MS(c2 if i == 0 else c3, c3, 2 if i == 0 else 1) for i in range(2)])
         self.spike = LIFSpike()
-        self.fc = tdLayer(nn.Linear(512, num_classes))
-        self.encoding = _DTAEncoding(time_steps, 64) if dta else None
+        self.fc = tdLayer(nn.Linear(c3, num_classes))
+        self.encoding = _DTAEncoding(time_steps, c0) if dta else None
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 4:

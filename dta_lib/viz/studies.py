@@ -14,6 +14,7 @@ from ..experiments.stats import _check_columns
 
 __all__ = [
     "plot_curves",
+    "plot_curve_comparison",
     "plot_ablation",
     "plot_time_steps",
     "plot_study",
@@ -39,13 +40,33 @@ def plot_curves(history: pd.DataFrame, axes: Sequence[Any] | None = None, title:
         ep = history["epoch"]
         axes[0].plot(ep, history["train_loss"], "o-", label="train")
         axes[0].plot(ep, history["test_loss"], "s-", label="test")
-        axes[1].plot(ep, history["train_acc"], "o-", label="train (CutMix batches)")
+        axes[1].plot(ep, history["train_acc"], "o-", label="train (augmented batches)")
         axes[1].plot(ep, history["test_acc"], "s-", label="test")
         for ax in axes:
             ax.set_xticks(list(ep))
             ax.legend(fontsize=8)
     axes[0].set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     axes[1].set(xlabel="epoch", ylabel="accuracy (%)", title="top-1 accuracy")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curve_comparison(histories: dict[str, pd.DataFrame], title: str = "") -> Any:
+    """Test accuracy and training loss per epoch of several runs (one line per label of ``histories``)."""
+    import matplotlib.pyplot as plt
+
+    if not histories:
+        raise ValueError("plot_curve_comparison: no histories given")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for i, (label, h) in enumerate(histories.items()):
+        axes[0].plot(h["epoch"], h["test_acc"], "os^v"[i % 4] + "-", label=label)
+        axes[1].plot(h["epoch"], h["train_loss"], "os^v"[i % 4] + "-", label=label)
+    axes[0].set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
+    axes[1].set(xlabel="epoch", ylabel="cross-entropy", title="training loss")
+    for ax in axes:
+        ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -1,0 +1,59 @@
+"""The study campaign (parallel one-thread workers) trains the very runs the notebooks read."""
+from __future__ import annotations
+
+import json
+import re
+
+import nbformat
+import pytest
+
+from dta_lib.engine.config import make_config
+from dta_lib.experiments import campaign, run_dir
+from dta_lib.paths import CHECKOUT
+from dta_lib.reproduce import STUDY_PLAN
+
+
+def test_jobs_are_seed_major():
+    study = campaign.STUDIES["ablation"]
+    js = campaign.jobs(study, [0, 1])
+    assert [s for _, s in js] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert [v["attention"] for v, _ in js[:4]] == ["none", "txa", "tna", "dta"]
+
+
+@pytest.mark.parametrize("name", sorted(campaign.STUDIES))
+def test_studies_match_their_notebooks(name):
+    """Each study's name and variant keys appear in its notebook's run_study / live_run call."""
+    study = campaign.STUDIES[name]
+    if CHECKOUT is None:
+        pytest.skip("needs the repository's notebooks")
+    nb = nbformat.read(CHECKOUT / "notebooks" / f"{study.notebook}.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert re.search(rf'(run_study|live_run|run_one)\(\s*"{name}"', code), f"{study.notebook} has no {name!r} study"
+    for key in study.variants[0]:
+        assert f'"{key}"' in code
+    for key in study.common:
+        assert f"{key}=" in code or f'"{key}"' in code
+
+
+def test_run_jobs_trains_reuses_and_validates(tmp_path, monkeypatch):
+    monkeypatch.setenv("DTA_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.setitem(campaign.STUDIES, "tiny", campaign.Study("tiny", "synthetic", ({"attention": "none"},)))
+    out = campaign.run_jobs("tiny", "smoke", [0], workers=1, threads=1, epochs=1, subset=32, test_subset=32)
+    assert len(out) == 1 and out[0][2].startswith("best ")
+    cfg = make_config("synthetic", "smoke", seed=0, attention="none", epochs=1, subset=32, test_subset=32)
+    path = run_dir("tiny", cfg, {"attention": "none"})
+    assert json.loads((path / "run.json").read_text())["status"] == "completed"
+    mtime = (path / "metrics.jsonl").stat().st_mtime_ns
+    campaign.run_jobs("tiny", "smoke", [0], workers=1, threads=1, epochs=1, subset=32, test_subset=32)
+    assert (path / "metrics.jsonl").stat().st_mtime_ns == mtime  # reused, not retrained
+    with pytest.raises(ValueError, match="unknown study"):
+        campaign.run_jobs("nope", "smoke", [0])
+    with pytest.raises(ValueError, match="workers"):
+        campaign.run_jobs("tiny", "smoke", [0], workers=0)
+
+
+def test_study_plan_names_presets_that_exist():
+    from dta_lib.engine.config import PRESETS
+
+    assert {p["PRESET"] for p in STUDY_PLAN.values()} <= set(PRESETS)
+    assert STUDY_PLAN["05"]["PRESET"] == "study" and STUDY_PLAN["06"]["PRESET"] == "study-10k"
