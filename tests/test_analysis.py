@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dta_lib import LIF, ms_resnet18
 from dta_lib.analysis import (
-    E_AC_PJ, E_MAC_PJ, SpikeRecorder, attention_maps, energy_totals, is_binary, layer_flops, profile,
+    E_AC_PJ, E_MAC_PJ, SpikeRecorder, attention_maps, energy_totals, map_statistics, is_binary, layer_flops, profile,
 )
 from dta_lib.models import MSResNet
 
@@ -210,6 +210,25 @@ def test_attention_maps_and_raster() -> None:
     with pytest.raises(ValueError, match="neurons must index"):
         rec.raster("layer1.0.lif1", neurons=[32])
 
+
+
+def test_map_statistics_by_hand() -> None:
+    # [B=2, T=2, C=3]: constant 0.5 -> no spread, all entries near 0.5
+    flat = {"txa_temporal": torch.full((2, 2, 3), 0.5)}
+    row = map_statistics(flat).iloc[0]
+    assert (row["map"], row["mean"], row["std"], row["std_over_t"], row["std_over_c"], row["near_half"]) == (
+        "txa_temporal", 0.5, 0.0, 0.0, 0.0, 1.0)
+    # the gate differs per channel only: spread over c, none over t; spatial dims are averaged first
+    g = torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 3, 1, 1).expand(2, 2, 3, 4, 4)
+    stats = map_statistics({"gate": g, "spikes": torch.ones(2, 2, 3, 4, 4)}).set_index("map")
+    assert list(stats.index) == ["gate"]                          # non-map keys are ignored
+    assert stats.loc["gate", "std_over_t"] == 0.0
+    assert stats.loc["gate", "std_over_c"] == pytest.approx(0.5)   # std of (0, .5, 1)
+    assert stats.loc["gate", "near_half"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="no attention map"):
+        map_statistics({"spikes": torch.ones(1, 1, 1)})
+    with pytest.raises(ValueError, match=r"shape \(2, 3\)"):
+        map_statistics({"gate": torch.ones(2, 3)})
 
 # --------------------------------------------------------------------------- self-consistency on MS-ResNet-18
 @pytest.mark.parametrize("attention", ["dta", "none"])

@@ -95,6 +95,18 @@ def test_find_trained_run_needs_equal_config_and_checkpoint(tmp_path: Path) -> N
     assert source == "ablation" and row["best_test_acc"] == 50.0 and row["attention"] == "none"
 
 
+def test_trained_run_falls_back_to_notebook_05s_runs(tmp_path: Path) -> None:
+    # notebook 05 records {"attention", "time_steps"} variants under "train" (the study preset's full-data
+    # models); the same maths is found there, but an ablation run is preferred when both exist
+    v = {"attention": "dta"}
+    train = _record(tmp_path, "train", {**v, "time_steps": 4}, 0, best=True)
+    row, source = trained_run("synthetic", "smoke", v, 0, root=tmp_path, time_steps=4)
+    assert (source, row["run"]) == ("train", str(train))
+    assert find_trained_run("synthetic", "smoke", v, 0, studies=("ablation",), root=tmp_path, time_steps=4) is None
+    _record(tmp_path, "ablation", v, 0, best=True, time_steps=4)
+    assert trained_run("synthetic", "smoke", v, 0, root=tmp_path, time_steps=4)[1] == "ablation"
+
+
 @pytest.mark.slow
 def test_trained_run_trains_when_checkpoint_missing_and_clean_train_accuracy(tmp_path: Path) -> None:
     v = {"attention": "dta"}

@@ -16,6 +16,7 @@ __all__ = [
     "energy_totals",
     "profile",
     "attention_maps",
+    "map_statistics",
 ]
 
 
@@ -100,3 +101,37 @@ def attention_maps(model: MSResNet, x: Tensor) -> dict[str, Tensor]:
         out["gate"] = model.dta.gate(y)
         out["output"] = out["gate"] * s
     return {k: v.detach().cpu() for k, v in out.items()}
+
+
+#: maps that :func:`map_statistics` summarises, in this order (those present in the dict)
+_MAP_KEYS = ("txa_temporal", "txa_channel", "tna_global", "tna_local", "gate")
+
+
+def map_statistics(maps: dict[str, Tensor]) -> pd.DataFrame:
+    """How far each attention map of :func:`attention_maps` is from a constant gate, one row per map.
+
+    Columns: ``mean`` and ``std`` over all entries; ``std_over_t`` and ``std_over_c``, the spread of the
+    map's mean per time step ``t`` and per channel ``c`` (averaged over the batch, and over ``H, W``
+    for the spatial maps): how much the map tells time steps or channels apart; ``near_half`` (the
+    fraction of entries within 0.05 of 0.5, the value of a sigmoid whose input is ~0). Maps are
+    ``[B, T, C]`` or ``[B, T, C, H, W]``.
+    """
+    rows = []
+    for key in _MAP_KEYS:
+        if key not in maps:
+            continue
+        m = maps[key].float()
+        if m.dim() not in (3, 5):
+            raise ValueError(f"map {key!r} has shape {tuple(m.shape)}; expected [B, T, C] or [B, T, C, H, W]")
+        tc = m.mean(dim=(3, 4)) if m.dim() == 5 else m  # [B, T, C]
+        rows.append({
+            "map": key,
+            "mean": m.mean().item(),
+            "std": m.std().item(),
+            "std_over_t": tc.mean(dim=(0, 2)).std().item() if tc.shape[1] > 1 else 0.0,
+            "std_over_c": tc.mean(dim=(0, 1)).std().item() if tc.shape[2] > 1 else 0.0,
+            "near_half": ((m - 0.5).abs() < 0.05).float().mean().item(),
+        })
+    if not rows:
+        raise ValueError(f"no attention map among the keys {sorted(maps)}; expected some of {list(_MAP_KEYS)}")
+    return pd.DataFrame(rows)

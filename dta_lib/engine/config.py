@@ -9,8 +9,8 @@ size preset:
 - ``paper``: the recipe unchanged (needs a GPU: full data, full width, 200-1000 epochs);
 - ``cpu``: a laptop-sized run (1,000 training images, width 1/8, 3 epochs; minutes on 2 cores);
 - ``smoke``: a CI-sized run (>= 3 epochs on a few hundred images, width 1/16);
-- ``study``: the full Fashion-MNIST (60,000 / 10,000), width 1/8, 6 epochs, fp32, no mixing: models that
-  learn (the headline DTA vs no-attention runs; about an hour per run on one core);
+- ``study``: the full Fashion-MNIST (60,000 / 10,000), width 1/8, 8 epochs, fp32, no mixing: models that
+  learn (the headline DTA vs no-attention runs; about 1.5-2 hours per run on one core);
 - ``study-10k``: a fixed class-balanced 10,000-image training subset, the full 10,000-image test set, width 1/8,
   3 epochs, fp32, no mixing: the multi-seed studies (ablation, time steps, surrogate width, DVS), sized so
   that a variant's seed std is about a point (docs/experiments.md has the measured numbers).
@@ -233,7 +233,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # laptop: 1,000 real images, width 1/8, 3 epochs of batch 25 (docs/training.md has timings)
     "cpu": dict(epochs=3, subset=1000, test_subset=1000, width=0.125, batch_size=25),
     # studies a researcher can read: models that learn (full data), and enough seeds to say something (10k)
-    "study": dict(_STUDY, epochs=6, subset=None, test_subset=None),
+    "study": dict(_STUDY, epochs=8, subset=None, test_subset=None),
     "study-10k": dict(_STUDY, epochs=3, subset=10_000, test_subset=None),
 }
 

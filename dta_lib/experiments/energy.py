@@ -61,13 +61,15 @@ def find_trained_run(
 
 def trained_run(
     dataset: str, preset: str, variant: dict[str, Any], seed: int, reuse: bool = True,
-    studies: Sequence[str] = ("ablation", "surrogate_width"), own_study: str = "energy", root: str | os.PathLike[str] | None = None,
+    studies: Sequence[str] = ("ablation", "surrogate_width", "train"), own_study: str = "energy",
+    root: str | os.PathLike[str] | None = None,
     **common: Any,
 ) -> tuple[dict[str, Any], str]:
     """A trained run with ``best.pt``: ``(row, source)``; ``source`` names the study the weights came from.
 
     An equal run of ``studies`` (notebook 06's ``ablation``, notebook 09's ``surrogate_width``:
-    trained earlier in the same ``make reproduce``) is always preferred when its checkpoint exists;
+    trained earlier in the same ``make reproduce``; notebook 05's ``train``, whose ``study`` preset
+    runs are the full-data models) is always preferred when its checkpoint exists, in that order;
     ``reuse`` governs only ``own_study``'s runs. Otherwise (checkpoints are not committed, or
     ``reuse=False``) the run is trained under ``own_study`` through :func:`run_one`.
     """
