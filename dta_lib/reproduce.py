@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_text
-from .experiments import REUSE_SINCE_ENV
+from .experiments import NO_TRAIN_ENV, REUSE_SINCE_ENV
 from .paths import CHECKOUT, output_root
 
 
@@ -67,8 +67,6 @@ def refresh_committed(paths: list[Path]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import papermill as pm
-
     ap = argparse.ArgumentParser(prog="python -m dta_lib.reproduce", description=__doc__)
     ap.add_argument("--preset", default="cpu", choices=["smoke", "cpu", "study", "paper"],
                     help="training preset (default cpu); study: the full-data and multi-seed studies (hours of CPU)")
@@ -81,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refresh-committed", action="store_true",
                     help="maintainers: re-execute the notebooks in notebooks/ with their default parameters and "
                          "replace their committed outputs (what nbval checks); ignores --preset/--dataset/--reuse")
+    ap.add_argument("--no-study-render", action="store_true",
+                    help="with the cpu preset: skip rendering the study notebooks from their committed runs")
     args = ap.parse_args(argv)
     if args.refresh_committed:
         return refresh_committed(notebooks(args.notebooks))
@@ -104,23 +104,42 @@ def main(argv: list[str] | None = None) -> int:
         if skipped:
             print(f"[reproduce] PRESET=study: not yet at this preset, skipped: {', '.join(skipped)}", flush=True)
     for nb in chosen:
-        declared = pm.inspect_notebook(str(nb))
         wanted = {"PRESET": args.preset, "DATASET": args.dataset, "REUSE": args.reuse}
         if args.preset == "study":
             wanted.update(STUDY_PLAN.get(nb.name[:2], {}))
-        params = {k: v for k, v in wanted.items() if k in declared}
-        t0 = time.perf_counter()
-        print(f"[reproduce] {nb.name} {params}", flush=True)
-        tmp = out / f".{nb.name}.partial"
-        pm.execute_notebook(str(nb), str(tmp), parameters=params, cwd=str(nb.parent), kernel_name="python3",
-                            progress_bar=False)
-        tmp.replace(out / nb.name)
-        print(f"[reproduce] {nb.name} done in {time.perf_counter() - t0:.0f}s -> {out / nb.name}", flush=True)
+        _execute(nb, out, wanted)
+    if args.preset == "cpu" and not args.no_study_render:
+        # the default also renders the studies from their committed runs (no training: $DTA_NO_TRAIN)
+        studies = [p for p in chosen if p.name[:2] in STUDY_PLAN]
+        study_out = Path(args.out).parent / "study" if args.out else reports / "notebooks" / "study"
+        study_out.mkdir(parents=True, exist_ok=True)
+        os.environ[NO_TRAIN_ENV] = "1"
+        try:
+            for nb in studies:
+                _execute(nb, study_out, {"PRESET": "study", "DATASET": args.dataset, "REUSE": True,
+                                         **STUDY_PLAN[nb.name[:2]]})
+        finally:
+            os.environ.pop(NO_TRAIN_ENV, None)
     atomic_write_text(out / SESSION_FILE, json.dumps({**session, "completed": True}, indent=2) + "\n")
     return 0
 
 
 SESSION_FILE = ".reproduce-session.json"
+
+
+def _execute(nb: Path, out: Path, wanted: dict[str, Any]) -> None:
+    """Run notebook ``nb`` with the parameters of ``wanted`` that it declares; write it to ``out`` atomically."""
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(nb))
+    params = {k: v for k, v in wanted.items() if k in declared}
+    t0 = time.perf_counter()
+    print(f"[reproduce] {nb.name} {params}", flush=True)
+    tmp = out / f".{nb.name}.partial"
+    pm.execute_notebook(str(nb), str(tmp), parameters=params, cwd=str(nb.parent), kernel_name="python3",
+                        progress_bar=False)
+    tmp.replace(out / nb.name)
+    print(f"[reproduce] {nb.name} done in {time.perf_counter() - t0:.0f}s -> {out / nb.name}", flush=True)
 
 #: ``make reproduce PRESET=study``: the parameters each notebook gets. The full-data ``study`` preset trains the
 #: headline runs (05: DTA and the no-attention baseline; 12 analyses them); the multi-seed studies run on the
@@ -129,12 +148,15 @@ SESSION_FILE = ".reproduce-session.json"
 STUDY_PLAN: dict[str, dict[str, Any]] = {
     "05": {"PRESET": "study"},
     "06": {"PRESET": "study-10k"},
+    "12": {"PRESET": "study"},
 }
-#: notebooks 07-10 and 12 do not take the study presets yet (their study runs are planned, not recorded):
-#: ``--preset study`` runs only the notebooks in :data:`STUDY_PLAN` and says which it skipped
+#: notebooks 07-10 do not take the study presets yet (their study runs are planned, not recorded):
+#: ``--preset study`` runs only the notebooks in :data:`STUDY_PLAN` and says which it skipped. The default
+#: ``--preset cpu`` retrains the cpu preset, then renders the notebooks of :data:`STUDY_PLAN` from their committed
+#: runs into ``reports/notebooks/study/`` with ``$DTA_NO_TRAIN`` set (a missing run is an error, not hours of training)
 STUDY_WARNING = (
-    "[reproduce] PRESET=study trains for hours on a CPU (measured on 2 cores: ~10 min per full-data epoch per "
-    "one-thread process, ~5 min per study-10k run; see docs/experiments.md). Runs are resumable: stop at any time "
+    "[reproduce] PRESET=study trains for hours on a CPU (measured on 2 cores: ~10-12 min per full-data epoch per "
+    "one-thread process (8 epochs: 1.4-1.6 h per run), ~7-8 min per study-10k run; see docs/experiments.md). Runs are resumable: stop at any time "
     "and run the same command again to continue. `python -m dta_lib.experiments.campaign` trains the same runs "
     "in parallel worker processes first, which is faster on several cores."
 )

@@ -22,7 +22,7 @@ from conftest import train_until
 from dta_lib import atomic
 from dta_lib.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dta_lib.engine.config import make_config
-from dta_lib.experiments import REUSE_SINCE_ENV, run_dir, run_one
+from dta_lib.experiments import NO_TRAIN_ENV, REUSE_SINCE_ENV, run_dir, run_one
 from dta_lib.engine.runfolder import LOCK_FILE, RunLock, RunLockedError, read_metrics
 from dta_lib.engine import evaluate, load_model, train
 
@@ -445,3 +445,19 @@ def test_run_one_with_reuse_false_retrains_a_finished_run_and_then_replaces_it(t
 
 
 import re  # noqa: E402  (used by the parametrised CLI test above)
+
+
+def test_no_train_env_refuses_to_train_but_reads_a_recorded_run(tmp_path, monkeypatch):
+    kw = {k: v for k, v in TINY_KW.items() if k != "seed"}
+    monkeypatch.delenv(REUSE_SINCE_ENV, raising=False)
+    monkeypatch.setenv(NO_TRAIN_ENV, "1")
+    with pytest.raises(RuntimeError, match=NO_TRAIN_ENV) as err:
+        run_one("s", "synthetic", "smoke", {}, 2, root=tmp_path, reuse=True, **kw)
+    assert "s/synthetic" in str(err.value) and not any(tmp_path.rglob("config.json"))  # nothing started
+    monkeypatch.delenv(NO_TRAIN_ENV)
+    first = run_one("s", "synthetic", "smoke", {}, 2, root=tmp_path, reuse=True, **kw)
+    monkeypatch.setenv(NO_TRAIN_ENV, "1")
+    assert run_one("s", "synthetic", "smoke", {}, 2, root=tmp_path, reuse=True, **kw)["best_test_acc"] == \
+        first["best_test_acc"]
+    with pytest.raises(RuntimeError, match=NO_TRAIN_ENV):  # retraining a finished run is training too
+        run_one("s", "synthetic", "smoke", {}, 2, root=tmp_path, reuse=False, **kw)

@@ -30,6 +30,7 @@ __all__ = [
     "variant_key",
     "run_dir",
     "REUSE_SINCE_ENV",
+    "NO_TRAIN_ENV",
     "run_one",
     "run_study",
     "read_history",
@@ -72,6 +73,17 @@ def _finished(path: Path, cfg: TrainConfig) -> bool:
 #: even with ``reuse=False``, so an interrupted ``make reproduce`` continues where it stopped
 REUSE_SINCE_ENV = "DTA_REUSE_SINCE"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+#: ``$DTA_NO_TRAIN`` (set by ``python -m dta_lib.reproduce`` while it renders the studies from their committed runs):
+#: a run that is not recorded is an error instead of hours of training
+NO_TRAIN_ENV = "DTA_NO_TRAIN"
+
+
+def _refuse_training(out: Path) -> None:
+    if os.environ.get(NO_TRAIN_ENV, "").strip() not in ("", "0"):
+        raise RuntimeError(
+            f"{out} is not a finished recorded run of the requested configuration, and ${NO_TRAIN_ENV} forbids "
+            "training it here (rendering from committed runs); `make reproduce PRESET=study` trains the study runs"
+        )
 
 
 def _finished_since(path: Path) -> bool:
@@ -120,6 +132,7 @@ def run_one(
     if finished and (reuse or _finished_since(out)):
         pass
     elif finished:
+        _refuse_training(out)
         new = out.with_name(out.name + ".retrain")
         train(cfg, out=new, resume=new.is_dir() and any(new.iterdir()))
         old = out.with_name(out.name + ".replaced")
@@ -132,6 +145,7 @@ def run_one(
             "to continue from; move it away to retrain it"
         )
     else:
+        _refuse_training(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         train(cfg, out=out, resume=(out / "last.pt").is_file() or (out / "config.json").is_file())
     row = load_run(out)
