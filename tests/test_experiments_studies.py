@@ -181,3 +181,21 @@ def test_strip_plots_are_deterministic_and_leave_numpy_rng_alone(tmp_path):
     assert np.array_equal(np.random.get_state()[1], before)
     c, d = points(viz.plot_ablation(runs)), points(viz.plot_ablation(runs))
     assert np.array_equal(c, d)
+
+
+def test_time_step_costs_backbone_linear_in_t_and_tna_superlinear():
+    from dta_lib.experiments import time_step_costs
+
+    none = time_step_costs("fashion-mnist", 0.0625, [1, 2, 4], attention="none").set_index("time_steps")
+    # no attention: every layer runs T times, so dense MACs are exactly linear in T and parameters do not depend on T
+    assert none.loc[2, "dense_macs"] == 2 * none.loc[1, "dense_macs"] and none.loc[4, "dense_macs"] == 4 * none.loc[1, "dense_macs"]
+    assert none["parameters"].nunique() == 1 and (none["dta_parameters"] == 0).all() and (none["dta_macs"] == 0).all()
+    dta = time_step_costs("fashion-mnist", 0.0625, [1, 2, 4]).set_index("time_steps")
+    # the backbone is the same network: everything outside the DTA block matches the no-attention model
+    assert ((dta["parameters"] - dta["dta_parameters"]) == none["parameters"]).all()
+    assert ((dta["dense_macs"] - dta["dta_macs"]) == none["dense_macs"]).all()
+    # T-NA's 1x1 convs on D = T*C channels: the block grows faster than T
+    assert dta.loc[4, "dta_parameters"] > 2 * dta.loc[2, "dta_parameters"] > 2 * dta.loc[1, "dta_parameters"]
+    assert dta.loc[4, "dta_macs"] > 2 * dta.loc[2, "dta_macs"]
+    with pytest.raises(ValueError, match="time_steps"):
+        time_step_costs("fashion-mnist", 0.0625, [0])

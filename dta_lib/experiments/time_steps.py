@@ -18,6 +18,7 @@ from .stats import _check_columns, format_mean_std
 __all__ = [
     "MALLOC_ENV",
     "measure_step_memory",
+    "time_step_costs",
     "time_step_table",
 ]
 
@@ -69,3 +70,40 @@ def time_step_table(df: pd.DataFrame, memory: pd.DataFrame | None = None, metric
         cols = [c for c in ("time_steps", "step_mib", "peak_rss_mib", "step_cpu_s") if c in memory.columns]
         out = out.merge(memory[cols], on="time_steps", how="left")
     return out
+
+
+def time_step_costs(dataset: str, width: float, time_steps: Sequence[int], attention: str = "dta") -> pd.DataFrame:
+    """Per T, what the model costs independently of its weights: parameters and dense MACs per image.
+
+    Columns: ``parameters`` and ``dta_parameters`` (the attention block alone), ``dense_macs`` and ``dta_macs``
+    (multiply-accumulates of one image if every layer ran densely; the backbone's convs run T times, while T-XA's
+    and T-NA's layers run once on D = T*C channels, so T-NA's 1x1 convs grow with T^2: ``dta_macs`` and
+    ``dta_parameters`` are not linear in T). Counted by :func:`dta_lib.analysis.profile` on one zero image of the
+    dataset's shape, with the model built by :func:`dta_lib.ms_resnet18` at ``width``.
+    """
+    import torch
+
+    from ..analysis import profile
+    from ..data import dataset_info
+    from ..models import ms_resnet18
+    from ..models.params import count_parameters
+
+    info = dataset_info(dataset)
+    bad = [t for t in time_steps if int(t) < 1]
+    if bad or not time_steps:
+        raise ValueError(f"time_steps must be a non-empty list of integers >= 1, got {list(time_steps)}")
+    rows = []
+    for t in time_steps:
+        torch.manual_seed(0)
+        model = ms_resnet18(num_classes=info.num_classes, time_steps=int(t), attention=attention,
+                            in_channels=info.in_channels, width=width)
+        x = torch.zeros(1, info.in_channels, info.image_size, info.image_size)
+        table = profile(model, x).energy_table(elementwise=True)
+        rows.append({
+            "time_steps": int(t),
+            "parameters": count_parameters(model),
+            "dta_parameters": count_parameters(model.dta) if model.dta is not None else 0,
+            "dense_macs": float(table["dense_macs"].sum()),
+            "dta_macs": float(table.loc[table["group"] == "DTA", "dense_macs"].sum()),
+        })
+    return pd.DataFrame(rows)
