@@ -58,7 +58,7 @@ def test_study_plan_names_presets_that_exist():
     assert {p["PRESET"] for p in STUDY_PLAN.values()} <= set(PRESETS)
     assert STUDY_PLAN["05"]["PRESET"] == "study" and STUDY_PLAN["06"]["PRESET"] == "study-10k"
     assert STUDY_PLAN["12"]["PRESET"] == "study"  # 12 analyses 05's full-data models
-    assert STUDY_PLAN["09"]["PRESET"] == "study-10k"
+    assert STUDY_PLAN["09"]["PRESET"] == "study-10k" and STUDY_PLAN["07"]["PRESET"] == "study-10k"
 
 
 def test_default_reproduce_renders_the_study_from_committed_runs_without_training(tmp_path, monkeypatch):
@@ -76,7 +76,7 @@ def test_default_reproduce_renders_the_study_from_committed_runs_without_trainin
     cpu = [c for c in calls if c[1] == "cpu"]
     study = [c for c in calls if c[1] == "study"]
     assert [c[0] for c in cpu] == ["05", "07", "12"] and all(c[2]["PRESET"] == "cpu" and c[3] is None for c in cpu)
-    assert [c[0] for c in study] == ["05", "12"]  # only the chosen notebooks of STUDY_PLAN, at their study presets
+    assert [c[0] for c in study] == ["05", "07", "12"]  # only the chosen notebooks of STUDY_PLAN, at their study presets
     assert all(c[2]["PRESET"] == STUDY_PLAN[c[0]]["PRESET"] and c[2]["REUSE"] is True and c[3] == "1" for c in study)
     assert NO_TRAIN_ENV not in os.environ
     calls.clear()
