@@ -64,7 +64,7 @@ def test_presets_and_overrides():
 def test_study_presets():
     full, small = make_config("fashion-mnist", "study"), make_config("fashion-mnist", "study-10k")
     # full data (the dataset's 60,000 / 10,000), one precision for every run of a study, no mixing
-    assert (full.subset, full.test_subset, full.epochs) == (None, None, 6)
+    assert (full.subset, full.test_subset, full.epochs) == (None, None, 8)
     assert (small.subset, small.test_subset, small.epochs) == (10_000, None, 3)
     for c in (full, small):
         assert (c.width, c.time_steps, c.batch_size, c.precision, c.channels_last) == (0.125, 4, 64, "fp32", True)
