@@ -141,6 +141,7 @@ def _execute(nb: Path, out: Path, wanted: dict[str, Any]) -> None:
     tmp.replace(out / nb.name)
     print(f"[reproduce] {nb.name} done in {time.perf_counter() - t0:.0f}s -> {out / nb.name}", flush=True)
 
+
 #: ``make reproduce PRESET=study``: the parameters each notebook gets. The full-data ``study`` preset trains the
 #: headline runs (05: DTA and the no-attention baseline; 12 analyses them); the multi-seed studies run on the
 #: ``study-10k`` preset (10,000 training images, full test set) with enough seeds to measure seed noise.

@@ -211,7 +211,6 @@ def test_attention_maps_and_raster() -> None:
         rec.raster("layer1.0.lif1", neurons=[32])
 
 
-
 def test_map_statistics_by_hand() -> None:
     # [B=2, T=2, C=3]: constant 0.5 -> no spread, all entries near 0.5
     flat = {"txa_temporal": torch.full((2, 2, 3), 0.5)}
@@ -229,6 +228,7 @@ def test_map_statistics_by_hand() -> None:
         map_statistics({"spikes": torch.ones(1, 1, 1)})
     with pytest.raises(ValueError, match=r"shape \(2, 3\)"):
         map_statistics({"gate": torch.ones(2, 3)})
+
 
 # --------------------------------------------------------------------------- self-consistency on MS-ResNet-18
 @pytest.mark.parametrize("attention", ["dta", "none"])

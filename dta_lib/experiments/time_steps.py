@@ -79,7 +79,8 @@ def time_step_costs(dataset: str, width: float, time_steps: Sequence[int], atten
     (multiply-accumulates of one image if every layer ran densely; the backbone's convs run T times, while T-XA's
     and T-NA's layers run once on D = T*C channels, so T-NA's 1x1 convs grow with T^2: ``dta_macs`` and
     ``dta_parameters`` are not linear in T). Counted by :func:`dta_lib.analysis.profile` on one zero image of the
-    dataset's shape, with the model built by :func:`dta_lib.ms_resnet18` at ``width``.
+    dataset's shape, with the model built by :func:`dta_lib.ms_resnet18` at ``width`` (the counts depend on shapes only,
+    not on the weights).
     """
     import torch
 
@@ -94,7 +95,6 @@ def time_step_costs(dataset: str, width: float, time_steps: Sequence[int], atten
         raise ValueError(f"time_steps must be a non-empty list of integers >= 1, got {list(time_steps)}")
     rows = []
     for t in time_steps:
-        torch.manual_seed(0)
         model = ms_resnet18(num_classes=info.num_classes, time_steps=int(t), attention=attention,
                             in_channels=info.in_channels, width=width)
         x = torch.zeros(1, info.in_channels, info.image_size, info.image_size)
