@@ -28,7 +28,6 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps foolbox==3.3.4
 	@$(MAKE) --no-print-directory data
 	@touch $(STAMP)
 

@@ -2,10 +2,15 @@
 for Spiking Neural Networks" (Kim, Kim, Yang, WACV 2025)."""
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 from .models import DTA, GTCA, LTCA, TNA, TXA, MSResNet, ms_resnet18, ms_resnet34
 from .snn import LIF, ATan, Sigmoid, Triangle, build_surrogate
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("dta_lib")  # one version: pyproject.toml's, as installed
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 __all__ = [
     "LIF", "Triangle", "Sigmoid", "ATan", "build_surrogate",
     "TXA", "TNA", "LTCA", "GTCA", "DTA",

@@ -25,8 +25,9 @@ from .paths import CHECKOUT, output_root
 
 __all__ = ["NotebookSetup", "setup", "notebook_reports", "notebook_defaults", "param_tag", "IGNORED_PARAMETERS"]
 
-#: parameters that do not change what a figure shows (the preset is already part of the names that depend on it)
-IGNORED_PARAMETERS = frozenset({"PRESET", "REUSE", "THREADS", "PRECISION_REUSE"})
+#: parameters that do not change what a figure shows (the preset is already part of the names that depend on it;
+#: DOWNLOAD only lets a missing dataset be fetched)
+IGNORED_PARAMETERS = frozenset({"PRESET", "REUSE", "THREADS", "PRECISION_REUSE", "DOWNLOAD"})
 
 
 def _notebook_path(notebook: str | os.PathLike[str]) -> Path:

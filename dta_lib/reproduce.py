@@ -54,9 +54,10 @@ def refresh_committed(paths: list[Path]) -> int:
 
     for nb in paths:
         t0 = time.perf_counter()
-        tmp = nb.with_name(f".{nb.name}.partial")
+        tmp = nb.with_name(_partial_name(nb))
         try:
-            pm.execute_notebook(str(nb), str(tmp), cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
+            pm.execute_notebook(str(nb), str(tmp), cwd=str(nb.parent), kernel_name="python3", progress_bar=False,
+                                extra_arguments=KERNEL_ARGS)
             executed = normalize_notebook(nbformat.read(str(tmp), as_version=4))
             nbformat.write(executed, str(tmp))
             tmp.replace(nb)
@@ -75,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true",
                     help="re-render from runs already recorded under reports/runs/ instead of re-training them")
     ap.add_argument("--out", default=None, help="output folder (default reports/notebooks/<preset>)")
-    ap.add_argument("--download", action="store_true", help="let the paper preset download missing datasets")
+    ap.add_argument("--download", action="store_true",
+                    help="let every notebook download a missing dataset (torchvision; needs internet): the preflight "
+                         "fetches what the chosen notebooks need before the first one runs")
     ap.add_argument("--refresh-committed", action="store_true",
                     help="maintainers: re-execute the notebooks in notebooks/ with their default parameters and "
                          "replace their committed outputs (what nbval checks); ignores --preset/--dataset/--reuse")
@@ -84,62 +87,96 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.refresh_committed:
         return refresh_committed(notebooks(args.notebooks))
+    chosen = notebooks(args.notebooks)  # validated before anything is written
     reports = reports_root()
-    os.environ["DTA_OUTPUT_DIR"] = str(reports)  # the notebooks' kernels inherit it: runs, tables, figures go there
     out = Path(args.out) if args.out else reports / "notebooks" / args.preset
+    t0 = time.perf_counter()
     try:
-        preflight(args.preset, args.dataset, download=args.download)
+        for folder, what in ((reports, "the reports folder ($DTA_OUTPUT_DIR)"), (out, "--out")):
+            if folder.exists() and not folder.is_dir():
+                raise ValueError(f"{what} {folder} is a file; expected a folder (new or existing)")
+        needed = preflight(args.preset, args.dataset, chosen, download=args.download)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    print(f"[reproduce] preflight passed in {time.perf_counter() - t0:.0f} s; data found: {', '.join(needed) or 'none needed'}"
+          + (" (downloads allowed)" if args.download else ""), flush=True)
+    os.environ["DTA_OUTPUT_DIR"] = str(reports)  # the notebooks' kernels inherit it: runs, tables, figures go there
     out.mkdir(parents=True, exist_ok=True)
     if args.preset == "study":
         print(STUDY_WARNING, flush=True)
     session = _session(out, args)
     os.environ[REUSE_SINCE_ENV] = session["started"]  # the notebooks' kernels inherit it (runs redone since: reused)
-    chosen = notebooks(args.notebooks)
     if args.preset == "study":
         skipped = [p.name for p in chosen if p.name[:2] not in STUDY_PLAN]
         chosen = [p for p in chosen if p.name[:2] in STUDY_PLAN]
         if skipped:
             print(f"[reproduce] PRESET=study: not yet at this preset, skipped: {', '.join(skipped)}", flush=True)
-    for nb in chosen:
-        wanted = {"PRESET": args.preset, "DATASET": args.dataset, "REUSE": args.reuse}
-        if args.preset == "study":
-            wanted.update(STUDY_PLAN.get(nb.name[:2], {}))
-        _execute(nb, out, wanted)
+    common = {"DATASET": args.dataset, "DOWNLOAD": args.download}
+    plan = [(nb, out, {**common, "PRESET": args.preset, "REUSE": args.reuse,
+                       **(STUDY_PLAN.get(nb.name[:2], {}) if args.preset == "study" else {})}) for nb in chosen]
+    study_plan = []
     if args.preset == "cpu" and not args.no_study_render:
         # the default also renders the studies from their committed runs (no training: $DTA_NO_TRAIN)
-        studies = [p for p in chosen if p.name[:2] in STUDY_PLAN]
         study_out = Path(args.out).parent / "study" if args.out else reports / "notebooks" / "study"
-        study_out.mkdir(parents=True, exist_ok=True)
-        os.environ[NO_TRAIN_ENV] = "1"
-        try:
-            for nb in studies:
-                _execute(nb, study_out, {"PRESET": "study", "DATASET": args.dataset, "REUSE": True,
-                                         **STUDY_PLAN[nb.name[:2]]})
-        finally:
-            os.environ.pop(NO_TRAIN_ENV, None)
+        study_plan = [(nb, study_out, {**common, "PRESET": "study", "REUSE": True, **STUDY_PLAN[nb.name[:2]]})
+                      for nb in chosen if nb.name[:2] in STUDY_PLAN]
+    total = len(plan) + len(study_plan)
+    try:
+        for i, (nb, folder, wanted) in enumerate(plan + study_plan, start=1):
+            if i == len(plan) + 1:
+                os.environ[NO_TRAIN_ENV] = "1"
+                print(f"[reproduce] the study notebooks, rendered from their committed runs (no training) into {folder}",
+                      flush=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            print(f"[reproduce] {i}/{total} {nb.name} ({wanted['PRESET']} preset), "
+                  f"{_clock(time.perf_counter() - t0)} elapsed", flush=True)
+            try:
+                _execute(nb, folder, wanted)
+            except Exception as e:  # papermill's execution error (or a kernel that died): one line, and where to look
+                what = (f"{e.ename}: {' '.join(str(e.evalue).split())[:300]}" if hasattr(e, "ename")
+                        else f"{type(e).__name__}: {e}")
+                print(f"error: {nb.name} failed: {what}\n       the executed copy with the traceback: "
+                      f"{folder / _partial_name(nb)}", file=sys.stderr)
+                return 1
+    finally:
+        os.environ.pop(NO_TRAIN_ENV, None)
     atomic_write_text(out / SESSION_FILE, json.dumps({**session, "completed": True}, indent=2) + "\n")
+    print(f"[reproduce] done: {total} notebook(s) in {_clock(time.perf_counter() - t0)}; executed copies in {out}"
+          + (f" and {study_plan[0][1]}" if study_plan else "") + f"; runs, tables and figures under {reports}",
+          flush=True)
     return 0
 
 
 SESSION_FILE = ".reproduce-session.json"
 
 
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+def _partial_name(nb: Path) -> str:
+    return f".{nb.stem}.partial.ipynb"
+
+
+#: the kernel's start-up warning about TCP without encryption (a local kernel, for us) is noise: log errors only
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
+
 def _execute(nb: Path, out: Path, wanted: dict[str, Any]) -> None:
-    """Run notebook ``nb`` with the parameters of ``wanted`` that it declares; write it to ``out`` atomically."""
+    """Run notebook ``nb`` with the parameters of ``wanted`` that it declares; write it to ``out`` atomically.
+
+    A failed run leaves its executed copy (with the traceback) as ``out/.<name>.partial.ipynb`` and raises."""
     import papermill as pm
 
     declared = pm.inspect_notebook(str(nb))
     params = {k: v for k, v in wanted.items() if k in declared}
     t0 = time.perf_counter()
-    print(f"[reproduce] {nb.name} {params}", flush=True)
-    tmp = out / f".{nb.name}.partial"
+    tmp = out / _partial_name(nb)
     pm.execute_notebook(str(nb), str(tmp), parameters=params, cwd=str(nb.parent), kernel_name="python3",
-                        progress_bar=False)
+                        progress_bar=False, extra_arguments=KERNEL_ARGS)
     tmp.replace(out / nb.name)
-    print(f"[reproduce] {nb.name} done in {time.perf_counter() - t0:.0f}s -> {out / nb.name}", flush=True)
+    print(f"[reproduce]    done in {time.perf_counter() - t0:.0f} s -> {out / nb.name}", flush=True)
 
 
 #: ``make reproduce PRESET=study``: the parameters each notebook gets. The full-data ``study`` preset trains the
@@ -182,27 +219,64 @@ def _session(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     return session
 
 
-def preflight(preset: str, dataset: str, download: bool = False) -> None:
-    """Before any notebook runs: the paper preset needs its dataset(s) and a CUDA GPU (one line per problem)."""
-    if preset != "paper":
-        return
-    import torch
+def needed_datasets(dataset: str, chosen: list[Path]) -> list[str]:
+    """The datasets the ``chosen`` notebooks read, from what each declares in its ``parameters`` cell.
 
+    A notebook that declares ``DATASET`` trains on ``dataset`` (or, when its own default is an event dataset, on the
+    event counterpart of ``dataset``: emulated event data needs only its static source); one that declares only
+    ``DOWNLOAD`` reads real Fashion-MNIST images; the others (the report) read recorded runs."""
+    import ast
+
+    import papermill as pm
+
+    from .data.datasets import EMULATION_SOURCE
+    from .data.registry import dataset_info
+    from .experiments.dvs import event_dataset
+
+    needed: list[str] = []
+    for nb in chosen:
+        declared = pm.inspect_notebook(str(nb))
+        if "DATASET" in declared:
+            default = ast.literal_eval(declared["DATASET"]["default"])
+            name = event_dataset(dataset) if dataset_info(default).is_event else dataset
+            name = EMULATION_SOURCE.get(name, name)
+        elif "DOWNLOAD" in declared:
+            name = "fashion-mnist"
+        else:
+            continue
+        if name not in needed:
+            needed.append(name)
+    return needed
+
+
+def preflight(preset: str, dataset: str, chosen: list[Path], download: bool = False) -> list[str]:
+    """Before any notebook runs, every dataset the chosen notebooks need is found (``download``: fetched), and the
+    paper preset has a CUDA GPU; ``ValueError`` with one line per problem, naming the fix. Returns the datasets."""
     from .data import build_datasets, dataset_info
 
+    dataset_info(dataset)  # an unknown name: ValueError listing the valid ones
+    needed = needed_datasets(dataset, chosen)
+    if preset == "paper" and dataset.startswith("cifar") and "cifar10-dvs" not in needed:
+        needed.append("cifar10-dvs")
     problems = []
-    for name in sorted({dataset, *(["cifar10-dvs"] if dataset.startswith("cifar") else [])}):
+    for name in needed:
         try:
             info = dataset_info(name)
             build_datasets(name, time_steps=info.default_time_steps if info.is_event else None, download=download,
                            train_transform=False)
-        except (FileNotFoundError, ValueError, OSError, RuntimeError) as e:
-            problems.append(f"{name}: {' '.join(str(e).split())[:400]}" + ("" if download else " (DOWNLOAD=1 fetches it)"))
-    if not torch.cuda.is_available():
-        problems.append("PRESET=paper trains the paper's recipes (200-1000 epochs at full width): it needs a CUDA GPU "
-                        "and none is visible; use PRESET=cpu here")
+        except FileNotFoundError as e:  # names where it looked and how to get the data
+            problems.append(" ".join(str(e).split()))
+        except (ValueError, OSError, RuntimeError, ImportError) as e:  # corrupt files, no network, no tonic
+            problems.append(f"{name}: {type(e).__name__}: {' '.join(str(e).split())[:600]}")
+    if preset == "paper":
+        import torch
+
+        if not torch.cuda.is_available():
+            problems.append("PRESET=paper trains the paper's recipes (200-1000 epochs at full width): it needs a CUDA "
+                            "GPU and none is visible; use PRESET=cpu here")
     if problems:
         raise ValueError("\n       ".join(problems))
+    return needed
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ HEADER = """\
 # Generated from constraints.txt by scripts/make_environment_yml.py: do not edit by hand.
 # conda / mamba: `mamba env create -f environment.yml && conda activate dta-snn`
 # Every Python package is pinned to the version `make setup` installs (pip, from constraints.txt), foolbox
-# included (its wheel ships the 20 real CIFAR test images the CIFAR tests use). Not installable through conda:
+# included (its wheel ships the 20 real CIFAR test images the CIFAR tests use), except the CUDA runtime
+# (nvidia-*, cuda-*, triton): torch's own wheel brings it where it needs it (Linux), and nowhere else, so the
+# file works on macOS, Windows and CPU-only Linux alike. Not installable through conda:
 # the offline default data, Debian's dataset-fashion-mnist (`make data`, as root with apt), or point
 # DTA_DATA_ROOT at a folder with Fashion-MNIST (torchvision's layout).
 name: dta-snn
@@ -26,12 +28,17 @@ dependencies:
 """
 
 
+#: CUDA runtime packages: torch's wheel requires them on Linux only (environment markers); never pinned here
+PLATFORM_SPECIFIC = ("nvidia-", "cuda-", "triton")
+
+
 def render() -> str:
     pins = [line.strip() for line in (ROOT / "constraints.txt").read_text().splitlines()
             if line.strip() and not line.lstrip().startswith("#")]
     bad = [p for p in pins if "==" not in p]
     if bad:
         raise SystemExit(f"constraints.txt: expected exact pins NAME==VERSION, got {bad}")
+    pins = [p for p in pins if not p.lower().startswith(PLATFORM_SPECIFIC)]
     body = "".join(f"      - {p}\n" for p in sorted(pins, key=str.lower))
     return HEADER + body + "      - -e .[dev]\n"
 

@@ -7,23 +7,23 @@ cifar10, cifar100, imagenet, cifar10-dvs, fashion-mnist, fashion-mnist-dvs, cifa
 """
 from __future__ import annotations
 
+from importlib import import_module
+from typing import Any
+
 from .augment import EVENT_OPS, BatchMix, EventAugment, soft_cross_entropy
 from .datasets import build_datasets, build_emulated
-from .emulator import (
-    EmulatedEvents,
-    EmulatorConfig,
-    emulate,
-    emulate_cached,
-    saccade_path,
-)
-from .events import (
-    EVENT_DTYPE,
-    FramedEvents,
-    events_to_frames,
-    read_events,
-    split_per_class,
-)
 from .registry import DATASETS, DatasetInfo, cache_dir, dataset_info
+
+# event data needs the [dvs] extra (tonic, aedat): imported on first use, so static data never loads it
+_LAZY = {**dict.fromkeys(("EmulatedEvents", "EmulatorConfig", "emulate", "emulate_cached", "saccade_path"), ".emulator"),
+         **dict.fromkeys(("EVENT_DTYPE", "FramedEvents", "events_to_frames", "read_events", "split_per_class"), ".events")}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "build_datasets", "build_emulated", "DATASETS", "DatasetInfo", "dataset_info", "cache_dir",

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .augment import EventAugment
 from .cifar import build_cifar
-from .emulator import EmulatedEvents, EmulatorConfig
-from .events import build_cifar10_dvs
 from .fashion import build_fashion_mnist
 from .imagenet import build_imagenet
 from .registry import DATASETS, check_time_steps, dataset_info
 
-__all__ = ["build_datasets", "build_emulated"]
+if TYPE_CHECKING:  # event data needs the [dvs] extra (tonic): imported where it is built
+    from .emulator import EmulatedEvents, EmulatorConfig
+
+__all__ = ["build_datasets", "build_emulated", "EMULATION_SOURCE"]
+
+#: emulated event dataset -> the static dataset its images come from
+EMULATION_SOURCE = {"fashion-mnist-dvs": "fashion-mnist", "cifar10-emulated-dvs": "cifar10"}
 
 
 def _raw_images(dataset: Any) -> tuple[torch.Tensor, list[int], list[str] | None]:
@@ -38,7 +42,9 @@ def build_emulated(source: str, time_steps: int | None = None, root: str | os.Pa
                    progress: bool = True) -> tuple[EmulatedEvents, EmulatedEvents]:
     """Emulated event frames of ``source`` (``fashion-mnist`` or ``cifar10``): the (subset of the) static
     images go through :mod:`~dta_lib.data.emulator`, then are framed like ``cifar10-dvs``."""
-    name = {"fashion-mnist": "fashion-mnist-dvs", "cifar10": "cifar10-emulated-dvs"}.get(source)
+    from .emulator import EmulatedEvents
+
+    name = {v: k for k, v in EMULATION_SOURCE.items()}.get(source)
     if name is None:
         raise ValueError(f"emulation source {source!r}: valid choices ['fashion-mnist', 'cifar10']")
     steps = check_time_steps(name, time_steps)
@@ -56,12 +62,18 @@ def build_emulated(source: str, time_steps: int | None = None, root: str | os.Pa
     return out[0], out[1]
 
 
+def _build_cifar10_dvs(**kw: Any) -> tuple[Any, Any]:
+    from .events import build_cifar10_dvs
+
+    return build_cifar10_dvs(**kw)
+
+
 def _builders() -> dict[str, Callable[..., tuple[Any, Any]]]:
     return {
         "cifar10": lambda **kw: build_cifar("cifar10", **kw),
         "cifar100": lambda **kw: build_cifar("cifar100", **kw),
         "imagenet": build_imagenet,
-        "cifar10-dvs": build_cifar10_dvs,
+        "cifar10-dvs": _build_cifar10_dvs,
         "fashion-mnist": build_fashion_mnist,
         "fashion-mnist-dvs": lambda **kw: build_emulated("fashion-mnist", **kw),
         "cifar10-emulated-dvs": lambda **kw: build_emulated("cifar10", **kw),

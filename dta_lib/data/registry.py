@@ -1,7 +1,10 @@
 """Dataset metadata (:class:`DatasetInfo`), root lookup and the on-disk cache folder.
 
-Lookup order for a dataset root: the ``root`` argument, then ``$DTA_DATA_ROOT``, then the
-dataset's offline locations (Debian's ``dataset-fashion-mnist`` for Fashion-MNIST).
+Lookup order for a dataset root, the same for every entry point (notebooks, ``python -m dta_lib train``,
+``make reproduce``'s preflight): the ``root`` argument, then ``$DTA_DATA_ROOT``, then the dataset's offline
+locations (Debian's ``dataset-fashion-mnist`` for Fashion-MNIST), then the download cache
+(:func:`download_root`, where an earlier ``download=True`` put the files), then, only with ``download=True``,
+a download into the download cache.
 Derived files (event frames, emulated events, gunzipped Debian files) go to
 :func:`cache_dir` (from :mod:`dta_lib.paths`): ``$DTA_CACHE_DIR``, else ``~/.cache/dta_lib``.
 """
@@ -17,7 +20,7 @@ from typing import Any
 from ..atomic import atomic_write  # noqa: F401  (re-exported for the data modules)
 from ..paths import cache_dir  # noqa: F401  (re-exported: one cache folder for the whole library)
 
-__all__ = ["DatasetInfo", "DATASETS", "dataset_info", "cache_dir", "env_root", "cache_key", "atomic_write", "resolve_root",
+__all__ = ["DatasetInfo", "DATASETS", "dataset_info", "cache_dir", "env_root", "download_root", "cache_key", "atomic_write", "resolve_root",
            "check_time_steps", "missing_data_error"]
 
 
@@ -87,6 +90,12 @@ def env_root() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def download_root() -> Path:
+    """Where ``download=True`` puts a dataset: ``$DTA_DATA_ROOT`` when set, else ``<cache_dir>/data``."""
+    env = env_root()
+    return env if env is not None else cache_dir() / "data"
+
+
 def cache_key(**params: Any) -> str:
     """A short hash of every parameter that determines a cached file (JSON, sorted keys)."""
     blob = json.dumps(params, sort_keys=True, default=str).encode()
@@ -101,12 +110,13 @@ def missing_data_error(name: str, searched: list[Path | str], layout: str, how: 
 
 def resolve_root(name: str, root: str | os.PathLike | None, present: Any, download: bool,
                  layout: str, offline: tuple[Path, ...] = ()) -> Path:
-    """Pick the dataset root: ``root``, then ``$DTA_DATA_ROOT``, then ``offline`` locations.
+    """Pick the dataset root: ``root``, then ``$DTA_DATA_ROOT``, then ``offline`` locations, then the download cache.
 
     ``present(path) -> bool`` says whether a candidate holds the data. Nothing is created here;
-    with ``download=True`` the chosen root is where the download goes.
+    with ``download=True`` and no candidate holding the data, :func:`download_root` is where the download goes.
     """
-    how = ("pass download=True (needs internet), set DTA_DATA_ROOT / root= to a folder with that layout"
+    how = ("pass download=True (DOWNLOAD=1 for make reproduce, --download for the CLI; needs internet), set "
+           "DTA_DATA_ROOT / root= to a folder with that layout"
            + (" or install the Debian package dataset-fashion-mnist" if name.startswith("fashion") else ""))
     if root is not None:
         path = Path(root).expanduser()
@@ -124,12 +134,14 @@ def resolve_root(name: str, root: str | os.PathLike | None, present: Any, downlo
         if present(env):
             return _record(name, env)
         searched.append(f"{env} ($DTA_DATA_ROOT)")
-    for candidate in offline:
+    for candidate in (*offline, download_root()):
+        if candidate == env:
+            continue
         if present(candidate):
             return _record(name, candidate)
         searched.append(candidate)
     if download:
-        return _record(name, env if env is not None else cache_dir() / "data")
+        return _record(name, download_root())
     raise missing_data_error(name, searched, layout, how)
 
 

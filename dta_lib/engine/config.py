@@ -150,9 +150,9 @@ class TrainConfig:
         if self.mix_prob > 0 and self.cutmix_alpha == 0 and self.mixup_alpha == 0:
             raise ValueError(f"mix_prob={self.mix_prob} needs cutmix_alpha > 0 or mixup_alpha > 0")
         if not isinstance(self.device, str) or not (
-            self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)
+            self.device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", self.device)
         ):
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:

@@ -39,6 +39,9 @@ def resolve_device(cfg: TrainConfig, info: D.DistInfo | None = None) -> torch.de
             return torch.device("cuda", info.local_rank if info and info.enabled else torch.cuda.current_device())
         return torch.device("cpu")
     dev = torch.device(cfg.device)
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device='mps' requested but this machine has no Apple-silicon GPU (torch.backends.mps); "
+                         "use 'cpu'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={cfg.device!r} requested but CUDA is not available on this machine")
     if dev.type == "cuda" and info is not None and info.enabled and dev.index is None:
@@ -50,7 +53,8 @@ def resolve_precision(cfg: TrainConfig, device: torch.device) -> torch.dtype | N
     """Autocast dtype (``None`` = fp32).
 
     ``auto``: on CUDA bf16 when supported, else fp16; on a CPU bf16 only when it has bf16 instructions
-    (:func:`cpu_has_native_bf16`; elsewhere bf16 is emulated and slower), else fp32.
+    (:func:`cpu_has_native_bf16`; elsewhere bf16 is emulated and slower), else fp32; on ``mps`` (Apple silicon)
+    fp32 (mixed precision, ``torch.compile`` and the fused LIF kernels are not offered there: the LIF runs its loop).
     The recorded ``precision`` study (notebook 11) checks that bf16 keeps fp32's accuracy.
     """
     p = cfg.precision
@@ -60,6 +64,9 @@ def resolve_precision(cfg: TrainConfig, device: torch.device) -> torch.dtype | N
         if device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps" and p in ("bf16", "fp16"):
+        raise ValueError(f"precision={p!r} on 'mps' is not supported here: Apple-silicon GPUs train in fp32 "
+                         "(precision='fp32' or 'auto')")
     if p == "fp16" and device.type != "cuda":
         raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
     if p == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -108,7 +115,8 @@ def compile_model(net: nn.Module) -> nn.Module:
     """
     import torch._dynamo.config as dynamo_config
 
-    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
+    name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+    setattr(dynamo_config, name, max(getattr(dynamo_config, name), 64))
     return torch.compile(net, dynamic=False)  # type: ignore[return-value]
 
 

@@ -4,7 +4,7 @@ Files: ``config.json``, ``run.json`` (status, provenance), ``metrics.jsonl`` (on
 and ``best.pt``, plus ``.lock`` while a process works on the folder. Guarantees (tested by fault injection in
 ``tests/test_engine_runfolder.py``):
 
-- **One writer.** :class:`RunLock` holds an exclusive ``fcntl`` lock on ``.lock`` for the whole run; a second
+- **One writer.** :class:`RunLock` holds an exclusive ``filelock`` lock on ``.lock`` for the whole run; a second
   process on the same folder fails at once with :class:`RunLockedError`, naming the holder (pid, host, start).
 - **last.pt is the commit point of an epoch.** Each epoch writes ``last.pt``, then ``best.pt`` (when the epoch
   improved: a copy of ``last.pt``), then ``metrics.jsonl``, each atomically. ``last.pt`` carries the history and
@@ -14,8 +14,6 @@ and ``best.pt``, plus ``.lock`` while a process works on the folder. Guarantees 
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
 import platform
@@ -25,6 +23,8 @@ import time
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable
+
+import filelock
 
 from ..atomic import atomic_write, atomic_write_text
 
@@ -50,58 +50,49 @@ def check_out_path(out: str | os.PathLike[str]) -> Path:
 
 
 class RunLock:
-    """Exclusive, non-blocking lock of a run folder (``fcntl.flock`` on ``<out>/.lock``).
+    """Exclusive, non-blocking lock of a run folder (:class:`filelock.FileLock` on ``<out>/.lock``).
 
-    The lock file records the holder (pid, host, start time, command) for the error message of a second process.
-    The lock dies with its process (a SIGKILLed run leaves no stale lock); :meth:`release` removes the file.
+    ``filelock`` picks the platform's lock (``fcntl.flock`` on Linux and macOS, ``msvcrt.locking`` on Windows, a
+    lock file elsewhere), so the lock dies with its process (a SIGKILLed run leaves no stale lock) wherever the OS
+    allows. On POSIX the lock file records the holder (pid, host, start time, command) for the error message of a
+    second process; :meth:`release` removes the file.
     """
 
     def __init__(self, out: str | os.PathLike[str]) -> None:
         self.out = Path(out)
         self.path = self.out / LOCK_FILE
-        self._fd: int | None = None
+        self._lock = filelock.FileLock(self.path, timeout=0, thread_local=False)
 
     def acquire(self) -> "RunLock":
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                os.close(fd)
-                if e.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                raise RunLockedError(f"run folder {self.out} is in use by {self._holder()}; wait for that run to "
-                                     "finish or choose another --out") from None
-            # the file may have been removed (and re-created) by the previous holder between open and flock
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        info = {"pid": os.getpid(), "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "command": " ".join(sys.argv)[:300]}
-        os.ftruncate(fd, 0)
-        os.write(fd, (json.dumps(info) + "\n").encode())
-        self._fd = fd
+        try:
+            self._lock.acquire()
+        except filelock.Timeout:
+            raise RunLockedError(f"run folder {self.out} is in use by {self._holder()}; wait for that run to "
+                                 "finish or choose another --out") from None
+        if isinstance(self._lock, filelock.UnixFileLock):  # Windows' byte lock forbids a second handle's write;
+            info = {"pid": os.getpid(), "host": platform.node(),  # a soft lock file already holds pid and host
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv)[:300]}
+            self.path.write_text(json.dumps(info) + "\n")
         return self
 
     def _holder(self) -> str:
         try:
-            info = json.loads(self.path.read_text() or "{}")
-            return f"pid {info.get('pid')} on {info.get('host')} since {info.get('started')} ({info.get('command')})"
-        except (OSError, ValueError):
+            text = self.path.read_text()
+        except OSError:
             return "another process"
+        try:
+            info = json.loads(text)
+            return f"pid {info['pid']} on {info['host']} since {info['started']} ({info['command']})"
+        except (ValueError, KeyError, TypeError):
+            lines = text.split()  # a soft lock file: pid, host, token
+            return f"pid {lines[0]} on {lines[1]}" if len(lines) >= 2 else "another process"
 
     def release(self) -> None:
-        if self._fd is None:
+        if not self._lock.is_locked:
             return
-        try:
-            self.path.unlink(missing_ok=True)
-        finally:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
+        if isinstance(self._lock, filelock.UnixFileLock):
+            self.path.unlink(missing_ok=True)  # while still held: a waiter on this inode sees it unlinked and retries
+        self._lock.release()
 
     def __enter__(self) -> "RunLock":
         return self.acquire()
