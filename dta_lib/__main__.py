@@ -84,7 +84,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     d.add_argument("--no-augment", action="store_true", help="disable training augmentation")
     d.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
     h = p.add_argument_group("hardware")
-    h.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    h.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (Apple silicon, fp32)")
     h.add_argument("--threads", type=int, default=None, help="torch CPU threads for this run (default: torch's)")
     h.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="auto = bf16 (else fp16 + grad scaler) on CUDA, fp32 on CPU; bf16 on CPU uses CPU autocast")
@@ -142,7 +142,7 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="evaluation batch size (default: as in training's evaluation, 2x the training batch)")
     p.add_argument("--subset", type=int, default=None, help="evaluate on this many test images")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="autocast precision (default: the one the run trained with, as recorded in the checkpoint)")
     bar = p.add_mutually_exclusive_group()

@@ -9,6 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MPLBACKEND", "Agg")
+# tests and nbval write runs, tables and figures here (never the committed reports/), also without make (Windows)
+os.environ.setdefault("DTA_OUTPUT_DIR", str(ROOT / "build" / "test-reports"))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 

@@ -19,7 +19,7 @@ from dta_lib.data.emulator import to_tonic
 def foolbox_pngs(prefix: str) -> list[Path]:
     spec = importlib.util.find_spec("foolbox")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("foolbox 3.3.4 not installed (pip install -e ".[test]": foolbox is in the test extra)")
+        pytest.skip("foolbox 3.3.4 not installed (it comes with the [test] extra: pip install -e '.[test]')")
     files = sorted((Path(list(spec.submodule_search_locations)[0]) / "data").glob(f"{prefix}_*.png"))
     assert len(files) == 20
     return files

@@ -24,7 +24,7 @@ needs_fashion = pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").
 def foolbox_data() -> Path:
     spec = importlib.util.find_spec("foolbox")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("foolbox 3.3.4 not installed (pip install -e ".[test]": foolbox is in the test extra)")
+        pytest.skip("foolbox 3.3.4 not installed (it comes with the [test] extra: pip install -e '.[test]')")
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 

@@ -305,7 +305,7 @@ def test_empty_out_is_refused(tmp_path, out, monkeypatch):
 
 @pytest.mark.parametrize("args, match", [
     (["--lr", "1e300"], r"error: lr must be <= 100.0, got 1e\+300"),
-    (["--device", "cuda:abc"], r"error: device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'cuda:abc'"),
+    (["--device", "cuda:abc"], r"error: device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'cuda:abc'"),
     (["--width", "400"], r"error: width=400.0, time_steps=4 give a model of .* parameters: .* GiB"),
     (["-T", "50000"], r"error: (width=0.0625, time_steps=50000 give a model|time_steps)"),
 ])

@@ -180,3 +180,20 @@ def test_every_notebook_opens_in_colab_from_the_repository_in_pyproject():
         colab = cells[tags.index(["parameters"]) + 1]  # right after the parameters cell, before any import
         source = "".join(colab["source"])
         assert source.count("google.colab") == 1 and repo in source and colab["outputs"] == []
+
+
+def test_mps_is_accepted_in_fp32_and_refused_clearly_where_absent(monkeypatch):
+    import torch
+
+    from dta_lib.engine import make_config
+    from dta_lib.engine.device import resolve_device, resolve_precision
+
+    cfg = make_config("synthetic", "smoke", device="mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no Apple-silicon GPU"):
+        resolve_device(cfg)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device(cfg) == torch.device("mps")
+    assert resolve_precision(cfg.replace(precision="auto"), torch.device("mps")) is None  # fp32
+    with pytest.raises(ValueError, match="train in fp32"):
+        resolve_precision(cfg.replace(precision="bf16"), torch.device("mps"))
