@@ -87,7 +87,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     h.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (Apple silicon, fp32)")
     h.add_argument("--threads", type=int, default=None, help="torch CPU threads for this run (default: torch's)")
     h.add_argument("--precision", default=None, choices=PRECISIONS,
-                   help="auto = bf16 (else fp16 + grad scaler) on CUDA, fp32 on CPU; bf16 on CPU uses CPU autocast")
+                   help="auto = on CUDA bf16 where the GPU has it, else fp16 + grad scaler; on a CPU bf16 autocast "
+                        "where it has bf16 instructions (AVX512-BF16 or AMX), else fp32; fp32 on mps")
     h.add_argument("--compile", action="store_true", help="torch.compile the model")
     h.add_argument("--channels-last", action="store_true", help="channels_last memory format (CUDA)")
     h.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across DDP processes")
@@ -203,8 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
-        print("error: interrupted (SIGINT/SIGTERM); the run folder keeps its last finished epoch: "
-              "continue it with --resume", file=sys.stderr)
+        out = getattr(args, "out", None) if args.command == "train" else None
+        kept = ("; the run folder keeps its last finished epoch: continue it with --resume"
+                if out and os.path.isfile(os.path.join(out, "last.pt")) else "")
+        print(f"error: interrupted (SIGINT/SIGTERM){kept}", file=sys.stderr)
         return 130
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)

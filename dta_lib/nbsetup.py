@@ -23,7 +23,8 @@ from typing import Any, Mapping
 
 from .paths import CHECKOUT, output_root
 
-__all__ = ["NotebookSetup", "setup", "notebook_reports", "notebook_defaults", "param_tag", "IGNORED_PARAMETERS"]
+__all__ = ["NotebookSetup", "setup", "notebook_reports", "notebook_defaults", "check_parameters", "param_tag",
+           "IGNORED_PARAMETERS"]
 
 #: parameters that do not change what a figure shows (the preset is already part of the names that depend on it;
 #: DOWNLOAD only lets a missing dataset be fetched)
@@ -85,6 +86,7 @@ def setup(notebook: str, namespace: Mapping[str, Any], *, seed: int | None = Non
     import pandas as pd
     import torch
 
+    check_parameters(notebook, namespace)
     reports = notebook_reports(notebook)
     os.environ["DTA_OUTPUT_DIR"] = str(reports)
     warnings.filterwarnings("ignore", message="IProgress not found")
@@ -102,21 +104,54 @@ def setup(notebook: str, namespace: Mapping[str, Any], *, seed: int | None = Non
     return NotebookSetup(param_tag(notebook, namespace), reports)
 
 
-def notebook_defaults(notebook: str | os.PathLike[str]) -> dict[str, Any]:
-    """The values assigned in a notebook's ``parameters`` cell (literals only), by name."""
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+                                      "list": (list,), "dict": (dict,), "tuple": (tuple, list)}
+
+
+def check_parameters(notebook: str | os.PathLike[str], namespace: Mapping[str, Any]) -> None:
+    """Each parameter in ``namespace`` has the type its ``parameters`` cell declares (``SEEDS: "Optional[list[int]]"``;
+    a plain ``list`` holds what its default holds); else one ``ValueError`` line naming the parameter, the value and
+    the expected type (what ``papermill -p SEEDS 12`` would otherwise turn into a TypeError cells later)."""
+    for name, (annotation, default) in _parameter_cell(notebook).items():
+        match = re.fullmatch(r"(Optional\[)?(\w+)(?:\[(\w+)\])?\]?", annotation or "")
+        if name not in namespace or match is None or match.group(2) not in _TYPES:
+            continue
+        value, optional, kind = namespace[name], bool(match.group(1)), match.group(2)
+        item = match.group(3) or (type(default[0]).__name__ if isinstance(default, list) and default else None)
+        if optional and value is None:
+            continue
+        ok = isinstance(value, _TYPES[kind]) and (kind == "bool" or not isinstance(value, bool))
+        if ok and kind in ("list", "tuple") and item in _TYPES:
+            ok = all(isinstance(v, _TYPES[item]) and not isinstance(v, bool) for v in value)
+        if not ok:
+            want = f"a {kind} of {item}" if item and kind in ("list", "tuple") else f"a {kind}"
+            raise ValueError(f"parameter {name}={value!r} ({type(value).__name__}): expected "
+                             f"{'None or ' if optional else ''}{want}"
+                             + (f" (default {default!r})" if default is not None else ""))
+
+
+def _parameter_cell(notebook: str | os.PathLike[str]) -> dict[str, tuple[str | None, Any]]:
+    """``name -> (annotation text or None, default)`` of a notebook's ``parameters`` cell (literals only)."""
     path = _notebook_path(notebook)
     nb = json.loads(path.read_text())
     cells = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise ValueError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
     src = "".join(cells[0]["source"]) if isinstance(cells[0]["source"], list) else cells[0]["source"]
-    out: dict[str, Any] = {}
+    out: dict[str, tuple[str | None, Any]] = {}
     for node in ast.parse(src).body:
-        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else (
-            node.target if isinstance(node, ast.AnnAssign) else None)
-        if isinstance(target, ast.Name) and node.value is not None:  # type: ignore[union-attr]
-            out[target.id] = ast.literal_eval(node.value)  # type: ignore[union-attr]
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            ann = node.annotation
+            text = ann.value if isinstance(ann, ast.Constant) and isinstance(ann.value, str) else ast.unparse(ann)
+            out[node.target.id] = (text, ast.literal_eval(node.value))
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            out[node.targets[0].id] = (None, ast.literal_eval(node.value))
     return out
+
+
+def notebook_defaults(notebook: str | os.PathLike[str]) -> dict[str, Any]:
+    """The values assigned in a notebook's ``parameters`` cell (literals only), by name."""
+    return {k: default for k, (_, default) in _parameter_cell(notebook).items()}
 
 
 def _short(value: Any) -> str:

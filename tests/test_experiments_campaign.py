@@ -9,26 +9,37 @@ import pytest
 
 from dta_lib.engine.config import make_config
 from dta_lib.experiments import campaign, run_dir
+from dta_lib.experiments.registry import STUDIES, Study
 from dta_lib.paths import CHECKOUT
 from dta_lib.reproduce import STUDY_PLAN
 
 
 def test_jobs_are_seed_major():
-    study = campaign.STUDIES["ablation"]
-    js = campaign.jobs(study, [0, 1])
+    study = STUDIES["ablation"]
+    js = campaign.jobs(study, "cpu", [0, 1])
     assert [s for _, s in js] == [0, 0, 0, 0, 1, 1, 1, 1]
     assert [v["attention"] for v, _ in js[:4]] == ["none", "txa", "tna", "dta"]
 
 
-@pytest.mark.parametrize("name", sorted(campaign.STUDIES))
+def test_registry_seeds_and_variants_per_preset():
+    assert campaign.jobs(STUDIES["ablation"], "study-10k") == [({"attention": a}, s) for s in range(5)
+                                                              for a in ("none", "txa", "tna", "dta")]
+    assert STUDIES["train"].expected("cpu") == ["attention=dta,time_steps=4-s0"]
+    assert STUDIES["train"].expected("study") == ["attention=dta,time_steps=4-s0", "attention=none,time_steps=4-s0"]
+    assert STUDIES["dvs"].seeds_for("cpu") == [0, 1] and STUDIES["dvs"].seeds_for("paper") == [0, 1, 2]
+
+
+@pytest.mark.parametrize("name", sorted(STUDIES))
 def test_studies_match_their_notebooks(name):
-    """Each study's name and variant keys appear in its notebook's run_study / live_run call."""
-    study = campaign.STUDIES[name]
+    """Each study's name and variant keys appear in its notebook's study call; 05-09 read it from the registry."""
+    study = STUDIES[name]
     if CHECKOUT is None:
         pytest.skip("needs the repository's notebooks")
     nb = nbformat.read(CHECKOUT / "notebooks" / f"{study.notebook}.ipynb", as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert re.search(rf'(run_study|live_run|run_one)\(\s*"{name}"', code), f"{study.notebook} has no {name!r} study"
+    assert re.search(rf'(run_study|live_run|run_one|precision_study|trained_run)\(', code)
+    if study.notebook[:2] in ("05", "06", "07", "08", "09"):
+        assert f'STUDIES["{name}"]' in code, f"{study.notebook} does not read its seeds from the registry"
     for key in study.variants[0]:
         assert f'"{key}"' in code
     for key in study.common:
@@ -37,7 +48,7 @@ def test_studies_match_their_notebooks(name):
 
 def test_run_jobs_trains_reuses_and_validates(tmp_path, monkeypatch):
     monkeypatch.setenv("DTA_OUTPUT_DIR", str(tmp_path))
-    monkeypatch.setitem(campaign.STUDIES, "tiny", campaign.Study("tiny", "synthetic", ({"attention": "none"},)))
+    monkeypatch.setitem(STUDIES, "tiny", Study("tiny", "synthetic", ({"attention": "none"},), {"*": (0,)}))
     out = campaign.run_jobs("tiny", "smoke", [0], workers=1, threads=1, epochs=1, subset=32, test_subset=32)
     assert len(out) == 1 and out[0][2].startswith("best ")
     cfg = make_config("synthetic", "smoke", seed=0, attention="none", epochs=1, subset=32, test_subset=32)

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import filelock
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -209,12 +211,33 @@ def emulate_cached(images: torch.Tensor | np.ndarray, config: EmulatorConfig | N
     key = cache_key(images=digest, shape=arr.shape, dtype=str(arr.dtype), config=asdict(config), version=EMULATOR_VERSION)
     folder = Path(cache) if cache not in (None, True) else cache_dir() / "emulator"
     ev_path, off_path = folder / f"{key}.events.npy", folder / f"{key}.offsets.npy"
-    if ev_path.is_file() and off_path.is_file():
-        return np.load(ev_path, mmap_mode="r"), np.load(off_path)
-    events, offsets = emulate(arr, config, progress=progress)
-    atomic_write(ev_path, lambda tmp: np.save(open(tmp, "wb"), events))
-    atomic_write(off_path, lambda tmp: np.save(open(tmp, "wb"), offsets))
+    folder.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(folder / f"{key}.lock"):  # one writer per entry (parallel campaign workers)
+        for tmp in folder.glob(f".{key}.*.tmp"):  # temp files of a write that a kill interrupted
+            tmp.unlink(missing_ok=True)
+        if ev_path.is_file() and off_path.is_file():
+            cached = _load_cache(ev_path, off_path, len(arr))
+            if cached is not None:
+                return cached
+        events, offsets = emulate(arr, config, progress=progress)
+        atomic_write(ev_path, lambda tmp: np.save(open(tmp, "wb"), events))
+        atomic_write(off_path, lambda tmp: np.save(open(tmp, "wb"), offsets))
     return events, offsets
+
+
+def _load_cache(ev_path: Path, off_path: Path, n_images: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached arrays, or ``None`` with a warning naming the file when they are unreadable or inconsistent."""
+    try:
+        events, offsets = np.load(ev_path, mmap_mode="r"), np.load(off_path)
+        ok = (offsets.ndim == 1 and len(offsets) == n_images + 1 and offsets[0] == 0
+              and offsets[-1] == len(events) and bool(np.all(np.diff(offsets) >= 0)))
+        reason = f"its {off_path.name} does not index {n_images} images of its {len(events)} events"
+    except (OSError, ValueError, EOFError) as e:  # truncated: "mmap length is greater than file size", ...
+        ok, reason = False, " ".join(str(e).split())
+    if ok:
+        return events, offsets
+    warnings.warn(f"emulator cache {ev_path} is corrupt ({reason}); rebuilding it", stacklevel=3)
+    return None
 
 
 class EmulatedEvents(Dataset):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,10 @@ def resolve_root(name: str, root: str | os.PathLike | None, present: Any, downlo
         if present(env):
             return _record(name, env)
         searched.append(f"{env} ($DTA_DATA_ROOT)")
+        fallback = next((c for c in (*offline, download_root()) if c != env and present(c)), None)
+        if fallback is not None:
+            warnings.warn(f"$DTA_DATA_ROOT={str(env)!r} does not hold {name} (expected {layout}); using {fallback}",
+                          stacklevel=3)
     for candidate in (*offline, download_root()):
         if candidate == env:
             continue

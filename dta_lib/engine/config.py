@@ -135,6 +135,9 @@ class TrainConfig:
         _int(self, "batch_size", 1)
         _int(self, "workers", 0)
         _int(self, "seed", 0)
+        if self.seed >= 2**32:  # numpy and CUDA reduce seeds modulo 2**32: 2**32 would train exactly as seed 0
+            raise ValueError(f"seed must be an integer in 0..{2**32 - 1} (the random generators use 32 bits), "
+                             f"got {self.seed!r}")
         for name in ("subset", "test_subset", "threads"):
             if getattr(self, name) is not None:
                 _int(self, name, 1)

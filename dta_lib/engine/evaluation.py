@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 from typing import Any, Callable, Iterator
 
 import torch
@@ -64,11 +65,15 @@ def evaluate_model(
     dist_info: D.DistInfo | None = None, probe_model: nn.Module | None = None,
     progress: Callable[[Any, int], Any] | None = None,
 ) -> dict[str, Any]:
-    """Top-1 accuracy (percent) and mean cross-entropy of the time-averaged logits."""
+    """Top-1 accuracy (percent) and mean cross-entropy of the time-averaged logits.
+
+    Samples whose input or logits hold NaN or inf are counted: the LIF's threshold compare turns NaN into "no
+    spike", so such inputs give finite, confident logits. When there are any, the record has ``nonfinite_samples``
+    and a :class:`UserWarning` names the count (the accuracy still counts them, as predicted)."""
     info = dist_info or D.DistInfo()
     model.eval()
     probe = _FiringProbe(probe_model) if probe_model is not None else None
-    loss_sum, correct, n = 0.0, 0.0, 0
+    loss_sum, correct, n, bad = 0.0, 0.0, 0, 0.0
     try:
         it: Iterator[Any] = progress(loader, len(loader)) if progress else iter(loader)
         for x, y in it:
@@ -77,13 +82,18 @@ def evaluate_model(
                 logits = model(x).float().mean(1)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += float((logits.argmax(1) == y).sum())
+            bad += float((~torch.isfinite(x.flatten(1)).all(1) | ~torch.isfinite(logits).all(1)).sum())
             n += y.shape[0]
     finally:
         if probe is not None:
             probe.close()
-    loss_sum, correct, total = D.all_reduce_sum([loss_sum, correct, n], device, info)
+    loss_sum, correct, total, bad = D.all_reduce_sum([loss_sum, correct, n, bad], device, info)
     rec: dict[str, Any] = {"test_loss": loss_sum / max(total, 1), "test_acc": 100.0 * correct / max(total, 1),
                            "test_samples": int(total)}
+    if bad:
+        rec["nonfinite_samples"] = int(bad)
+        warnings.warn(f"{int(bad)} of {int(total)} test samples have NaN or inf in their input or logits; the "
+                      "accuracy counts them as predicted (a NaN input drives no spikes): check the data", stacklevel=2)
     if probe is not None:
         names = sorted(probe.sums)
         vals = D.all_reduce_sum([probe.sums[k] for k in names] + [probe.counts[k] for k in names], device, info)

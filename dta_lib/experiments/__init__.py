@@ -1,5 +1,6 @@
 """Studies over recorded training runs: one module per study, shared statistics, the paper's numbers, tables.
 
+- :mod:`~dta_lib.experiments.registry`: every study's variants and seeds per preset, declared once;
 - :mod:`~dta_lib.experiments.runner`: grids of runs with a stable folder layout, reuse, live curves;
 - :mod:`~dta_lib.experiments.stats`: mean +- std, paired differences, t intervals, the noise rule;
 - :mod:`~dta_lib.experiments.paper`: the paper's headline numbers and gaps, paper-vs-ours tables;
@@ -19,6 +20,8 @@ from .energy import *  # noqa: F403
 from .energy import __all__ as _energy
 from .paper import *  # noqa: F403
 from .paper import __all__ as _paper
+from .registry import *  # noqa: F403
+from .registry import __all__ as _registry
 from .precision import *  # noqa: F403
 from .precision import __all__ as _precision
 from .runner import *  # noqa: F403
@@ -35,4 +38,4 @@ from .time_steps import *  # noqa: F403
 from .time_steps import __all__ as _time_steps
 
 __all__ = [*_runner, *_stats, *_paper, *_tables, *_ablation, *_time_steps, *_dvs, *_surrogate_width, *_summary,
-           *_precision, *_energy]
+           *_precision, *_energy, *_registry]

@@ -17,46 +17,16 @@ import argparse
 import multiprocessing as mp
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-__all__ = ["Study", "STUDIES", "jobs", "run_jobs", "main"]
+from .registry import STUDIES, Study
+
+__all__ = ["jobs", "run_jobs", "main"]
 
 
-@dataclass(frozen=True)
-class Study:
-    """One study: its folder name, dataset, variants (config overrides) and overrides common to every run.
-
-    The names, variants and common overrides are those of the notebook that renders it, so its ``run_study``
-    call finds these runs.
-    """
-
-    name: str
-    dataset: str
-    variants: tuple[dict[str, Any], ...]
-    common: dict[str, Any] = field(default_factory=dict)
-    notebook: str = ""
-
-
-#: the studies of notebooks 05-09 (their ``run_study`` / ``live_run`` calls)
-STUDIES: dict[str, Study] = {
-    "train": Study("train", "fashion-mnist", ({"attention": "dta", "time_steps": 4}, {"attention": "none", "time_steps": 4}),
-                   notebook="05_train"),
-    "ablation": Study("ablation", "fashion-mnist", tuple({"attention": a} for a in ("none", "txa", "tna", "dta")),
-                      notebook="06_ablation"),
-    "time_steps": Study("time_steps", "fashion-mnist", tuple({"attention": "dta", "time_steps": t} for t in (2, 4, 6, 8)),
-                        notebook="07_time_steps"),
-    "dvs": Study("dvs", "fashion-mnist-dvs", ({"attention": "none"}, {"attention": "dta"}), {"time_steps": 10},
-                 notebook="08_dvs"),
-    "surrogate_width": Study("surrogate_width", "fashion-mnist", tuple({"surrogate_width": w} for w in (0.5, 1.0, 2.0)),
-                             {"attention": "dta", "time_steps": 4, "record_grad_norms": True},
-                             notebook="09_surrogate_width"),
-}
-
-
-def jobs(study: Study, seeds: Sequence[int]) -> list[tuple[dict[str, Any], int]]:
-    """``(variant, seed)`` pairs, seed-major."""
-    return [(v, s) for s in seeds for v in study.variants]
+def jobs(study: Study, preset: str, seeds: Sequence[int] | None = None) -> list[tuple[dict[str, Any], int]]:
+    """``(variant, seed)`` pairs of ``study`` at ``preset``, seed-major; ``seeds`` default to the registry's."""
+    return [(v, s) for s in (study.seeds_for(preset) if seeds is None else seeds) for v in study.variants_for(preset)]
 
 
 def _work(args: tuple[str, str, dict[str, Any], int, dict[str, Any]]) -> tuple[str, int, str]:
@@ -73,14 +43,15 @@ def _work(args: tuple[str, str, dict[str, Any], int, dict[str, Any]]) -> tuple[s
     return (f"{variant}", seed, f"best {row.get('best_test_acc')} in {time.perf_counter() - t0:.0f}s")
 
 
-def run_jobs(name: str, preset: str, seeds: Sequence[int], workers: int = 1, threads: int = 1,
+def run_jobs(name: str, preset: str, seeds: Sequence[int] | None = None, workers: int = 1, threads: int = 1,
              **common: Any) -> list[tuple[str, int, str]]:
-    """Train (or reuse, or resume) every run of study ``name`` at ``preset`` for ``seeds`` in ``workers`` processes."""
+    """Train (or reuse, or resume) every run of study ``name`` at ``preset`` for ``seeds`` (default: the registry's)
+    in ``workers`` processes."""
     if name not in STUDIES:
         raise ValueError(f"unknown study {name!r}; expected one of {sorted(STUDIES)}")
     if workers < 1 or threads < 1:
         raise ValueError(f"need workers >= 1 and threads >= 1, got workers={workers}, threads={threads}")
-    todo = [(name, preset, v, s, {"threads": threads, "progress": False, **common}) for v, s in jobs(STUDIES[name], seeds)]
+    todo = [(name, preset, v, s, {"threads": threads, "progress": False, **common}) for v, s in jobs(STUDIES[name], preset, seeds)]
     out: list[tuple[str, int, str]] = []
     if workers == 1:
         for a in todo:
@@ -101,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dta_lib.experiments.campaign", description=__doc__.split("\n\n")[0])
     ap.add_argument("study", nargs="+", choices=sorted(STUDIES), help="studies to train, in this order")
     ap.add_argument("--preset", default="study-10k", choices=sorted(PRESETS))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="default: the seeds the study records at --preset (dta_lib.experiments.registry)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     a = ap.parse_args(argv)

@@ -140,6 +140,11 @@ def run_one(
         os.replace(new, out)
         shutil.rmtree(old)
     elif (out / "metrics.jsonl").is_file() and not (out / "last.pt").is_file():
+        try:
+            read_metrics(out)
+        except ValueError as e:  # a torn or corrupt line: name the file and the line, not the config
+            raise ValueError(f"{str(e).split('; ')[0]}, and {out} has no last.pt to rebuild it from; move the folder "
+                             "away to retrain the run") from None
         raise ValueError(
             f"{out} holds a recorded run that differs from the requested one (config or epochs) and has no last.pt "
             "to continue from; move it away to retrain it"

@@ -12,6 +12,8 @@ import pandas as pd
 
 from .ablation import ablation_paired
 from .paper import PAPER_ABLATION_GAP, PAPER_RESULTS
+from .registry import STUDIES
+from .runner import variant_key
 from .stats import exceeds_noise, format_mean_std
 from .tables import load_run
 
@@ -25,28 +27,60 @@ __all__ = [
 ]
 
 
-def load_study_runs(preset_root: str | os.PathLike[str]) -> pd.DataFrame:
-    """Every finished run below ``reports/runs/<preset>/``: load_run's row plus ``study`` and ``variant``.
+def load_study_runs(preset_root: str | os.PathLike[str], preset: str | None = None) -> pd.DataFrame:
+    """Exactly the runs the study registry expects below ``reports/runs/<preset>/``: load_run's row plus ``study``
+    and ``variant``.
 
-    The layout is ``<preset_root>/<study>/<dataset>/<variant>-s<seed>/`` (:func:`dta_lib.experiments.run_dir`).
-    Runs whose ``run.json`` status is not ``completed`` are left out. Missing folder: empty frame.
+    The layout is ``<preset_root>/<study>/<dataset>/<variant>-s<seed>/`` (:func:`dta_lib.experiments.run_dir`);
+    ``preset`` defaults to the folder's name. A study folder that exists must hold every run of
+    :data:`~dta_lib.experiments.registry.STUDIES` for that preset, finished (``run.json`` status ``completed``), and
+    nothing else: a missing, incomplete, extra (a copy, a study or variant the registry does not know) or duplicated
+    run raises ``ValueError`` naming each such folder and the fix, instead of averaging what happens to be there.
+    Missing root folder: empty frame.
     """
     root = Path(preset_root)
-    rows = []
-    if root.is_dir():
-        for m in sorted(root.glob("*/*/*/metrics.jsonl")):
-            run = m.parent
-            try:
-                status = json.loads((run / "run.json").read_text()).get("status")
-            except (OSError, ValueError):
-                status = None
-            if status != "completed":
-                continue
-            row = load_run(run)
-            row["study"] = run.parent.parent.name
-            row["variant"] = run.name.rsplit("-s", 1)[0]
-            row["run"] = str(run.relative_to(root))
-            rows.append(row)
+    preset = preset or root.name
+    rows, problems = [], []
+    if not root.is_dir():
+        return pd.DataFrame(rows)
+    train = f"python -m dta_lib.experiments.campaign {{study}} --preset {preset} --seeds {{seeds}}"
+    for study_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        study = STUDIES.get(study_dir.name)
+        if study is None:
+            problems.append(f"{study_dir}: not a study of the registry ({', '.join(sorted(STUDIES))}); move it out")
+            continue
+        expected = study.expected(preset)
+        fix = train.format(study=study.name, seeds=" ".join(map(str, study.seeds_for(preset))))
+        for data_dir in sorted(p for p in study_dir.iterdir() if p.is_dir()):
+            found = {p.name for p in data_dir.iterdir() if p.is_dir()}
+            problems += [f"{data_dir / name}: missing (the {study.name} study records {len(expected)} runs at preset "
+                         f"{preset}); train it: {fix}" for name in expected if name not in found]
+            problems += [f"{data_dir / name}: not a run the {study.name} study records at preset {preset} (a copy, or "
+                         f"another variant or seed); move it out" for name in sorted(found - set(expected))]
+            for name in expected:
+                run = data_dir / name
+                if name not in found:
+                    continue
+                try:
+                    status = json.loads((run / "run.json").read_text()).get("status")
+                    row = load_run(run)
+                except (OSError, ValueError) as e:
+                    problems.append(f"{run}: unreadable ({' '.join(str(e).split())[:200]}); retrain it: {fix}")
+                    continue
+                if status != "completed":
+                    problems.append(f"{run}: not finished (run.json status {status!r}); finish it: {fix}")
+                    continue
+                variant = name.rsplit("-s", 1)[0]
+                ident = ({k: row.get(k) for k in sorted(study.variants[0])}, row.get("seed"))
+                if f"{variant_key(ident[0])}-s{ident[1]}" != name:
+                    problems.append(f"{run}: its config.json is {variant_key(ident[0])}, seed {ident[1]}, not what its "
+                                    f"folder name says; a copied or moved run: retrain it: {fix}")
+                    continue
+                row["study"], row["variant"], row["run"] = study.name, variant, str(run.relative_to(root))
+                rows.append(row)
+    if problems:
+        raise ValueError(f"{root} does not hold exactly the runs the registry expects at preset {preset} "
+                         f"({len(problems)} problem(s)):\n  " + "\n  ".join(problems))
     return pd.DataFrame(rows)
 
 

@@ -118,6 +118,10 @@ class MSResNet(nn.Module):
             raise ValueError(f"expected input of shape {want}, got {tuple(x.shape)} ({x.dim()} dims)")
         if not torch.is_floating_point(x):
             raise ValueError(f"expected a floating-point input of shape {want}, got dtype {x.dtype}")
+        weight = self.stem_conv.weight
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(f"input dtype {x.dtype} does not match the model's {weight.dtype}: convert one "
+                             f"(x.to({weight.dtype}) or model.to({x.dtype})), or run under torch.autocast")
         c = x.shape[-3]
         if c != self.in_channels:
             raise ValueError(f"expected input of shape {want}, got {tuple(x.shape)} (C={c})")
