@@ -70,6 +70,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     o.add_argument("--epochs", type=int, default=None, help="number of epochs (cosine annealing to 0 over them)")
     o.add_argument("--batch-size", type=int, default=None, help="batch size per process")
     o.add_argument("--lr", type=float, default=None, help="initial SGD learning rate")
+    o.add_argument("--lr-scale", choices=["none", "linear"], default="none",
+                   help="under torchrun, 'linear' multiplies the learning rate by the number of processes (the batch "
+                        "size is per process, so the global batch grows with them); the config records the result")
     o.add_argument("--momentum", type=float, default=None, help="SGD momentum (0.9)")
     o.add_argument("--weight-decay", type=float, default=None, help="SGD weight decay")
     o.add_argument("--label-smoothing", type=float, default=None, help="label smoothing")
@@ -122,8 +125,11 @@ def _run_train(args: argparse.Namespace) -> int:
         deterministic=False if args.nondeterministic else None, record_grad_norms=args.record_grad_norms or None,
         record_firing_rates=args.record_firing_rates or None, progress=args.progress,
     )
-    res = train(cfg, out=args.out, resume=args.resume)
     from .engine.distributed import detect
+
+    if args.lr_scale == "linear" and detect().world_size > 1:
+        cfg = cfg.replace(lr=cfg.lr * detect().world_size)
+    res = train(cfg, out=args.out, resume=args.resume)
 
     if detect().is_main:
         print(json.dumps({"best_acc": res.best_acc, "best_epoch": res.best_epoch, "final_acc": res.final_acc,

@@ -96,3 +96,7 @@ def test_two_process_gloo_ddp_smoke_run(tmp_path):
 
     model, _ = load_model(out / "last.pt")
     assert param_digest(model) == digests[0]
+    # its last.pt resumed by one process: refused, naming both world sizes (not a silently different run)
+    one = subprocess.run([sys.executable, "-m", "dta_lib", *cmd[cmd.index("train"):], "--resume"], capture_output=True,
+                         text=True, env=env, timeout=300, cwd=tmp_path)
+    assert one.returncode == 2 and "trained by 2 process(es) and this run has 1" in one.stderr, one.stderr

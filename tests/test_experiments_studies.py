@@ -11,6 +11,16 @@ import pytest  # noqa: E402
 
 from dta_lib import experiments, viz  # noqa: E402
 from dta_lib.experiments import PAPER_ABLATION_GAP  # noqa: E402
+from dta_lib.experiments.registry import Study  # noqa: E402
+
+#: the registry of the synthetic run folders below (the report loads exactly what its registry lists)
+REGISTRY = {
+    "ablation": Study("ablation", "fashion-mnist", ({"attention": "dta"}, {"attention": "txa"}), {"*": (0, 1, 2)}),
+    "time_steps": Study("time_steps", "fashion-mnist", tuple({"attention": "dta", "time_steps": t} for t in (4, 6)),
+                        {"*": (0,)}),
+    "dvs": Study("dvs", "fashion-mnist-dvs", ({"attention": "none"},), {"*": (0,)}),
+    "precision": Study("precision", "fashion-mnist", ({"precision": "fp32"}, {"precision": "bf16"}), {"*": (0, 1)}),
+}
 
 
 def make_run(root, study, dataset, variant, seed, accs, status="completed", **config):
@@ -79,10 +89,15 @@ def test_report_over_run_folders(tmp_path):
     for t, a in [(4, 55.0), (6, 57.0)]:
         make_run(tmp_path, "time_steps", "fashion-mnist", f"attention=dta,time_steps={t}", 0, [a], time_steps=t)
     make_run(tmp_path, "dvs", "fashion-mnist-dvs", "attention=none", 0, [40.0], attention="none", time_steps=10)
-    make_run(tmp_path, "ablation", "fashion-mnist", "attention=tna", 0, [99.0], status="running", attention="tna")
-    runs = experiments.load_study_runs(tmp_path)
-    assert len(runs) == 9 and "tna" not in set(runs.attention)  # unfinished runs are left out
-    assert set(runs.study) == {"ablation", "time_steps", "dvs"}
+    runs = experiments.load_study_runs(tmp_path, registry=REGISTRY)
+    assert len(runs) == 9 and set(runs.study) == {"ablation", "time_steps", "dvs"}
+    unfinished = make_run(tmp_path, "ablation", "fashion-mnist", "attention=txa", 3, [99.0], status="running",
+                          attention="txa")
+    with pytest.raises(ValueError, match="attention=txa-s3: not a run the ablation study records"):
+        experiments.load_study_runs(tmp_path, registry=REGISTRY)  # named, never silently left out or averaged in
+    import shutil
+
+    shutil.rmtree(unfinished)
 
     gaps = experiments.paper_gaps(runs)
     abl = gaps[gaps.study == "ablation"].iloc[0]
@@ -102,7 +117,7 @@ def test_report_over_run_folders(tmp_path):
     for s, (a, b) in enumerate([(58.0, 59.0), (60.0, 60.5)]):  # a precision study: one row per precision
         make_run(tmp_path, "precision", "fashion-mnist", "precision=fp32", s, [a], precision="fp32")
         make_run(tmp_path, "precision", "fashion-mnist", "precision=bf16", s, [b], precision="bf16")
-    p_summ = experiments.study_summary(experiments.load_study_runs(tmp_path), "precision")
+    p_summ = experiments.study_summary(experiments.load_study_runs(tmp_path, registry=REGISTRY), "precision")
     assert list(p_summ.precision) == ["bf16", "fp32"] and list(p_summ.seeds) == ["0,1", "0,1"]
 
     prov = experiments.provenance(runs).set_index("study")
@@ -169,7 +184,8 @@ def test_strip_plots_are_deterministic_and_leave_numpy_rng_alone(tmp_path):
 
     for s, a in enumerate([58.0, 60.0, 61.0]):
         make_run(tmp_path, "ablation", "fashion-mnist", "attention=dta", s, [a], attention="dta")
-    runs = experiments.load_study_runs(tmp_path)
+    runs = experiments.load_study_runs(tmp_path, registry={"ablation": Study(
+        "ablation", "fashion-mnist", ({"attention": "dta"},), {"*": (0, 1, 2)})})
 
     def points(fig):
         return np.concatenate([c.get_offsets() for c in fig.axes[0].collections if len(c.get_offsets())])

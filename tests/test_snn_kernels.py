@@ -253,3 +253,75 @@ def test_triton_kernels_under_interpreter_subprocess():
                          cwd=os.path.dirname(os.path.dirname(__file__)))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "skipped" not in out.stdout.splitlines()[-1]
+
+
+@pytest.fixture
+def fresh_triton():
+    """Triton not yet marked broken in this process, and restored afterwards."""
+    from dta_lib.snn import kernels
+
+    saved = list(kernels._TRITON_BROKEN)
+    kernels._TRITON_BROKEN.clear()
+    yield kernels
+    kernels._TRITON_BROKEN[:] = saved
+
+
+class _Boom:
+    """A Triton kernel that fails at launch, as one that does not compile for this GPU would."""
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            raise RuntimeError("ptxas: unsupported GPU architecture (test)")
+        return launch
+
+
+@triton_interp
+def test_triton_interpreter_backward_failure_falls_back_once(fresh_triton, monkeypatch):
+    from dta_lib.snn.kernels import lif_triton
+
+    monkeypatch.setattr(lif_triton, "_lif_bwd_kernel", _Boom())
+    x, gy = _inputs((2, 6, 3, 5, 7), torch.float32)
+    x = x.detach().requires_grad_()
+    y = fresh_triton.lif_multistep_triton(x, 0.5, 1.0, Triangle())  # the forward kernel still runs
+    with pytest.warns(RuntimeWarning, match=r"Triton LIF kernel failed \(backward: RuntimeError: ptxas") as rec:
+        (g,) = torch.autograd.grad(y, x, gy)
+        y2 = fresh_triton.lif_multistep_triton(x, 0.5, 1.0, Triangle())  # the rest of the process: the fallback
+        (g2,) = torch.autograd.grad(y2, x, gy)
+    assert len([w for w in rec if "Triton LIF kernel failed" in str(w.message)]) == 1  # one warning
+    x32 = x.detach().requires_grad_()
+    (ref,) = torch.autograd.grad(lif_multistep_loop(x32, 0.5, 1.0, Triangle()), x32, gy)
+    torch.testing.assert_close(g, ref, rtol=0, atol=1e-6)  # the loop's gradients
+    torch.testing.assert_close(g2, ref, rtol=0, atol=1e-6)
+    assert torch.equal(y2, y) and "fused PyTorch (Triton failed: backward" in fresh_triton.lif_backend_name("cuda")
+
+
+@triton_interp
+def test_triton_interpreter_forward_fallback_under_bf16_keeps_the_kernels_spikes(fresh_triton, monkeypatch):
+    from dta_lib.snn.kernels import lif_triton
+
+    x, gy = _inputs((2, 6, 16, 9, 9), torch.bfloat16)
+    x = x.detach().requires_grad_()
+    y_kernel = fresh_triton.lif_multistep_triton(x, 0.5, 1.0, Triangle())
+    (g_kernel,) = torch.autograd.grad(y_kernel, x, gy)
+    monkeypatch.setattr(lif_triton, "_lif_fwd_kernel", _Boom())
+    with pytest.warns(RuntimeWarning, match=r"Triton LIF kernel failed \(forward: RuntimeError"):
+        y_fb = fresh_triton.lif_multistep_triton(x, 0.5, 1.0, Triangle())
+    (g_fb,) = torch.autograd.grad(y_fb, x, gy)
+    assert y_fb.dtype == torch.bfloat16 and torch.equal(y_fb, y_kernel)  # the fp32 membrane, as the kernel keeps it
+    torch.testing.assert_close(g_fb.float(), g_kernel.float(), rtol=1e-2, atol=1e-2)  # one ulp of bf16
+
+
+@triton_interp
+def test_triton_interpreter_model_step_matches_the_loop(fresh_triton):
+    torch.manual_seed(0)
+    m = ms_resnet18(10, 2, "dta", in_channels=1, width=0.0625, lif_backend="triton")
+    ref = ms_resnet18(10, 2, "dta", in_channels=1, width=0.0625, lif_backend="loop")
+    ref.load_state_dict(m.state_dict())
+    x, y = torch.randn(2, 1, 8, 8), torch.tensor([1, 3])
+    grads = []
+    for net in (m, ref):
+        loss = torch.nn.functional.cross_entropy(net(x).mean(1), y)
+        grads.append(torch.autograd.grad(loss, list(net.parameters())))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert not fresh_triton._TRITON_BROKEN

@@ -100,7 +100,7 @@ class TrainConfig:
     subset: int | None = None
     test_subset: int | None = None
     seed: int = 42
-    workers: int = 0
+    workers: int | None = None
     threads: int | None = None
     precision: str = "auto"
     channels_last: bool = False
@@ -133,7 +133,8 @@ class TrainConfig:
         _int(self, "time_steps", 1)
         _int(self, "epochs", 1)
         _int(self, "batch_size", 1)
-        _int(self, "workers", 0)
+        if self.workers is not None:
+            _int(self, "workers", 0)
         _int(self, "seed", 0)
         if self.seed >= 2**32:  # numpy and CUDA reduce seeds modulo 2**32: 2**32 would train exactly as seed 0
             raise ValueError(f"seed must be an integer in 0..{2**32 - 1} (the random generators use 32 bits), "

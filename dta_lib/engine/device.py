@@ -16,7 +16,8 @@ from . import distributed as D
 from .checkpoint import CheckpointError
 from .config import TrainConfig
 
-__all__ = ["seed_everything", "worker_init", "resolve_device", "resolve_precision", "dtype_name", "trained_precision",
+__all__ = ["seed_everything", "worker_init", "resolve_device", "resolve_precision", "cuda_autocast_dtype", "dtype_name",
+           "trained_precision",
            "cpu_has_native_bf16", "compile_model"]
 
 
@@ -44,6 +45,10 @@ def resolve_device(cfg: TrainConfig, info: D.DistInfo | None = None) -> torch.de
                          "use 'cpu'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={cfg.device!r} requested but CUDA is not available on this machine")
+    if dev.type == "cuda" and info is not None and info.enabled and info.world_size > 1 and dev.index is not None:
+        raise ValueError(f"device={cfg.device!r} under torchrun would put all {info.world_size} processes on GPU "
+                         f"{dev.index}; pass --device cuda (each process takes the GPU of its LOCAL_RANK) and choose "
+                         "the GPUs with CUDA_VISIBLE_DEVICES")
     if dev.type == "cuda" and info is not None and info.enabled and dev.index is None:
         dev = torch.device("cuda", info.local_rank)
     return dev
@@ -63,15 +68,24 @@ def resolve_precision(cfg: TrainConfig, device: torch.device) -> torch.dtype | N
             return torch.bfloat16 if cpu_has_native_bf16() else None
         if device.type != "cuda":
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return cuda_autocast_dtype(device)
     if device.type == "mps" and p in ("bf16", "fp16"):
         raise ValueError(f"precision={p!r} on 'mps' is not supported here: Apple-silicon GPUs train in fp32 "
                          "(precision='fp32' or 'auto')")
     if p == "fp16" and device.type != "cuda":
         raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
-    if p == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError("precision='bf16' is not supported by this GPU; use 'fp16' or 'auto'")
+    if p == "bf16" and device.type == "cuda" and cuda_autocast_dtype(device) != torch.bfloat16:
+        cc = ".".join(map(str, torch.cuda.get_device_capability(device)))
+        raise ValueError(f"precision='bf16' is not native on this GPU (compute capability {cc} < 8.0: torch would "
+                         "emulate it, slowly, and Triton cannot compile bf16 for it); use 'fp16' or 'auto'")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[p]
+
+
+def cuda_autocast_dtype(device: torch.device) -> torch.dtype:
+    """``precision="auto"`` on a CUDA device: bf16 where the GPU computes it natively (compute capability >= 8.0:
+    Ampere, Ada, Hopper, ...), else fp16 with a GradScaler (Volta, Turing). ``torch.cuda.is_bf16_supported()``
+    also counts emulation, which would give a V100 or T4 slow bf16 that Triton cannot compile."""
+    return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
 
 
 #: ``run.json`` / checkpoint ``autocast_dtype`` -> the ``precision`` value that reproduces it

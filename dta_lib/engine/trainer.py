@@ -32,6 +32,7 @@ from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import SYNTHETIC_DATASETS, TrainConfig, config_diff
 from .device import compile_model, dtype_name, resolve_device, resolve_precision, seed_everything
 from .evaluation import evaluate_model, layer_group
+from ..snn.kernels import lif_backend_name
 from .loaders import make_loaders
 from .provenance import run_metadata
 from .results import NonFiniteLossError, TrainResult
@@ -44,6 +45,11 @@ __all__ = ["Trainer", "train", "TrainResult", "NonFiniteLossError"]
 
 
 # ---------------------------------------------------------------------------- trainer
+#: on a GPU the non-finite checks are read on the host every this many steps (and at the end of each epoch)
+CHECK_EVERY = 25
+#: fp16: consecutive steps with a non-finite loss (each skipped by GradScaler) after which the run stops
+MAX_SKIPPED_STEPS = 100
+
 class Trainer:
     """One training run (BPTT, SGD momentum, cosine annealing to 0 over ``cfg.epochs``).
 
@@ -144,6 +150,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp_dtype == torch.float16 and self.device.type == "cuda"
         )
+        self._pending: dict[str, Tensor] = {}  # non-finite flags not yet read on the host (see _check_finite)
+        self._skips = torch.zeros((), dtype=torch.int64, device=self.device)  # fp16: consecutive skipped steps
         self.mixer = None
         if cfg.mixing:
             from ..data import BatchMix
@@ -174,6 +182,10 @@ class Trainer:
         clean_temp_files(self.out)
 
     def _check_resume_config(self, state: dict[str, Any]) -> None:
+        saved, now = int(state.get("world_size", 1)), self.dist.world_size
+        if saved != now:  # each rank's data order and RNG streams belong to its process: no exact continuation
+            raise ValueError(f"cannot resume {self.out / 'last.pt'}: it was trained by {saved} process(es) and this "  # type: ignore[operator]
+                             f"run has {now}; resume with the same number (torchrun --nproc_per_node {saved})")
         diff = config_diff(state["config"], self.cfg)
         if diff:
             detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in sorted(diff.items()))
@@ -221,14 +233,18 @@ class Trainer:
                 loss = soft_cross_entropy(logits, target)
             else:
                 loss = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
-            self._check_finite(loss, epoch, step, "training loss")
+            last = step == len(self.train_loader)
+            if self.scaler.is_enabled():  # fp16: GradScaler skips the step of a non-finite loss and lowers its scale
+                self._count_skips(loss, epoch, step, last)
+            else:
+                self._check_finite(loss, epoch, step, "training loss", last)
             self.opt.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if not self.scaler.is_enabled():
                 # spikes swallow NaN (NaN > threshold is False), so a NaN input or weight can leave the
                 # loss finite: check the gradient too (fp16 runs leave inf gradients to the grad scaler)
                 gnorm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
-                self._check_finite(gnorm, epoch, step, "gradient norm")
+                self._check_finite(gnorm, epoch, step, "gradient norm", last)
             if cfg.record_grad_norms:
                 self.scaler.unscale_(self.opt)
                 for name, p in self.model.named_parameters():
@@ -255,17 +271,45 @@ class Trainer:
             rec["grad_norms"] = {k: math.sqrt(v / max(steps, 1)) for k, v in grad_sq.items()}
         return rec
 
-    def _check_finite(self, value: Tensor, epoch: int, step: int, what: str) -> None:
-        """Stop the run (all ranks) with :class:`NonFiniteLossError` if ``value`` is NaN or inf."""
-        bad = 0.0 if bool(torch.isfinite(value.detach())) else 1.0
+    def _check_finite(self, value: Tensor, epoch: int, step: int, what: str, last: bool = True) -> None:
+        """Stop the run (all ranks) with :class:`NonFiniteLossError` once ``value`` was NaN or inf.
+
+        On a CPU every step is checked (reading a scalar costs nothing there); on a GPU the flags stay on the device
+        and are read every :data:`CHECK_EVERY` steps and at the end of the epoch, so the step never waits for the host.
+        """
+        flag = ~torch.isfinite(value.detach())
+        prev = self._pending.get(what)
+        self._pending[what] = flag if prev is None else prev | flag
+        if self.device.type != "cpu" and step % CHECK_EVERY and not last:
+            return
+        bad = float(self._pending.pop(what))
         if self.dist.enabled:
             bad = D.all_reduce_sum([bad], self.device, self.dist)[0]
         if bad:
             keep = f"; the last good checkpoint {self.out / 'last.pt'} (epoch {epoch - 1}) is kept" if (
                 self.out is not None and epoch > 1) else ""
+            when = (f"is {float(value)} at epoch {epoch}, step {step}" if self.device.type == "cpu"
+                    else f"became NaN or inf at epoch {epoch}, by step {step}")
             raise NonFiniteLossError(
-                f"{what} is {float(value)} at epoch {epoch}, step {step} (lr={self.opt.param_groups[0]['lr']:.4g}); "
-                f"the run stopped{keep}. Lower the learning rate, use fp32, or check the input data for NaN/inf."
+                f"{what} {when} (lr={self.opt.param_groups[0]['lr']:.4g}); the run stopped{keep}. Lower the learning "
+                "rate, use fp32, or check the input data for NaN/inf."
+            )
+
+    def _count_skips(self, loss: Tensor, epoch: int, step: int, last: bool) -> None:
+        """fp16: count consecutive steps with a non-finite loss (GradScaler skips them); stop after
+        :data:`MAX_SKIPPED_STEPS` in a row. Read on the host every :data:`CHECK_EVERY` steps."""
+        finite = torch.isfinite(loss.detach())
+        self._skips = torch.where(finite, torch.zeros_like(self._skips), self._skips + 1)
+        if step % CHECK_EVERY and not last:
+            return
+        skips = int(self._skips)
+        if self.dist.enabled:
+            skips = int(D.all_reduce_sum([skips], self.device, self.dist)[0] / self.dist.world_size)
+        if skips >= MAX_SKIPPED_STEPS:
+            raise NonFiniteLossError(
+                f"fp16: the training loss was NaN or inf in {skips} consecutive steps up to epoch {epoch}, step {step} "
+                f"(GradScaler skipped them; scale now {self.scaler.get_scale():.3g}); the run stopped. Use bf16 on a "
+                "GPU that has it, fp32, a lower learning rate, or check the input data."
             )
 
     @torch.no_grad()
@@ -317,6 +361,8 @@ class Trainer:
                 "data_info": model_fields(self.info),
                 "hardware": run_metadata(self.device, self.dist.world_size),
                 "autocast_dtype": dtype_name(self.amp_dtype),
+                "lif_backend": lif_backend_name(self.device, cfg.compile),
+                "cudnn_benchmark": self.device.type == "cuda",
                 "parameters": sum(p.numel() for p in self.model.parameters()),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "resumed_from_epoch": self.start_epoch - 1 if self.resume else None,
@@ -343,6 +389,7 @@ class Trainer:
             digests = D.gather_digests(self.net, self.dist)
             wall = prior_wall + time.perf_counter() - t_start
             self._write_metadata("completed", {
+                "lif_backend": lif_backend_name(self.device, cfg.compile),  # a kernel that failed shows its fallback
                 "wall_seconds": wall, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "best_test_acc": self.best_acc, "best_epoch": self.best_epoch,
                 "final_test_acc": self.history[-1]["test_acc"] if self.history else None,

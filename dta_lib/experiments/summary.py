@@ -6,13 +6,13 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 
 from .ablation import ablation_paired
 from .paper import PAPER_ABLATION_GAP, PAPER_RESULTS
-from .registry import STUDIES
+from .registry import STUDIES, Study
 from .runner import variant_key
 from .stats import exceeds_noise, format_mean_std
 from .tables import load_run
@@ -27,27 +27,29 @@ __all__ = [
 ]
 
 
-def load_study_runs(preset_root: str | os.PathLike[str], preset: str | None = None) -> pd.DataFrame:
+def load_study_runs(preset_root: str | os.PathLike[str], preset: str | None = None,
+                    registry: Mapping[str, Study] | None = None) -> pd.DataFrame:
     """Exactly the runs the study registry expects below ``reports/runs/<preset>/``: load_run's row plus ``study``
     and ``variant``.
 
     The layout is ``<preset_root>/<study>/<dataset>/<variant>-s<seed>/`` (:func:`dta_lib.experiments.run_dir`);
-    ``preset`` defaults to the folder's name. A study folder that exists must hold every run of
-    :data:`~dta_lib.experiments.registry.STUDIES` for that preset, finished (``run.json`` status ``completed``), and
+    ``preset`` defaults to the folder's name. A study folder that exists must hold every run that ``registry``
+    (default :data:`~dta_lib.experiments.registry.STUDIES`) lists for that preset, finished (``run.json`` status ``completed``), and
     nothing else: a missing, incomplete, extra (a copy, a study or variant the registry does not know) or duplicated
     run raises ``ValueError`` naming each such folder and the fix, instead of averaging what happens to be there.
     Missing root folder: empty frame.
     """
     root = Path(preset_root)
     preset = preset or root.name
+    studies = STUDIES if registry is None else registry
     rows, problems = [], []
     if not root.is_dir():
         return pd.DataFrame(rows)
     train = f"python -m dta_lib.experiments.campaign {{study}} --preset {preset} --seeds {{seeds}}"
     for study_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        study = STUDIES.get(study_dir.name)
+        study = studies.get(study_dir.name)
         if study is None:
-            problems.append(f"{study_dir}: not a study of the registry ({', '.join(sorted(STUDIES))}); move it out")
+            problems.append(f"{study_dir}: not a study of the registry ({', '.join(sorted(studies))}); move it out")
             continue
         expected = study.expected(preset)
         fix = train.format(study=study.name, seeds=" ".join(map(str, study.seeds_for(preset))))

@@ -11,13 +11,15 @@ from __future__ import annotations
 import importlib.util
 import warnings
 
+import torch
 from torch import Tensor
 
-from ..loop import lif_multistep_loop
 from ..surrogate import Surrogate
+from .fallback import _TRITON_BROKEN, triton_failed
 from .lif_cpu import FusedLIF, c_extension_available, lif_multistep_fused
 
-__all__ = ["lif_multistep_fused", "lif_multistep_triton", "FusedLIF", "c_extension_available", "triton_available"]
+__all__ = ["lif_multistep_fused", "lif_multistep_triton", "FusedLIF", "c_extension_available", "triton_available",
+           "triton_failed", "lif_backend_name"]
 
 
 def triton_available() -> bool:
@@ -25,14 +27,12 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-_TRITON_BROKEN: list[str] = []  # the first failure's message, once Triton failed to compile or run here
-
-
 def lif_multistep_triton(x: Tensor, decay: float, threshold: float, surrogate: Surrogate) -> Tensor:
-    """Lazy entry point of :func:`dta_lib.kernels.lif_triton.lif_multistep_triton`.
+    """Lazy entry point of :func:`dta_lib.snn.kernels.lif_triton.lif_multistep_triton`.
 
-    If Triton fails to compile or launch (a driver/toolchain problem on this GPU), this warns once and falls back
-    to the PyTorch loop (same results, slower) for the rest of the process.
+    If Triton fails to compile or launch (a driver or toolchain problem on this GPU), forward or backward, this warns
+    once and the rest of the process uses :func:`lif_multistep_fused`'s PyTorch path, which computes what the kernel
+    computes (the membrane in fp32 for bf16 / fp16 inputs), so results do not depend on which backend ran.
     """
     if not _TRITON_BROKEN:
         try:
@@ -40,8 +40,16 @@ def lif_multistep_triton(x: Tensor, decay: float, threshold: float, surrogate: S
 
             return impl(x, decay, threshold, surrogate)
         except Exception as e:  # triton's CompilationError, driver errors, a missing toolchain...
-            _TRITON_BROKEN.append(f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
-            warnings.warn(f"Triton LIF kernel failed ({_TRITON_BROKEN[0]}); using the PyTorch LIF loop instead "
-                          "(same results, slower)", RuntimeWarning, stacklevel=2)
-    return lif_multistep_loop(x, decay, threshold, surrogate)
+            triton_failed(e, "forward")
+    return lif_multistep_fused(x, decay, threshold, surrogate)
 
+
+def lif_backend_name(device: torch.device | str, compiled: bool = False) -> str:
+    """The LIF backend that ``backend="auto"`` runs on ``device`` in this process, as ``run.json`` records it."""
+    if compiled:
+        return "loop (traced by torch.compile)"
+    if torch.device(device).type == "cuda" and triton_available():
+        return f"fused PyTorch (Triton failed: {_TRITON_BROKEN[0]})" if _TRITON_BROKEN else "triton"
+    if torch.device(device).type == "cpu" and c_extension_available():
+        return "fused C (OpenMP)"
+    return "fused PyTorch"

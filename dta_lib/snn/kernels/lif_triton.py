@@ -16,6 +16,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ..surrogate import Surrogate
+from .fallback import _TRITON_BROKEN, triton_failed
 from .lif_cpu import _btn, _same_layout, _torch_backward, surrogate_code
 from .saving import tag_spikes
 
@@ -107,15 +108,19 @@ class TritonLIF(torch.autograd.Function):
         h3, g3, gx3 = _btn(h), _btn(g), _btn(gx)
         assert h3 is not None and g3 is not None and gx3 is not None
         code = surrogate_code(ctx.surrogate)
-        if code is None:  # custom surrogate: its own derivative(v), in PyTorch
-            out = torch.empty_like(h)
-            _torch_backward(h3, g3.float(), ctx.decay, ctx.threshold, ctx.surrogate, _btn(out))
-            gx.copy_(out)
-        elif h3.numel():
+        if code is not None and h3.numel() and not _TRITON_BROKEN:
             kind, p0, p1 = code
             b, t, n = h3.shape
             grid = (triton.cdiv(n, _BLOCK), b)
-            _lif_bwd_kernel[grid](h3, g3, gx3, t, n, ctx.decay, ctx.threshold, p0, p1, KIND=kind, BLOCK=_BLOCK)
+            try:
+                _lif_bwd_kernel[grid](h3, g3, gx3, t, n, ctx.decay, ctx.threshold, p0, p1, KIND=kind, BLOCK=_BLOCK)
+                return gx, None, None, None
+            except Exception as e:  # a backward kernel that fails to compile or launch: same arithmetic in PyTorch
+                triton_failed(e, "backward")
+        if h3.numel():  # a custom surrogate (its own derivative(v)), or the fallback: from the saved fp32 membrane
+            out = torch.empty_like(h)
+            _torch_backward(h3, g3.float(), ctx.decay, ctx.threshold, ctx.surrogate, _btn(out))
+            gx.copy_(out)
         return gx, None, None, None
 
 
