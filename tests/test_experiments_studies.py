@@ -2,12 +2,14 @@
 live curves and the per-T memory measurement."""
 import json
 import math
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from dta_lib import experiments, viz  # noqa: E402
 from dta_lib.experiments import PAPER_ABLATION_GAP  # noqa: E402
@@ -149,8 +151,8 @@ def test_time_step_table():
 def test_live_run_calls_back_per_epoch_and_matches_the_run(tmp_path):
     seen = []
     row = experiments.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=lambda h: seen.append(len(h)),
-                           root=tmp_path, poll_seconds=0.05, epochs=2, threads=1, progress=False)
-    assert row["epochs"] == 2 and seen[-1] == 2 and seen == sorted(seen)
+                           root=tmp_path, epochs=2, threads=1, progress=False)
+    assert row["epochs"] == 2 and seen == [1, 2, 2]  # after each epoch, then the whole history once more
     hist = experiments.read_history(row["run"])
     assert list(hist.epoch) == [1, 2] and hist.test_acc.iloc[-1] == row["final_test_acc"]
     # reused: one call back with the whole history, no training
@@ -158,8 +160,6 @@ def test_live_run_calls_back_per_epoch_and_matches_the_run(tmp_path):
     experiments.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=again.append, root=tmp_path,
                      epochs=2, threads=1, progress=False)
     assert len(again) == 1 and len(again[0]) == 2
-    with pytest.raises(ValueError, match="poll_seconds"):
-        experiments.live_run("live", "synthetic", "smoke", {}, 0, poll_seconds=0, root=tmp_path)
     with pytest.raises(ValueError, match="time_steps"):  # a bad config fails before anything starts
         experiments.live_run("live", "synthetic", "smoke", {"time_steps": 0}, 0, root=tmp_path)
 
@@ -215,3 +215,38 @@ def test_time_step_costs_backbone_linear_in_t_and_tna_superlinear():
     assert dta.loc[4, "dta_macs"] > 2 * dta.loc[2, "dta_macs"]
     with pytest.raises(ValueError, match="time_steps"):
         time_step_costs("fashion-mnist", 0.0625, [0])
+
+
+def test_interrupting_a_live_run_leaves_no_thread_no_lock_and_resumes_exactly(tmp_path):
+    """The stop button of notebook 05's cell: KeyboardInterrupt from the callback, as from the kernel."""
+    import threading
+
+    from dta_lib.engine.checkpoint import load_checkpoint
+    from dta_lib.engine.runfolder import RunLock
+
+    kw = dict(epochs=3, subset=64, test_subset=32, batch_size=16, width=0.0625, threads=1, precision="fp32",
+              progress=False)
+    before = set(threading.enumerate())
+
+    def stop_after_first(history):
+        if len(history) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        experiments.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=stop_after_first,
+                             root=tmp_path / "a", **kw)
+    assert set(threading.enumerate()) <= before  # nothing left training in the background
+    out = tmp_path / "a" / "smoke" / "live" / "synthetic" / "attention=dta-s0"
+    RunLock(out).acquire().release()  # the lock is free
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    seen = []
+    resumed = experiments.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=lambda h: seen.append(len(h)),
+                                   root=tmp_path / "a", **kw)
+    assert seen == [2, 3, 3]  # resumed at epoch 2
+    whole = experiments.run_one("live", "synthetic", "smoke", {"attention": "dta"}, 0, root=tmp_path / "b", **kw)
+    drop = ("seconds", "images_per_s")
+    strip = lambda h: h.drop(columns=[c for c in drop if c in h]).to_dict("records")  # noqa: E731
+    assert strip(experiments.read_history(resumed["run"])) == strip(experiments.read_history(whole["run"]))
+    a, b = load_checkpoint(Path(resumed["run"]) / "last.pt"), load_checkpoint(Path(whole["run"]) / "last.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

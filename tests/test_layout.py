@@ -110,10 +110,10 @@ def test_lower_layers_do_not_import_upper_ones():
 
 @pytest.mark.parametrize("path", [
     "dta_lib:LIF", "dta_lib:DTA", "dta_lib:TXA", "dta_lib:TNA", "dta_lib:LTCA", "dta_lib:GTCA",
-    "dta_lib:ms_resnet18", "dta_lib:ms_resnet34", "dta_lib.models:ms_resnet18", "dta_lib.neuron:LIF",
-    "dta_lib.attention:DTA", "dta_lib.compat:from_reference_state_dict", "dta_lib.data:build_datasets",
-    "dta_lib.checkpoint:load_checkpoint", "dta_lib.snn:LIF", "dta_lib.engine:Trainer", "dta_lib.engine:train",
-    "dta_lib.experiments:run_study", "dta_lib.viz:save_figure", "dta_lib.train:train", "dta_lib.config:make_config",
+    "dta_lib:ms_resnet18", "dta_lib:ms_resnet34", "dta_lib.models:ms_resnet18", "dta_lib.snn.neuron:LIF",
+    "dta_lib.models.attention:DTA", "dta_lib.models.compat:from_reference_state_dict", "dta_lib.data:build_datasets",
+    "dta_lib.engine.checkpoint:load_checkpoint", "dta_lib.snn:LIF", "dta_lib.engine:Trainer", "dta_lib.engine:train",
+    "dta_lib.experiments:run_study", "dta_lib.viz:save_figure", "dta_lib.engine:train", "dta_lib.engine.config:make_config",
 ])
 def test_documented_import_paths(path):
     module, name = path.split(":")

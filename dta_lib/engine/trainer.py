@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +69,7 @@ class Trainer:
         resume: bool = False,
         datasets: tuple[Dataset, Dataset] | None = None,
         info: DataInfo | None = None,
+        on_epoch: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         if not isinstance(config, TrainConfig):
             raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -78,6 +79,7 @@ class Trainer:
         self.resume = resume
         self._datasets = datasets
         self._info = info
+        self.on_epoch = on_epoch
         self._lock: RunLock | None = None
         self._created_out = False
         self.repaired: list[str] = []
@@ -386,6 +388,8 @@ class Trainer:
                        "images_per_s": rec["train_samples"] / secs if secs > 0 else None}
                 self.history.append(rec)
                 self._write_epoch(epoch, improved)
+                if self.on_epoch is not None and self.is_main:  # after the epoch's files: an interrupt here loses nothing
+                    self.on_epoch(list(self.history))
             digests = D.gather_digests(self.net, self.dist)
             wall = prior_wall + time.perf_counter() - t_start
             self._write_metadata("completed", {
@@ -440,7 +444,9 @@ def train(
     resume: bool = False,
     datasets: tuple[Dataset, Dataset] | None = None,
     info: DataInfo | None = None,
+    on_epoch: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> TrainResult:
-    """Train one run; see :class:`Trainer`."""
-    return Trainer(config, out, resume, datasets, info).fit()
+    """Train one run; see :class:`Trainer`. ``on_epoch(history)`` is called (rank 0) after each epoch's files are
+    written, with every epoch's record so far: live curves in a notebook, early stopping by raising."""
+    return Trainer(config, out, resume, datasets, info, on_epoch).fit()
 

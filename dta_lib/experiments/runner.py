@@ -1,6 +1,6 @@
 """Studies: grids of training runs with a stable folder layout, reused when already recorded.
 
-A study is a list of variants (dicts of :class:`~dta_lib.config.TrainConfig` overrides)
+A study is a list of variants (dicts of :class:`~dta_lib.engine.config.TrainConfig` overrides)
 times a list of seeds. Each run lives in
 ``<root>/<preset>/<study>/<dataset>/<key>-s<seed>/`` where ``key`` names the variant
 (e.g. ``attention=dta,time_steps=4``). With ``reuse=True`` a finished run whose
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -114,9 +113,10 @@ def run_one(
     seed: int,
     root: str | os.PathLike[str] | None = None,
     reuse: bool = True,
+    on_epoch: Callable[[list[dict[str, Any]]], None] | None = None,
     **common: Any,
 ) -> dict[str, Any]:
-    """Train, resume or reuse one run; returns :func:`dta_lib.experiments.load_run`'s row plus the variant's fields.
+    """Train, resume or reuse one run (``on_epoch``: the training loop's callback, see :func:`dta_lib.engine.train`); returns :func:`dta_lib.experiments.load_run`'s row plus the variant's fields.
 
     Never deletes a run it could continue: a folder with ``last.pt`` is resumed (``--resume`` semantics; a different
     config is an error naming the fields). ``reuse=True`` reads a finished run with the same config. With
@@ -134,7 +134,7 @@ def run_one(
     elif finished:
         _refuse_training(out)
         new = out.with_name(out.name + ".retrain")
-        train(cfg, out=new, resume=new.is_dir() and any(new.iterdir()))
+        train(cfg, out=new, resume=new.is_dir() and any(new.iterdir()), on_epoch=on_epoch)
         old = out.with_name(out.name + ".replaced")
         os.replace(out, old)
         os.replace(new, out)
@@ -152,7 +152,7 @@ def run_one(
     else:
         _refuse_training(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        train(cfg, out=out, resume=(out / "last.pt").is_file() or (out / "config.json").is_file())
+        train(cfg, out=out, resume=(out / "last.pt").is_file() or (out / "config.json").is_file(), on_epoch=on_epoch)
     row = load_run(out)
     row.update({"study": study, "variant": variant_key(variant), **variant})
     return row
@@ -190,41 +190,19 @@ def live_run(
     seed: int,
     on_epoch: Callable[[pd.DataFrame], None] | None = None,
     reuse: bool = True,
-    poll_seconds: float = 0.5,
     root: str | os.PathLike[str] | None = None,
     **common: Any,
 ) -> dict[str, Any]:
-    """:func:`dta_lib.experiments.run_one` with a callback after every finished epoch.
+    """:func:`dta_lib.experiments.run_one` with ``on_epoch(history)`` after every finished epoch.
 
-    The run trains in a worker thread; this thread polls the run's ``metrics.jsonl``
-    (written atomically once per epoch) and calls ``on_epoch(history)`` whenever a new
-    epoch appears, and once more at the end with the whole history. A reused run calls
-    back once. Errors of the run are re-raised here. Returns ``run_one``'s row.
+    The run trains in the caller's thread; the training loop calls back once an epoch's files are written, and this
+    calls once more at the end with the whole history (a reused run: that call only). Interrupting the caller
+    (``KeyboardInterrupt``: the stop button of a notebook cell, or raised by ``on_epoch``) stops the training at
+    once; the run folder keeps its last finished epoch, its lock is released, and the same call resumes it exactly.
+    Returns ``run_one``'s row.
     """
-    if poll_seconds <= 0:
-        raise ValueError(f"poll_seconds must be > 0, got {poll_seconds!r}")
-    cfg = make_config(dataset, preset, seed=seed, **{**common, **variant})
-    out = run_dir(study, cfg, variant, root)
-    result: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            result["row"] = run_one(study, dataset, preset, variant, seed, root=root, reuse=reuse, **common)
-        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-            result["error"] = e
-
-    worker = threading.Thread(target=work, name=f"live_run:{study}", daemon=True)
-    worker.start()
-    shown = 0
-    while worker.is_alive():
-        worker.join(poll_seconds)
-        if worker.is_alive() and on_epoch is not None:
-            hist = read_history(out)
-            if len(hist) > shown:
-                shown = len(hist)
-                on_epoch(hist)
-    if "error" in result:
-        raise result["error"]
+    callback = (lambda history: on_epoch(pd.DataFrame(history))) if on_epoch is not None else None
+    row = run_one(study, dataset, preset, variant, seed, root=root, reuse=reuse, on_epoch=callback, **common)
     if on_epoch is not None:
-        on_epoch(read_history(out))
-    return result["row"]
+        on_epoch(read_history(row["run"]))
+    return row

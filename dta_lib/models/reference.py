@@ -5,7 +5,7 @@ names, aliases and registration order reproduce its ``state_dict`` exactly). It 
 the release's habits on purpose: a Python loop over time in every LIF that autograd
 records step by step, the input repeated ``T`` times before the stem, ``torch.cat``
 of per-step outputs. Use :mod:`dta_lib.models` for real work; this module exists so
-that tests can prove :func:`dta_lib.compat.from_reference_state_dict` and the fast
+that tests can prove :func:`dta_lib.models.compat.from_reference_state_dict` and the fast
 paths compute the same function, and so that ``python -m dta_lib.bench`` has the
 release's computation to race against in the same process.
 """

@@ -9,7 +9,7 @@ an implementation from :data:`LIF_BACKENDS` by ``backend``:
 - ``"triton"``: the fused CUDA kernel, listed when Triton is installed;
 - ``"auto"``: the fastest correct one for the tensor's device.
 
-Backends are listed explicitly below; :func:`register_backend` adds one of your own.
+Backends are listed explicitly below; add your own to :data:`LIF_BACKENDS` (name -> function).
 """
 from __future__ import annotations
 
@@ -22,8 +22,7 @@ from .kernels import lif_multistep_fused, lif_multistep_triton, triton_available
 from .loop import lif_multistep_loop, lif_trace
 from .surrogate import Surrogate, Triangle
 
-__all__ = ["lif_multistep", "lif_multistep_loop", "lif_trace", "LIF_BACKENDS", "register_backend",
-           "seq_to_ann", "ann_to_seq"]
+__all__ = ["lif_multistep", "lif_multistep_loop", "lif_trace", "LIF_BACKENDS"]
 
 LIFBackend = Callable[[Tensor, float, float, Surrogate], Tensor]
 
@@ -31,15 +30,6 @@ LIFBackend = Callable[[Tensor, float, float, Surrogate], Tensor]
 LIF_BACKENDS: dict[str, LIFBackend] = {"loop": lif_multistep_loop, "fused": lif_multistep_fused}
 if triton_available():
     LIF_BACKENDS["triton"] = lif_multistep_triton
-
-
-def register_backend(name: str, fn: LIFBackend) -> None:
-    """Make ``fn(x, decay, threshold, surrogate) -> spikes`` selectable as ``LIF(backend=name)``."""
-    if not name or name == "auto":
-        raise ValueError(f"LIF backend name must be a non-empty string other than 'auto', got {name!r}")
-    if not callable(fn):
-        raise ValueError(f"LIF backend {name!r} must be callable, got {type(fn).__name__}")
-    LIF_BACKENDS[name] = fn
 
 
 def _auto_backend(x: Tensor) -> str:
@@ -64,13 +54,3 @@ def lif_multistep(
     if name not in LIF_BACKENDS:
         raise ValueError(f"unknown LIF backend {backend!r}; expected 'auto' or one of {sorted(LIF_BACKENDS)}")
     return LIF_BACKENDS[name](x, decay, threshold, surrogate)
-
-
-def seq_to_ann(x: Tensor) -> Tensor:
-    """Fold time into batch: ``[B, T, ...] -> [B*T, ...]`` (a view when possible)."""
-    return x.flatten(0, 1)
-
-
-def ann_to_seq(x: Tensor, time_steps: int) -> Tensor:
-    """Unfold batch into time: ``[B*T, ...] -> [B, T, ...]``."""
-    return x.unflatten(0, (-1, time_steps))

@@ -32,7 +32,7 @@ class LIF(nn.Module):
         threshold: firing threshold (> 0).
         surrogate: surrogate-gradient module; default :class:`Triangle` of width 1.0.
         backend: ``"auto"`` (fastest for the device), ``"loop"`` (reference), or a
-            name registered in :data:`dta_lib.functional.LIF_BACKENDS`.
+            name registered in :data:`dta_lib.snn.functional.LIF_BACKENDS`.
 
     Shape: input ``[B, T, ...]`` float; output 0/1 spikes of the same shape and dtype.
     """

@@ -106,7 +106,7 @@ def plot_lif_traces(
     """Membrane traces of a few neurons, one panel each (paper Eqs. 1-3).
 
     ``current`` (input ``x_t``), ``membrane`` (charged ``h_t`` before reset, from
-    :meth:`dta_lib.neuron.LIF.trace`) and ``spikes`` ``s_t`` are ``[T, N]``. Spikes are drawn
+    :meth:`dta_lib.snn.neuron.LIF.trace`) and ``spikes`` ``s_t`` are ``[T, N]``. Spikes are drawn
     as markers at the top; the dashed line is the threshold.
     """
     x, h, s = (_np(a, 2, n) for a, n in ((current, "current"), (membrane, "membrane"), (spikes, "spikes")))

@@ -350,6 +350,6 @@ class FusedLIF(torch.autograd.Function):
 
 
 def lif_multistep_fused(x: Tensor, decay: float, threshold: float, surrogate: Surrogate) -> Tensor:
-    """The ``"fused"`` LIF backend: same function as :func:`dta_lib.functional.lif_multistep_loop`."""
+    """The ``"fused"`` LIF backend: same function as :func:`dta_lib.snn.loop.lif_multistep_loop`."""
     return tag_spikes(FusedLIF.apply(x, decay, threshold, surrogate))
 
