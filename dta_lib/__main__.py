@@ -37,13 +37,13 @@ def register_command(name: str, help: str, add_arguments: Callable[[argparse.Arg
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    def _get_help_string(self, action: argparse.Action) -> str:  # config options say their default themselves
+        return action.help if action.help and "[unset:" in action.help else super()._get_help_string(action)
 
 
 # ---------------------------------------------------------------------------- train
 def _add_train(p: argparse.ArgumentParser) -> None:
-    from .engine.config import ARCHS, ATTENTIONS, PRECISIONS, PRESETS, RECIPES
-    from .snn.surrogate import SURROGATES
+    from .engine.config import PRESETS, RECIPES
 
     p.description = (
         "Train an MS-ResNet spiking network (BPTT, SGD momentum 0.9, cosine annealing) with a named "
@@ -57,51 +57,51 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", default=None, help="run folder (created); required unless --no-save")
     g.add_argument("--no-save", action="store_true", help="write no files (print the result only)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt, exactly")
-    g.add_argument("--seed", type=int, default=None, help="random seed (python, numpy, torch, data order)")
-    m = p.add_argument_group("model")
-    m.add_argument("--arch", default=None, choices=ARCHS, help="backbone (recipe default: ms_resnet34 for imagenet)")
-    m.add_argument("--attention", default=None, choices=ATTENTIONS, help="attention after the stem (default dta)")
-    m.add_argument("--time-steps", "-T", type=int, default=None, help="time steps T (recipe default)")
-    m.add_argument("--width", type=float, default=None, help="channel width multiplier (1.0 = paper)")
-    m.add_argument("--surrogate", default=None, choices=sorted(SURROGATES), help="surrogate gradient (triangle)")
-    m.add_argument("--surrogate-width", type=float, default=None,
-                   help="surrogate width (the triangle's half-width gamma/alpha, paper Eq. 5; release 1.0)")
-    o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, default=None, help="number of epochs (cosine annealing to 0 over them)")
-    o.add_argument("--batch-size", type=int, default=None, help="batch size per process")
-    o.add_argument("--lr", type=float, default=None, help="initial SGD learning rate")
-    o.add_argument("--lr-scale", choices=["none", "linear"], default="none",
+    g.add_argument("--lr-scale", choices=["none", "linear"], default="none",
                    help="under torchrun, 'linear' multiplies the learning rate by the number of processes (the batch "
                         "size is per process, so the global batch grows with them); the config records the result")
-    o.add_argument("--momentum", type=float, default=None, help="SGD momentum (0.9)")
-    o.add_argument("--weight-decay", type=float, default=None, help="SGD weight decay")
-    o.add_argument("--label-smoothing", type=float, default=None, help="label smoothing")
-    o.add_argument("--cutmix-alpha", type=float, default=None, help="CutMix Beta(alpha, alpha); 0 = off")
-    o.add_argument("--mixup-alpha", type=float, default=None, help="MixUp Beta(alpha, alpha); 0 = off")
-    o.add_argument("--mix-prob", type=float, default=None, help="probability that a batch is mixed")
-    d = p.add_argument_group("data")
-    d.add_argument("--data-root", default=None, help="dataset folder (else $DTA_DATA_ROOT / offline copies)")
-    d.add_argument("--download", action="store_true", help="allow downloading the dataset")
-    d.add_argument("--subset", type=int, default=None, help="number of training images (class-balanced)")
-    d.add_argument("--test-subset", type=int, default=None, help="number of test images")
-    d.add_argument("--no-augment", action="store_true", help="disable training augmentation")
-    d.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
-    h = p.add_argument_group("hardware")
-    h.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (Apple silicon, fp32)")
-    h.add_argument("--threads", type=int, default=None, help="torch CPU threads for this run (default: torch's)")
-    h.add_argument("--precision", default=None, choices=PRECISIONS,
-                   help="auto = on CUDA bf16 where the GPU has it, else fp16 + grad scaler; on a CPU bf16 autocast "
-                        "where it has bf16 instructions (AVX512-BF16 or AMX), else fp32; fp32 on mps")
-    h.add_argument("--compile", action="store_true", help="torch.compile the model")
-    h.add_argument("--channels-last", action="store_true", help="channels_last memory format (CUDA)")
-    h.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across DDP processes")
-    h.add_argument("--nondeterministic", action="store_true", help="allow nondeterministic kernels")
-    r = p.add_argument_group("recording")
-    r.add_argument("--record-grad-norms", action="store_true", help="per-layer gradient norms in metrics.jsonl")
-    r.add_argument("--record-firing-rates", action="store_true", help="per-LIF firing rates on the test set")
-    bar = r.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show tqdm bars")
-    bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show tqdm bars")
+    add_config_arguments(p)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config: type | None = None) -> None:
+    """One option per field of ``config`` (default :class:`~dta_lib.engine.config.TrainConfig`) but ``dataset`` and
+    ``preset``, from the field's type, help, group, choices and flags (:func:`dta_lib.engine.config._f`). Every option
+    defaults to ``None``: unset options come from the preset, then the recipe."""
+    import dataclasses
+
+    from .engine.config import TrainConfig
+
+    groups: dict[str, Any] = {}
+    for f in dataclasses.fields(config or TrainConfig):
+        if f.name in ("dataset", "preset"):
+            continue
+        meta = f.metadata
+        group = meta.get("group", "run")
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        g, flag = groups[group], "--" + f.name.replace("_", "-")
+        kind = str(f.type).replace(" | None", "")
+        help_ = meta.get("help", "") + f" [unset: the preset's, else the recipe's, else {f.default}]"
+        if kind == "bool" and f.default is None:  # on / off / unset
+            both = g.add_mutually_exclusive_group()
+            both.add_argument(flag, dest=f.name, action="store_const", const=True, default=None, help=help_)
+            both.add_argument(f"--no-{flag[2:]}", dest=f.name, action="store_const", const=False, help="no " + help_)
+        elif kind == "bool":  # a flag turns the default around
+            flags = meta.get("flags") or ((flag,) if not f.default else (f"--no-{flag[2:]}",))
+            g.add_argument(*flags, dest=f.name, action="store_const", const=not f.default, default=None, help=help_)
+        else:
+            g.add_argument(*(meta.get("flags") or (flag,)), dest=f.name, default=None, help=help_,
+                           type={"int": int, "float": float}.get(kind, str), choices=meta.get("choices"))
+
+
+def config_overrides(args: argparse.Namespace, config: type | None = None) -> dict[str, Any]:
+    """The config fields given on the command line (``None`` = unset), for :func:`make_config`."""
+    import dataclasses
+
+    from .engine.config import TrainConfig
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config or TrainConfig)
+            if f.name not in ("dataset", "preset")}
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -112,19 +112,7 @@ def _run_train(args: argparse.Namespace) -> int:
         raise ValueError("--out DIR is required (or pass --no-save to write nothing)")
     if args.out is not None and args.no_save:
         raise ValueError("--out and --no-save exclude each other")
-    cfg = make_config(
-        args.dataset, args.preset, arch=args.arch, attention=args.attention, time_steps=args.time_steps, seed=args.seed,
-        width=args.width, surrogate=args.surrogate, surrogate_width=args.surrogate_width, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing, cutmix_alpha=args.cutmix_alpha, mixup_alpha=args.mixup_alpha,
-        mix_prob=args.mix_prob, data_root=args.data_root, download=args.download or None, subset=args.subset,
-        test_subset=args.test_subset, augment=False if args.no_augment else None, workers=args.workers,
-        threads=args.threads,
-        device=args.device, precision=args.precision, compile=args.compile or None,
-        channels_last=args.channels_last or None, sync_bn=args.sync_bn or None,
-        deterministic=False if args.nondeterministic else None, record_grad_norms=args.record_grad_norms or None,
-        record_firing_rates=args.record_firing_rates or None, progress=args.progress,
-    )
+    cfg = make_config(args.dataset, args.preset, **config_overrides(args))
     from .engine.distributed import detect
 
     if args.lr_scale == "linear" and detect().world_size > 1:

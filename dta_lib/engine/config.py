@@ -30,6 +30,8 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from ..snn.surrogate import SURROGATES
+
 __all__ = [
     "TrainConfig",
     "RECIPES",
@@ -67,6 +69,15 @@ def config_diff(saved: dict[str, Any], cfg: "TrainConfig", free: frozenset[str] 
     return {k: (saved.get(k), v) for k, v in now.items() if k not in free and saved.get(k) != v}
 
 
+def _f(default: Any, help: str, group: str = "run", choices: tuple[str, ...] | None = None,
+       flags: tuple[str, ...] | None = None) -> Any:
+    """A config field with what the command line needs: its help, its group, its choices, its flags (default
+    ``--name-with-dashes``; a flag for a field that defaults to True turns it off). ``python -m dta_lib train``
+    generates its options from these (:func:`dta_lib.__main__.add_config_arguments`): a new field needs no other edit."""
+    return dataclasses.field(default=default, metadata={"help": help, "group": group, "choices": choices,
+                                                        "flags": flags})
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (BPTT, SGD + cosine annealing, paper Sec. 4).
@@ -79,40 +90,45 @@ class TrainConfig:
     2-core machine one thread is often faster for the small CPU-preset models.
     """
 
-    dataset: str = "fashion-mnist"
-    preset: str = "paper"
-    arch: str = "ms_resnet18"
-    attention: str = "dta"
-    time_steps: int = 4
-    width: float = 1.0
-    surrogate: str = "triangle"
-    surrogate_width: float = 1.0
-    epochs: int = 100
-    batch_size: int = 64
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-5
-    label_smoothing: float = 0.0
-    cutmix_alpha: float = 0.0
-    mixup_alpha: float = 0.0
-    mix_prob: float = 0.0
-    augment: bool = True
-    subset: int | None = None
-    test_subset: int | None = None
-    seed: int = 42
-    workers: int | None = None
-    threads: int | None = None
-    precision: str = "auto"
-    channels_last: bool = False
-    compile: bool = False
-    sync_bn: bool = False
-    device: str = "auto"
-    deterministic: bool = True
-    data_root: str | None = None
-    download: bool = False
-    record_grad_norms: bool = False
-    record_firing_rates: bool = False
-    progress: bool | None = None
+    dataset: str = _f("fashion-mnist", "dataset and its training recipe")
+    preset: str = _f("paper", "size preset: smoke (CI), cpu (laptop), study / study-10k (hours), paper (GPU)")
+    arch: str = _f("ms_resnet18", "backbone (the recipe's: ms_resnet34 for imagenet)", "model", ARCHS)
+    attention: str = _f("dta", "attention after the stem", "model", ATTENTIONS)
+    time_steps: int = _f(4, "time steps T (paper Eq. 1)", "model", flags=("--time-steps", "-T"))
+    width: float = _f(1.0, "channel width multiplier (1.0 = the paper's)", "model")
+    surrogate: str = _f("triangle", "surrogate gradient of the spike", "model", tuple(sorted(SURROGATES)))
+    surrogate_width: float = _f(1.0, "surrogate width: the triangle's half-width gamma (paper Eq. 5; release 1.0)",
+                                "model")
+    epochs: int = _f(100, "epochs (cosine annealing of the learning rate to 0 over them)", "optimisation")
+    batch_size: int = _f(64, "batch size per process", "optimisation")
+    lr: float = _f(0.1, "initial SGD learning rate", "optimisation")
+    momentum: float = _f(0.9, "SGD momentum", "optimisation")
+    weight_decay: float = _f(5e-5, "SGD weight decay", "optimisation")
+    label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy", "optimisation")
+    cutmix_alpha: float = _f(0.0, "CutMix Beta(alpha, alpha); 0 = off", "optimisation")
+    mixup_alpha: float = _f(0.0, "MixUp Beta(alpha, alpha); 0 = off", "optimisation")
+    mix_prob: float = _f(0.0, "probability that a batch is mixed", "optimisation")
+    augment: bool = _f(True, "training augmentation (random crop and flip; the event op for event data)", "data")
+    subset: int | None = _f(None, "training images (a fixed class-balanced subset; all when unset)", "data")
+    test_subset: int | None = _f(None, "test images (a fixed class-balanced subset; all when unset)", "data")
+    seed: int = _f(42, "random seed (Python, NumPy, torch, data order), 0..2**32-1")
+    workers: int | None = _f(None, "DataLoader worker processes (unset: 0 on a CPU, up to 8 per rank on CUDA)", "data")
+    threads: int | None = _f(None, "torch CPU threads for this run (unset: torch's)", "hardware")
+    precision: str = _f("auto", "autocast precision. auto: on CUDA bf16 where the GPU has it (capability >= 8.0), else "
+                        "fp16 + grad scaler; on a CPU bf16 autocast where it has bf16 instructions (AVX512-BF16 or "
+                        "AMX), else fp32; fp32 on mps", "hardware", PRECISIONS)
+    channels_last: bool = _f(False, "channels_last memory format", "hardware")
+    compile: bool = _f(False, "torch.compile the model (static shapes)", "hardware")
+    sync_bn: bool = _f(False, "SyncBatchNorm across DDP processes (CUDA)", "hardware")
+    device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps (Apple silicon, fp32)", "hardware")
+    deterministic: bool = _f(True, "deterministic kernels on a CPU (--nondeterministic turns them off)", "hardware",
+                             flags=("--nondeterministic",))
+    data_root: str | None = _f(None, "dataset folder (else $DTA_DATA_ROOT, the offline copies, the download cache)",
+                               "data")
+    download: bool = _f(False, "allow downloading a missing dataset", "data")
+    record_grad_norms: bool = _f(False, "per-layer gradient norms in metrics.jsonl", "recording")
+    record_firing_rates: bool = _f(False, "per-LIF firing rates on the test set in metrics.jsonl", "recording")
+    progress: bool | None = _f(None, "tqdm progress bars (unset: when stderr is a terminal)", "recording")
 
     def __post_init__(self) -> None:
         self.validate()
