@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 TEST_REPORTS ?= build/test-reports
 NBVAL   := --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=600
 
-.PHONY: setup data test unit nbval render reproduce lab bench clean help
+.PHONY: setup data browser test unit nbval render reproduce lab bench book clean help
 
 help:
 	@echo "make reproduce [PRESET=cpu|smoke|paper] [DATASET=fashion-mnist|cifar10|...] [REUSE=1]  run the notebooks with papermill"
@@ -21,6 +21,7 @@ help:
 	@echo "make render     re-execute notebooks/ with default parameters (refresh the committed outputs)"
 	@echo "make lab        open JupyterLab"
 	@echo "make bench      python -m dta_lib.bench"
+	@echo "make book       the notebooks and guides as a static HTML book in build/book (no execution)"
 
 setup: $(STAMP)
 
@@ -34,6 +35,13 @@ $(STAMP): pyproject.toml constraints.txt
 # Offline default data: Debian's dataset-fashion-mnist (70,000 real images), when root with apt.
 data:
 	@sh scripts/install_offline_data.sh
+
+# Debian's chromium + chromium-driver for the book's browser test (CI runs this; the test skips without them)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; }) || \
+	    echo "note: chromium / chromium-driver not installed (root with apt needed); the browser test will skip" >&2; }
 
 test: setup
 	DTA_OUTPUT_DIR=$(abspath $(TEST_REPORTS)) $(PY) -m pytest tests notebooks $(NBVAL) -p no:cacheprovider $(PYTEST_ARGS)
@@ -56,6 +64,11 @@ lab: setup
 
 bench: setup
 	$(PY) -m dta_lib.bench
+
+# the book: README, notebooks with their committed outputs, study renders, guides (Sphinx + myst-nb, nothing executed)
+book: setup
+	$(PY) -m sphinx -b html -q -c book . build/book
+	@echo "book: build/book/index.html"
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
