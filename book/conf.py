@@ -6,11 +6,11 @@ Build: ``make book``, or without make ``python -m sphinx -b html -c book . build
 from __future__ import annotations
 
 import json
-import tomllib
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-REPO = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+REPO = re.search(r'^Repository = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)  # type: ignore[union-attr]
 
 project = "DTA-SNN companion"
 author = "The DTA-SNN companion contributors"

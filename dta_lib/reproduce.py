@@ -88,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.refresh_committed:
         return refresh_committed(notebooks(args.notebooks))
     chosen = notebooks(args.notebooks)  # validated before anything is written
+    if args.preset == "study":
+        skipped = [p.name for p in chosen if p.name[:2] not in STUDY_PLAN]
+        chosen = [p for p in chosen if p.name[:2] in STUDY_PLAN]
+        if skipped:
+            print(f"[reproduce] PRESET=study: not yet at this preset, skipped: {', '.join(skipped)}", flush=True)
     reports = reports_root()
     out = Path(args.out) if args.out else reports / "notebooks" / args.preset
     t0 = time.perf_counter()
@@ -107,11 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         print(STUDY_WARNING, flush=True)
     session = _session(out, args)
     os.environ[REUSE_SINCE_ENV] = session["started"]  # the notebooks' kernels inherit it (runs redone since: reused)
-    if args.preset == "study":
-        skipped = [p.name for p in chosen if p.name[:2] not in STUDY_PLAN]
-        chosen = [p for p in chosen if p.name[:2] in STUDY_PLAN]
-        if skipped:
-            print(f"[reproduce] PRESET=study: not yet at this preset, skipped: {', '.join(skipped)}", flush=True)
     common = {"DATASET": args.dataset, "DOWNLOAD": args.download}
     plan = [(nb, out, {**common, "PRESET": args.preset, "REUSE": args.reuse,
                        **(STUDY_PLAN.get(nb.name[:2], {}) if args.preset == "study" else {})}) for nb in chosen]

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dta_lib.engine import make_config
 from dta_lib.experiments import load_study_runs
+from dta_lib.experiments.registry import STUDIES
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_RUNS = ROOT / "reports" / "runs" / "cpu"
@@ -54,13 +55,23 @@ def test_a_copied_run_is_named_not_averaged(cpu_runs):
     shutil.copytree(cpu_runs / ABLATION / "attention=dta-s0", cpu_runs / ABLATION / "attention=dta-s0 copy")
     with pytest.raises(ValueError, match=r"attention=dta-s0 copy: not a run the ablation study records"):
         load_study_runs(cpu_runs)
+    shutil.rmtree(cpu_runs / ABLATION / "attention=dta-s0 copy")
+    (cpu_runs / ABLATION / ".ipynb_checkpoints").mkdir()  # hidden folders are not runs
+    energy = cpu_runs / "energy" / "fashion-mnist" / "attention=dta-s0"
+    shutil.rmtree(energy)  # energy runs stand in only for models no other study recorded: partial is fine
+    assert len(load_study_runs(cpu_runs)) == 31
+    shutil.copytree(cpu_runs / "time_steps" / "fashion-mnist" / "attention=dta,time_steps=4-s0",
+                    tmp := cpu_runs.parent / "study-10k" / "time_steps" / "fashion-mnist" / "attention=dta,time_steps=4-s0")
+    with pytest.raises(ValueError, match=r"time_steps=4-s0: its config.json is .* of preset 'cpu'"):  # from another preset
+        load_study_runs(tmp.parent.parent.parent, "study-10k", registry={"time_steps": STUDIES["time_steps"].__class__(
+            "time_steps", "fashion-mnist", ({"attention": "dta", "time_steps": 4},), {"*": (0,)})})
 
 
 def test_a_run_whose_config_is_not_its_folder_name_is_named(cpu_runs):
     run = cpu_runs / ABLATION / "attention=dta-s2"
     shutil.rmtree(run)
     shutil.copytree(cpu_runs / ABLATION / "attention=dta-s0", run)  # seed 0's run under seed 2's name
-    with pytest.raises(ValueError, match=r"attention=dta-s2: its config.json is attention=dta, seed 0"):
+    with pytest.raises(ValueError, match=r"attention=dta-s2: its config.json is attention=dta-s0 of preset 'cpu'"):
         load_study_runs(cpu_runs)
 
 
@@ -160,11 +171,13 @@ def test_a_corrupt_emulator_cache_is_named_and_rebuilt(tmp_path):
 def test_temp_files_of_interrupted_cache_writes_are_removed(tmp_path):
     build = _emulated(tmp_path)
     build()
-    key = next(tmp_path.glob("*.events.npy")).name.split(".")[0]
+    events = next(tmp_path.glob("*.events.npy"))
+    key = events.name.split(".")[0]
+    events.unlink()  # a write that a kill interrupted: the entry is incomplete and its temp file is left
     stale = tmp_path / f".{key}.events.npy.abc123.tmp"
     stale.write_bytes(b"x" * 100)
     build()
-    assert not stale.exists()
+    assert not stale.exists() and events.is_file()
 
 
 def test_notebook_parameters_of_the_wrong_type_are_named():

@@ -23,7 +23,7 @@ from dta_lib import atomic
 from dta_lib.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dta_lib.engine.config import make_config
 from dta_lib.experiments import NO_TRAIN_ENV, REUSE_SINCE_ENV, run_dir, run_one
-from dta_lib.engine.runfolder import LOCK_FILE, RunLock, RunLockedError, read_metrics
+from dta_lib.engine.runfolder import HOLDER_FILE, LOCK_FILE, RunLock, RunLockedError, read_metrics
 from dta_lib.engine import evaluate, load_model, train
 
 pytestmark = [pytest.mark.process, pytest.mark.usefixtures("one_thread")]  # CI's second (other instruction set) pass skips these: no kernel numerics here
@@ -195,8 +195,8 @@ def test_a_second_run_on_a_locked_folder_fails_naming_the_holder(tmp_path):
         r = subprocess.run(_cli("train", *TINY_CLI, "--out", str(out)), capture_output=True, text=True, env=_env(),
                            timeout=300)
         assert r.returncode == 2 and f"is in use by pid {os.getpid()}" in r.stderr
-        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # the refused runs wrote nothing
-    assert not (out / LOCK_FILE).exists()
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE, HOLDER_FILE]  # the refused runs wrote nothing
+    assert not (out / LOCK_FILE).exists() and not (out / HOLDER_FILE).exists()
     train(tiny(epochs=1), out=out)  # free again
     assert (out / "last.pt").is_file() and not (out / LOCK_FILE).exists()
 
@@ -374,7 +374,7 @@ def test_disk_full_fails_cleanly_and_the_run_resumes(tmp_path, reference):
     assert len(r.stderr.strip().splitlines()) == 1
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "failed" and "File too large" in meta["error"]
-    assert not [p for p in out.iterdir() if p.name.endswith(".tmp") or p.name == LOCK_FILE]
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp") or p.name in (LOCK_FILE, HOLDER_FILE)]
     train(tiny(), out=out, resume=True)  # space again: the run starts over (it had no finished epoch)
     _assert_like_reference(out, ref)
 

@@ -37,7 +37,8 @@ def test_studies_match_their_notebooks(name):
         pytest.skip("needs the repository's notebooks")
     nb = nbformat.read(CHECKOUT / "notebooks" / f"{study.notebook}.ipynb", as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert re.search(rf'(run_study|live_run|run_one|precision_study|trained_run)\(', code)
+    own = {"precision": r"precision_study\(", "energy": r"trained_run\("}.get(name, rf'(run_study|live_run|run_one)\(\s*"{name}"')
+    assert re.search(own, code), f"{study.notebook} has no {name!r} study call"
     if study.notebook[:2] in ("05", "06", "07", "08", "09"):
         assert f'STUDIES["{name}"]' in code, f"{study.notebook} does not read its seeds from the registry"
     for key in study.variants[0]:

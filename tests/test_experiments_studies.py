@@ -91,12 +91,12 @@ def test_report_over_run_folders(tmp_path):
     for t, a in [(4, 55.0), (6, 57.0)]:
         make_run(tmp_path, "time_steps", "fashion-mnist", f"attention=dta,time_steps={t}", 0, [a], time_steps=t)
     make_run(tmp_path, "dvs", "fashion-mnist-dvs", "attention=none", 0, [40.0], attention="none", time_steps=10)
-    runs = experiments.load_study_runs(tmp_path, registry=REGISTRY)
+    runs = experiments.load_study_runs(tmp_path, "cpu", registry=REGISTRY)
     assert len(runs) == 9 and set(runs.study) == {"ablation", "time_steps", "dvs"}
     unfinished = make_run(tmp_path, "ablation", "fashion-mnist", "attention=txa", 3, [99.0], status="running",
                           attention="txa")
     with pytest.raises(ValueError, match="attention=txa-s3: not a run the ablation study records"):
-        experiments.load_study_runs(tmp_path, registry=REGISTRY)  # named, never silently left out or averaged in
+        experiments.load_study_runs(tmp_path, "cpu", registry=REGISTRY)  # named, never silently left out or averaged in
     import shutil
 
     shutil.rmtree(unfinished)
@@ -119,7 +119,7 @@ def test_report_over_run_folders(tmp_path):
     for s, (a, b) in enumerate([(58.0, 59.0), (60.0, 60.5)]):  # a precision study: one row per precision
         make_run(tmp_path, "precision", "fashion-mnist", "precision=fp32", s, [a], precision="fp32")
         make_run(tmp_path, "precision", "fashion-mnist", "precision=bf16", s, [b], precision="bf16")
-    p_summ = experiments.study_summary(experiments.load_study_runs(tmp_path, registry=REGISTRY), "precision")
+    p_summ = experiments.study_summary(experiments.load_study_runs(tmp_path, "cpu", registry=REGISTRY), "precision")
     assert list(p_summ.precision) == ["bf16", "fp32"] and list(p_summ.seeds) == ["0,1", "0,1"]
 
     prov = experiments.provenance(runs).set_index("study")
@@ -184,7 +184,7 @@ def test_strip_plots_are_deterministic_and_leave_numpy_rng_alone(tmp_path):
 
     for s, a in enumerate([58.0, 60.0, 61.0]):
         make_run(tmp_path, "ablation", "fashion-mnist", "attention=dta", s, [a], attention="dta")
-    runs = experiments.load_study_runs(tmp_path, registry={"ablation": Study(
+    runs = experiments.load_study_runs(tmp_path, "cpu", registry={"ablation": Study(
         "ablation", "fashion-mnist", ({"attention": "dta"},), {"*": (0, 1, 2)})})
 
     def points(fig):

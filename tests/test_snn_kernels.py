@@ -255,6 +255,13 @@ def test_triton_kernels_under_interpreter_subprocess():
     assert " passed" in out.stdout and "skipped" not in out.stdout.splitlines()[-1]
 
 
+#: the fallback tests run on a GPU too (gpu_check.sh), else under the interpreter
+triton_here = pytest.mark.skipif(
+    not triton_available() or not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"),
+    reason="needs a CUDA GPU or TRITON_INTERPRET=1 (set before import)")
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @pytest.fixture
 def fresh_triton():
     """Triton not yet marked broken in this process, and restored afterwards."""
@@ -275,13 +282,13 @@ class _Boom:
         return launch
 
 
-@triton_interp
+@triton_here
 def test_triton_interpreter_backward_failure_falls_back_once(fresh_triton, monkeypatch):
     from dta_lib.snn.kernels import lif_triton
 
     monkeypatch.setattr(lif_triton, "_lif_bwd_kernel", _Boom())
     x, gy = _inputs((2, 6, 3, 5, 7), torch.float32)
-    x = x.detach().requires_grad_()
+    x, gy = x.detach().to(DEV).requires_grad_(), gy.to(DEV)
     y = fresh_triton.lif_multistep_triton(x, 0.5, 1.0, Triangle())  # the forward kernel still runs
     with pytest.warns(RuntimeWarning, match=r"Triton LIF kernel failed \(backward: RuntimeError: ptxas") as rec:
         (g,) = torch.autograd.grad(y, x, gy)
@@ -295,12 +302,12 @@ def test_triton_interpreter_backward_failure_falls_back_once(fresh_triton, monke
     assert torch.equal(y2, y) and "fused PyTorch (Triton failed: backward" in fresh_triton.lif_backend_name("cuda")
 
 
-@triton_interp
+@triton_here
 def test_triton_interpreter_forward_fallback_under_bf16_keeps_the_kernels_spikes(fresh_triton, monkeypatch):
     from dta_lib.snn.kernels import lif_triton
 
     x, gy = _inputs((2, 6, 16, 9, 9), torch.bfloat16)
-    x = x.detach().requires_grad_()
+    x, gy = x.detach().to(DEV).requires_grad_(), gy.to(DEV)
     y_kernel = fresh_triton.lif_multistep_triton(x, 0.5, 1.0, Triangle())
     (g_kernel,) = torch.autograd.grad(y_kernel, x, gy)
     monkeypatch.setattr(lif_triton, "_lif_fwd_kernel", _Boom())
@@ -311,13 +318,13 @@ def test_triton_interpreter_forward_fallback_under_bf16_keeps_the_kernels_spikes
     torch.testing.assert_close(g_fb.float(), g_kernel.float(), rtol=1e-2, atol=1e-2)  # one ulp of bf16
 
 
-@triton_interp
+@triton_here
 def test_triton_interpreter_model_step_matches_the_loop(fresh_triton):
     torch.manual_seed(0)
-    m = ms_resnet18(10, 2, "dta", in_channels=1, width=0.0625, lif_backend="triton")
-    ref = ms_resnet18(10, 2, "dta", in_channels=1, width=0.0625, lif_backend="loop")
+    m = ms_resnet18(10, 2, "dta", in_channels=1, width=0.0625, lif_backend="triton").to(DEV)
+    ref = ms_resnet18(10, 2, "dta", in_channels=1, width=0.0625, lif_backend="loop").to(DEV)
     ref.load_state_dict(m.state_dict())
-    x, y = torch.randn(2, 1, 8, 8), torch.tensor([1, 3])
+    x, y = torch.randn(2, 1, 8, 8, device=DEV), torch.tensor([1, 3], device=DEV)
     grads = []
     for net in (m, ref):
         loss = torch.nn.functional.cross_entropy(net(x).mean(1), y)

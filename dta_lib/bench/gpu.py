@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -103,46 +104,49 @@ def lif_race(device: torch.device, shape: tuple[int, ...], repeats: int, compile
     return rows
 
 
-def step_race(device: torch.device, batch: int, size: int, width: float, repeats: int,
-              compile_too: bool) -> list[dict[str, Any]]:
-    """One SGD training step per candidate: images/s and peak memory, this library against the release."""
+def step_race(device: torch.device, batch: int, size: int, width: float, repeats: int, compile_too: bool,
+              rows: list[dict[str, Any]] | None = None, written: Callable[[], None] = lambda: None) -> list[dict[str, Any]]:
+    """One SGD training step per candidate: images/s and peak memory, this library against the release. Each row is
+    appended to ``rows`` and ``written()`` called, eager candidates first (compiling takes minutes)."""
     torch.backends.cudnn.benchmark = True
-    rows = []
+    rows = [] if rows is None else rows
     x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
     precisions = ["bf16", "fp16"] if device.type == "cuda" else ["bf16"]
-    for prec in precisions:
-        for side in ("release", "dta_lib"):
-            for compiled in ((False, True) if compile_too and prec == "bf16" else (False,)):  # compiling costs minutes
-                torch.manual_seed(0)
-                ours = ms_resnet18(10, 6, "dta", width=width)
-                model = ours
-                if side == "release":
-                    model = ReferenceMSResNet18(10, 6, width=width)
-                    model.load_state_dict(to_reference_state_dict(ours.state_dict()))
-                model = model.to(device).to(memory_format=torch.channels_last)
-                net = torch.compile(model, dynamic=False) if compiled else model
-                opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-                scaler = torch.amp.GradScaler(device.type, enabled=prec == "fp16")
+    plan = [(prec, side, False) for prec in precisions for side in ("release", "dta_lib")]
+    plan += [("bf16", side, True) for side in ("release", "dta_lib")] if compile_too else []
+    for prec, side, compiled in plan:
+        torch.manual_seed(0)
+        ours = ms_resnet18(10, 6, "dta", width=width)
+        model = ours
+        if side == "release":
+            model = ReferenceMSResNet18(10, 6, width=width)
+            model.load_state_dict(to_reference_state_dict(ours.state_dict()))
+        model = model.to(device).to(memory_format=torch.channels_last)
+        net = torch.compile(model, dynamic=False) if compiled else model
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        scaler = torch.amp.GradScaler(device.type, enabled=prec == "fp16")
 
-                def step() -> None:
-                    with torch.autocast(device.type, dtype=_DTYPES[prec]):
-                        loss = F.cross_entropy(net(x).float().mean(1), y)
-                    opt.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
+        def step() -> None:
+            with torch.autocast(device.type, dtype=_DTYPES[prec]):
+                loss = F.cross_entropy(net(x).float().mean(1), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
 
-                name = f"{side} {'compiled' if compiled else 'eager'} {prec}"
-                try:
-                    s = _median_seconds(step, device, repeats)
-                    peak = peak_added_bytes(step, device)
-                except Exception as e:  # noqa: BLE001
-                    rows.append({"candidate": name, "error": f"{type(e).__name__}: {str(e)[:200]}"})
-                    continue
-                rows.append({"candidate": name, "precision": prec, "compiled": compiled, "images_per_s": batch / s,
-                             "peak_mib": peak / 2**20, "backend": lif_backend_name(device, compiled) if side ==
-                             "dta_lib" else "release loop", "cudnn_benchmark": True, "channels_last": True})
+        name = f"{side} {'compiled' if compiled else 'eager'} {prec}"
+        try:
+            s = _median_seconds(step, device, repeats)
+            peak = peak_added_bytes(step, device)
+        except Exception as e:  # noqa: BLE001
+            rows.append({"candidate": name, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+            written()
+            continue
+        rows.append({"candidate": name, "precision": prec, "compiled": compiled, "images_per_s": batch / s,
+                     "peak_mib": peak / 2**20, "backend": lif_backend_name(device, compiled) if side ==
+                     "dta_lib" else "release loop", "cudnn_benchmark": True, "channels_last": True})
+        written()
     return rows
 
 
@@ -154,8 +158,14 @@ def ddp_smoke(timeout: int) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "dta_lib",
            "train", "--dataset", "synthetic", "--preset", "smoke", "--epochs", "1", "--device", "cuda",
            "--no-progress", "--out", str(out)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    return {"returncode": r.returncode, "tail": (r.stdout + r.stderr)[-800:]}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # torchrun and both workers: no orphan keeps GPU memory
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        return {"returncode": None, "error": f"timed out after {timeout} s", "tail": (out or "")[-800:]}
+    return {"returncode": proc.returncode, "tail": out[-800:]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,14 +196,18 @@ def main(argv: list[str] | None = None) -> int:
         ("lif", lambda: lif_race(device, (2, 4, 8, 8, 8) if small else (16, 6, 128, 32, 32), 1 if small else 20,
                                  compile_too=not small)),
         ("step", lambda: step_race(device, 2 if small else 64, 16 if small else 32, 0.0625 if small else 1.0,
-                                   1 if small else 10, compile_too=not small)),
+                                   1 if small else 10, compile_too=not small, rows=result.setdefault("step", []),
+                                   written=write)),
         ("ddp", lambda: {"skipped": "dry run"} if small else ddp_smoke(90)),
     ]
-    for name, run in sections:  # the JSON is rewritten after each section: a timeout keeps what finished
-        result[name] = run()
+    def write() -> None:  # after each section and each step row: a timeout keeps what finished
         meta["lif_backend"] = lif_backend_name(device)  # after the runs: a kernel that failed shows its fallback
         meta["wall_seconds"] = time.perf_counter() - t0
         atomic_write_text(folder / "gpu_check.json", json.dumps(result, indent=2, default=str) + "\n")
+
+    for name, run in sections:
+        result[name] = run()
+        write()
     import matplotlib.pyplot as plt
 
     ok = [r for r in result["step"] if "images_per_s" in r]

@@ -211,6 +211,10 @@ def emulate_cached(images: torch.Tensor | np.ndarray, config: EmulatorConfig | N
     key = cache_key(images=digest, shape=arr.shape, dtype=str(arr.dtype), config=asdict(config), version=EMULATOR_VERSION)
     folder = Path(cache) if cache not in (None, True) else cache_dir() / "emulator"
     ev_path, off_path = folder / f"{key}.events.npy", folder / f"{key}.offsets.npy"
+    if ev_path.is_file() and off_path.is_file():  # a good entry is read without the lock (read-only caches)
+        cached = _load_cache(ev_path, off_path, len(arr), warn=False)
+        if cached is not None:
+            return cached
     folder.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(folder / f"{key}.lock"):  # one writer per entry (parallel campaign workers)
         for tmp in folder.glob(f".{key}.*.tmp"):  # temp files of a write that a kill interrupted
@@ -225,7 +229,7 @@ def emulate_cached(images: torch.Tensor | np.ndarray, config: EmulatorConfig | N
     return events, offsets
 
 
-def _load_cache(ev_path: Path, off_path: Path, n_images: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _load_cache(ev_path: Path, off_path: Path, n_images: int, warn: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
     """The cached arrays, or ``None`` with a warning naming the file when they are unreadable or inconsistent."""
     try:
         events, offsets = np.load(ev_path, mmap_mode="r"), np.load(off_path)
@@ -236,7 +240,8 @@ def _load_cache(ev_path: Path, off_path: Path, n_images: int) -> tuple[np.ndarra
         ok, reason = False, " ".join(str(e).split())
     if ok:
         return events, offsets
-    warnings.warn(f"emulator cache {ev_path} is corrupt ({reason}); rebuilding it", stacklevel=3)
+    if warn:
+        warnings.warn(f"emulator cache {ev_path} is corrupt ({reason}); rebuilding it", stacklevel=3)
     return None
 
 

@@ -59,7 +59,7 @@ def resolve_precision(cfg: TrainConfig, device: torch.device) -> torch.dtype | N
 
     ``auto``: on CUDA bf16 when supported, else fp16; on a CPU bf16 only when it has bf16 instructions
     (:func:`cpu_has_native_bf16`; elsewhere bf16 is emulated and slower), else fp32; on ``mps`` (Apple silicon)
-    fp32 (mixed precision, ``torch.compile`` and the fused LIF kernels are not offered there: the LIF runs its loop).
+    fp32 (mixed precision is not offered there; the LIF runs the fused PyTorch path, not a compiled kernel).
     The recorded ``precision`` study (notebook 11) checks that bf16 keeps fp32's accuracy.
     """
     p = cfg.precision
@@ -129,7 +129,7 @@ def compile_model(net: nn.Module) -> nn.Module:
     """
     import torch._dynamo.config as dynamo_config
 
-    name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+    name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"  # older torch
     setattr(dynamo_config, name, max(getattr(dynamo_config, name), 64))
     return torch.compile(net, dynamic=False)  # type: ignore[return-value]
 

@@ -26,12 +26,13 @@ def make_loaders(cfg: TrainConfig, train_ds: Dataset, test_ds: Dataset, dist: D.
     """``(train_sampler, train_loader, test_loader)``; the test batch is twice the training batch.
 
     ``cfg.workers=None`` (the default) means 0 on a CPU (the cores train) and, on CUDA, up to 8 worker processes
-    per rank (the CPU cores shared among the ranks), kept alive across epochs, with pinned memory."""
+    per rank (the CPU cores shared among the ranks), with pinned memory. Workers are started anew each epoch: a
+    persistent pool would draw its seeds from the shuffling generator once per process, so a resumed run would
+    see another data order than the uninterrupted one."""
     pin = device.type == "cuda"
     workers = cfg.workers
     if workers is None:
         workers = min(8, max(1, (os.cpu_count() or 2) // max(dist.world_size, 1) - 1)) if pin else 0
-    keep = workers > 0
     if dist.enabled:
         sampler: Any = DistributedSampler(train_ds, dist.world_size, dist.rank, shuffle=True, seed=cfg.seed,
                                           drop_last=True)
@@ -39,13 +40,12 @@ def make_loaders(cfg: TrainConfig, train_ds: Dataset, test_ds: Dataset, dist: D.
         sampler = RandomSampler(train_ds, generator=generator)  # type: ignore[arg-type]
     n_train = len(train_ds) // dist.world_size  # type: ignore[arg-type]
     train_loader = DataLoader(
-        train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers, persistent_workers=keep,
+        train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
         pin_memory=pin, drop_last=n_train > cfg.batch_size, worker_init_fn=worker_init, generator=generator,
     )
     eval_ds = Subset(test_ds, D.shard_indices(len(test_ds), dist)) if dist.enabled else test_ds  # type: ignore[arg-type]
     test_loader = DataLoader(
-        eval_ds, batch_size=cfg.batch_size * 2, shuffle=False, num_workers=workers, persistent_workers=keep,
-        pin_memory=pin,
+        eval_ds, batch_size=cfg.batch_size * 2, shuffle=False, num_workers=workers, pin_memory=pin,
         worker_init_fn=worker_init,
     )
     return sampler, train_loader, test_loader

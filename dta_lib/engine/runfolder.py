@@ -29,11 +29,12 @@ import filelock
 from ..atomic import atomic_write, atomic_write_text
 
 __all__ = [
-    "LOCK_FILE", "METRICS_FILE", "check_run_folder", "RunLockedError", "RunLock", "clean_temp_files", "read_metrics",
+    "LOCK_FILE", "HOLDER_FILE", "METRICS_FILE", "check_run_folder", "RunLockedError", "RunLock", "clean_temp_files", "read_metrics",
     "write_metrics", "verify_zip", "repair", "check_out_path",
 ]
 
 LOCK_FILE = ".lock"
+HOLDER_FILE = ".lock.holder"
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -53,14 +54,15 @@ class RunLock:
     """Exclusive, non-blocking lock of a run folder (:class:`filelock.FileLock` on ``<out>/.lock``).
 
     ``filelock`` picks the platform's lock (``fcntl.flock`` on Linux and macOS, ``msvcrt.locking`` on Windows, a
-    lock file elsewhere), so the lock dies with its process (a SIGKILLed run leaves no stale lock) wherever the OS
-    allows. On POSIX the lock file records the holder (pid, host, start time, command) for the error message of a
-    second process; :meth:`release` removes the file.
+    lock file where neither works), so the lock dies with its process (a SIGKILLed run leaves no stale lock) wherever
+    the OS allows. The holder (pid, host, start time, command) is recorded beside it in ``.lock.holder`` for the
+    error message of a second process; :meth:`release` removes both. Keep a reference: a dropped lock is released.
     """
 
     def __init__(self, out: str | os.PathLike[str]) -> None:
         self.out = Path(out)
         self.path = self.out / LOCK_FILE
+        self.holder = self.out / HOLDER_FILE
         self._lock = filelock.FileLock(self.path, timeout=0, thread_local=False)
 
     def acquire(self) -> "RunLock":
@@ -69,27 +71,22 @@ class RunLock:
         except filelock.Timeout:
             raise RunLockedError(f"run folder {self.out} is in use by {self._holder()}; wait for that run to "
                                  "finish or choose another --out") from None
-        if isinstance(self._lock, filelock.UnixFileLock):  # Windows' byte lock forbids a second handle's write;
-            info = {"pid": os.getpid(), "host": platform.node(),  # a soft lock file already holds pid and host
-                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv)[:300]}
-            self.path.write_text(json.dumps(info) + "\n")
+        info = {"pid": os.getpid(), "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "command": " ".join(sys.argv)[:300]}
+        self.holder.write_text(json.dumps(info) + "\n")
         return self
 
     def _holder(self) -> str:
         try:
-            text = self.path.read_text()
-        except OSError:
-            return "another process"
-        try:
-            info = json.loads(text)
+            info = json.loads(self.holder.read_text())
             return f"pid {info['pid']} on {info['host']} since {info['started']} ({info['command']})"
-        except (ValueError, KeyError, TypeError):
-            lines = text.split()  # a soft lock file: pid, host, token
-            return f"pid {lines[0]} on {lines[1]}" if len(lines) >= 2 else "another process"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process"
 
     def release(self) -> None:
         if not self._lock.is_locked:
             return
+        self.holder.unlink(missing_ok=True)
         if isinstance(self._lock, filelock.UnixFileLock):
             self.path.unlink(missing_ok=True)  # while still held: a waiter on this inode sees it unlinked and retries
         self._lock.release()

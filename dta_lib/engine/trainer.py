@@ -36,7 +36,7 @@ from ..snn.kernels import lif_backend_name
 from .loaders import make_loaders
 from .provenance import run_metadata
 from .results import NonFiniteLossError, TrainResult
-from .runfolder import (LOCK_FILE, METRICS_FILE, RunLock, check_out_path, check_run_folder, clean_temp_files,
+from .runfolder import (LOCK_FILE, HOLDER_FILE, METRICS_FILE, RunLock, check_out_path, check_run_folder, clean_temp_files,
                         copy_checkpoint, repair, write_metrics)
 from .state import load_trainer_state, trainer_state
 from .validation import check_model_size, validate_checkpoint_fields
@@ -188,6 +188,10 @@ class Trainer:
         if saved != now:  # each rank's data order and RNG streams belong to its process: no exact continuation
             raise ValueError(f"cannot resume {self.out / 'last.pt'}: it was trained by {saved} process(es) and this "  # type: ignore[operator]
                              f"run has {now}; resume with the same number (torchrun --nproc_per_node {saved})")
+        was, now_dtype = state.get("autocast_dtype"), dtype_name(self.amp_dtype)
+        if was is not None and was != now_dtype:  # e.g. precision=auto: an fp16 (V100) run resumed on an A100
+            raise ValueError(f"cannot resume {self.out / 'last.pt'}: it trained in {was} and this run would train in "  # type: ignore[operator]
+                             f"{now_dtype} on {self.device}; pass the --precision (and --device) it trained with")
         diff = config_diff(state["config"], self.cfg)
         if diff:
             detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in sorted(diff.items()))
@@ -257,7 +261,7 @@ class Trainer:
             self.scaler.step(self.opt)
             self.scaler.update()
             b = y.shape[0]
-            loss_sum += loss.detach().double() * b
+            loss_sum += torch.nan_to_num(loss.detach().double(), nan=0.0, posinf=0.0) * b  # fp16: skipped steps add 0
             correct += (logits.detach().argmax(1) == hard).sum()
             seen += b
             if bar.disable is False and step % 10 == 0:
@@ -300,13 +304,13 @@ class Trainer:
     def _count_skips(self, loss: Tensor, epoch: int, step: int, last: bool) -> None:
         """fp16: count consecutive steps with a non-finite loss (GradScaler skips them); stop after
         :data:`MAX_SKIPPED_STEPS` in a row. Read on the host every :data:`CHECK_EVERY` steps."""
-        finite = torch.isfinite(loss.detach())
-        self._skips = torch.where(finite, torch.zeros_like(self._skips), self._skips + 1)
+        bad = (~torch.isfinite(loss.detach())).to(torch.int64)
+        if self.dist.enabled:  # GradScaler skips the step on every rank when one rank's loss is not finite
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+        self._skips = torch.where(bad > 0, self._skips + 1, torch.zeros_like(self._skips))
         if step % CHECK_EVERY and not last:
             return
         skips = int(self._skips)
-        if self.dist.enabled:
-            skips = int(D.all_reduce_sum([skips], self.device, self.dist)[0] / self.dist.world_size)
         if skips >= MAX_SKIPPED_STEPS:
             raise NonFiniteLossError(
                 f"fp16: the training loss was NaN or inf in {skips} consecutive steps up to epoch {epoch}, step {step} "
@@ -431,7 +435,7 @@ class Trainer:
                 pass  # e.g. the disk is full: run.json keeps its last state
         elif self._created_out:
             clean_temp_files(self.out)
-            if {p.name for p in self.out.iterdir()} <= {LOCK_FILE}:
+            if {p.name for p in self.out.iterdir()} <= {LOCK_FILE, HOLDER_FILE}:
                 self._lock.release()
                 self._lock = None
                 with contextlib.suppress(OSError):
@@ -447,6 +451,8 @@ def train(
     on_epoch: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> TrainResult:
     """Train one run; see :class:`Trainer`. ``on_epoch(history)`` is called (rank 0) after each epoch's files are
-    written, with every epoch's record so far: live curves in a notebook, early stopping by raising."""
+    written, with every epoch's record so far: live curves in a notebook, early stopping by raising. Under torchrun
+    only rank 0 calls it: raising there leaves the other ranks waiting in their next collective (stop a DDP run
+    with a signal instead)."""
     return Trainer(config, out, resume, datasets, info, on_epoch).fit()
 

@@ -45,18 +45,22 @@ def load_study_runs(preset_root: str | os.PathLike[str], preset: str | None = No
     rows, problems = [], []
     if not root.is_dir():
         return pd.DataFrame(rows)
-    train = f"python -m dta_lib.experiments.campaign {{study}} --preset {preset} --seeds {{seeds}}"
-    for study_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+    def visible(folder: Path) -> list[Path]:  # .ipynb_checkpoints and other hidden folders are not runs
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    for study_dir in visible(root):
         study = studies.get(study_dir.name)
         if study is None:
             problems.append(f"{study_dir}: not a study of the registry ({', '.join(sorted(studies))}); move it out")
             continue
         expected = study.expected(preset)
-        fix = train.format(study=study.name, seeds=" ".join(map(str, study.seeds_for(preset))))
-        for data_dir in sorted(p for p in study_dir.iterdir() if p.is_dir()):
-            found = {p.name for p in data_dir.iterdir() if p.is_dir()}
+        for data_dir in visible(study_dir):
+            fix = (f"python -m dta_lib.experiments.campaign {study.name} --preset {preset}"
+                   if data_dir.name == study.dataset else
+                   f"notebook {study.notebook} with PRESET={preset!r}, DATASET={data_dir.name!r}")
+            found = {p.name for p in visible(data_dir)}
             problems += [f"{data_dir / name}: missing (the {study.name} study records {len(expected)} runs at preset "
-                         f"{preset}); train it: {fix}" for name in expected if name not in found]
+                         f"{preset}); train it: {fix}" for name in expected if name not in found and study.complete]
             problems += [f"{data_dir / name}: not a run the {study.name} study records at preset {preset} (a copy, or "
                          f"another variant or seed); move it out" for name in sorted(found - set(expected))]
             for name in expected:
@@ -74,9 +78,11 @@ def load_study_runs(preset_root: str | os.PathLike[str], preset: str | None = No
                     continue
                 variant = name.rsplit("-s", 1)[0]
                 ident = ({k: row.get(k) for k in sorted(study.variants[0])}, row.get("seed"))
-                if f"{variant_key(ident[0])}-s{ident[1]}" != name:
-                    problems.append(f"{run}: its config.json is {variant_key(ident[0])}, seed {ident[1]}, not what its "
-                                    f"folder name says; a copied or moved run: retrain it: {fix}")
+                said = f"{variant_key(ident[0])}-s{ident[1]}"
+                if said != name or row.get("preset") != preset or row.get("dataset") != data_dir.name:
+                    problems.append(f"{run}: its config.json is {said} of preset {row.get('preset')!r} on "
+                                    f"{row.get('dataset')!r}, not what its folder says; a copied or moved run: "
+                                    f"retrain it: {fix}")
                     continue
                 row["study"], row["variant"], row["run"] = study.name, variant, str(run.relative_to(root))
                 rows.append(row)

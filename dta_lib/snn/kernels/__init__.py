@@ -39,6 +39,8 @@ def lif_multistep_triton(x: Tensor, decay: float, threshold: float, surrogate: S
             from .lif_triton import lif_multistep_triton as impl
 
             return impl(x, decay, threshold, surrogate)
+        except (torch.OutOfMemoryError, ValueError):  # not Triton's fault: a full GPU, an unsupported dtype
+            raise
         except Exception as e:  # triton's CompilationError, driver errors, a missing toolchain...
             triton_failed(e, "forward")
     return lif_multistep_fused(x, decay, threshold, surrogate)

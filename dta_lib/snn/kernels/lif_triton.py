@@ -10,6 +10,8 @@ and the charged membrane ``h`` (fp32, the only tensor saved for backward); the b
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
@@ -73,6 +75,10 @@ def _lif_bwd_kernel(h_ptr, g_ptr, gx_ptr, T, N, decay, thr, p0, p1, KIND: tl.con
         gu = gh * decay
 
 
+def _on(x: Tensor) -> contextlib.AbstractContextManager:
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
 def _views(x: Tensor) -> tuple[Tensor, Tensor]:
     x3 = _btn(x)
     if x3 is None:
@@ -95,7 +101,8 @@ class TritonLIF(torch.autograd.Function):
         b, t, n = x3.shape
         if x3.numel():
             grid = (triton.cdiv(n, _BLOCK), b)
-            _lif_fwd_kernel[grid](x3, _btn(s), _btn(h), t, n, decay, threshold, BLOCK=_BLOCK)
+            with _on(x):  # Triton launches on the current device: make it the tensor's (--device cuda:1)
+                _lif_fwd_kernel[grid](x3, _btn(s), _btn(h), t, n, decay, threshold, BLOCK=_BLOCK)
         ctx.save_for_backward(h)
         ctx.decay, ctx.threshold, ctx.surrogate, ctx.in_dtype = decay, threshold, surrogate, x.dtype
         return s
@@ -113,8 +120,11 @@ class TritonLIF(torch.autograd.Function):
             b, t, n = h3.shape
             grid = (triton.cdiv(n, _BLOCK), b)
             try:
-                _lif_bwd_kernel[grid](h3, g3, gx3, t, n, ctx.decay, ctx.threshold, p0, p1, KIND=kind, BLOCK=_BLOCK)
+                with _on(h):
+                    _lif_bwd_kernel[grid](h3, g3, gx3, t, n, ctx.decay, ctx.threshold, p0, p1, KIND=kind, BLOCK=_BLOCK)
                 return gx, None, None, None
+            except torch.OutOfMemoryError:
+                raise
             except Exception as e:  # a backward kernel that fails to compile or launch: same arithmetic in PyTorch
                 triton_failed(e, "backward")
         if h3.numel():  # a custom surrogate (its own derivative(v)), or the fallback: from the saved fp32 membrane
