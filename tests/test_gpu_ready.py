@@ -102,3 +102,18 @@ def test_gpu_check_code_runs_as_a_cpu_dry_run(tmp_path):
     steps = {row["candidate"]: row for row in res["step"]}
     assert set(steps) == {"release eager bf16", "dta_lib eager bf16"} and all("images_per_s" in r for r in steps.values())
     assert (tmp_path / "gpu_check.png").stat().st_size > 0
+
+
+def test_resuming_in_another_precision_is_refused_naming_both(tmp_path, one_thread, monkeypatch):
+    from conftest import train_until
+
+    import dta_lib.engine.trainer as T
+    from dta_lib.engine import train
+
+    cfg = make_config("synthetic", "smoke", subset=64, test_subset=32, epochs=2, batch_size=16, width=0.0625,
+                      threads=1, precision="fp32", progress=False)
+    train_until(cfg, tmp_path / "run", epoch=1)
+    # as precision="auto" resolves on other hardware (an fp16 V100 run resumed on an A100, say)
+    monkeypatch.setattr(T, "resolve_precision", lambda c, d: torch.bfloat16)
+    with pytest.raises(ValueError, match=r"it trained in fp32 and this run would train in bfloat16"):
+        train(cfg, out=tmp_path / "run", resume=True)
