@@ -153,3 +153,53 @@ def test_packaging_files_are_present():
     cff = (root / "CITATION.cff").read_text()
     assert "cff-version: 1.2.0" in cff and "arXiv:2503.10052" in cff and "Minje" in cff
     assert (root / "CHANGELOG.md").is_file() and (root / "dta_lib" / "py.typed").is_file()
+
+
+def _code_cells(path: Path) -> list[str]:
+    """A notebook's code, without its parameters cell and the cell papermill injects."""
+    cells = json.loads(path.read_text())["cells"]
+    skip = {"parameters", "injected-parameters"}
+    return ["".join(c["source"]) for c in cells
+            if c["cell_type"] == "code" and not skip & set(c.get("metadata", {}).get("tags", []))]
+
+
+RENDERS = sorted((Path(__file__).resolve().parent.parent / "reports" / "notebooks").glob("*/*.ipynb"))
+
+
+@pytest.mark.parametrize("render", RENDERS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_committed_renders_run_the_notebooks_code(render):
+    """A committed render (reports/notebooks/<preset>/) shows what its notebook does now: the same code cells."""
+    source = render.parents[3] / "notebooks" / render.name
+    assert _code_cells(render) == _code_cells(source), (
+        f"{render} is stale: its code differs from {source}; re-render it (make reproduce) or remove it")
+
+
+def test_there_are_committed_renders_to_check():
+    assert {p.parent.name for p in RENDERS} == {"study"} and len(RENDERS) == 5
+
+
+#: paths the docs name as what a command writes (not committed)
+GENERATED = ("reports/notebooks/cpu/", "reports/bench/gpu_check.json", "reports/bench/gpu_tests.xml")
+
+
+def test_every_path_and_link_named_in_notebooks_and_docs_exists():
+    """Backticked repository paths (``notebooks/...``, ``docs/...``, ``reports/...``, ...) and relative markdown links in
+    the notebooks' prose, the README and docs/ point at files that exist; placeholders (``<preset>``, globs) aside."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    texts = {p: "\n".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "markdown")
+             for p in sorted(root.glob("notebooks/[0-9][0-9]_*.ipynb"))}
+    texts.update({p: p.read_text() for p in [root / "README.md", *sorted(root.glob("docs/*.md"))]})
+    named = re.compile(r"`((?:notebooks|docs|reports|tests|dta_lib|scripts|book)/[^`\s]+)`")
+    linked = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
+    missing = []
+    for path, text in texts.items():
+        for target, base in [(m, root) for m in named.findall(text)] + [
+                (m, path.parent) for m in linked.findall(text) if not re.match(r"[a-z]+:", m)]:
+            if any(ch in target for ch in "*{<>$") or target.startswith(GENERATED):
+                continue
+            if not ((base / target).exists() or (root / target).exists()):
+                missing.append(f"{path.relative_to(root)}: {target}")
+    assert not missing, missing
+    assert not [p for p, t in texts.items() if "reference-spec.md" in t]  # the old name of docs/reference.md

@@ -3,7 +3,7 @@
 A :class:`TrainConfig` is a flat, JSON-serialisable description of one training run.
 :func:`make_config` builds one from a named recipe (``cifar10``, ``cifar100``,
 ``imagenet``, ``cifar10-dvs``, ``fashion-mnist``, ``fashion-mnist-dvs``; the first four
-are the reference release's recipes, ``reference-spec.md`` "Training recipes") and a
+are the reference release's recipes, ``docs/reference.md`` "Training recipes") and a
 size preset:
 
 - ``paper``: the recipe unchanged (needs a GPU: full data, full width, 200-1000 epochs);
@@ -226,7 +226,7 @@ _DVS = dict(
     mixup_alpha=0.5, mix_prob=0.5, label_smoothing=0.1,
 )
 #: Per-dataset recipes. cifar10 / cifar100 / imagenet / cifar10-dvs are the release's
-#: (reference-spec.md); fashion-mnist(-dvs) are this project's offline stand-ins, using the
+#: (docs/reference.md); fashion-mnist(-dvs) are this project's offline stand-ins, using the
 #: CIFAR / CIFAR10-DVS recipe with T=4 and fewer epochs (cifar10-emulated-dvs: emulated events of CIFAR10).
 RECIPES: dict[str, dict[str, Any]] = {
     "cifar10": dict(_CIFAR),

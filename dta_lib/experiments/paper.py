@@ -19,7 +19,7 @@ __all__ = [
     "headline_table",
 ]
 
-#: Headline top-1 accuracies from the paper summary (reference-spec.md, "Headline results").
+#: Headline top-1 accuracies from the paper summary (docs/reference.md, "Headline results").
 PAPER_RESULTS = pd.DataFrame(
     [
         ("cifar10", 6, "dta", 96.73),
@@ -42,7 +42,7 @@ def paper_vs_ours(ours: pd.DataFrame, keys: Sequence[str] = ("dataset", "time_st
     return PAPER_RESULTS.merge(ours, on=list(keys), how="outer")
 
 
-#: CIFAR100 T=4 -> T=6 (paper, reference-spec.md "Headline results"): 79.94 -> 81.16
+#: CIFAR100 T=4 -> T=6 (paper, docs/reference.md "Headline results"): 79.94 -> 81.16
 PAPER_T_GAP = ("cifar100", 4, 6)
 
 

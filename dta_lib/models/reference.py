@@ -1,6 +1,6 @@
 """A plain re-statement of the reference release's computation, for tests and benchmarks.
 
-Written from ``reference-spec.md`` and the release's checkpoint key layout (module
+Written from ``docs/reference.md`` and the release's checkpoint key layout (module
 names, aliases and registration order reproduce its ``state_dict`` exactly). It keeps
 the release's habits on purpose: a Python loop over time in every LIF that autograd
 records step by step, the input repeated ``T`` times before the stem, ``torch.cat``
