@@ -6,7 +6,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -14,13 +14,14 @@ from .ablation import ablation_paired
 from .paper import PAPER_ABLATION_GAP, PAPER_RESULTS
 from .registry import STUDIES, Study
 from .runner import variant_key
-from .stats import exceeds_noise, format_mean_std
+from .stats import exceeds_noise, format_mean_std, min_detectable_effect, t_interval
 from .tables import load_run
 
 __all__ = [
     "load_study_runs",
     "study_summary",
     "paper_gaps",
+    "paper_gaps_by_preset",
     "study_wall_seconds",
     "provenance",
     "describe_runs",
@@ -128,9 +129,11 @@ def paper_gaps(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFram
 
     - ablation: DTA - T-XA, DTA - T-NA, DTA - none (paper CIFAR10: 0.4-0.8 for T-XA / T-NA);
     - time_steps: accuracy at T=6 minus T=4 (paper CIFAR100: 81.16 - 79.94);
-    - dvs: DTA - none at T=10 (paper CIFAR10-DVS: 81.3 - 80.4).
-    Ours are mean +- std of per-seed paired differences; ``exceeds_noise`` as in :func:`ablation_paired`
-    (``"n/a"`` with one seed).
+    - dvs: DTA - none at T=10 (paper CIFAR10-DVS: 81.3 - 80.4);
+    - train: DTA - none, where notebook 05 trained both (the full-data study preset).
+    Ours are mean +- std of per-seed paired differences with their 95 % t-interval (``ci95``) and the minimum
+    detectable effect (80 % power); ``exceeds_noise`` as in :func:`ablation_paired` (``"n/a"`` with one seed);
+    ``resolves the paper's gap``: whether that MDE is at most the paper's difference.
     """
     lo, hi = PAPER_ABLATION_GAP
     rows: list[dict[str, Any]] = []
@@ -175,7 +178,53 @@ def paper_gaps(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFram
                          "ours (points)": format_mean_std(float(d.mean()), std), "n_pairs": len(d),
                          "exceeds_noise": _na(exceeds_noise(float(d.mean()), std, len(d))), "ours_mean": float(d.mean()),
                          "ours_std": std, "paper_low": paper, "paper_high": paper})
-    return pd.DataFrame(rows)
+    if "train" in studies:  # the full-data models of notebook 05 (study preset): DTA beside no attention
+        tr = runs[runs["study"] == "train"]
+        for ds, g in tr.groupby("dataset"):
+            if not {"dta", "none"} <= set(g["attention"]):
+                continue
+            d = (g[g["attention"] == "dta"].set_index("seed")[metric] - g[g["attention"] == "none"].set_index("seed")[metric]).dropna()
+            std = float(d.std(ddof=1)) if len(d) > 1 else math.nan
+            rows.append({"study": "train", "comparison": "DTA - none", "paper setting": "not reported",
+                         "paper (points)": "not reported", "our setting": f"{ds}, T={int(g['time_steps'].iloc[0])}",
+                         "ours (points)": format_mean_std(float(d.mean()), std), "n_pairs": len(d),
+                         "exceeds_noise": _na(exceeds_noise(float(d.mean()), std, len(d))), "ours_mean": float(d.mean()),
+                         "ours_std": std, "paper_low": math.nan, "paper_high": math.nan})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    ci = [t_interval(m, sd, int(n)) for m, sd, n in zip(out["ours_mean"], out["ours_std"], out["n_pairs"])]
+    out["ci95 (points)"] = [f"[{lo:+.2f}, {hi:+.2f}]" if math.isfinite(lo) else "n/a (1 seed)" for lo, hi in ci]
+    out["ci95_low"], out["ci95_high"] = [lo for lo, _ in ci], [hi for _, hi in ci]
+    out["min_detectable_effect"] = [min_detectable_effect(sd, int(n)) for sd, n in zip(out["ours_std"], out["n_pairs"])]
+    out["resolves the paper's gap"] = [_resolves(r) for r in out.itertuples()]
+    return out
+
+
+def _resolves(r: Any) -> str:
+    """Can these seeds tell the paper's difference from zero? Only if the smallest effect they detect (80 % power,
+    95 % level) is at most the paper's (its lower bound for a range)."""
+    paper = min(abs(r.paper_low), abs(r.paper_high)) if math.isfinite(r.paper_low) else math.nan
+    mde = r.min_detectable_effect
+    if not math.isfinite(mde):
+        return "no: one seed, no noise estimate"
+    if not math.isfinite(paper):
+        return f"no paper gap (MDE {mde:.2f})"
+    return f"yes (MDE {mde:.2f} <= {paper:.2f})" if mde <= paper else f"no (MDE {mde:.2f} > {paper:.2f})"
+
+
+def paper_gaps_by_preset(presets: Sequence[str], metric: str = "best_test_acc") -> pd.DataFrame:
+    """:func:`paper_gaps` of the recorded runs of each preset (``reports/runs/<preset>/``, through the registry), one
+    table with a ``preset`` column; presets without runs are left out."""
+    from ..paths import recorded
+
+    frames = []
+    for preset in presets:
+        runs = load_study_runs(recorded(f"runs/{preset}"), preset)
+        gaps = paper_gaps(runs, metric) if not runs.empty else pd.DataFrame()
+        if not gaps.empty:
+            frames.append(gaps.assign(preset=preset))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _na(verdict: bool | None) -> bool | str:

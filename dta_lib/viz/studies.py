@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..experiments.ablation import ATTENTION_LABELS
-from ..experiments.stats import _check_columns
+from ..experiments.stats import _check_columns, t_interval
 
 __all__ = [
     "plot_curves",
@@ -163,12 +163,14 @@ def plot_study(runs: pd.DataFrame, study: str, metric: str = "best_test_acc", ti
 
 
 def plot_paper_gaps(gaps: pd.DataFrame, title: str = "") -> Any:
-    """Our paired differences (mean +- std over seeds) beside the paper's gap (shaded range or marker)."""
+    """Our paired differences (mean and 95 % t-interval over seeds; one seed: a hollow marker, no interval) beside
+    the paper's gap (shaded range or marker). A ``preset`` column, when present, joins the labels."""
     import matplotlib.pyplot as plt
 
     if gaps.empty:
         raise ValueError("plot_paper_gaps: no comparisons to draw")
-    labels = [f"{r.study}: {r.comparison}" for r in gaps.itertuples()]
+    labels = [(f"{r.preset} " if "preset" in gaps else "") + f"{r.study}: {r.comparison} (n={r.n_pairs})"
+              for r in gaps.itertuples()]
     y = list(range(len(gaps)))[::-1]
     fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(gaps) + 1.4))
     for yi, r in zip(y, gaps.itertuples()):
@@ -180,9 +182,15 @@ def plot_paper_gaps(gaps: pd.DataFrame, title: str = "") -> Any:
             else:
                 ax.plot([r.paper_low], [yi], "D", color="#e6550d", label="paper (its setting)" if "paper (its setting)"
                         not in ax.get_legend_handles_labels()[1] else None)
-        ax.errorbar([r.ours_mean], [yi], xerr=[[0 if not math.isfinite(r.ours_std) else r.ours_std]], fmt="o",
-                    color="#08519c", capsize=4, label="ours (mean +- std over seeds)" if "ours (mean +- std over seeds)"
-                    not in ax.get_legend_handles_labels()[1] else None)
+        lo, hi = t_interval(r.ours_mean, r.ours_std, int(r.n_pairs))
+        known = ax.get_legend_handles_labels()[1]
+        if math.isfinite(lo):
+            ax.errorbar([r.ours_mean], [yi], xerr=[[r.ours_mean - lo], [hi - r.ours_mean]], fmt="o", color="#08519c",
+                        capsize=4, label="ours: mean, 95% t-interval" if "ours: mean, 95% t-interval" not in known
+                        else None)
+        else:
+            ax.plot([r.ours_mean], [yi], "o", mfc="white", color="#08519c",
+                    label="ours: one seed, no interval" if "ours: one seed, no interval" not in known else None)
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_yticks(y, labels, fontsize=8)
     ax.set(xlabel="difference (accuracy points)", title=title or "Paper vs ours: differences between settings")
