@@ -38,23 +38,13 @@ from ..snn.functional import lif_multistep
 from ..snn.kernels import lif_backend_name
 from ..snn.loop import lif_multistep_loop
 from ..snn.surrogate import Triangle
-from .measure import _sync, peak_added_bytes
+from .measure import _DTYPES, peak_added_bytes, race
 
 __all__ = ["main"]
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 def _median_seconds(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
-    fn()  # warm-up (compilation, cudnn.benchmark's search)
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median wall time of ``fn`` after one warm-up call (compilation, cudnn.benchmark's search)."""
+    return statistics.median(race({"fn": fn}, repeats, device)["fn"])
 
 
 def agreement(device: torch.device, shape: tuple[int, ...]) -> list[dict[str, Any]]:

@@ -150,46 +150,25 @@ def paper_gaps(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFram
                              "exceeds_noise": _na(r["exceeds_noise"]), "ours_mean": r["diff_mean"], "ours_std": r["diff_std"],
                              "paper_low": lo if r["attention"] in ("txa", "tna") else math.nan,
                              "paper_high": hi if r["attention"] in ("txa", "tna") else math.nan})
-    if "time_steps" in studies:
-        ts = runs[runs["study"] == "time_steps"]
-        p = PAPER_RESULTS.set_index(["dataset", "time_steps", "attention"])["paper_top1"]
-        paper = p[("cifar100", 6, "dta")] - p[("cifar100", 4, "dta")]
-        for ds, g in ts.groupby("dataset"):
-            if not {4, 6} <= set(g["time_steps"]):
+    p = PAPER_RESULTS.set_index(["dataset", "time_steps", "attention"])["paper_top1"]
+    t_gap = p[("cifar100", 6, "dta")] - p[("cifar100", 4, "dta")]
+    dvs_gap = p[("cifar10-dvs", 10, "dta")] - p[("cifar10-dvs", 10, "none")]
+    # study, column, a, b (ours: a - b per seed), the paper's setting, its difference as text and as a number
+    pairs = [("time_steps", "time_steps", 6, 4, "CIFAR100, DTA", f"{t_gap:.2f} (81.16 - 79.94)", t_gap),
+             ("dvs", "attention", "dta", "none", "CIFAR10-DVS, T=10", f"{dvs_gap:.2f} (81.3 - 80.4)", dvs_gap),
+             ("train", "attention", "dta", "none", "not reported", "not reported", math.nan)]  # notebook 05, study
+    for study, col, a, b, setting, text, gap in pairs:
+        for ds, g in runs[runs["study"] == study].groupby("dataset") if study in studies else ():
+            if not {a, b} <= set(g[col]):
                 continue
-            d = (g[g["time_steps"] == 6].set_index("seed")[metric] - g[g["time_steps"] == 4].set_index("seed")[metric]).dropna()
-            std = float(d.std(ddof=1)) if len(d) > 1 else math.nan
-            rows.append({"study": "time_steps", "comparison": "T=6 - T=4", "paper setting": "CIFAR100, DTA",
-                         "paper (points)": f"{paper:.2f} (81.16 - 79.94)", "our setting": f"{ds}, DTA",
-                         "ours (points)": format_mean_std(float(d.mean()), std), "n_pairs": len(d),
-                         "exceeds_noise": _na(exceeds_noise(float(d.mean()), std, len(d))), "ours_mean": float(d.mean()),
-                         "ours_std": std, "paper_low": paper, "paper_high": paper})
-    if "dvs" in studies:
-        dv = runs[runs["study"] == "dvs"]
-        p = PAPER_RESULTS.set_index(["dataset", "time_steps", "attention"])["paper_top1"]
-        paper = p[("cifar10-dvs", 10, "dta")] - p[("cifar10-dvs", 10, "none")]
-        for ds, g in dv.groupby("dataset"):
-            if not {"dta", "none"} <= set(g["attention"]):
-                continue
-            d = (g[g["attention"] == "dta"].set_index("seed")[metric] - g[g["attention"] == "none"].set_index("seed")[metric]).dropna()
-            std = float(d.std(ddof=1)) if len(d) > 1 else math.nan
-            rows.append({"study": "dvs", "comparison": "DTA - none", "paper setting": "CIFAR10-DVS, T=10",
-                         "paper (points)": f"{paper:.2f} (81.3 - 80.4)", "our setting": f"{ds}, T={int(g['time_steps'].iloc[0])}",
-                         "ours (points)": format_mean_std(float(d.mean()), std), "n_pairs": len(d),
-                         "exceeds_noise": _na(exceeds_noise(float(d.mean()), std, len(d))), "ours_mean": float(d.mean()),
-                         "ours_std": std, "paper_low": paper, "paper_high": paper})
-    if "train" in studies:  # the full-data models of notebook 05 (study preset): DTA beside no attention
-        tr = runs[runs["study"] == "train"]
-        for ds, g in tr.groupby("dataset"):
-            if not {"dta", "none"} <= set(g["attention"]):
-                continue
-            d = (g[g["attention"] == "dta"].set_index("seed")[metric] - g[g["attention"] == "none"].set_index("seed")[metric]).dropna()
-            std = float(d.std(ddof=1)) if len(d) > 1 else math.nan
-            rows.append({"study": "train", "comparison": "DTA - none", "paper setting": "not reported",
-                         "paper (points)": "not reported", "our setting": f"{ds}, T={int(g['time_steps'].iloc[0])}",
-                         "ours (points)": format_mean_std(float(d.mean()), std), "n_pairs": len(d),
-                         "exceeds_noise": _na(exceeds_noise(float(d.mean()), std, len(d))), "ours_mean": float(d.mean()),
-                         "ours_std": std, "paper_low": math.nan, "paper_high": math.nan})
+            d = (g[g[col] == a].set_index("seed")[metric] - g[g[col] == b].set_index("seed")[metric]).dropna()
+            mean, std = float(d.mean()), float(d.std(ddof=1)) if len(d) > 1 else math.nan
+            rows.append({"study": study, "comparison": "T=6 - T=4" if col == "time_steps" else "DTA - none",
+                         "paper setting": setting, "paper (points)": text,
+                         "our setting": f"{ds}, DTA" if col == "time_steps" else f"{ds}, T={int(g['time_steps'].iloc[0])}",
+                         "ours (points)": format_mean_std(mean, std), "n_pairs": len(d),
+                         "exceeds_noise": _na(exceeds_noise(mean, std, len(d))), "ours_mean": mean, "ours_std": std,
+                         "paper_low": gap, "paper_high": gap})
     out = pd.DataFrame(rows)
     if out.empty:
         return out

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import importlib.util
-import warnings
 
 import torch
 from torch import Tensor
