@@ -77,11 +77,13 @@ class RunLock:
         return self
 
     def _holder(self) -> str:
-        try:
-            info = json.loads(self.holder.read_text())
-            return f"pid {info['pid']} on {info['host']} since {info['started']} ({info['command']})"
-        except (OSError, ValueError, KeyError, TypeError):
-            return "another process"
+        for _ in range(20):  # the holder writes its record just after acquiring: give a racing winner 1 s
+            try:
+                info = json.loads(self.holder.read_text())
+                return f"pid {info['pid']} on {info['host']} since {info['started']} ({info['command']})"
+            except (OSError, ValueError, KeyError, TypeError):
+                time.sleep(0.05)
+        return "another process"
 
     def release(self) -> None:
         if not self._lock.is_locked:
