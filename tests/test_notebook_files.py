@@ -203,3 +203,83 @@ def test_every_path_and_link_named_in_notebooks_and_docs_exists():
                 missing.append(f"{path.relative_to(root)}: {target}")
     assert not missing, missing
     assert not [p for p, t in texts.items() if "reference-spec.md" in t]  # the old name of docs/reference.md
+
+
+def _docs() -> dict[Path, str]:
+    root = Path(__file__).resolve().parent.parent
+    return {p: p.read_text() for p in [root / "README.md", *sorted(root.glob("docs/*.md"))]}
+
+
+def test_hardware_and_precision_lines_in_docs_are_generated_from_the_recorded_files():
+    """Every ``<!-- recorded: PATTERN -->`` block says what its files recorded (``python scripts/sync_docs.py``
+    refills them), and no CPU model is named, nor "this machine" claimed, outside such a block."""
+    import re
+
+    from dta_lib.experiments.summary import RECORDED_BLOCK, sync_recorded
+
+    root = Path(__file__).resolve().parent.parent
+    docs = _docs()
+    assert sum(len(RECORDED_BLOCK.findall(t)) for t in docs.values()) >= 10
+    stale = [p.name for p, t in docs.items() if sync_recorded(t, root) != t]
+    assert not stale, f"recorded blocks out of date in {stale}: run python scripts/sync_docs.py"
+    typed = re.compile(r"Xeon|EPYC|Ryzen|\bZen\b|Intel\(R\)|\bon this (?:\S+ ){0,2}(?:CPU|machine)\b")
+    outside = [f"{p.name}: {line.strip()[:90]}" for p, t in docs.items()
+               for line in RECORDED_BLOCK.sub("", t).splitlines() if typed.search(line)]
+    assert not outside, outside
+
+
+def test_recorded_hardware_reads_bench_files_and_run_folders(tmp_path):
+    from dta_lib.experiments.summary import recorded_hardware, sync_recorded
+
+    meta = {"cpu": "CPU X", "cpu_capability": "AVX2", "cpu_count": 4, "threads": 1, "torch": "2.9.0+cpu"}
+    (tmp_path / "b.json").write_text(json.dumps({"meta": meta}))
+    assert recorded_hardware("b.json", tmp_path) == "CPU X (AVX2 kernels), 4 cores, 1 thread, torch 2.9.0"
+    for i, dtype in enumerate([None, None, "bfloat16"]):
+        (tmp_path / f"r{i}").mkdir()
+        hw = {"cpu": "CPU Y", "cpu_count": 2, "torch_threads": 2, "torch": "2.9.0"}
+        (tmp_path / f"r{i}" / "run.json").write_text(json.dumps({"hardware": hw, "autocast_dtype": dtype}))
+    assert recorded_hardware("r*/run.json", tmp_path) == ("CPU Y, 2 cores, 2 threads per run, fp32, torch 2.9.0 (2 of 3 "
+                                                          "runs); CPU Y, 2 cores, 2 threads per run, bfloat16, torch "
+                                                          "2.9.0 (1 of 3 runs)")
+    text = "on <!-- recorded: b.json -->typed by hand<!-- /recorded -->."
+    assert sync_recorded(text, tmp_path) == f"on <!-- recorded: b.json -->{recorded_hardware('b.json', tmp_path)}<!-- /recorded -->."
+    with pytest.raises(FileNotFoundError, match="no recorded file matches nothing/"):
+        recorded_hardware("nothing/*.json", tmp_path)
+
+
+#: the notebooks whose committed outputs are CI-sized (smoke) runs: each opens by pointing at its real results
+SMOKE_RENDERED = ("05", "06", "07", "08", "09", "11", "12")
+
+
+@pytest.mark.parametrize("number", SMOKE_RENDERED)
+def test_smoke_rendered_notebooks_open_with_where_the_results_are(number):
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    nb = json.loads(next(root.glob(f"notebooks/{number}_*.ipynb")).read_text())
+    first = "".join(nb["cells"][0]["source"])
+    line = next((l for l in first.splitlines() if l.startswith("> **Where the results are:**")), None)
+    assert line, f"notebook {number}: its first cell has no '> **Where the results are:**' line"
+    named = re.findall(r"`((?:reports|docs)/[^`]+)`", line)
+    assert named and all((root / p).exists() for p in named), (number, named)
+
+
+def test_energy_numbers_typed_in_docs_match_the_recorded_tables():
+    import re
+
+    import pandas as pd
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docs" / "experiments.md").read_text()
+    shares = {}
+    for preset in ("cpu", "study"):
+        t = pd.read_csv(root / "reports" / "tables" / f"12_energy_{preset}.csv")
+        full = t[t["scale"].str.startswith("full-size")].set_index(["model", "group"])["energy_uj"]
+        shares[preset] = f"{100 * full['DTA', 'DTA'] / full['DTA', 'total']:.1f} %"
+    assert f"{shares['cpu']} at `cpu` and {shares['study']} at `study`" in text
+    t = pd.read_csv(root / "reports" / "tables" / "12_energy_cpu.csv")
+    measured = t[t["scale"].str.startswith("trained")].set_index(["model", "group"])["energy_uj"]
+    m = re.search(r"baseline ([\d.]+) uJ\s+vs\. DTA ([\d.]+) uJ \(([\d.]+)x\)", text)
+    assert m, "docs/experiments.md no longer states the cpu energy per image"
+    assert (m[1], m[2]) == (f"{measured['baseline', 'total']:.2f}", f"{measured['DTA', 'total']:.2f}")
+    assert m[3] == f"{measured['DTA', 'total'] / measured['baseline', 'total']:.2f}"

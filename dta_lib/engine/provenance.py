@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..paths import CHECKOUT
+from .device import cpu_has_native_bf16
 
 __all__ = ["run_metadata", "git", "git_commit", "git_dirty", "cpu_model"]
 
@@ -53,6 +54,8 @@ def run_metadata(device: torch.device, world_size: int) -> dict[str, Any]:
     return {
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the ATen kernels this run used
+        "native_bf16": cpu_has_native_bf16(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "device": str(device),
