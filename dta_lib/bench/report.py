@@ -98,13 +98,15 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def load_result(path: str | Path) -> dict[str, Any]:
-    """Read a ``bench_*.json`` written by :func:`run_bench`."""
+    """Read a ``bench_*.json`` written by :func:`run_bench` (keys meta, lif, train) or ``run_epoch_bench`` (meta,
+    epoch)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no benchmark result at {path}; run `python -m dta_lib.bench` to create it")
     data = json.loads(path.read_text())
-    if not {"meta", "lif", "train"} <= set(data):
-        raise ValueError(f"{path} is not a dta_lib.bench result (keys {sorted(data)}; expected meta, lif, train)")
+    if not ({"meta", "lif", "train"} <= set(data) or {"meta", "epoch"} <= set(data)):
+        raise ValueError(f"{path} is not a dta_lib.bench result (keys {sorted(data)}; expected meta, lif, train "
+                         "or meta, epoch)")
     return data
 
 
