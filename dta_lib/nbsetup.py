@@ -184,11 +184,16 @@ _VOLATILE_CELL_KEYS = ("papermill", "execution")
 
 
 def normalize_notebook(nb: dict[str, Any]) -> dict[str, Any]:
-    """Drop run timestamps (papermill, nbclient) and store JupyterLab's kernelspec; returns ``nb`` (changed in place)."""
+    """Drop run timestamps (papermill, nbclient) and live widget views (their state dies with the kernel: a stored view
+    only says "model not found"), and store JupyterLab's kernelspec; returns ``nb`` (changed in place)."""
     meta = nb.setdefault("metadata", {})
     meta["kernelspec"] = dict(KERNELSPEC)
     meta.pop("papermill", None)
+    meta.pop("widgets", None)
     for cell in nb.get("cells", []):
         for key in _VOLATILE_CELL_KEYS:
             cell.get("metadata", {}).pop(key, None)
+        if "outputs" in cell:
+            cell["outputs"] = [o for o in cell["outputs"]
+                               if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
     return nb

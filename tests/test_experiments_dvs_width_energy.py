@@ -182,7 +182,11 @@ def test_train_test_gaps_reads_cache_and_gives_nan_without_checkpoint(tmp_path: 
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "clean_train.json").write_text(json.dumps({"clean_train_acc": 90.0}))
     out = train_test_gaps(pd.DataFrame({"run": [str(tmp_path / "a"), str(tmp_path / "b")], "final_test_acc": [70.0, 60.0]}))
-    assert out["clean_gap"].iloc[0] == 20.0 and math.isnan(out["clean_gap"].iloc[1])
+    assert out["train_test_gap"].iloc[0] == 20.0 and math.isnan(out["train_test_gap"].iloc[1])
+    # a cache of another checkpoint is not the final weights' clean accuracy: no gap from it
+    (tmp_path / "b" / "clean_train.json").write_text(json.dumps({"clean_train_acc": 99.0, "checkpoint": "best.pt"}))
+    out = train_test_gaps(pd.DataFrame({"run": [str(tmp_path / "b")], "final_test_acc": [60.0]}))
+    assert math.isnan(out["train_test_gap"].iloc[0])
 
 
 def test_grad_norm_curves_are_in_forward_layer_order(tmp_path: Path) -> None:
@@ -213,6 +217,27 @@ def test_width_table_and_differences_pair_by_seed() -> None:
     assert diffs.loc[0.5, "exceeds seed noise"] == True  # noqa: E712  10 points, sd 0.1 over 3 pairs
     assert diffs.loc[2.0, "exceeds seed noise"] == False  # noqa: E712  0.33 points, sd 0.76
     assert width_differences(runs[runs.surrogate_width != 1.0]).empty  # no reference run: nothing to pair with
+    # two comparisons (1 - 0.5, 1 - 2): the Bonferroni interval (each at 97.5 %) is wider than the plain 95 % one
+    assert (diffs["comparisons"] == 2).all()
+    assert (diffs["ci95_bonferroni_low"] < diffs["ci95_low"]).all() and (diffs["ci95_bonferroni_high"] > diffs["ci95_high"]).all()
+    assert diffs.loc[2.0, "ci95_bonferroni_high"] - diffs.loc[2.0, "diff_mean"] == pytest.approx(
+        6.2053 * diffs.loc[2.0, "diff_std"] / math.sqrt(3), abs=1e-3)
+
+
+def test_width_verdict_reads_the_corrected_intervals() -> None:
+    from dta_lib.experiments import width_differences, width_verdicts
+
+    # gamma 1 - 2 per seed: 1.0, 1.3, 2.0 (1.43 +- 0.51): the plain 95 % interval excludes 0, the corrected one not
+    runs = _width_runs({0.5: [77.5, 78.0, 78.9], 1.0: [78.0, 78.3, 79.0], 2.0: [77.0, 77.0, 77.0]})  # 1 - 0.5: a tie
+    diffs = width_differences(runs).set_index("surrogate_width")
+    assert diffs.loc[2.0, "exceeds seed noise"] == True and diffs.loc[2.0, "exceeds seed noise (Bonferroni)"] == False  # noqa: E712
+    last = width_verdicts(pd.DataFrame(columns=["surrogate width gamma"]), runs, diffs.reset_index())[-1]
+    assert last.startswith("2 paired comparisons against gamma = 1 (gamma = 0.5, 2)")
+    assert "widths tie within the t-intervals" in last and "uncorrected 95% interval of gamma = 2 excludes 0" in last
+    # a large gap survives the correction and is named
+    runs.loc[runs.surrogate_width == 2.0, "best_test_acc"] = [70.0, 70.2, 70.5]
+    last = width_verdicts(pd.DataFrame(columns=["surrogate width gamma"]), runs, width_differences(runs))[-1]
+    assert "excludes 0 for gamma = 2 (trails gamma = 1 by 8.20 points); the other widths tie" in last
 
 
 def test_diagnose_widths_applies_the_rule() -> None:
@@ -234,7 +259,7 @@ def test_dvs_table_and_verdicts() -> None:
     from dta_lib.experiments import OVERFIT_GAP, dvs_table, dvs_verdicts, paired_verdicts
 
     rows = [{"attention": a, "seed": s, "best_test_acc": b, "final_test_acc": b, "clean_train_acc": b + g,
-             "clean_gap": g, "final_train_acc": b}
+             "train_test_gap": g, "final_train_acc": b}
             for a, bs, g in (("none", [40.0, 42.0], 2.0), ("dta", [45.0, 47.5], 12.0)) for s, b in enumerate(bs)]
     runs = pd.DataFrame(rows)
     table = dvs_table(runs, ["none", "dta"])
@@ -246,6 +271,10 @@ def test_dvs_table_and_verdicts() -> None:
     assert lines[1] == "Paper, CIFAR10-DVS: +0.9 points (81.3 vs 80.4) at full scale."
     assert lines[2:] == ["none: train/test gap 2.0 points -> below the summary's 10-point overfitting signature.",
                          "dta: train/test gap 12.0 points -> above the summary's 10-point overfitting signature."]
+    assert "train acc (augmented, running) (%)" in table.columns  # the running accuracy is never called a gap
+    no_gap = runs.assign(train_test_gap=math.nan, clean_train_acc=math.nan)
+    assert dvs_verdicts(no_gap, paired_verdicts(no_gap, "attention", "dta"), ["none", "dta"])[2].startswith(
+        "none: no train/test gap (no clean training accuracy")
 
 
 def test_firing_rates_and_energy_per_layer_follow_the_forward_order() -> None:

@@ -6,17 +6,33 @@ import pandas as pd
 import pytest
 
 from dta_lib.experiments import (
+    bonferroni_interval,
     exceeds_noise,
     min_detectable_effect,
     t_critical,
     t_interval,
     format_mean_std,
+    load_run,
     load_runs,
     paired_differences,
     paper_vs_ours,
     summarize,
     write_table,
 )
+
+
+def test_bonferroni_interval_widens_the_t_interval_by_the_number_of_comparisons():
+    # d = 1, 2, 3: mean 2, sd 1, n = 3. Two comparisons: each at 97.5 %, t_{0.9875, 2} = 6.2053 (tables) vs 4.3027
+    lo, hi = bonferroni_interval(2.0, 1.0, 3, comparisons=2)
+    assert lo == pytest.approx(2.0 - 6.2053 / math.sqrt(3), abs=1e-3) and hi == pytest.approx(2.0 + 6.2053 / math.sqrt(3), abs=1e-3)
+    plain_lo, plain_hi = t_interval(2.0, 1.0, 3)
+    assert lo < plain_lo and hi > plain_hi  # wider: plain [-0.48, 4.48] excludes nothing here, corrected [-1.58, 5.58]
+    assert bonferroni_interval(2.0, 1.0, 3, comparisons=1) == pytest.approx((plain_lo, plain_hi))
+    # the case of notebook 09 at study-10k (gamma 1 - 2: 1.32 +- 0.40 over 3 seeds): 95 % excludes 0, corrected not
+    assert t_interval(1.32, 0.4045, 3)[0] > 0 and bonferroni_interval(1.32, 0.4045, 3, 2)[0] < 0
+    assert all(math.isnan(v) for v in bonferroni_interval(1.0, math.nan, 1, 2))  # one pair: no interval
+    with pytest.raises(ValueError, match="comparisons"):
+        bonferroni_interval(2.0, 1.0, 3, comparisons=0)
 
 
 def make_run(path, attention, seed, accs, train_accs=None):
@@ -37,7 +53,12 @@ def test_load_summarize_and_pair(tmp_path):
     assert len(df) == 4
     row = df[df.run.str.endswith("a0")].iloc[0]
     assert row.best_test_acc == 60.0 and row.final_test_acc == 58.0 and row.epochs == 3
-    assert row.train_seconds == 6.0 and row.train_test_gap == 22.0
+    assert row.train_seconds == 6.0 and row.final_train_acc == 80.0
+    # the augmented running train accuracy (80) is not a train accuracy: no gap without the clean one
+    assert math.isnan(row.clean_train_acc) and math.isnan(row.train_test_gap)
+    (tmp_path / "a0" / "clean_train.json").write_text(json.dumps({"clean_train_acc": 63.5, "checkpoint": "last.pt"}))
+    row = load_run(tmp_path / "a0")
+    assert row["clean_train_acc"] == 63.5 and row["train_test_gap"] == pytest.approx(63.5 - 58.0)
     s = summarize(df, ["attention"])
     dta = s[s.attention == "dta"].iloc[0]
     assert dta.best_test_acc_mean == 61.0 and dta.best_test_acc_std == pytest.approx(math.sqrt(2)) and dta.n == 2

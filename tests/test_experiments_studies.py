@@ -122,6 +122,19 @@ def test_report_over_run_folders(tmp_path):
     p_summ = experiments.study_summary(experiments.load_study_runs(tmp_path, "cpu", registry=REGISTRY), "precision")
     assert list(p_summ.precision) == ["bf16", "fp32"] and list(p_summ.seeds) == ["0,1", "0,1"]
 
+    # one train/test gap everywhere (notebook 08 and notebook 10): clean train accuracy of the final checkpoint minus
+    # final test accuracy. Without it the report shows no gap, only the augmented running accuracy under its label
+    # (train_acc 45 > test 40 here, so the old "final train minus final test" would have read as a 5-point gap).
+    dvs_summ = experiments.study_summary(runs, "dvs")
+    assert "train_test_gap" not in dvs_summ.columns
+    assert dvs_summ.iloc[0][experiments.AUGMENTED_TRAIN_LABEL] == "45.00"
+    assert "train_test_gap" not in experiments.study_summary(runs, "ablation").columns
+    dvs_run = tmp_path / "dvs" / "fashion-mnist-dvs" / "attention=none-s0"
+    (dvs_run / "clean_train.json").write_text(json.dumps({"clean_train_acc": 41.5, "checkpoint": "last.pt"}))
+    report = experiments.study_summary(experiments.load_study_runs(tmp_path, "cpu", registry=REGISTRY), "dvs").iloc[0]
+    nb08 = experiments.dvs_table(experiments.train_test_gaps(pd.DataFrame([experiments.load_run(dvs_run)])))
+    assert report["train_test_gap"] == nb08.iloc[0]["train/test gap (points)"] == "1.50"
+
     prov = experiments.provenance(runs).set_index("study")
     assert prov.loc["ablation", "runs"] == 6 and prov.loc["ablation", "seeds"] == "0,1,2"
     assert prov.loc["ablation", "hardware"] == "TestCPU" and prov.loc["ablation", "git commit"] == "abcdef1234"
@@ -197,6 +210,36 @@ def test_strip_plots_are_deterministic_and_leave_numpy_rng_alone(tmp_path):
     assert np.array_equal(np.random.get_state()[1], before)
     c, d = points(viz.plot_ablation(runs)), points(viz.plot_ablation(runs))
     assert np.array_equal(c, d)
+
+
+def test_ablation_figure_is_paired_and_its_legend_sits_clear_of_the_panels():
+    df = ablation_frame(noise=(0.4, -0.3, 0.0))
+    fig = viz.plot_ablation(df, title="t")
+    left, right = fig.axes
+    # left: one line per seed through its three variants (seeds are paired across the attention variants)
+    assert len([line for line in left.lines if line.get_linestyle() == "-" and len(line.get_xdata()) == 3]) == 3
+    # right: per comparison (DTA - none, DTA - T-XA) the mean difference and 95 % t-interval of ablation_paired
+    paired = experiments.ablation_paired(df).set_index("attention")
+    bars = [c for c in right.containers if c.has_yerr]
+    assert len(bars) == 2
+    for a, c in zip(["none", "txa"], bars):
+        (x, lo), (_, hi) = c.lines[2][0].get_segments()[0]
+        assert c.lines[0].get_ydata()[0] == pytest.approx(paired.loc[a, "diff_mean"])
+        assert (lo, hi) == pytest.approx((paired.loc[a, "ci95_low"], paired.loc[a, "ci95_high"]))
+    # the paper's CIFAR10 gap (T-XA / T-NA only vs DTA) as a band, for T-XA only here
+    from matplotlib.collections import PolyCollection
+
+    bands = [p.get_paths()[0].vertices[:, 1] for p in right.collections if isinstance(p, PolyCollection)]
+    assert [(b.min(), b.max()) for b in bands] == [PAPER_ABLATION_GAP]
+    # one legend, right of the panels, every glyph inside its frame
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = right.get_legend()
+    box = legend.get_window_extent(renderer)
+    assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+    for handle in legend.legend_handles:
+        h = handle.get_window_extent(renderer)
+        assert box.x0 <= h.x0 and h.x1 <= box.x1 and box.y0 <= h.y0 and h.y1 <= box.y1
 
 
 def test_time_step_costs_backbone_linear_in_t_and_tna_superlinear():

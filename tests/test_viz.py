@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -294,5 +295,65 @@ def test_study_plots_of_notebook_09() -> None:
     fig = viz.plot_vanishing_check(ratio, acc, vanishing=0.1, exploding=10.0)
     rules = {line.get_label(): line.get_ydata()[0] for line in fig.axes[0].lines if "rule" in line.get_label()}
     assert rules == {"0.1 (vanishing rule)": 0.1, "10 (exploding rule)": 10.0}
+    lo, hi = fig.axes[0].get_ylim()
+    assert lo < 0.1 and hi > 10.0  # both rule lines inside the axis, not on its frame
+    # the legend hides no line: one figure legend, clear of both panels
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert not any(ax.get_legend() for ax in fig.axes) and len(fig.legends) == 1
+    box = fig.legends[0].get_window_extent(renderer)
+    assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+    # the widths read on white: no pale (yellow) end of viridis
+    from matplotlib.colors import to_rgb
+
+    def luminance(c):
+        r, g, b = to_rgb(c)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    for f in (fig, viz.plot_grad_norms(curves)):
+        colors = [line.get_color() for ax in f.axes for line in ax.lines if line.get_label().startswith("_child")
+                  or line.get_marker() == "o"]
+        assert colors and max(luminance(c) for c in colors) < 0.75  # viridis yellow: 0.87
     with pytest.raises(ValueError, match="lacks columns"):
         viz.plot_vanishing_check(ratio.drop(columns="ratio"), acc)
+
+
+# ------------------------------------------------------------------ event figures of notebook 13
+def test_event_bbox_crops_to_the_events_and_drops_isolated_noise() -> None:
+    frames = torch.zeros(3, 2, 260, 346)
+    frames[:, 1, 150:170, 60:120] = 5.0  # the scene
+    frames[0, 0, 5, 340] = 1.0  # one noise event in a far corner
+    y0, y1, x0, x1 = viz.event_bbox(frames, coverage=0.99, margin=8)
+    assert (y0, y1, x0, x1) == (142, 178, 52, 128)  # the scene plus 8 pixels, not stretched to the noise
+    assert viz.event_bbox(frames, coverage=1.0, margin=0) == (5, 170, 60, 341)  # everything: the noise too
+    assert viz.event_bbox(torch.zeros(1, 2, 10, 20)) == (0, 10, 0, 20)  # no events: the whole frame
+    assert viz.event_bbox(frames, margin=500) == (0, 260, 0, 346)  # clipped to the sensor
+    with pytest.raises(ValueError, match="coverage"):
+        viz.event_bbox(frames, coverage=0.0)
+
+
+def test_real_vs_emulated_figure_gives_each_frame_its_own_aspect() -> None:
+    real, emulated = torch.rand(4, 2, 40, 120), torch.rand(4, 2, 34, 34)
+    fig = viz.real_vs_emulated_figure(real, emulated, "real", "emulated", frames_shown=3)
+    axes = fig.axes
+    assert len(axes) == 6  # 3 frames x (real, emulated)
+    (w_real, h_real), (w_emu, h_emu) = (axes[0].get_position().size, axes[1].get_position().size)
+    fw, fh = fig.get_size_inches()
+    assert (w_real * fw) / (h_real * fh) == pytest.approx(3.0, rel=0.05)  # a wide crop gets the width it needs
+    assert (w_emu * fw) / (h_emu * fh) == pytest.approx(1.0, rel=0.05)
+    with pytest.raises(ValueError, match=r"\[T, 2, H, W\]"):
+        viz.real_vs_emulated_figure(real[:, :1], emulated, "real", "emulated")
+
+
+def test_emulation_figure_legends_sit_above_the_data() -> None:
+    frames = torch.rand(4, 2, 34, 34)
+    events = np.zeros(200, dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "?")])
+    events["t"] = np.arange(200) * 1000
+    events["p"] = np.arange(200) % 2 == 0
+    fig = viz.emulation_figure(np.ones((28, 28)), frames, events, title="t")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert len(legends) == 2
+    for legend in legends:  # the legend box lies above its axes' plotting area: no bar or bin under it
+        assert legend.get_window_extent(renderer).y0 >= legend.axes.get_window_extent(renderer).y1 - 1

@@ -9,6 +9,7 @@ import pandas as pd
 from .paper import PAPER_ABLATION_GAP
 from .stats import (
     _check_columns,
+    bonferroni_interval,
     exceeds_noise,
     format_mean_std,
     min_detectable_effect,
@@ -52,6 +53,8 @@ def ablation_paired(df: pd.DataFrame, metric: str = "best_test_acc", baseline: s
     """Per variant: mean +- std over seeds of (DTA - variant), the paper's gap beside it, and whether it exceeds noise.
 
     ``ci95_low`` / ``ci95_high``: the t-based 95 % interval of the mean per-seed difference;
+    ``ci95_bonferroni_low`` / ``_high``: the same corrected for the ``comparisons`` made at once (one per variant,
+    :func:`dta_lib.experiments.bonferroni_interval`), so that all intervals hold together at 95 %;
     ``min_detectable_effect``: the smallest true difference these pairs detect with 80 % power at the 95 % level
     (:func:`dta_lib.experiments.min_detectable_effect`); ``exceeds_noise``:
     that interval excludes 0 (:func:`dta_lib.experiments.exceeds_noise`; ``None``, shown as n/a, with one seed).
@@ -65,6 +68,7 @@ def ablation_paired(df: pd.DataFrame, metric: str = "best_test_acc", baseline: s
     for _, r in pd_.iterrows():
         se = r["diff_std"] / math.sqrt(r["n_pairs"]) if r["n_pairs"] > 1 else math.nan
         lo_ci, hi_ci = t_interval(r["diff_mean"], r["diff_std"], int(r["n_pairs"]))
+        lo_bf, hi_bf = bonferroni_interval(r["diff_mean"], r["diff_std"], int(r["n_pairs"]), max(len(pd_), 1))
         rows.append({
             "comparison": f"DTA - {ATTENTION_LABELS.get(r['attention'], r['attention'])}",
             "attention": r["attention"],
@@ -74,6 +78,9 @@ def ablation_paired(df: pd.DataFrame, metric: str = "best_test_acc", baseline: s
             "std_error": se,
             "ci95_low": lo_ci,
             "ci95_high": hi_ci,
+            "comparisons": len(pd_),
+            "ci95_bonferroni_low": lo_bf,
+            "ci95_bonferroni_high": hi_bf,
             "min_detectable_effect": min_detectable_effect(r["diff_std"], int(r["n_pairs"])),
             "ours (points)": format_mean_std(r["diff_mean"], r["diff_std"]),
             "paper CIFAR10 (points)": f"{lo}-{hi}" if r["attention"] in ("txa", "tna") else "not reported",
@@ -98,7 +105,10 @@ def noise_verdicts(paired: pd.DataFrame) -> list[str]:
         ci = f"95% t-interval [{r['ci95_low']:+.2f}, {r['ci95_high']:+.2f}] (mean +- {tc:.2f} x std error {se:.2f})"
         if r["exceeds_noise"]:
             who = "DTA better" if r["diff_mean"] > 0 else "DTA worse"
-            out.append(head + f"; {ci}): the interval excludes 0, {who}.")
+            m, blo, bhi = int(r["comparisons"]), r["ci95_bonferroni_low"], r["ci95_bonferroni_high"]
+            held = "still excludes 0" if blo > 0 or bhi < 0 else "includes 0, so the family of comparisons shows nothing"
+            out.append(head + f"; {ci}): the interval excludes 0, {who}; corrected for the {m} comparisons "
+                       f"(Bonferroni) it is [{blo:+.2f}, {bhi:+.2f}] and {held}.")
         else:
             out.append(head + f"; {ci}): the interval includes 0: no difference shown "
                        f"(the smallest effect {n} seeds detect with 80% power: {r['min_detectable_effect']:.2f} points).")

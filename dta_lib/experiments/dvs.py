@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from ..engine.config import TrainConfig
 from .paper import PAPER_RESULTS
 from .stats import mean_std_table
+from .tables import AUGMENTED_TRAIN_LABEL
 
 __all__ = [
     "EVENT_COUNTERPART",
@@ -88,29 +89,29 @@ def clean_train_accuracy(run: str | os.PathLike, checkpoint: str = "last.pt", ba
 
 def train_test_gaps(runs: pd.DataFrame, checkpoint: str = "last.pt") -> pd.DataFrame:
     """``runs`` plus ``clean_train_acc`` (:func:`clean_train_accuracy` of the final epoch) and
-    ``clean_gap`` (clean train minus final test accuracy, points).
+    ``train_test_gap`` (clean train minus final test accuracy, points: the project's one definition of the gap,
+    the same as :func:`~dta_lib.experiments.load_run`'s column).
 
     The value is cached as ``clean_train.json`` in the run folder (written atomically), so a
-    notebook re-rendered from committed runs, whose checkpoints are not committed, still has it;
+    notebook re-rendered from committed runs, whose checkpoints are not committed, still has it
+    (and :func:`~dta_lib.experiments.load_run` reads it, so notebook 10 shows the same gap);
     a run with neither gets NaN. :func:`dta_lib.experiments.run_one` deletes the folder before
     re-training, so a cached value never outlives its run.
     """
     from ..atomic import atomic_write_text
+    from .tables import CLEAN_TRAIN_FILE, read_clean_train_acc
 
     values = []
     for run in runs["run"]:
-        cache = Path(run) / "clean_train.json"
-        if cache.is_file():
-            values.append(float(json.loads(cache.read_text())["clean_train_acc"]))
-        elif (Path(run) / checkpoint).is_file():
+        acc = read_clean_train_acc(run, checkpoint)
+        if math.isnan(acc) and (Path(run) / checkpoint).is_file():
             acc = clean_train_accuracy(run, checkpoint)
-            atomic_write_text(cache, json.dumps({"clean_train_acc": acc, "checkpoint": checkpoint}) + "\n")
-            values.append(acc)
-        else:
-            values.append(math.nan)
+            atomic_write_text(Path(run) / CLEAN_TRAIN_FILE,
+                              json.dumps({"clean_train_acc": acc, "checkpoint": checkpoint}) + "\n")
+        values.append(acc)
     out = runs.copy()
     out["clean_train_acc"] = values
-    out["clean_gap"] = out["clean_train_acc"] - out["final_test_acc"]
+    out["train_test_gap"] = out["clean_train_acc"] - out["final_test_acc"]
     return out
 
 
@@ -118,16 +119,17 @@ def dvs_table(runs: pd.DataFrame, order: Sequence[str] | None = None) -> pd.Data
     """Per attention variant: accuracies and the clean train - test gap as mean +- std over seeds, the seed count,
     the paper's CIFAR10-DVS top-1 and whether the mean gap exceeds :data:`OVERFIT_GAP`.
 
-    ``runs`` carries :func:`train_test_gaps`' ``clean_train_acc`` / ``clean_gap`` columns.
+    ``runs`` carries :func:`train_test_gaps`' ``clean_train_acc`` / ``train_test_gap`` columns; the last-epoch
+    running accuracy on augmented batches is shown under :data:`~dta_lib.experiments.AUGMENTED_TRAIN_LABEL`, not as a gap.
     """
     table = mean_std_table(runs, "attention", {
         "best test acc. (%)": "best_test_acc", "final test acc. (%)": "final_test_acc",
-        "clean train acc. (%)": "clean_train_acc", "train/test gap (points)": "clean_gap",
-        "train acc. on augmented batches (%)": "final_train_acc",
+        "clean train acc. (%)": "clean_train_acc", "train/test gap (points)": "train_test_gap",
+        f"{AUGMENTED_TRAIN_LABEL} (%)": "final_train_acc",
     }, order=order if order is not None else list(dict.fromkeys(runs["attention"])))
     paper = PAPER_RESULTS[PAPER_RESULTS["dataset"] == "cifar10-dvs"].set_index("attention")["paper_top1"]
     table["paper CIFAR10-DVS top-1 (%)"] = paper.reindex(table.index)
-    table[f"gap > {OVERFIT_GAP:g} points"] = runs.groupby("attention")["clean_gap"].mean().gt(OVERFIT_GAP).reindex(
+    table[f"gap > {OVERFIT_GAP:g} points"] = runs.groupby("attention")["train_test_gap"].mean().gt(OVERFIT_GAP).reindex(
         table.index)
     return table.reset_index()
 
@@ -137,7 +139,7 @@ def dvs_verdicts(runs: pd.DataFrame, diffs: pd.DataFrame, order: Sequence[str] |
     :func:`~dta_lib.experiments.stats.paired_verdicts` against ``dta``), the paper's full-scale gap, and each
     variant's clean train - test gap against :data:`OVERFIT_GAP`."""
     order = list(order) if order is not None else list(dict.fromkeys(runs["attention"]))
-    m = runs.groupby("attention")[["best_test_acc", "clean_gap"]].mean().reindex(order)
+    m = runs.groupby("attention")[["best_test_acc", "train_test_gap"]].mean().reindex(order)
     paper = PAPER_RESULTS[PAPER_RESULTS["dataset"] == "cifar10-dvs"].set_index("attention")["paper_top1"]
     d = diffs.iloc[0]
     lines = [f"DTA minus baseline, best test accuracy: {d.diff_mean + 0.0:+.2f} points over {int(d.n_pairs)} seed "
@@ -147,6 +149,11 @@ def dvs_verdicts(runs: pd.DataFrame, diffs: pd.DataFrame, order: Sequence[str] |
              f"Paper, CIFAR10-DVS: {paper['dta'] - paper['none']:+.1f} points ({paper['dta']:g} vs {paper['none']:g}) "
              "at full scale."]
     for a, r in m.iterrows():
-        lines.append(f"{a}: train/test gap {r.clean_gap:.1f} points -> " + ("above" if r.clean_gap > OVERFIT_GAP else "below")
+        if math.isnan(r.train_test_gap):
+            lines.append(f"{a}: no train/test gap (no clean training accuracy: neither clean_train.json nor the "
+                         "final checkpoint is in the run folder).")
+            continue
+        lines.append(f"{a}: train/test gap {r.train_test_gap:.1f} points -> "
+                     + ("above" if r.train_test_gap > OVERFIT_GAP else "below")
                      + f" the summary's {OVERFIT_GAP:g}-point overfitting signature.")
     return lines

@@ -12,6 +12,7 @@ __all__ = [
     "paired_differences",
     "t_critical",
     "t_interval",
+    "bonferroni_interval",
     "exceeds_noise",
     "min_detectable_effect",
     "format_mean_std",
@@ -63,6 +64,18 @@ def t_interval(mean: float, std: float, n: int, level: float = 0.95) -> tuple[fl
         return math.nan, math.nan
     half = t_critical(n, level) * std / math.sqrt(n)
     return mean - half, mean + half
+
+
+def bonferroni_interval(mean: float, std: float, n: int, comparisons: int, level: float = 0.95) -> tuple[float, float]:
+    """The Bonferroni-corrected t-interval of one of ``comparisons`` paired means: each interval at level
+    ``1 - (1 - level) / comparisons``, so that all of them cover their true differences together with probability at
+    least ``level`` (with ``comparisons = 1`` it is :func:`t_interval`; NaN, NaN if n < 2).
+
+    E.g. two comparisons of 3 pairs: ``t_{0.9875, 2} = 6.21`` instead of ``t_{0.975, 2} = 4.30``.
+    """
+    if int(comparisons) != comparisons or comparisons < 1:
+        raise ValueError(f"comparisons must be a positive whole number, got {comparisons!r}")
+    return t_interval(mean, std, n, 1 - (1 - level) / int(comparisons))
 
 
 def exceeds_noise(diff_mean: float, diff_std: float, n: int, level: float = 0.95) -> bool | None:

@@ -3,6 +3,7 @@ gaps beside ours, wall time and provenance (what notebook 10 renders)."""
 from __future__ import annotations
 
 import json
+import re
 import math
 import os
 from pathlib import Path
@@ -15,7 +16,7 @@ from .paper import PAPER_ABLATION_GAP, PAPER_RESULTS
 from .registry import STUDIES, Study
 from .runner import variant_key
 from .stats import exceeds_noise, format_mean_std, min_detectable_effect, t_interval
-from .tables import load_run
+from .tables import AUGMENTED_TRAIN_LABEL, load_run
 
 __all__ = [
     "load_study_runs",
@@ -25,6 +26,8 @@ __all__ = [
     "study_wall_seconds",
     "provenance",
     "describe_runs",
+    "recorded_hardware",
+    "sync_recorded",
 ]
 
 
@@ -99,7 +102,13 @@ _KEYS = ("dataset", "attention", "time_steps", "surrogate_width", "surrogate", "
 
 def study_summary(runs: pd.DataFrame, study: str, metric: str = "best_test_acc") -> pd.DataFrame:
     """One row per (dataset, variant) of ``study``: the varying config fields, mean +- std of ``metric``,
-    final test accuracy and the train/test gap (final train minus final test accuracy)."""
+    final test accuracy, the train/test gap and the last epoch's running train accuracy on augmented batches.
+
+    The gap is the project's one definition (:func:`~dta_lib.experiments.load_run`): clean training accuracy of the
+    final checkpoint minus final test accuracy. The column ``train_test_gap`` is there only when a run of the study
+    has its clean training accuracy (``clean_train.json``); a variant where any run lacks it reads ``n/a``. The
+    running accuracy on augmented, mixed batches is shown as :data:`~dta_lib.experiments.AUGMENTED_TRAIN_LABEL`,
+    never as a gap."""
     sub = runs[runs["study"] == study]
     if sub.empty:
         raise ValueError(f"no runs of study {study!r}; have {sorted(set(runs.get('study', [])))}")
@@ -108,14 +117,20 @@ def study_summary(runs: pd.DataFrame, study: str, metric: str = "best_test_acc")
         keys.append("attention")
     if "time_steps" not in keys:
         keys.append("time_steps")
+    has_gap = "train_test_gap" in sub.columns and bool(sub["train_test_gap"].notna().any())
     rows = []
     for vals, g in sub.groupby(keys, sort=True, dropna=False):
         vals = vals if isinstance(vals, tuple) else (vals,)
-        def ms(col: str) -> str:
+        def ms(col: str, all_or_na: bool = False) -> str:
+            if all_or_na and g[col].isna().any():  # a gap over some of the seeds is not the variant's gap
+                return "n/a"
             return format_mean_std(g[col].mean(), g[col].std(ddof=1) if len(g) > 1 else math.nan)
-        rows.append({**dict(zip(keys, vals)), "seeds": ",".join(str(s) for s in sorted(g["seed"])),
-                     f"{metric}_mean": round(float(g[metric].mean()), 2), metric: ms(metric),
-                     "final_test_acc": ms("final_test_acc"), "train_test_gap": ms("train_test_gap")})
+        row = {**dict(zip(keys, vals)), "seeds": ",".join(str(s) for s in sorted(g["seed"])),
+               f"{metric}_mean": round(float(g[metric].mean()), 2), metric: ms(metric),
+               "final_test_acc": ms("final_test_acc")}
+        if has_gap:
+            row["train_test_gap"] = ms("train_test_gap", all_or_na=True)
+        rows.append({**row, AUGMENTED_TRAIN_LABEL: ms("final_train_acc")})
     return pd.DataFrame(rows)
 
 
@@ -246,3 +261,39 @@ def describe_runs(runs: pd.DataFrame) -> str:
     return (f"preset {one('preset')}; dataset {one('dataset')}; seeds {','.join(str(s) for s in sorted(set(runs['seed'])))}; "
             f"{len(runs)} run(s); hardware {one('hardware.cpu')} ({one('hardware.device')}, torch threads "
             f"{one('hardware.torch_threads')}); total training wall time {float(wall.sum()) / 60:.1f} min; git {commits}")
+
+
+RECORDED_BLOCK = re.compile(r"<!-- recorded: (?P<pattern>\S+) -->(?P<text>.*?)<!-- /recorded -->", re.S)
+
+
+def recorded_hardware(pattern: str, root: str | os.PathLike[str] = ".") -> str:
+    """What the files matching ``pattern`` (relative to ``root``) recorded about their machine and precision, as
+    one phrase for prose: a bench file's ``meta`` or each run's ``run.json``. README and docs carry these phrases in
+    ``<!-- recorded: PATTERN -->...<!-- /recorded -->`` blocks that :func:`sync_recorded` regenerates and a test
+    compares, so a hardware or precision line is never typed by hand."""
+    files = sorted(Path(root).glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no recorded file matches {pattern} under {root}")
+    seen: dict[str, int] = {}
+    for f in files:
+        d = json.loads(f.read_text())
+        if "meta" in d:  # a bench file
+            m = d["meta"]
+            what = (f"{m['cpu']} ({m['cpu_capability']} kernels), {m['cpu_count']} cores, {m['threads']} "
+                    f"thread{'s' * (m['threads'] != 1)}, torch {m['torch'].split('+')[0]}")
+        else:  # a run folder's run.json
+            h = d["hardware"]
+            kernels = f" ({h['cpu_capability']} kernels)" if "cpu_capability" in h else ""
+            what = (f"{h['cpu']}{kernels}, {h['cpu_count']} cores, {h['torch_threads']} thread{'s' * (h['torch_threads'] != 1)}"
+                    f" per run, {d.get('autocast_dtype') or 'fp32'}, torch {h['torch'].split('+')[0]}")
+        seen[what] = seen.get(what, 0) + 1
+    if len(files) == 1:
+        return next(iter(seen))
+    return "; ".join(f"{what} ({n} of {len(files)} runs)" if len(seen) > 1 else f"{what} (all {n} runs)"
+                     for what, n in seen.items())
+
+
+def sync_recorded(text: str, root: str | os.PathLike[str] = ".") -> str:
+    """``text`` with every ``<!-- recorded: PATTERN -->`` block refilled from the files it names."""
+    return RECORDED_BLOCK.sub(lambda m: f"<!-- recorded: {m['pattern']} -->{recorded_hardware(m['pattern'], root)}"
+                              "<!-- /recorded -->", text)

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from ..engine.runfolder import read_metrics
-from .stats import mean_std_table, paired_verdicts
+from .stats import bonferroni_interval, mean_std_table, paired_verdicts, t_interval
 
 __all__ = [
     "RELEASE_WIDTH",
@@ -106,14 +106,30 @@ def width_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def width_differences(runs: pd.DataFrame, reference: float = RELEASE_WIDTH,
-                      metric: str = "best_test_acc") -> pd.DataFrame:
+                      metric: str = "best_test_acc", level: float = 0.95) -> pd.DataFrame:
     """Seed-paired ``reference`` minus each other width (positive: the reference is better), with the noise
-    verdict; empty when ``reference`` was not run."""
+    verdict; empty when ``reference`` was not run.
+
+    Each row is one of ``m`` comparisons against ``reference`` (``comparisons``: m = number of other widths).
+    ``ci95_low`` / ``ci95_high``: the plain ``level`` t-interval of the mean difference, ``exceeds seed noise`` when it
+    excludes 0; ``ci95_bonferroni_low`` / ``_high``: the Bonferroni-corrected interval
+    (:func:`~dta_lib.experiments.stats.bonferroni_interval`, each at ``1 - (1 - level) / m``, so the ``m``
+    intervals hold together with probability ``level``), ``exceeds seed noise (Bonferroni)`` when it excludes 0.
+    """
     if reference not in set(runs["surrogate_width"]):
         return pd.DataFrame()
-    diffs = paired_verdicts(runs, "surrogate_width", reference, metric)
+    diffs = paired_verdicts(runs, "surrogate_width", reference, metric, level)
     if diffs.empty:
         return diffs
+    m = len(diffs)
+    plain = [t_interval(r.diff_mean, r.diff_std, int(r.n_pairs), level) for r in diffs.itertuples()]
+    corrected = [bonferroni_interval(r.diff_mean, r.diff_std, int(r.n_pairs), m, level) for r in diffs.itertuples()]
+    diffs["comparisons"] = m
+    diffs["ci95_low"], diffs["ci95_high"] = [lo for lo, _ in plain], [hi for _, hi in plain]
+    diffs["ci95_bonferroni_low"] = [lo for lo, _ in corrected]
+    diffs["ci95_bonferroni_high"] = [hi for _, hi in corrected]
+    diffs["exceeds seed noise (Bonferroni)"] = [None if e is None else bool(lo > 0 or hi < 0)
+                                                for e, (lo, hi) in zip(diffs["exceeds seed noise"], corrected)]
     diffs.insert(0, "difference", [f"gamma={reference} minus gamma={w}" for w in diffs["surrogate_width"]])
     return diffs.drop(columns=["vs"])
 
@@ -143,8 +159,9 @@ def diagnose_widths(ratio: pd.DataFrame, runs: pd.DataFrame, reference: float = 
 
 def width_verdicts(summary: pd.DataFrame, runs: pd.DataFrame, diffs: pd.DataFrame,
                    reference: float = RELEASE_WIDTH) -> list[str]:
-    """One sentence per width (ratio trend, diagnosis), then which width is best and whether that is more than seed
-    noise (one seed: no width is declared better)."""
+    """One sentence per width (ratio trend, diagnosis), then whether any width differs from ``reference`` by more
+    than seed noise: with :func:`width_differences`' rows, by the Bonferroni-corrected 95% t-intervals of the ``m``
+    comparisons (a width whose interval includes 0 ties with ``reference``); one seed: no width is declared better."""
     lines = []
     rel = f"ratio vs gamma={reference:g}"
     for _, r in summary.iterrows():
@@ -155,10 +172,32 @@ def width_verdicts(summary: pd.DataFrame, runs: pd.DataFrame, diffs: pd.DataFram
                      f"diagnosis by the rule above: {r['diagnosis'].upper()}.")
     best = runs.groupby("surrogate_width")["final_test_acc"].mean().idxmax()
     if runs["seed"].nunique() < 2:
-        lines.append(f"Highest final accuracy: gamma = {best:g}, from a single seed: not tested against seed noise, "
-                     "so no width is declared better.")
+        lines.append(f"No t-interval from a single seed per width: seed noise is not estimated, and no "
+                     f"width is declared better or worse than gamma = {reference:g} (the highest single-seed final "
+                     f"accuracy, gamma = {best:g}, is not a result).")
+        return lines
+    if diffs.empty:
+        lines.append(f"No paired differences against gamma = {reference:g}: no width is declared better or worse.")
+        return lines
+    m = len(diffs)
+    corrected = "exceeds seed noise (Bonferroni)" in diffs and m > 1
+    col = "exceeds seed noise (Bonferroni)" if corrected else "exceeds seed noise"
+    sig = diffs[diffs[col] == True]["surrogate_width"].tolist()  # noqa: E712
+    plain = diffs[diffs["exceeds seed noise"] == True]["surrogate_width"].tolist()  # noqa: E712
+    widths = ", ".join(f"{w:g}" for w in diffs["surrogate_width"])
+    head = (f"{m} paired comparisons against gamma = {reference:g} (gamma = {widths}), read with Bonferroni-corrected "
+            f"95% t-intervals (each at {100 * (1 - 0.05 / m):.4g}%)" if corrected
+            else f"Paired comparison against gamma = {reference:g} (gamma = {widths}), read with the 95% t-interval")
+    if not sig:
+        line = (f"{head}: every interval includes 0, so the widths tie within the t-intervals; no width is declared "
+                f"better or worse (the highest mean final accuracy, gamma = {best:g}, is within seed noise).")
+        if corrected and plain:
+            line += (f" The uncorrected 95% interval of gamma = {', '.join(f'{w:g}' for w in plain)} excludes 0; "
+                     f"with {m} comparisons that is not enough.")
     else:
-        sig = diffs[diffs["exceeds seed noise"] == True]["surrogate_width"].tolist() if not diffs.empty else []  # noqa: E712
-        lines.append(f"Highest mean final accuracy: gamma = {best:g}; widths whose difference to gamma = "
-                     f"{reference:g} exceeds seed noise: {sig or 'none'}.")
+        who = "; ".join(f"gamma = {w:g} ({'trails' if d > 0 else 'beats'} gamma = {reference:g} by {abs(d):.2f} points)"
+                        for w, d in zip(diffs["surrogate_width"], diffs["diff_mean"]) if w in sig)
+        line = f"{head}: the interval excludes 0 for {who}" + (
+            f"; the other widths tie with gamma = {reference:g} within their intervals." if len(sig) < m else ".")
+    lines.append(line)
     return lines

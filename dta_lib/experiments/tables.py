@@ -18,6 +18,9 @@ from ..atomic import atomic_write_text
 from ..engine.runfolder import read_metrics
 
 __all__ = [
+    "CLEAN_TRAIN_FILE",
+    "AUGMENTED_TRAIN_LABEL",
+    "read_clean_train_acc",
     "load_run",
     "load_runs",
     "load_curves",
@@ -38,12 +41,38 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+#: where :func:`dta_lib.experiments.train_test_gaps` caches a run's clean training accuracy (checkpoints are not
+#: committed, this small file is)
+CLEAN_TRAIN_FILE = "clean_train.json"
+
+#: the name under which tables show ``final_train_acc``: the running accuracy of the last epoch on augmented,
+#: MixUp/CutMix-mixed batches (against the dominant label). It is not the training accuracy of the final weights,
+#: so it is never subtracted from the test accuracy and called a gap.
+AUGMENTED_TRAIN_LABEL = "train acc (augmented, running)"
+
+
+def read_clean_train_acc(run: str | os.PathLike, checkpoint: str = "last.pt") -> float:
+    """The clean training accuracy of ``run/<checkpoint>`` cached in ``run/clean_train.json``; NaN when none is cached
+    (or the cache is of another checkpoint)."""
+    cache = Path(run) / CLEAN_TRAIN_FILE
+    if not cache.is_file():
+        return math.nan
+    d = json.loads(cache.read_text())
+    return float(d["clean_train_acc"]) if d.get("checkpoint", checkpoint) == checkpoint else math.nan
+
+
 def load_run(path: str | os.PathLike) -> dict:
     """One run folder -> a flat dict: its config, run metadata and summary metrics.
 
-    Summary: ``epochs``, ``best_test_acc``, ``final_test_acc``, ``final_train_acc``,
-    ``final_train_loss``, ``train_seconds`` (sum of per-epoch seconds) and
-    ``train_test_gap`` (final train minus final test accuracy).
+    Summary: ``epochs``, ``best_test_acc``, ``final_test_acc``, ``final_train_acc`` (the last epoch's running
+    accuracy on augmented, mixed batches: :data:`AUGMENTED_TRAIN_LABEL`), ``final_train_loss``, ``train_seconds``
+    (sum of per-epoch seconds), ``clean_train_acc`` and ``train_test_gap``.
+
+    The train/test gap has one definition in the project: the *clean* training accuracy (the final checkpoint
+    ``last.pt`` in eval mode on the run's un-augmented training set, :func:`dta_lib.experiments.clean_train_accuracy`)
+    minus the final test accuracy (the same checkpoint). ``load_run`` reads the clean accuracy from the run's
+    ``clean_train.json`` cache and evaluates nothing; without the cache both columns are NaN (use
+    :func:`dta_lib.experiments.train_test_gaps` to compute them from a checkpoint).
     """
     p = Path(path)
     metrics = p / "metrics.jsonl"
@@ -67,7 +96,8 @@ def load_run(path: str | os.PathLike) -> dict:
         final_train_loss=last.get("train_loss", math.nan),
         train_seconds=sum(r.get("seconds", 0.0) for r in rows),
     )
-    row["train_test_gap"] = row["final_train_acc"] - row["final_test_acc"]
+    row["clean_train_acc"] = read_clean_train_acc(p)
+    row["train_test_gap"] = row["clean_train_acc"] - row["final_test_acc"]
     return row
 
 

@@ -9,7 +9,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from ..experiments.ablation import ATTENTION_LABELS
+from ..experiments.ablation import ATTENTION_LABELS, ablation_paired
+from ..experiments.paper import PAPER_ABLATION_GAP
 from ..experiments.stats import _check_columns, t_interval
 
 __all__ = [
@@ -73,32 +74,80 @@ def plot_curve_comparison(histories: dict[str, pd.DataFrame], title: str = "") -
     return fig
 
 
-def plot_ablation(df: pd.DataFrame, metric: str = "best_test_acc", title: str = "") -> Any:
-    """Per-seed points and, per attention variant, its mean (horizontal bar) +- sample std over seeds.
+def plot_ablation(df: pd.DataFrame, metric: str = "best_test_acc", title: str = "", baseline: str = "dta") -> Any:
+    """The ablation as the paired design it is (seed ``s`` fixes the shared weights' initialisation and the data
+    order for every variant).
 
-    The y-axis is zoomed to the data, so means are drawn as bars across the points, not as columns from 0.
+    Left: each seed's runs joined by a line across the variants, each variant's mean +- sample std beside its points.
+    Right: the per-seed differences ``baseline`` - variant (positive: ``baseline`` better; same seed colours), their
+    mean with the 95 % t-interval (:func:`dta_lib.experiments.ablation_paired`; one pair: a hollow marker, no
+    interval) and, for T-XA / T-NA only against DTA, the paper's CIFAR10 gap band
+    (:data:`dta_lib.experiments.PAPER_ABLATION_GAP`). One legend, right of the panels.
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     _check_columns(df, ["attention", "seed", metric], "plot_ablation")
     order = [a for a in ATTENTION_LABELS if a in set(df["attention"])]
-    d = df.assign(variant=df["attention"].map(ATTENTION_LABELS), seed=df["seed"].astype(str))
-    labels = [ATTENTION_LABELS[a] for a in order]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    with _seeded_jitter():
-        sns.stripplot(data=d, x="variant", y=metric, order=labels, hue="seed", dodge=False, size=7, jitter=0.12, ax=ax)
-    for i, lab in enumerate(labels):
-        v = d.loc[d["variant"] == lab, metric]
-        std = v.std(ddof=1) if len(v) > 1 else 0.0
-        ax.errorbar([i], [v.mean()], yerr=[std], fmt="_", markersize=36, mew=2.5, color="0.45", capsize=5,
-                    elinewidth=1, zorder=1, label="mean +- std" if i == 0 else None)
-    lo = d[metric].min()
-    hi = d[metric].max()
-    pad = max(2.0, 0.15 * (hi - lo))
-    ax.set_ylim(max(0.0, lo - pad), min(100.0, hi + pad))
-    ax.set(xlabel="", ylabel=f"{metric.replace('_', ' ')} (%)", title=title or "Ablation: per-seed runs (points), mean +- std (bars)")
-    ax.legend(title="seed", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    wide = df.pivot_table(index="seed", columns="attention", values=metric).reindex(columns=order)
+    seeds = list(wide.index)
+    cb = sns.color_palette("colorblind", 10)  # reordered: the first five are far apart (no orange beside vermilion)
+    colors = {s: cb[[0, 1, 2, 4, 5, 7, 9, 6, 3, 8][i % 10]] for i, s in enumerate(seeds)}
+    step = min(0.06, 0.3 / max(len(seeds), 1))
+    dodge = {s: (i - (len(seeds) - 1) / 2) * step for i, s in enumerate(seeds)}  # fixed offsets: no RNG, no overlap
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(11.5, 4.0), gridspec_kw={"width_ratios": [4, 3]})
+    x = np.arange(len(order), dtype=float)
+    for s in seeds:
+        y = wide.loc[s].to_numpy(dtype=float)
+        a0.plot(x + dodge[s], y, "-", color=colors[s], lw=1.1, alpha=0.7, zorder=2)
+        a0.scatter(x + dodge[s], y, color=colors[s], s=30, zorder=3)
+    means, stds = wide.mean(), wide.std(ddof=1)
+    a0.errorbar(x + 0.3, means, yerr=stds.fillna(0.0), fmt="D", ms=6, color="0.2", capsize=4, lw=1.2, zorder=4)
+    a0.set_xticks(x, [ATTENTION_LABELS[a].replace(" (", "\n(") for a in order], fontsize=8)
+    a0.set_xlim(-0.5, len(order) - 0.3)
+    a0.set(ylabel=f"{metric.replace('_', ' ')} (%)", title="per-seed runs (a line joins one seed)")
+
+    others = [a for a in order if a != baseline]
+    handles = [Line2D([], [], color=colors[s], marker="o", ms=5, lw=1.1, label=f"seed {s}") for s in seeds]
+    handles.append(Line2D([], [], color="0.2", marker="D", ms=5, lw=0, label="mean +- std (left)"))
+    if baseline in order and others:
+        paired = ablation_paired(df, metric, baseline=baseline).set_index("attention").reindex(others)
+        lo_gap, hi_gap = PAPER_ABLATION_GAP
+        xd = np.arange(len(others), dtype=float)
+        banded = False
+        for xi, a in zip(xd, others):
+            if baseline == "dta" and a in ("txa", "tna"):
+                a1.fill_between([xi - 0.4, xi + 0.45], lo_gap, hi_gap, color="#fdae6b", alpha=0.6, lw=0, zorder=1)
+                banded = True
+            d = wide[baseline] - wide[a]
+            a1.scatter(xi + np.array([dodge[s] for s in d.index]), d, c=[colors[s] for s in d.index], s=30,
+                       zorder=3)
+            r = paired.loc[a]
+            if math.isfinite(r["ci95_low"]):
+                err = [[r["diff_mean"] - r["ci95_low"]], [r["ci95_high"] - r["diff_mean"]]]
+                a1.errorbar([xi + 0.3], [r["diff_mean"]], yerr=err, fmt="o", ms=6, color="black", capsize=4, lw=1.3,
+                            zorder=4)
+            else:
+                a1.plot([xi + 0.3], [r["diff_mean"]], "o", ms=6, mfc="white", color="black", zorder=4)
+        a1.axhline(0, color="0.5", lw=0.8, zorder=0)
+        base = ATTENTION_LABELS.get(baseline, baseline).split(" (")[0]
+        a1.set_xticks(xd, [f"{base} -\n{ATTENTION_LABELS[a].split(' (')[0]}" for a in others], fontsize=8)
+        a1.set_xlim(-0.5, len(others) - 0.3)
+        a1.set(ylabel=f"{base} - variant (points)\npositive: {base} better",
+               title="paired differences, mean and 95% t-interval")
+        handles.append(Line2D([], [], color="black", marker="o", ms=5, lw=1.3,
+                              label="mean difference,\n95% t-interval (right)"))
+        if banded:
+            handles.append(Patch(color="#fdae6b", alpha=0.6,
+                                 label=f"paper's gap, CIFAR10\nfull scale: {lo_gap}-{hi_gap}"))
+    else:
+        a1.text(0.5, 0.5, f"nothing to pair: the differences need\n{baseline!r} runs and at least one other variant",
+                ha="center", va="center", transform=a1.transAxes, fontsize=9)
+        a1.set_axis_off()
+    a1.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    fig.suptitle(title or "Ablation: paired per-seed runs and differences", fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -199,6 +248,16 @@ def plot_paper_gaps(gaps: pd.DataFrame, title: str = "") -> Any:
     return fig
 
 
+def _ordered_palette(values: Any) -> dict[Any, Any]:
+    """Colours for ordered values (the surrogate widths): viridis from dark purple to green, its pale yellow end cut
+    off so every line reads on white."""
+    import matplotlib
+
+    levels = sorted(set(values))
+    cmap = matplotlib.colormaps["viridis"]
+    return {v: cmap(0.72 * i / max(len(levels) - 1, 1)) for i, v in enumerate(levels)}
+
+
 def plot_grad_norms(curves: pd.DataFrame, title: str = "", hue: str = "surrogate_width") -> Any:
     """One panel per epoch: gradient L2 norm per layer, input to output (log scale), one line per ``hue`` value
     (mean, band: sd over seeds). ``curves`` is :func:`dta_lib.experiments.grad_norm_curves`' long form."""
@@ -208,16 +267,21 @@ def plot_grad_norms(curves: pd.DataFrame, title: str = "", hue: str = "surrogate
     _check_columns(curves, ["layer", "epoch", "grad_norm", hue], "plot_grad_norms")
     layers = list(dict.fromkeys(curves["layer"]))  # forward order
     epochs = sorted(curves["epoch"].unique())
-    fig, axes = plt.subplots(1, len(epochs), figsize=(4.2 * len(epochs), 3.8), sharey=True, squeeze=False)
+    palette = _ordered_palette(curves[hue])
+    fig, axes = plt.subplots(1, len(epochs), figsize=(4.2 * len(epochs) + 1.0, 3.8), sharey=True, squeeze=False)
     for ax, e in zip(axes[0], epochs):
         sub = curves[curves["epoch"] == e].copy()
         sub["layer"] = pd.Categorical(sub["layer"], layers, ordered=True)
         sns.lineplot(data=sub.sort_values("layer"), x="layer", y="grad_norm", hue=hue, marker="o",
-                     palette="viridis", ax=ax, errorbar="sd", sort=False)
+                     palette=palette, ax=ax, errorbar="sd", sort=False)
         ax.set(yscale="log", title=f"epoch {e}", xlabel="layer (input -> output)",
                ylabel="gradient L2 norm (RMS over steps)")
         ax.tick_params(axis="x", rotation=60)
-        ax.legend(title="gamma", fontsize=8)
+        ax.get_legend().remove()
+    # one legend, right of the last panel, over no data
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    axes[0][-1].legend(handles, labels, title="gamma", fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                       borderaxespad=0.0)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -225,29 +289,37 @@ def plot_grad_norms(curves: pd.DataFrame, title: str = "", hue: str = "surrogate
 
 def plot_vanishing_check(ratio: pd.DataFrame, accuracy: pd.DataFrame, title: str = "", vanishing: float = 0.1,
                          exploding: float = 10.0, chance: float = 10.0, hue: str = "surrogate_width") -> Any:
-    """Left: the stem/fc gradient ratio per epoch (log scale) with the rule's ``vanishing`` / ``exploding`` lines;
-    right: test accuracy per epoch with ``chance``. ``ratio``: :func:`dta_lib.experiments.gradient_ratio`;
-    ``accuracy``: per-epoch records with ``epoch``, ``test_acc`` and ``hue``."""
+    """Left: the stem/fc gradient ratio per epoch (log scale) with the rule's ``vanishing`` / ``exploding`` lines
+    (both kept inside the axis); right: test accuracy per epoch with ``chance``; one legend below the panels, so it
+    hides no line. ``ratio``: :func:`dta_lib.experiments.gradient_ratio`; ``accuracy``: per-epoch records with
+    ``epoch``, ``test_acc`` and ``hue``. Widths in :func:`_ordered_palette`'s colours (no yellow on white)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.lines import Line2D
 
     _check_columns(ratio, ["epoch", "ratio", hue], "plot_vanishing_check")
     _check_columns(accuracy, ["epoch", "test_acc", hue], "plot_vanishing_check")
     epochs = sorted(ratio["epoch"].unique())
-    fig, (a0, a1) = plt.subplots(1, 2, figsize=(11, 3.8))
-    sns.lineplot(data=ratio, x="epoch", y="ratio", hue=hue, marker="o", palette="viridis", ax=a0, errorbar="sd")
+    palette = _ordered_palette([*ratio[hue], *accuracy[hue]])
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(11, 4.2))
+    sns.lineplot(data=ratio, x="epoch", y="ratio", hue=hue, marker="o", palette=palette, ax=a0, errorbar="sd")
     a0.set(yscale="log", title="stem / fc gradient norm", ylabel="ratio (log scale)")
-    a0.axhline(vanishing, ls="--", c="crimson", lw=1, label=f"{vanishing:g} (vanishing rule)")
-    a0.axhline(exploding, ls="--", c="darkorange", lw=1, label=f"{exploding:g} (exploding rule)")
-    a0.legend(title="gamma", fontsize=8)
-    sns.lineplot(data=accuracy, x="epoch", y="test_acc", hue=hue, marker="o", palette="viridis", ax=a1, errorbar="sd")
-    a1.axhline(chance, ls=":", c="0.4", lw=1, label="chance")
+    rules = [a0.axhline(vanishing, ls="--", c="crimson", lw=1, label=f"{vanishing:g} (vanishing rule)"),
+             a0.axhline(exploding, ls="--", c="darkorange", lw=1, label=f"{exploding:g} (exploding rule)")]
+    y0, y1 = a0.get_ylim()
+    a0.set_ylim(min(y0, vanishing / 2), max(y1, exploding * 2))  # both rule lines inside, off the frame
+    sns.lineplot(data=accuracy, x="epoch", y="test_acc", hue=hue, marker="o", palette=palette, ax=a1, errorbar="sd")
+    rules.append(a1.axhline(chance, ls=":", c="0.4", lw=1, label=f"{chance:g}% (chance)"))
     a1.set(title="test accuracy", ylabel="top-1 (%)")
-    a1.legend(title="gamma", fontsize=8)
     for a in (a0, a1):
         a.set_xticks(epochs)
+        a.get_legend().remove()
+    # one legend below both panels, so it covers neither the rule lines nor the curves
+    handles = [Line2D([], [], color=c, marker="o", ms=5, label=f"gamma = {v:g}") for v, c in palette.items()] + rules
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 
