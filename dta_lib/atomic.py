@@ -6,14 +6,12 @@ disk, given the usual mode of a new file (``0o666 & ~umask``, not ``mkstemp``'s 
 and moved onto the target with ``os.replace``. On any error the temp file is removed and the
 previous file, if any, is left untouched.
 
-Fault injection (tests only): with ``DTA_FAULT_KILL_AT_WRITE=N`` in the environment the process SIGKILLs itself
-during its N-th atomic write, after the temp file is complete and before it is published, leaving the temp file
-behind exactly as a real kill would. ``tests/test_engine_runfolder.py`` kills a run at every write point this way.
+``tests/test_engine_runfolder.py`` kills a run at every write point by wrapping :func:`_publish` (the step after
+the temp file is complete) in a forked child.
 """
 from __future__ import annotations
 
 import os
-import signal
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -27,17 +25,10 @@ def _umask() -> int:
     return mask
 
 
-_writes = 0
-
-
-def _maybe_killed() -> None:
-    global _writes
-    at = os.environ.get("DTA_FAULT_KILL_AT_WRITE")
-    if not at:
-        return
-    _writes += 1
-    if _writes == int(at):
-        os.kill(os.getpid(), signal.SIGKILL)
+def _publish(tmp: Path, path: Path) -> None:
+    """Give the complete temp file a new file's usual mode and move it onto ``path``."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
@@ -55,9 +46,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        _maybe_killed()
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

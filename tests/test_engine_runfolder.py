@@ -1,7 +1,7 @@
 """Runs that cannot be silently lost or left stale: kills at every write point, locks, CRCs, bad input.
 
 The fault-injection test kills a training process (SIGKILL) during each of its atomic writes in turn
-(``DTA_FAULT_KILL_AT_WRITE``), resumes the folder, and checks that it ends exactly like an uninterrupted run.
+(a wrapped ``dta_lib.atomic._publish``), resumes the folder, and checks that it ends exactly like an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def tiny(**kw):
 
 def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), **extra)
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "DTA_FAULT_KILL_AT_WRITE"):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         if k not in extra:
             env.pop(k, None)
     return env
@@ -87,18 +87,17 @@ def _assert_like_reference(cut: Path, ref: Path) -> None:
 def reference(tmp_path_factory):
     """An uninterrupted run and the number of atomic writes it makes."""
     out = tmp_path_factory.mktemp("ref") / "run"
-    os.environ["DTA_FAULT_KILL_AT_WRITE"] = "0"  # count, never kill
-    before = atomic._writes
-    try:
+    published = []
+    with pytest.MonkeyPatch.context() as mp:  # count the writes, kill none
+        publish = atomic._publish
+        mp.setattr(atomic, "_publish", lambda tmp, path: (published.append(path), publish(tmp, path)))
         train(tiny(), out=out)
-    finally:
-        del os.environ["DTA_FAULT_KILL_AT_WRITE"]
-    return out, atomic._writes - before
+    return out, len(published)
 
 
 # ---------------------------------------------------------------------------- fault injection
 _KILLER = textwrap.dedent("""
-    import json, os, sys
+    import json, os, signal, sys
     import torch
     torch.set_num_threads(1)
     from dta_lib import atomic
@@ -106,11 +105,19 @@ _KILLER = textwrap.dedent("""
     from dta_lib.engine import train
     kw, base, points = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
     result = {}
+    publish = atomic._publish
     for n in points:  # one forked child per write point: it SIGKILLs itself during its n-th atomic write
         pid = os.fork()
         if pid == 0:
-            os.environ["DTA_FAULT_KILL_AT_WRITE"] = str(n)
-            atomic._writes = 0
+            writes = [0]
+
+            def killing(tmp, path):  # the temp file is complete, not yet published: as a real kill would leave it
+                writes[0] += 1
+                if writes[0] == n:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                publish(tmp, path)
+
+            atomic._publish = killing
             train(make_config("synthetic", "smoke", **kw), out=os.path.join(base, f"cut{n}"))
             os._exit(0)
         _, status = os.waitpid(pid, 0)

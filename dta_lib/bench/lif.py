@@ -1,5 +1,7 @@
-"""LIF race: the release's per-step loop (:func:`dta_lib.models.reference.reference_lif`) against
-:func:`dta_lib.snn.functional.lif_multistep` with the automatic backend, forward + backward."""
+"""LIF race, forward + backward: the release's per-step loop (:func:`dta_lib.models.reference.reference_lif`), the
+same loop under ``torch.compile`` (what a user gets in one line), :func:`dta_lib.snn.functional.lif_multistep` with
+the automatic backend, and, when it is importable (an optional peer, never a dependency), spikingjelly's multi-step
+``LIFNode`` with the release's constants (tau 2, no input decay, hard reset to 0), eager and compiled."""
 from __future__ import annotations
 
 import statistics
@@ -48,10 +50,17 @@ def bench_lif(
 
                 return run
 
-            fns = {"release": step(reference_lif), "dta_lib": step(lambda v: lif_multistep(v))}
+            compiled_loop = torch.compile(reference_lif, dynamic=False)
+            fns = {"release": step(reference_lif), "release+compile": step(compiled_loop),
+                   "dta_lib": step(lambda v: lif_multistep(v))}
+            peers = _spikingjelly()
+            fns.update({k: step(f) for k, f in peers.items()})
             with torch.no_grad():
-                same = bool(torch.equal(reference_lif(x), lif_multistep(x)))
-            times = race(fns, repeats, dev)
+                want = reference_lif(x)
+                same = {k: bool(torch.equal(want, f(x))) for k, f in
+                        [("release", reference_lif), ("release+compile", compiled_loop), ("dta_lib", lif_multistep),
+                         *peers.items()]}
+            times = race(fns, repeats, dev, warmup=2)  # compiled candidates settle in two calls
             mem = {k: peak_added_bytes(f, dev) for k, f in fns.items()}
             med = {k: statistics.median(v) for k, v in times.items()}
             moved = _lif_bytes_moved(x)
@@ -61,11 +70,40 @@ def bench_lif(
                     "bench": "lif", "impl": k, "precision": prec, "T": t, "shape": list(full),
                     "median_s": med[k], "times_s": times[k], "samples_per_s": shape[0] / med[k],
                     "peak_added_bytes": mem[k], "speedup_vs_release": med["release"] / med[k],
-                    "memory_ratio_vs_release": mem[k] / max(mem["release"], 1), "spikes_identical": same,
+                    "speedup_vs_compiled_release": med["release+compile"] / med[k],
+                    "memory_ratio_vs_release": mem[k] / max(mem["release"], 1), "spikes_identical": same[k],
                     "min_bytes_moved": moved, "achieved_GBps": moved / med[k] / 1e9,
                     "copy_GBps": copy_bw, "fraction_of_copy_bandwidth": moved / med[k] / 1e9 / copy_bw,
+                    "version": _version(k),
                 })
     return out
+
+
+def _version(impl: str) -> str:
+    """The version of the package behind a candidate: torch for the release's loop and this library's kernel."""
+    from importlib.metadata import version
+
+    return version("spikingjelly" if impl.startswith("spikingjelly") else "torch")
+
+
+def _spikingjelly() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """spikingjelly's multi-step LIF on ``[B, T, ...]`` (it wants time first: the transposes are part of its cost),
+    eager and compiled; empty when spikingjelly is not installed."""
+    try:
+        from spikingjelly.activation_based import neuron
+    except ImportError:
+        return {}
+
+    def make() -> Callable[[torch.Tensor], torch.Tensor]:
+        node = neuron.LIFNode(tau=2.0, decay_input=False, v_threshold=1.0, v_reset=0.0, step_mode="m")
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            node.reset()
+            return node(x.transpose(0, 1)).transpose(0, 1)
+
+        return run
+
+    return {"spikingjelly": make(), "spikingjelly+compile": torch.compile(make(), dynamic=False)}
 
 
 def _lif_bytes_moved(x: torch.Tensor) -> int:

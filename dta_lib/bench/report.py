@@ -54,10 +54,12 @@ def plot(result: dict[str, Any], path: Path | None = None):
     import seaborn as sns
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    lif = pd.DataFrame([r for r in result["lif"] if r["impl"] == "dta_lib"])
+    lif = pd.DataFrame([r for r in result["lif"] if r["impl"] != "release"])
     if len(lif):
-        sns.barplot(lif, x="T", y="speedup_vs_release", hue="precision", ax=axes[0])
+        lif["candidate"] = lif["impl"] + " " + lif["precision"]
+        sns.barplot(lif, x="T", y="speedup_vs_release", hue="candidate", ax=axes[0])
         axes[0].axhline(1.0, color="k", lw=0.8)
+        axes[0].legend(fontsize=7)
         axes[0].set(title="LIF forward+backward: speed-up over the release loop", ylabel="x release (same precision)")
     tr = pd.DataFrame(result["train"])
     if len(tr):
@@ -84,9 +86,11 @@ def summary(result: dict[str, Any]) -> str:
     """A short table of the dta_lib rows (speed-ups and memory ratios)."""
     lines = []
     for r in result["lif"]:
-        if r["impl"] == "dta_lib":
-            lines.append(f"LIF   T={r['T']:<3d} {r['precision']}: {r['speedup_vs_release']:.2f}x release, "
-                         f"memory {r['memory_ratio_vs_release']:.2f}x")
+        if r["impl"] != "release":
+            vs_compiled = (f", {r['speedup_vs_compiled_release']:.2f}x the compiled release loop"
+                           if "speedup_vs_compiled_release" in r else "")
+            lines.append(f"LIF   {r['impl']:20s} T={r['T']:<3d} {r['precision']}: {r['speedup_vs_release']:.2f}x release"
+                         f"{vs_compiled}, memory {r['memory_ratio_vs_release']:.2f}x")
     for r in result["train"]:
         lines.append(f"train {r['impl']:8s} {r['precision']}: {r['images_per_s']:.2f} img/s, "
                      f"{r['speedup_vs_baseline_fp32']:.2f}x {r['baseline']} fp32, peak added "
@@ -149,11 +153,14 @@ def plot_epoch(result: dict[str, Any], path: Path | None = None):
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.6))
     labels = [f"{r['impl']} / {r['precision']}" for r in rows]
     vals = [r["images_per_s"] for r in rows]
-    colors = ["0.6" if r["impl"] == "release" else ("C1" if r["precision"] == "bf16" else "C0") for r in rows]
+    colors = [("0.45" if r["precision"] == "bf16" else "0.7") if r["impl"].startswith("release")
+              else ("C1" if r["precision"] == "bf16" else "C0") for r in rows]
     ax.barh(labels, vals, color=colors)
     for i, r in enumerate(rows):
-        ax.annotate(f" {r['speedup_vs_release_fp32']:.2f}x  ({r['full_epoch_s'] / 60:.1f} min / 60k images)",
-                    (vals[i], i), va="center", fontsize=8)
+        best = r.get("speedup_vs_best_release_same_precision")
+        ax.annotate(f" {r['speedup_vs_release_fp32']:.2f}x" + (f" · {best:.2f}x best release {r['precision']}"
+                                                               if best is not None else "")
+                    + f"  ({r['full_epoch_s'] / 60:.1f} min / 60k images)", (vals[i], i), va="center", fontsize=8)
     ax.invert_yaxis()
     ax.margins(x=0.45)
     r0, m = rows[0], result["meta"]
@@ -173,6 +180,13 @@ def plot_epoch(result: dict[str, Any], path: Path | None = None):
 
 def epoch_summary(result: dict[str, Any]) -> str:
     """One line per candidate of the epoch race."""
+    def best(r: dict[str, Any]) -> str:
+        x = r.get("speedup_vs_best_release_same_precision")
+        return f", {x:.2f}x the best release {r['precision']}" if x is not None else ""
+
+    def mem(r: dict[str, Any]) -> str:
+        return f", {r['peak_added_bytes_per_step'] / 2**20:.0f} MiB per step" if "peak_added_bytes_per_step" in r else ""
+
     return "\n".join(
         f"epoch {r['impl']:31s} {r['precision']}: {r['images_per_s']:6.1f} img/s, {r['speedup_vs_release_fp32']:.2f}x "
-        f"release fp32, {r['full_epoch_s'] / 60:.1f} min per 60,000 images" for r in result["epoch"])
+        f"release fp32{best(r)}, {r['full_epoch_s'] / 60:.1f} min per 60,000 images{mem(r)}" for r in result["epoch"])
