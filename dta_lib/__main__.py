@@ -43,7 +43,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 # ---------------------------------------------------------------------------- train
 def _add_train(p: argparse.ArgumentParser) -> None:
-    from .engine.config import PRESETS, RECIPES
+    from .train import PRESETS, RECIPES
 
     p.description = (
         "Train an MS-ResNet spiking network (BPTT, SGD momentum 0.9, cosine annealing) with a named "
@@ -64,12 +64,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config: type | None = None) -> None:
-    """One option per field of ``config`` (default :class:`~dta_lib.engine.config.TrainConfig`) but ``dataset`` and
-    ``preset``, from the field's type, help, group, choices and flags (:func:`dta_lib.engine.config._f`). Every option
+    """One option per field of ``config`` (default :class:`~dta_lib.train.TrainConfig`) but ``dataset`` and
+    ``preset``, from the field's type, help, group, choices and flags (:func:`dta_lib.train._f`). Every option
     defaults to ``None``: unset options come from the preset, then the recipe."""
     import dataclasses
 
-    from .engine.config import TrainConfig
+    from .train import TrainConfig
 
     groups: dict[str, Any] = {}
     for f in dataclasses.fields(config or TrainConfig):
@@ -98,22 +98,22 @@ def config_overrides(args: argparse.Namespace, config: type | None = None) -> di
     """The config fields given on the command line (``None`` = unset), for :func:`make_config`."""
     import dataclasses
 
-    from .engine.config import TrainConfig
+    from .train import TrainConfig
 
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(config or TrainConfig)
             if f.name not in ("dataset", "preset")}
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .engine import train
-    from .engine.config import make_config
+    from .train import train
+    from .train import make_config
 
     if args.out is None and not args.no_save:
         raise ValueError("--out DIR is required (or pass --no-save to write nothing)")
     if args.out is not None and args.no_save:
         raise ValueError("--out and --no-save exclude each other")
     cfg = make_config(args.dataset, args.preset, **config_overrides(args))
-    from .engine.distributed import detect
+    from .distributed import detect
 
     if args.lr_scale == "linear" and detect().world_size > 1:
         cfg = cfg.replace(lr=cfg.lr * detect().world_size)
@@ -128,7 +128,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- evaluate
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
-    from .engine.config import PRECISIONS, RECIPES
+    from .train import PRECISIONS, RECIPES
 
     p.description = "Test accuracy of a dta_lib checkpoint (loaded with weights_only=True); prints JSON."
     p.add_argument("--checkpoint", required=True, help="path to last.pt / best.pt")
@@ -146,7 +146,7 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .engine import evaluate
+    from .train import evaluate
 
     rec = evaluate(args.checkpoint, args.dataset, data_root=args.data_root, batch_size=args.batch_size,
                    subset=args.subset, device=args.device, precision=args.precision, progress=args.progress)
@@ -188,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand. Bad input: message on stderr, exit status 2."""
-    from .engine import NonFiniteLossError
-    from .engine.checkpoint import CheckpointError
-    from .engine.runfolder import RunLockedError
+    from .train import NonFiniteLossError
+    from .checkpoint import CheckpointError
+    from .checkpoint import RunLockedError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -6,7 +6,7 @@ disk, given the usual mode of a new file (``0o666 & ~umask``, not ``mkstemp``'s 
 and moved onto the target with ``os.replace``. On any error the temp file is removed and the
 previous file, if any, is left untouched.
 
-``tests/test_engine_runfolder.py`` kills a run at every write point by wrapping :func:`_publish` (the step after
+``tests/test_run_folder.py`` kills a run at every write point by wrapping :func:`_publish` (the step after
 the temp file is complete) in a forked child.
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_text
-from .experiments import NO_TRAIN_ENV, REUSE_SINCE_ENV
+from .runs import NO_TRAIN_ENV, REUSE_SINCE_ENV
 from .paths import CHECKOUT, output_root
 
 
@@ -197,7 +197,7 @@ STUDY_PLAN: dict[str, dict[str, Any]] = {
 STUDY_WARNING = (
     "[reproduce] PRESET=study trains for hours on a CPU (measured on 2 cores: ~10-12 min per full-data epoch per "
     "one-thread process (8 epochs: 1.4-1.6 h per run), ~7-8 min per study-10k run; see docs/experiments.md). Runs are resumable: stop at any time "
-    "and run the same command again to continue. `python -m dta_lib.experiments.campaign` trains the same runs "
+    "and run the same command again to continue. `python -m dta_lib.campaign` trains the same runs "
     "in parallel worker processes first, which is faster on several cores."
 )
 
@@ -231,7 +231,7 @@ def needed_datasets(dataset: str, chosen: list[Path]) -> list[str]:
 
     from .data.datasets import EMULATION_SOURCE
     from .data.registry import dataset_info
-    from .experiments.dvs import event_dataset
+    from .studies import event_dataset
 
     needed: list[str] = []
     for nb in chosen:

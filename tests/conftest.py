@@ -37,7 +37,7 @@ class StopAfterEpoch(Exception):
 
 def train_until(cfg, out, epoch: int = 1) -> None:
     """Train ``cfg`` into ``out`` and stop (as a crash would) right after epoch ``epoch`` has written its files."""
-    from dta_lib.engine import Trainer
+    from dta_lib.train import Trainer
 
     t = Trainer(cfg, out=out)
     orig = t._write_epoch

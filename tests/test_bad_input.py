@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from dta_lib.engine import make_config
-from dta_lib.experiments import load_study_runs
-from dta_lib.experiments.registry import STUDIES
+from dta_lib.train import make_config
+from dta_lib.studies import load_study_runs
+from dta_lib.runs import STUDIES
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_RUNS = ROOT / "reports" / "runs" / "cpu"
@@ -115,7 +115,7 @@ def test_seeds_the_generators_would_reduce_are_refused():
 # ---------------------------------------------------------------------------- bad: NaN inputs
 def test_evaluation_counts_nonfinite_samples(one_thread):
     from dta_lib import ms_resnet18
-    from dta_lib.engine.evaluation import evaluate_model
+    from dta_lib.train import evaluate_model
 
     torch.manual_seed(0)
     model = ms_resnet18(num_classes=10, time_steps=2, in_channels=1, width=0.0625).eval()
@@ -201,7 +201,7 @@ def test_reproduce_refuses_an_output_root_that_is_a_file(tmp_path):
 
 
 def test_a_torn_metrics_line_is_named_not_blamed_on_the_config(tmp_path, monkeypatch):
-    from dta_lib.experiments import run_dir, run_one
+    from dta_lib.runs import run_dir, run_one
 
     monkeypatch.setenv("DTA_OUTPUT_DIR", str(tmp_path))
     kw = dict(epochs=1, subset=32, test_subset=32, batch_size=16, width=0.0625, threads=1, precision="fp32",
@@ -216,7 +216,7 @@ def test_a_torn_metrics_line_is_named_not_blamed_on_the_config(tmp_path, monkeyp
 
 
 def test_an_interrupted_evaluate_does_not_speak_of_resume(tmp_path):
-    code = ("import os, signal, sys, dta_lib.engine as ev\n"
+    code = ("import os, signal, sys, dta_lib.train as ev\n"
             "def stop(*a, **k): os.kill(os.getpid(), signal.SIGTERM)\n"
             "ev.evaluate = stop\n"
             "from dta_lib.__main__ import main\n"

@@ -67,7 +67,7 @@ def test_conv_floor_times_every_convolution_call_once():
 
 
 def test_default_precisions_follow_native_bf16(monkeypatch):
-    from dta_lib.engine import device as precision
+    from dta_lib import train as precision
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     assert bench.default_precisions("cpu") == ["fp32"]

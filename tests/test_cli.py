@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dta_lib.__main__ import COMMANDS, build_parser, main, register_command
-from dta_lib.engine.checkpoint import CheckpointError, load_checkpoint
+from dta_lib.checkpoint import CheckpointError, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = {"seconds", "images_per_s"}
@@ -225,7 +225,7 @@ def test_every_config_field_is_a_train_option_and_a_new_field_needs_no_other_edi
     import dataclasses
 
     from dta_lib.__main__ import add_config_arguments, config_overrides, build_parser
-    from dta_lib.engine.config import TrainConfig, _f
+    from dta_lib.train import TrainConfig, _f
 
     text = build_parser().parse_args(["train", "--dataset", "synthetic", "--no-save"])  # parses with every default
     assert {f.name for f in dataclasses.fields(TrainConfig)} <= set(vars(text))

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dta_lib.engine import make_config
-from dta_lib.engine.device import resolve_device, resolve_precision
-from dta_lib.engine.distributed import DistInfo
+from dta_lib.train import make_config
+from dta_lib.train import resolve_device, resolve_precision
+from dta_lib.distributed import DistInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,8 +36,8 @@ def test_auto_precision_on_cuda_is_native_bf16_else_fp16(monkeypatch, capability
 
 
 def test_fp16_skips_non_finite_steps_and_stops_after_many_in_a_row():
-    from dta_lib.engine.results import NonFiniteLossError
-    from dta_lib.engine.trainer import CHECK_EVERY, MAX_SKIPPED_STEPS, Trainer
+    from dta_lib.train import NonFiniteLossError
+    from dta_lib.train import CHECK_EVERY, MAX_SKIPPED_STEPS, Trainer
 
     fake = SimpleNamespace(_skips=torch.zeros((), dtype=torch.int64), dist=DistInfo(), device=torch.device("cpu"),
                            scaler=SimpleNamespace(get_scale=lambda: 2.0**-10))
@@ -66,8 +66,8 @@ def test_a_fixed_gpu_under_torchrun_is_refused(monkeypatch):
 def test_resuming_with_another_world_size_is_refused_naming_both(tmp_path, one_thread):
     from conftest import train_until
 
-    from dta_lib.engine import train
-    from dta_lib.engine.checkpoint import load_checkpoint, save_checkpoint
+    from dta_lib.train import train
+    from dta_lib.checkpoint import load_checkpoint, save_checkpoint
 
     cfg = make_config("synthetic", "smoke", subset=64, test_subset=32, epochs=2, batch_size=16, width=0.0625,
                       threads=1, precision="fp32", progress=False)
@@ -107,8 +107,8 @@ def test_gpu_check_code_runs_as_a_cpu_dry_run(tmp_path):
 def test_resuming_in_another_precision_is_refused_naming_both(tmp_path, one_thread, monkeypatch):
     from conftest import train_until
 
-    import dta_lib.engine.trainer as T
-    from dta_lib.engine import train
+    import dta_lib.train as T
+    from dta_lib.train import train
 
     cfg = make_config("synthetic", "smoke", subset=64, test_subset=32, epochs=2, batch_size=16, width=0.0625,
                       threads=1, precision="fp32", progress=False)

@@ -215,7 +215,7 @@ def test_hardware_and_precision_lines_in_docs_are_generated_from_the_recorded_fi
     refills them), and no CPU model is named, nor "this machine" claimed, outside such a block."""
     import re
 
-    from dta_lib.experiments.summary import RECORDED_BLOCK, sync_recorded
+    from dta_lib.studies import RECORDED_BLOCK, sync_recorded
 
     root = Path(__file__).resolve().parent.parent
     docs = _docs()
@@ -229,7 +229,7 @@ def test_hardware_and_precision_lines_in_docs_are_generated_from_the_recorded_fi
 
 
 def test_recorded_hardware_reads_bench_files_and_run_folders(tmp_path):
-    from dta_lib.experiments.summary import recorded_hardware, sync_recorded
+    from dta_lib.studies import recorded_hardware, sync_recorded
 
     meta = {"cpu": "CPU X", "cpu_capability": "AVX2", "cpu_count": 4, "threads": 1, "torch": "2.9.0+cpu"}
     (tmp_path / "b.json").write_text(json.dumps({"meta": meta}))

@@ -127,9 +127,9 @@ def test_the_engine_works_without_fcntl(tmp_path):
         import sys, warnings
         sys.modules["fcntl"] = None
         warnings.simplefilter("ignore")
-        import dta_lib.engine
-        from dta_lib.engine import make_config, train
-        from dta_lib.engine.runfolder import RunLock, RunLockedError
+        import dta_lib.train
+        from dta_lib.train import make_config, train
+        from dta_lib.checkpoint import RunLock, RunLockedError
         cfg = make_config("synthetic", "smoke", subset=64, test_subset=32, epochs=1, batch_size=16, width=0.0625,
                           threads=1, precision="fp32", progress=False)
         out = sys.argv[1]
@@ -154,7 +154,7 @@ def test_one_version_and_no_optional_import():
     import dta_lib
 
     assert dta_lib.__version__ == importlib.metadata.version("dta_lib")
-    r = subprocess.run([sys.executable, "-c", "import sys, dta_lib, dta_lib.engine, dta_lib.data; "
+    r = subprocess.run([sys.executable, "-c", "import sys, dta_lib, dta_lib.train, dta_lib.data; "
                         "print(sorted({m.split('.')[0] for m in sys.modules}))"],
                        env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
@@ -185,8 +185,8 @@ def test_every_notebook_opens_in_colab_from_the_repository_in_pyproject():
 def test_mps_is_accepted_in_fp32_and_refused_clearly_where_absent(monkeypatch):
     import torch
 
-    from dta_lib.engine import make_config
-    from dta_lib.engine.device import resolve_device, resolve_precision
+    from dta_lib.train import make_config
+    from dta_lib.train import resolve_device, resolve_precision
 
     cfg = make_config("synthetic", "smoke", device="mps")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)

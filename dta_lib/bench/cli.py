@@ -89,7 +89,7 @@ def run_epoch_bench(quick: bool = False, repeats: int | None = None, precisions:
 
 def default_precisions(device: str | torch.device) -> list[str]:
     """fp32 and bf16 where bf16 is native (CUDA, or a CPU with AVX512-BF16/AMX), else fp32 only."""
-    from ..engine.device import cpu_has_native_bf16
+    from ..train import cpu_has_native_bf16
 
     native = torch.device(device).type == "cuda" or cpu_has_native_bf16()
     return list(PRECISIONS) if native else ["fp32"]

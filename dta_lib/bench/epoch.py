@@ -9,7 +9,7 @@ initial weights:
   computation: input repeated T times before the stem, Python LIF loops), eager in NCHW and tuned with the
   one-liners any user can add: ``channels_last``, ``torch.compile``, both, and bf16 autocast where it is native;
 - ``dta_lib``: :func:`~dta_lib.models.ms_resnet18` in the same set-ups (compiled through
-  :func:`dta_lib.engine.device.compile_model`).
+  :func:`dta_lib.train.compile_model`).
 
 bf16 runs only where it is native (AVX512-BF16 / AMX; elsewhere it is emulated and minutes slower). Each row
 carries its speed-up over the eager fp32 release and over the *fastest release set-up of the same precision*, the
@@ -117,7 +117,7 @@ def bench_epoch(
     def sgd(m: torch.nn.Module) -> torch.optim.Optimizer:
         return torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-5)
 
-    from ..engine.device import compile_model
+    from ..train import compile_model
 
     fns: dict[str, Callable[[], None]] = {}
     one_step: dict[str, Callable[[], None]] = {}

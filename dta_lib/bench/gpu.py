@@ -30,7 +30,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..engine.device import cuda_autocast_dtype
+from ..train import cuda_autocast_dtype
 from ..models.compat import to_reference_state_dict
 from ..models.ms_resnet import ms_resnet18
 from ..models.reference import ReferenceMSResNet18

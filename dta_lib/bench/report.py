@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..engine.provenance import cpu_model, git_commit, git_dirty
+from ..train import cpu_model, git_commit, git_dirty
 
 __all__ = [
     "bench_metadata",

@@ -9,9 +9,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from ..experiments.ablation import ATTENTION_LABELS, ablation_paired
-from ..experiments.paper import PAPER_ABLATION_GAP
-from ..experiments.stats import _check_columns, t_interval
+from ..studies import ATTENTION_LABELS, ablation_paired
+from ..studies import PAPER_ABLATION_GAP
+from ..studies import _check_columns, t_interval
 
 __all__ = [
     "plot_curves",
@@ -80,9 +80,9 @@ def plot_ablation(df: pd.DataFrame, metric: str = "best_test_acc", title: str = 
 
     Left: each seed's runs joined by a line across the variants, each variant's mean +- sample std beside its points.
     Right: the per-seed differences ``baseline`` - variant (positive: ``baseline`` better; same seed colours), their
-    mean with the 95 % t-interval (:func:`dta_lib.experiments.ablation_paired`; one pair: a hollow marker, no
+    mean with the 95 % t-interval (:func:`dta_lib.studies.ablation_paired`; one pair: a hollow marker, no
     interval) and, for T-XA / T-NA only against DTA, the paper's CIFAR10 gap band
-    (:data:`dta_lib.experiments.PAPER_ABLATION_GAP`). One legend, right of the panels.
+    (:data:`dta_lib.studies.PAPER_ABLATION_GAP`). One legend, right of the panels.
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -260,7 +260,7 @@ def _ordered_palette(values: Any) -> dict[Any, Any]:
 
 def plot_grad_norms(curves: pd.DataFrame, title: str = "", hue: str = "surrogate_width") -> Any:
     """One panel per epoch: gradient L2 norm per layer, input to output (log scale), one line per ``hue`` value
-    (mean, band: sd over seeds). ``curves`` is :func:`dta_lib.experiments.grad_norm_curves`' long form."""
+    (mean, band: sd over seeds). ``curves`` is :func:`dta_lib.studies.grad_norm_curves`' long form."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -291,7 +291,7 @@ def plot_vanishing_check(ratio: pd.DataFrame, accuracy: pd.DataFrame, title: str
                          exploding: float = 10.0, chance: float = 10.0, hue: str = "surrogate_width") -> Any:
     """Left: the stem/fc gradient ratio per epoch (log scale) with the rule's ``vanishing`` / ``exploding`` lines
     (both kept inside the axis); right: test accuracy per epoch with ``chance``; one legend below the panels, so it
-    hides no line. ``ratio``: :func:`dta_lib.experiments.gradient_ratio`; ``accuracy``: per-epoch records with
+    hides no line. ``ratio``: :func:`dta_lib.studies.gradient_ratio`; ``accuracy``: per-epoch records with
     ``epoch``, ``test_acc`` and ``hue``. Widths in :func:`_ordered_palette`'s colours (no yellow on white)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -325,7 +325,7 @@ def plot_vanishing_check(ratio: pd.DataFrame, accuracy: pd.DataFrame, title: str
 
 def plot_firing_rates(rates: pd.DataFrame, per_step: pd.DataFrame, order: Sequence[str], title: str = "") -> Any:
     """Left: mean firing rate per LIF layer and model (bars, ``order``); right: rate per time step (mean over
-    layers, band: min-max). Inputs: :func:`dta_lib.experiments.firing_rates_by_model`."""
+    layers, band: min-max). Inputs: :func:`dta_lib.studies.firing_rates_by_model`."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -346,7 +346,7 @@ def plot_firing_rates(rates: pd.DataFrame, per_step: pd.DataFrame, order: Sequen
 
 def plot_energy_per_layer(per_layer: pd.DataFrame, order: Sequence[str], title: str = "") -> Any:
     """Energy per layer and image (log scale), one panel per model, bars coloured by the kind of arithmetic.
-    Inputs: :func:`dta_lib.experiments.energy_per_layer`. Returns the Figure."""
+    Inputs: :func:`dta_lib.studies.energy_per_layer`. Returns the Figure."""
     import seaborn as sns
 
     _check_columns(per_layer, ["name", "energy (nJ)", "kind", "model"], "plot_energy_per_layer")

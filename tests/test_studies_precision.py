@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
-from dta_lib.experiments import precision
-from dta_lib.engine import device
-from dta_lib.engine.config import make_config
-from dta_lib.engine import resolve_precision
+from dta_lib import studies as precision
+from dta_lib import train as device
+from dta_lib.train import make_config
+from dta_lib.train import resolve_precision
 
 
 @pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, None)])
@@ -54,7 +54,7 @@ def test_verdict_rejects_bad_input():
 
 def test_a_limited_onednn_isa_means_no_native_bf16(monkeypatch):
     """ONEDNN_MAX_CPU_ISA below AVX512_CORE_BF16 makes oneDNN emulate bf16: auto must then pick fp32."""
-    from dta_lib.engine.device import cpu_has_native_bf16
+    from dta_lib.train import cpu_has_native_bf16
 
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     for isa in ("AVX2", "SSE41", "avx512_core"):

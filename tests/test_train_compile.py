@@ -7,10 +7,10 @@ import os
 import pytest
 import torch
 
-from dta_lib.engine.config import make_config
+from dta_lib.train import make_config
 from dta_lib.snn.functional import lif_multistep, lif_multistep_loop
 from dta_lib.snn.surrogate import Triangle
-from dta_lib.engine import Trainer
+from dta_lib.train import Trainer
 
 # Measured on an AVX512 host with ATEN_CPU_CAPABILITY=avx2 (CI pass 2): the compiled LIF agreed with the eager
 # loop on only 53% of spikes and a compiled smoke run had a NaN gradient at step 1; natively both pass. Not

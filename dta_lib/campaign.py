@@ -1,4 +1,4 @@
-"""Train a study's runs in parallel worker processes, resumably: ``python -m dta_lib.experiments.campaign``.
+"""Train a study's runs in parallel worker processes, resumably: ``python -m dta_lib.campaign``.
 
 The notebooks train their runs one after another in the kernel. For the ``study`` presets (hours of CPU) this
 module trains the same runs (same study names, variants and configs, so the notebooks then read them with
@@ -6,7 +6,7 @@ module trains the same runs (same study names, variants and configs, so the note
 processes train ~1.25x more images per second than one two-thread process (measured: 99 img/s per one-thread
 process vs 159 img/s for one two-thread process, width 1/8, T=4, batch 64, fp32, channels_last).
 
-Every run goes through :func:`dta_lib.experiments.run_one`: a finished run is reused, a run with ``last.pt`` is
+Every run goes through :func:`dta_lib.runs.run_one`: a finished run is reused, a run with ``last.pt`` is
 resumed, and a folder another process works on is skipped (its lock), so an interrupted campaign is continued
 by starting it again. Jobs are ordered seed-major (every variant of seed 0, then of seed 1, ...) so that a
 campaign stopped half-way leaves complete paired seeds.
@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from .registry import STUDIES, Study
+from .runs import STUDIES, Study
 
 __all__ = ["jobs", "run_jobs", "main"]
 
@@ -30,8 +30,8 @@ def jobs(study: Study, preset: str, seeds: Sequence[int] | None = None) -> list[
 
 
 def _work(args: tuple[str, str, dict[str, Any], int, dict[str, Any]]) -> tuple[str, int, str]:
-    from ..engine.runfolder import RunLockedError
-    from .runner import run_one
+    from .checkpoint import RunLockedError
+    from .runs import run_one
 
     name, preset, variant, seed, common = args
     study = STUDIES[name]
@@ -67,13 +67,13 @@ def run_jobs(name: str, preset: str, seeds: Sequence[int] | None = None, workers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..engine.config import PRESETS
+    from .train import PRESETS
 
-    ap = argparse.ArgumentParser(prog="python -m dta_lib.experiments.campaign", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m dta_lib.campaign", description=__doc__.split("\n\n")[0])
     ap.add_argument("study", nargs="+", choices=sorted(STUDIES), help="studies to train, in this order")
     ap.add_argument("--preset", default="study-10k", choices=sorted(PRESETS))
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
-                    help="default: the seeds the study records at --preset (dta_lib.experiments.registry)")
+                    help="default: the seeds the study records at --preset (dta_lib.runs)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     a = ap.parse_args(argv)

@@ -1,4 +1,4 @@
-"""dta_lib.engine.checkpoint: atomic writes, weights_only loading, crafted / truncated files, RNG state."""
+"""dta_lib.checkpoint: atomic writes, weights_only loading, crafted / truncated files, RNG state."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dta_lib.engine.checkpoint import (
+from dta_lib.checkpoint import (
     CheckpointError,
     atomic_write_text,
     capture_rng_state,

@@ -5,20 +5,8 @@ import math
 import pandas as pd
 import pytest
 
-from dta_lib.experiments import (
-    bonferroni_interval,
-    exceeds_noise,
-    min_detectable_effect,
-    t_critical,
-    t_interval,
-    format_mean_std,
-    load_run,
-    load_runs,
-    paired_differences,
-    paper_vs_ours,
-    summarize,
-    write_table,
-)
+from dta_lib.studies import bonferroni_interval, exceeds_noise, min_detectable_effect, t_critical, t_interval, format_mean_std, paired_differences, paper_vs_ours, summarize
+from dta_lib.runs import load_run, load_runs, write_table
 
 
 def test_bonferroni_interval_widens_the_t_interval_by_the_number_of_comparisons():
@@ -98,7 +86,7 @@ def test_bad_run_folders(tmp_path):
 
 
 def test_mean_std_table_orders_rows_and_counts_seeds():
-    from dta_lib.experiments import mean_std_table, paired_verdicts
+    from dta_lib.studies import mean_std_table, paired_verdicts
 
     df = pd.DataFrame({"attention": ["dta", "dta", "none", "none", "txa"], "seed": [0, 1, 0, 1, 0],
                        "best_test_acc": [60.0, 62.0, 50.0, 54.0, 55.0]})

@@ -1,4 +1,4 @@
-"""dta_lib.engine.distributed: torchrun environment, digests, sharding, and a 2-process gloo DDP run."""
+"""dta_lib.distributed: torchrun environment, digests, sharding, and a 2-process gloo DDP run."""
 from __future__ import annotations
 
 import json
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from dta_lib import ms_resnet18
-from dta_lib.engine.checkpoint import load_checkpoint
-from dta_lib.engine.distributed import DistInfo, detect, gather_digests, param_digest, shard_indices, unwrap_model, wrap_model
+from dta_lib.checkpoint import load_checkpoint
+from dta_lib.distributed import DistInfo, detect, gather_digests, param_digest, shard_indices, unwrap_model, wrap_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,7 +92,7 @@ def test_two_process_gloo_ddp_smoke_run(tmp_path):
     ck = load_checkpoint(out / "last.pt")
     assert ck["world_size"] == 2 and len(ck["rng"]) == 2
     # the written weights are the synchronised ones
-    from dta_lib.engine import load_model
+    from dta_lib.train import load_model
 
     model, _ = load_model(out / "last.pt")
     assert param_digest(model) == digests[0]

@@ -1,4 +1,4 @@
-"""dta_lib.engine / dta_lib.engine.config: the training engine on tiny in-memory data."""
+"""dta_lib.train: the training loop on tiny in-memory data."""
 from __future__ import annotations
 
 import json
@@ -9,19 +9,10 @@ import torch
 from conftest import train_until
 from torch.utils.data import Dataset, TensorDataset
 
-from dta_lib.engine.checkpoint import load_checkpoint
-from dta_lib.engine.config import PRESETS, RECIPES, TrainConfig, make_config
-from dta_lib.engine import (
-    NonFiniteLossError,
-    Trainer,
-    build_model,
-    evaluate,
-    get_data_info,
-    load_model,
-    read_metrics,
-    synthetic_datasets,
-    train,
-)
+from dta_lib.checkpoint import load_checkpoint
+from dta_lib.train import PRESETS, RECIPES, TrainConfig, make_config
+from dta_lib.train import NonFiniteLossError, Trainer, build_model, evaluate, get_data_info, load_model, synthetic_datasets, train
+from dta_lib.checkpoint import read_metrics
 
 TIMING = {"seconds", "images_per_s"}
 
@@ -106,9 +97,9 @@ def test_run_writes_files_and_learns(tmp_path):
 @pytest.mark.parametrize("native_bf16", [True, False])
 def test_evaluate_defaults_to_the_precision_the_run_trained_with(tmp_path, monkeypatch, native_bf16):
     """precision="auto" resolves per CPU; evaluate(best.pt) must use what training used, not fp32."""
-    import dta_lib.engine.device
+    import dta_lib.train
 
-    monkeypatch.setattr(dta_lib.engine.device, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(dta_lib.train, "cpu_has_native_bf16", lambda: native_bf16)
     cfg = tiny(epochs=2, subset=128, test_subset=128, precision="auto")
     res = train(cfg, out=tmp_path / "run")
     expect = "bfloat16" if native_bf16 else "fp32"
@@ -123,8 +114,8 @@ def test_evaluate_defaults_to_the_precision_the_run_trained_with(tmp_path, monke
 
 
 def test_evaluate_reads_the_precision_of_older_checkpoints_from_run_json(tmp_path):
-    from dta_lib.engine.checkpoint import save_checkpoint
-    from dta_lib.engine.device import trained_precision
+    from dta_lib.checkpoint import save_checkpoint
+    from dta_lib.train import trained_precision
 
     train(tiny(epochs=1, precision="bf16"), out=tmp_path / "run")
     state = load_checkpoint(tmp_path / "run" / "last.pt")

@@ -1,6 +1,6 @@
-"""``python -m dta_lib.engine.step_memory SPECS_JSON``: peak resident memory of one BPTT training step per config.
+"""``python -m dta_lib.step_memory SPECS_JSON``: peak resident memory of one BPTT training step per config.
 
-Run in a fresh process by :func:`dta_lib.experiments.measure_step_memory`, so the caller's own memory does not
+Run in a fresh process by :func:`dta_lib.studies.measure_step_memory`, so the caller's own memory does not
 count. Per spec (``make_config`` keyword arguments): build the model and a random batch of the config's shape, run
 one warm-up step, hand freed heap back to the OS (``malloc_trim``), reset Linux's peak-RSS counter
 (``echo 5 > /proc/self/clear_refs``), run one step and read ``VmHWM``; then two more steps for the CPU time.
@@ -18,8 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .build import build_model, get_data_info
-from .config import make_config
+from .train import build_model, get_data_info
+from .train import make_config
 
 __all__ = ["vm_status", "measure", "main"]
 
@@ -69,7 +69,7 @@ def measure(spec: dict[str, Any]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m dta_lib.engine.step_memory SPECS_JSON", file=sys.stderr)
+        print("usage: python -m dta_lib.step_memory SPECS_JSON", file=sys.stderr)
         return 2
     rows = []
     for spec in json.loads(args[0]):

@@ -11,9 +11,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from dta_lib import experiments, viz  # noqa: E402
-from dta_lib.experiments import PAPER_ABLATION_GAP  # noqa: E402
-from dta_lib.experiments.registry import Study  # noqa: E402
+from dta_lib import runs, studies, viz  # noqa: E402
+from dta_lib.studies import PAPER_ABLATION_GAP
+from dta_lib.runs import AUGMENTED_TRAIN_LABEL, Study, load_run  # noqa: E402
 
 #: the registry of the synthetic run folders below (the report loads exactly what its registry lists)
 REGISTRY = {
@@ -54,34 +54,34 @@ def ablation_frame(gap=1.0, noise=(0.1, -0.1, 0.0)):
 
 def test_ablation_summary_and_paired_differences():
     df = ablation_frame()
-    summ = experiments.ablation_summary(df)
+    summ = studies.ablation_summary(df)
     assert list(summ["attention"]) == ["none", "txa", "dta"]  # paper order
     dta = summ[summ.attention == "dta"].iloc[0]
     assert dta.seeds == 3 and dta.best_test_acc_mean == pytest.approx(64.0)
-    paired = experiments.ablation_paired(df)
+    paired = studies.ablation_paired(df)
     txa = paired[paired.attention == "txa"].iloc[0]
     assert txa.diff_mean == pytest.approx(1.0) and txa.n_pairs == 3
     assert txa["paper CIFAR10 (points)"] == f"{PAPER_ABLATION_GAP[0]}-{PAPER_ABLATION_GAP[1]}"
     assert bool(txa.exceeds_noise)  # 1 point against +-0.1 noise: real
     none = paired[paired.attention == "none"].iloc[0]
     assert not bool(none.exceeds_noise) and none["paper CIFAR10 (points)"] == "not reported"
-    verdicts = experiments.noise_verdicts(paired)
+    verdicts = studies.noise_verdicts(paired)
     assert any("T-XA only" in v and "interval excludes 0" in v and "DTA better" in v for v in verdicts)
     assert any("none" in v and "interval includes 0" in v for v in verdicts)
     assert txa.ci95_low > 0 and none.ci95_low < 0 < none.ci95_high
 
 
 def test_noise_verdict_with_one_seed_says_nothing():
-    paired = experiments.ablation_paired(ablation_frame(noise=(0.1,)))
+    paired = studies.ablation_paired(ablation_frame(noise=(0.1,)))
     assert not paired["exceeds_noise"].any()
-    assert all("cannot be estimated" in v for v in experiments.noise_verdicts(paired))
+    assert all("cannot be estimated" in v for v in studies.noise_verdicts(paired))
 
 
 def test_ablation_bad_input():
     with pytest.raises(ValueError, match="lacks columns"):
-        experiments.ablation_summary(pd.DataFrame({"seed": [0]}))
+        studies.ablation_summary(pd.DataFrame({"seed": [0]}))
     with pytest.raises(ValueError, match="no 'dta' runs"):
-        experiments.ablation_paired(ablation_frame()[lambda d: d.attention != "dta"])
+        studies.ablation_paired(ablation_frame()[lambda d: d.attention != "dta"])
 
 
 def test_report_over_run_folders(tmp_path):
@@ -91,17 +91,17 @@ def test_report_over_run_folders(tmp_path):
     for t, a in [(4, 55.0), (6, 57.0)]:
         make_run(tmp_path, "time_steps", "fashion-mnist", f"attention=dta,time_steps={t}", 0, [a], time_steps=t)
     make_run(tmp_path, "dvs", "fashion-mnist-dvs", "attention=none", 0, [40.0], attention="none", time_steps=10)
-    runs = experiments.load_study_runs(tmp_path, "cpu", registry=REGISTRY)
+    runs = studies.load_study_runs(tmp_path, "cpu", registry=REGISTRY)
     assert len(runs) == 9 and set(runs.study) == {"ablation", "time_steps", "dvs"}
     unfinished = make_run(tmp_path, "ablation", "fashion-mnist", "attention=txa", 3, [99.0], status="running",
                           attention="txa")
     with pytest.raises(ValueError, match="attention=txa-s3: not a run the ablation study records"):
-        experiments.load_study_runs(tmp_path, "cpu", registry=REGISTRY)  # named, never silently left out or averaged in
+        studies.load_study_runs(tmp_path, "cpu", registry=REGISTRY)  # named, never silently left out or averaged in
     import shutil
 
     shutil.rmtree(unfinished)
 
-    gaps = experiments.paper_gaps(runs)
+    gaps = studies.paper_gaps(runs)
     abl = gaps[gaps.study == "ablation"].iloc[0]
     assert abl.ours_mean == pytest.approx((4 + 3 + 2.5) / 3) and bool(abl.exceeds_noise) and abl.n_pairs == 3
     ts = gaps[gaps.study == "time_steps"].iloc[0]
@@ -109,84 +109,84 @@ def test_report_over_run_folders(tmp_path):
     assert ts.exceeds_noise == "n/a"  # one seed: no verdict
     assert "dvs" not in set(gaps.study)  # no DTA run on DVS: no comparison
 
-    summ = experiments.study_summary(runs, "ablation")
+    summ = studies.study_summary(runs, "ablation")
     assert list(summ.attention) == ["dta", "txa"] and summ.iloc[0].seeds == "0,1,2"
     assert summ.iloc[0].best_test_acc == "62.00 +- 2.00"
-    ts_summ = experiments.study_summary(runs, "time_steps")
+    ts_summ = studies.study_summary(runs, "time_steps")
     assert list(ts_summ.time_steps) == [4, 6]
     with pytest.raises(ValueError, match="no runs of study 'missing'"):
-        experiments.study_summary(runs, "missing")
+        studies.study_summary(runs, "missing")
     for s, (a, b) in enumerate([(58.0, 59.0), (60.0, 60.5)]):  # a precision study: one row per precision
         make_run(tmp_path, "precision", "fashion-mnist", "precision=fp32", s, [a], precision="fp32")
         make_run(tmp_path, "precision", "fashion-mnist", "precision=bf16", s, [b], precision="bf16")
-    p_summ = experiments.study_summary(experiments.load_study_runs(tmp_path, "cpu", registry=REGISTRY), "precision")
+    p_summ = studies.study_summary(studies.load_study_runs(tmp_path, "cpu", registry=REGISTRY), "precision")
     assert list(p_summ.precision) == ["bf16", "fp32"] and list(p_summ.seeds) == ["0,1", "0,1"]
 
     # one train/test gap everywhere (notebook 08 and notebook 10): clean train accuracy of the final checkpoint minus
     # final test accuracy. Without it the report shows no gap, only the augmented running accuracy under its label
     # (train_acc 45 > test 40 here, so the old "final train minus final test" would have read as a 5-point gap).
-    dvs_summ = experiments.study_summary(runs, "dvs")
+    dvs_summ = studies.study_summary(runs, "dvs")
     assert "train_test_gap" not in dvs_summ.columns
-    assert dvs_summ.iloc[0][experiments.AUGMENTED_TRAIN_LABEL] == "45.00"
-    assert "train_test_gap" not in experiments.study_summary(runs, "ablation").columns
+    assert dvs_summ.iloc[0][AUGMENTED_TRAIN_LABEL] == "45.00"
+    assert "train_test_gap" not in studies.study_summary(runs, "ablation").columns
     dvs_run = tmp_path / "dvs" / "fashion-mnist-dvs" / "attention=none-s0"
     (dvs_run / "clean_train.json").write_text(json.dumps({"clean_train_acc": 41.5, "checkpoint": "last.pt"}))
-    report = experiments.study_summary(experiments.load_study_runs(tmp_path, "cpu", registry=REGISTRY), "dvs").iloc[0]
-    nb08 = experiments.dvs_table(experiments.train_test_gaps(pd.DataFrame([experiments.load_run(dvs_run)])))
+    report = studies.study_summary(studies.load_study_runs(tmp_path, "cpu", registry=REGISTRY), "dvs").iloc[0]
+    nb08 = studies.dvs_table(studies.train_test_gaps(pd.DataFrame([load_run(dvs_run)])))
     assert report["train_test_gap"] == nb08.iloc[0]["train/test gap (points)"] == "1.50"
 
-    prov = experiments.provenance(runs).set_index("study")
+    prov = studies.provenance(runs).set_index("study")
     assert prov.loc["ablation", "runs"] == 6 and prov.loc["ablation", "seeds"] == "0,1,2"
     assert prov.loc["ablation", "hardware"] == "TestCPU" and prov.loc["ablation", "git commit"] == "abcdef1234"
     assert prov.loc["ablation", "wall time (min)"] == pytest.approx(6 * 33 / 60, abs=0.05)
-    line = experiments.describe_runs(runs[runs.study == "ablation"])
+    line = studies.describe_runs(runs[runs.study == "ablation"])
     assert "seeds 0,1,2" in line and "6 run(s)" in line and "TestCPU" in line
 
     for fig in (viz.plot_paper_gaps(gaps), viz.plot_ablation(runs[runs.study == "ablation"]),
                 viz.plot_study(runs, "dvs")):
         assert len(fig.axes) >= 1
-    assert experiments.load_study_runs(tmp_path / "nothing").empty
+    assert studies.load_study_runs(tmp_path / "nothing").empty
 
 
 def test_time_step_table():
     runs = pd.DataFrame({"time_steps": [2, 4, 4], "seed": [0, 0, 1], "best_test_acc": [50.0, 54.0, 56.0],
                          "train_seconds": [30.0, 60.0, 66.0], "epochs": [3, 3, 3]})
     mem = pd.DataFrame({"time_steps": [2, 4], "step_mib": [10.0, 20.0], "peak_rss_mib": [300.0, 310.0]})
-    t = experiments.time_step_table(runs, mem)
+    t = studies.time_step_table(runs, mem)
     assert list(t.time_steps) == [2, 4] and t.iloc[1].best_test_acc_mean == 55.0
     assert t.iloc[1].seconds_per_epoch == pytest.approx(21.0) and math.isnan(t.iloc[0].best_test_acc_std)
     assert list(t.step_mib) == [10.0, 20.0]
     assert len(viz.plot_time_steps(t).axes) == 3
     mem["step_cpu_s"] = [0.1, 0.2]
-    assert len(viz.plot_time_steps(experiments.time_step_table(runs, mem)).axes) == 4
+    assert len(viz.plot_time_steps(studies.time_step_table(runs, mem)).axes) == 4
 
 
 def test_live_run_calls_back_per_epoch_and_matches_the_run(tmp_path):
     seen = []
-    row = experiments.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=lambda h: seen.append(len(h)),
+    row = runs.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=lambda h: seen.append(len(h)),
                            root=tmp_path, epochs=2, threads=1, progress=False)
     assert row["epochs"] == 2 and seen == [1, 2, 2]  # after each epoch, then the whole history once more
-    hist = experiments.read_history(row["run"])
+    hist = runs.read_history(row["run"])
     assert list(hist.epoch) == [1, 2] and hist.test_acc.iloc[-1] == row["final_test_acc"]
     # reused: one call back with the whole history, no training
     again = []
-    experiments.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=again.append, root=tmp_path,
+    runs.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=again.append, root=tmp_path,
                      epochs=2, threads=1, progress=False)
     assert len(again) == 1 and len(again[0]) == 2
     with pytest.raises(ValueError, match="time_steps"):  # a bad config fails before anything starts
-        experiments.live_run("live", "synthetic", "smoke", {"time_steps": 0}, 0, root=tmp_path)
+        runs.live_run("live", "synthetic", "smoke", {"time_steps": 0}, 0, root=tmp_path)
 
 
 def test_step_memory_grows_with_time_steps():
     specs = [dict(dataset="synthetic", preset="smoke", time_steps=t, threads=1, batch_size=16) for t in (2, 8)]
-    mem = experiments.measure_step_memory(specs).set_index("time_steps")
+    mem = studies.measure_step_memory(specs).set_index("time_steps")
     assert (mem["step_mib"] > 0).all() and (mem["peak_rss_mib"] > mem["step_mib"]).all()
     assert mem.loc[8, "step_cpu_s"] > mem.loc[2, "step_cpu_s"] > 0
     assert mem.loc[8, "step_mib"] > 2 * mem.loc[2, "step_mib"]  # BPTT keeps every step's activations
     with pytest.raises(ValueError, match="at least one"):
-        experiments.measure_step_memory([])
+        studies.measure_step_memory([])
     with pytest.raises(ValueError, match="unknown dataset"):
-        experiments.measure_step_memory([dict(dataset="nope", preset="smoke")])
+        studies.measure_step_memory([dict(dataset="nope", preset="smoke")])
 
 
 def test_strip_plots_are_deterministic_and_leave_numpy_rng_alone(tmp_path):
@@ -197,7 +197,7 @@ def test_strip_plots_are_deterministic_and_leave_numpy_rng_alone(tmp_path):
 
     for s, a in enumerate([58.0, 60.0, 61.0]):
         make_run(tmp_path, "ablation", "fashion-mnist", "attention=dta", s, [a], attention="dta")
-    runs = experiments.load_study_runs(tmp_path, "cpu", registry={"ablation": Study(
+    runs = studies.load_study_runs(tmp_path, "cpu", registry={"ablation": Study(
         "ablation", "fashion-mnist", ({"attention": "dta"},), {"*": (0, 1, 2)})})
 
     def points(fig):
@@ -219,7 +219,7 @@ def test_ablation_figure_is_paired_and_its_legend_sits_clear_of_the_panels():
     # left: one line per seed through its three variants (seeds are paired across the attention variants)
     assert len([line for line in left.lines if line.get_linestyle() == "-" and len(line.get_xdata()) == 3]) == 3
     # right: per comparison (DTA - none, DTA - T-XA) the mean difference and 95 % t-interval of ablation_paired
-    paired = experiments.ablation_paired(df).set_index("attention")
+    paired = studies.ablation_paired(df).set_index("attention")
     bars = [c for c in right.containers if c.has_yerr]
     assert len(bars) == 2
     for a, c in zip(["none", "txa"], bars):
@@ -243,7 +243,7 @@ def test_ablation_figure_is_paired_and_its_legend_sits_clear_of_the_panels():
 
 
 def test_time_step_costs_backbone_linear_in_t_and_tna_superlinear():
-    from dta_lib.experiments import time_step_costs
+    from dta_lib.studies import time_step_costs
 
     none = time_step_costs("fashion-mnist", 0.0625, [1, 2, 4], attention="none").set_index("time_steps")
     # no attention: every layer runs T times, so dense MACs are exactly linear in T and parameters do not depend on T
@@ -264,8 +264,8 @@ def test_interrupting_a_live_run_leaves_no_thread_no_lock_and_resumes_exactly(tm
     """The stop button of notebook 05's cell: KeyboardInterrupt from the callback, as from the kernel."""
     import threading
 
-    from dta_lib.engine.checkpoint import load_checkpoint
-    from dta_lib.engine.runfolder import RunLock
+    from dta_lib.checkpoint import load_checkpoint
+    from dta_lib.checkpoint import RunLock
 
     kw = dict(epochs=3, subset=64, test_subset=32, batch_size=16, width=0.0625, threads=1, precision="fp32",
               progress=False)
@@ -276,7 +276,7 @@ def test_interrupting_a_live_run_leaves_no_thread_no_lock_and_resumes_exactly(tm
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        experiments.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=stop_after_first,
+        runs.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=stop_after_first,
                              root=tmp_path / "a", **kw)
     assert set(threading.enumerate()) <= before  # nothing left training in the background
     out = tmp_path / "a" / "smoke" / "live" / "synthetic" / "attention=dta-s0"
@@ -284,12 +284,12 @@ def test_interrupting_a_live_run_leaves_no_thread_no_lock_and_resumes_exactly(tm
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     assert load_checkpoint(out / "last.pt")["epoch"] == 1
     seen = []
-    resumed = experiments.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=lambda h: seen.append(len(h)),
+    resumed = runs.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=lambda h: seen.append(len(h)),
                                    root=tmp_path / "a", **kw)
     assert seen == [2, 3, 3]  # resumed at epoch 2
-    whole = experiments.run_one("live", "synthetic", "smoke", {"attention": "dta"}, 0, root=tmp_path / "b", **kw)
+    whole = runs.run_one("live", "synthetic", "smoke", {"attention": "dta"}, 0, root=tmp_path / "b", **kw)
     drop = ("seconds", "images_per_s")
     strip = lambda h: h.drop(columns=[c for c in drop if c in h]).to_dict("records")  # noqa: E731
-    assert strip(experiments.read_history(resumed["run"])) == strip(experiments.read_history(whole["run"]))
+    assert strip(runs.read_history(resumed["run"])) == strip(runs.read_history(whole["run"]))
     a, b = load_checkpoint(Path(resumed["run"]) / "last.pt"), load_checkpoint(Path(whole["run"]) / "last.pt")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -20,11 +20,11 @@ import torch
 from conftest import train_until
 
 from dta_lib import atomic
-from dta_lib.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from dta_lib.engine.config import make_config
-from dta_lib.experiments import NO_TRAIN_ENV, REUSE_SINCE_ENV, run_dir, run_one
-from dta_lib.engine.runfolder import HOLDER_FILE, LOCK_FILE, RunLock, RunLockedError, read_metrics
-from dta_lib.engine import evaluate, load_model, train
+from dta_lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from dta_lib.train import make_config
+from dta_lib.runs import NO_TRAIN_ENV, REUSE_SINCE_ENV, run_dir, run_one
+from dta_lib.checkpoint import HOLDER_FILE, LOCK_FILE, RunLock, RunLockedError, read_metrics
+from dta_lib.train import evaluate, load_model, train
 
 pytestmark = [pytest.mark.process, pytest.mark.usefixtures("one_thread")]  # CI's second (other instruction set) pass skips these: no kernel numerics here
 
@@ -101,8 +101,8 @@ _KILLER = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from dta_lib import atomic
-    from dta_lib.engine.config import make_config
-    from dta_lib.engine import train
+    from dta_lib.train import make_config
+    from dta_lib.train import train
     kw, base, points = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
     result = {}
     publish = atomic._publish
@@ -225,7 +225,7 @@ def test_two_runs_started_together_do_not_mix_their_files(tmp_path):
 def test_lock_does_not_outlive_a_killed_holder(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from dta_lib.engine.runfolder import RunLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from dta_lib.checkpoint import RunLock; "
                                "lock = RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)", str(out)],
                               env=_env(), stdout=subprocess.PIPE, text=True)
     try:
@@ -288,7 +288,7 @@ def test_crafted_checkpoint_fields_are_refused_before_anything_is_built(tmp_path
     cut.mkdir()
     save_checkpoint(cut / "last.pt", state)
     (cut / "config.json").write_bytes((ref / "config.json").read_bytes())
-    import dta_lib.engine.trainer as T
+    import dta_lib.train as T
 
     built = []
     monkeypatch.setattr(T, "build_data", lambda *a, **k: built.append("data"))

@@ -7,9 +7,10 @@ import re
 import nbformat
 import pytest
 
-from dta_lib.engine.config import make_config
-from dta_lib.experiments import campaign, run_dir
-from dta_lib.experiments.registry import STUDIES, Study
+from dta_lib.train import make_config
+from dta_lib import campaign
+from dta_lib.runs import run_dir
+from dta_lib.runs import STUDIES, Study
 from dta_lib.paths import CHECKOUT
 from dta_lib.reproduce import STUDY_PLAN
 
@@ -65,7 +66,7 @@ def test_run_jobs_trains_reuses_and_validates(tmp_path, monkeypatch):
 
 
 def test_study_plan_names_presets_that_exist():
-    from dta_lib.engine.config import PRESETS
+    from dta_lib.train import PRESETS
 
     assert {p["PRESET"] for p in STUDY_PLAN.values()} <= set(PRESETS)
     assert STUDY_PLAN["05"]["PRESET"] == "study" and STUDY_PLAN["06"]["PRESET"] == "study-10k"
@@ -77,7 +78,7 @@ def test_default_reproduce_renders_the_study_from_committed_runs_without_trainin
     import os
 
     from dta_lib import reproduce
-    from dta_lib.experiments import NO_TRAIN_ENV, REUSE_SINCE_ENV
+    from dta_lib.runs import NO_TRAIN_ENV, REUSE_SINCE_ENV
 
     calls = []
     monkeypatch.setattr(reproduce, "_execute",

@@ -11,12 +11,9 @@ import torch
 
 from dta_lib import ms_resnet18
 from dta_lib.analysis import E_AC_PJ, E_MAC_PJ, profile
-from dta_lib.engine.config import make_config
-from dta_lib.experiments import run_dir
-from dta_lib.experiments import (
-    cifar10_dvs_available, clean_train_accuracy, dta_cost, energy_summary, event_dataset, extrapolate_energy,
-    find_trained_run, grad_norm_curves, gradient_ratio, runs_provenance, trained_run,
-)
+from dta_lib.train import make_config
+from dta_lib.runs import run_dir
+from dta_lib.studies import cifar10_dvs_available, clean_train_accuracy, dta_cost, energy_summary, event_dataset, extrapolate_energy, find_trained_run, grad_norm_curves, gradient_ratio, runs_provenance, trained_run
 
 
 def test_event_dataset_maps_static_to_event_and_rejects_unknown() -> None:
@@ -176,7 +173,7 @@ def test_find_trained_run_matches_any_variant_folder(tmp_path: Path) -> None:
 
 
 def test_train_test_gaps_reads_cache_and_gives_nan_without_checkpoint(tmp_path: Path) -> None:
-    from dta_lib.experiments import train_test_gaps
+    from dta_lib.studies import train_test_gaps
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -190,7 +187,7 @@ def test_train_test_gaps_reads_cache_and_gives_nan_without_checkpoint(tmp_path: 
 
 
 def test_grad_norm_curves_are_in_forward_layer_order(tmp_path: Path) -> None:
-    from dta_lib.experiments import layer_order
+    from dta_lib.studies import layer_order
 
     norms = {k: 1.0 for k in ("dta", "fc", "layer1.0", "layer10.0", "layer2.1", "layer2.0", "stem")}
     _fake_run(tmp_path / "a", [norms])
@@ -206,7 +203,7 @@ def _width_runs(accs: dict[float, list[float]]) -> pd.DataFrame:
 
 
 def test_width_table_and_differences_pair_by_seed() -> None:
-    from dta_lib.experiments import width_differences, width_table
+    from dta_lib.studies import width_differences, width_table
 
     runs = _width_runs({0.5: [50.0, 52.0, 54.0], 1.0: [60.0, 62.1, 63.9], 2.0: [59.0, 62.0, 64.0]})
     table = width_table(runs)
@@ -225,7 +222,7 @@ def test_width_table_and_differences_pair_by_seed() -> None:
 
 
 def test_width_verdict_reads_the_corrected_intervals() -> None:
-    from dta_lib.experiments import width_differences, width_verdicts
+    from dta_lib.studies import width_differences, width_verdicts
 
     # gamma 1 - 2 per seed: 1.0, 1.3, 2.0 (1.43 +- 0.51): the plain 95 % interval excludes 0, the corrected one not
     runs = _width_runs({0.5: [77.5, 78.0, 78.9], 1.0: [78.0, 78.3, 79.0], 2.0: [77.0, 77.0, 77.0]})  # 1 - 0.5: a tie
@@ -241,7 +238,7 @@ def test_width_verdict_reads_the_corrected_intervals() -> None:
 
 
 def test_diagnose_widths_applies_the_rule() -> None:
-    from dta_lib.experiments import diagnose_widths, width_verdicts
+    from dta_lib.studies import diagnose_widths, width_verdicts
 
     ratio = pd.DataFrame([{"surrogate_width": w, "seed": 0, "epoch": e, "ratio": r}
                           for w, rs in {0.5: [1.0, 0.05], 1.0: [1.0, 0.5], 2.0: [1.0, 20.0], 4.0: [1.0, 1.0]}.items()
@@ -256,7 +253,7 @@ def test_diagnose_widths_applies_the_rule() -> None:
 
 
 def test_dvs_table_and_verdicts() -> None:
-    from dta_lib.experiments import OVERFIT_GAP, dvs_table, dvs_verdicts, paired_verdicts
+    from dta_lib.studies import OVERFIT_GAP, dvs_table, dvs_verdicts, paired_verdicts
 
     rows = [{"attention": a, "seed": s, "best_test_acc": b, "final_test_acc": b, "clean_train_acc": b + g,
              "train_test_gap": g, "final_train_acc": b}
@@ -284,7 +281,7 @@ def test_firing_rates_and_energy_per_layer_follow_the_forward_order() -> None:
     import matplotlib.pyplot as plt
 
     from dta_lib import viz
-    from dta_lib.experiments import energy_per_layer, firing_rates_by_model
+    from dta_lib.studies import energy_per_layer, firing_rates_by_model
 
     torch.manual_seed(0)
     x = torch.rand(2, 1, 16, 16)
@@ -302,3 +299,22 @@ def test_firing_rates_and_energy_per_layer_follow_the_forward_order() -> None:
     for fig in (viz.plot_firing_rates(rates, per_t, order, "t"), viz.plot_energy_per_layer(per_layer, layers, "t")):
         assert len(fig.axes) >= 2
         plt.close(fig)
+
+
+def test_time_order_control_reorders_only_the_time_axis(tmp_path: Path) -> None:
+    from dta_lib.train import train
+    from dta_lib.studies import TIME_ORDERS, time_order_control
+    from dta_lib.checkpoint import read_metrics
+
+    cfg = make_config("synthetic-dvs", "smoke", epochs=1, subset=64, test_subset=64, batch_size=16, width=0.0625,
+                      threads=1, progress=False, precision="fp32")
+    train(cfg, out=tmp_path / "run")
+    acc = time_order_control(tmp_path / "run")
+    assert tuple(acc) == TIME_ORDERS and all(0.0 <= a <= 100.0 for a in acc.values())
+    assert acc["original"] == read_metrics(tmp_path / "run")[-1]["test_acc"]  # in order: the recorded accuracy
+    assert acc == time_order_control(tmp_path / "run")  # the shuffles are seeded
+    static = make_config("synthetic", "smoke", epochs=1, subset=32, test_subset=32, batch_size=16, width=0.0625,
+                         threads=1, progress=False)
+    train(static, out=tmp_path / "static")
+    with pytest.raises(ValueError, match="needs event data"):
+        time_order_control(tmp_path / "static")
