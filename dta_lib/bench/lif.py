@@ -57,9 +57,13 @@ def bench_lif(
             fns.update({k: step(f) for k, f in peers.items()})
             with torch.no_grad():
                 want = reference_lif(x)
-                same = {k: bool(torch.equal(want, f(x))) for k, f in
-                        [("release", reference_lif), ("release+compile", compiled_loop), ("dta_lib", lif_multistep),
-                         *peers.items()]}
+                # every candidate is checked against the release's loop, compiled ones too: under
+                # ATEN_CPU_CAPABILITY=avx2 on an AVX512 host (CI's second pass) torch 2.14's inductor returns wrong
+                # spikes, NaN among them, for this loop (natively, and with cpp.simdlen=256, it is exact); a wrong
+                # candidate's speed is no claim, so its mismatches are recorded beside it
+                wrong = {k: int((want != f(x)).sum()) for k, f in
+                         [("release", reference_lif), ("release+compile", compiled_loop), ("dta_lib", lif_multistep),
+                          *peers.items()]}
             times = race(fns, repeats, dev, warmup=2)  # compiled candidates settle in two calls
             mem = {k: peak_added_bytes(f, dev) for k, f in fns.items()}
             med = {k: statistics.median(v) for k, v in times.items()}
@@ -71,7 +75,8 @@ def bench_lif(
                     "median_s": med[k], "times_s": times[k], "samples_per_s": shape[0] / med[k],
                     "peak_added_bytes": mem[k], "speedup_vs_release": med["release"] / med[k],
                     "speedup_vs_compiled_release": med["release+compile"] / med[k],
-                    "memory_ratio_vs_release": mem[k] / max(mem["release"], 1), "spikes_identical": same[k],
+                    "memory_ratio_vs_release": mem[k] / max(mem["release"], 1), "spikes_identical": wrong[k] == 0,
+                    "spike_mismatches": wrong[k], "spike_mismatch_fraction": wrong[k] / want.numel(),
                     "min_bytes_moved": moved, "achieved_GBps": moved / med[k] / 1e9,
                     "copy_GBps": copy_bw, "fraction_of_copy_bandwidth": moved / med[k] / 1e9 / copy_bw,
                     "version": _version(k),

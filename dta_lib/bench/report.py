@@ -90,7 +90,9 @@ def summary(result: dict[str, Any]) -> str:
             vs_compiled = (f", {r['speedup_vs_compiled_release']:.2f}x the compiled release loop"
                            if "speedup_vs_compiled_release" in r else "")
             lines.append(f"LIF   {r['impl']:20s} T={r['T']:<3d} {r['precision']}: {r['speedup_vs_release']:.2f}x release"
-                         f"{vs_compiled}, memory {r['memory_ratio_vs_release']:.2f}x")
+                         f"{vs_compiled}, memory {r['memory_ratio_vs_release']:.2f}x"
+                         + ("" if r.get("spikes_identical", True) else
+                            f"  WRONG: {r['spike_mismatches']} spikes differ from the release's, no speed claim"))
     for r in result["train"]:
         lines.append(f"train {r['impl']:8s} {r['precision']}: {r['images_per_s']:.2f} img/s, "
                      f"{r['speedup_vs_baseline_fp32']:.2f}x {r['baseline']} fp32, peak added "
