@@ -94,15 +94,20 @@ def test_epoch_race_quick_writes_json_and_figure(tmp_path):
     rows = {(r["impl"], r["precision"]): r for r in data["epoch"]}
     # the release always runs; only fp32 candidates were asked for, compiled ones included
     assert ("release", "fp32") in rows and {p for _, p in rows} == {"fp32"}
-    assert ("dta_lib+channels_last+compile", "fp32") in rows and len(rows) == 8
+    assert ("dta_lib+channels_last+compile", "fp32") in rows and len(rows) == 9
+    # the convolutions-only floor is raced with them; every row carries the cap it implies
+    floor = rows[(bench.CONV_FLOOR, "fp32")]
+    assert floor["peak_added_bytes_per_step"] is None and floor["conv_share"] == 1.0
+    best = min(r["median_s"] for (i, _), r in rows.items() if i.startswith("release"))
+    assert all(r["speedup_cap_vs_best_release_same_precision"] == best / floor["median_s"] for r in rows.values())
     assert ("release+channels_last+compile", "fp32") in rows  # the tuned release is an opponent too
     assert rows[("release", "fp32")]["speedup_vs_release_fp32"] == 1.0
     # the fastest release set-up is the yardstick of its precision: exactly 1.0 for it, <= 1.0 for the other releases
     release_best = [r["speedup_vs_best_release_same_precision"] for (i, _), r in rows.items() if i.startswith("release")]
     assert max(release_best) == 1.0
-    assert all(r["peak_added_bytes_per_step"] > 0 for r in rows.values())
+    assert all(r["peak_added_bytes_per_step"] > 0 for (i, _), r in rows.items() if i != bench.CONV_FLOOR)
     assert all(r["images"] == 16 and r["median_s"] > 0 and len(r["times_s"]) == 1 for r in rows.values())
     assert rows[("dta_lib", "fp32")]["max_abs_logit_diff_fp32"] < 1e-4  # same weights, same function
-    assert "release fp32" in bench.epoch_summary(res)
+    assert "release fp32" in bench.epoch_summary(res) and "the convolutions alone take" in bench.epoch_summary(res)
     with pytest.raises(ValueError, match="images >= batch"):
         bench.bench_epoch(images=4, batch=8)

@@ -9,7 +9,11 @@ initial weights:
   computation: input repeated T times before the stem, Python LIF loops), eager in NCHW and tuned with the
   one-liners any user can add: ``channels_last``, ``torch.compile``, both, and bf16 autocast where it is native;
 - ``dta_lib``: :func:`~dta_lib.models.ms_resnet18` in the same set-ups (compiled through
-  :func:`dta_lib.train.compile_model`).
+  :func:`dta_lib.train.compile_model`);
+- ``convolutions only``: the convolutions of ``dta_lib``'s channels_last step alone, forward and backward, per
+  precision (:func:`~dta_lib.bench.train_step.conv_step`). Every candidate runs these same convolutions, so
+  ``best release / this`` bounds what any LIF, attention or memory work can gain (each row's
+  ``speedup_cap_vs_best_release_same_precision``).
 
 bf16 runs only where it is native (AVX512-BF16 / AMX; elsewhere it is emulated and minutes slower). Each row
 carries its speed-up over the eager fp32 release and over the *fastest release set-up of the same precision*, the
@@ -32,7 +36,7 @@ from ..models.ms_resnet import ms_resnet18
 from ..models.reference import ReferenceMSResNet18
 from .measure import _autocast, peak_added_bytes, race
 
-__all__ = ["EPOCH_CANDIDATES", "bench_epoch", "epoch_images"]
+__all__ = ["CONV_FLOOR", "EPOCH_CANDIDATES", "bench_epoch", "epoch_images"]
 
 #: (implementation, precision, channels_last, compile) of every candidate; the eager fp32 release comes first
 EPOCH_CANDIDATES: tuple[tuple[str, str, bool, bool], ...] = (
@@ -51,6 +55,8 @@ EPOCH_CANDIDATES: tuple[tuple[str, str, bool, bool], ...] = (
     ("dta_lib", "bf16", True, True),
 )
 FULL_EPOCH = 60_000
+#: the race's extra row: the convolutions of dta_lib's channels_last step alone (:func:`.train_step.conv_step`)
+CONV_FLOOR = "convolutions only"
 
 
 def epoch_images(n: int, image_size: int = 28, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -130,6 +136,13 @@ def bench_epoch(
         data = batches_cl if cl else batches
         fns[key] = _epoch(net, sgd(m), data, prec, dev)
         one_step[key] = _epoch(net, sgd(m), data[:1], prec, dev)
+    # the floor: the convolutions of dta_lib's channels_last step alone, per precision, raced with the rest
+    from .train_step import conv_step
+
+    conv_net = copy.deepcopy(ours).to(memory_format=torch.channels_last)
+    for prec in dict.fromkeys(k.split("/")[1] for k in fns):
+        run, _ = conv_step(conv_net, batches_cl[0][0], prec, dev)
+        fns[f"{CONV_FLOOR}/{prec}"] = lambda run=run: [run() for _ in range(steps)]
     if "release/fp32" not in fns:
         raise ValueError("the candidates must include the eager fp32 release, ('release', 'fp32', False, False)")
     times = race(fns, repeats, dev, warmup=1)
@@ -139,6 +152,7 @@ def bench_epoch(
     rows = []
     for key, ts in times.items():
         name, prec = key.split("/")
+        floor = med[f"{CONV_FLOOR}/{prec}"]
         rows.append({
             "bench": "epoch", "impl": name, "precision": prec, "images": steps * batch, "batch": batch,
             "T": time_steps, "width": width, "image_size": image_size, "data": source,
@@ -146,7 +160,11 @@ def bench_epoch(
             "speedup_vs_release_fp32": med["release/fp32"] / med[key],
             "speedup_vs_best_release_same_precision": best_release[prec] / med[key],
             "full_epoch_s": med[key] * FULL_EPOCH / (steps * batch),
-            "peak_added_bytes_per_step": peak_added_bytes(one_step[key], dev),
+            "peak_added_bytes_per_step": peak_added_bytes(one_step[key], dev) if key in one_step else None,
+            # if everything but the convolutions were free, this candidate could be at most this much faster than
+            # the best release of its precision (the convolutions are the same in every candidate)
+            "conv_floor_s": floor, "conv_share": floor / med[key],
+            "speedup_cap_vs_best_release_same_precision": best_release[prec] / floor,
             "max_abs_logit_diff_fp32": max_diff,
         })
     return rows

@@ -156,7 +156,8 @@ def plot_epoch(result: dict[str, Any], path: Path | None = None):
     labels = [f"{r['impl']} / {r['precision']}" for r in rows]
     vals = [r["images_per_s"] for r in rows]
     colors = [("0.45" if r["precision"] == "bf16" else "0.7") if r["impl"].startswith("release")
-              else ("C1" if r["precision"] == "bf16" else "C0") for r in rows]
+              else ("C1" if r["precision"] == "bf16" else "C0") if r["impl"].startswith("dta_lib")
+              else "0.9" for r in rows]  # the convolutions-only floor in light grey
     ax.barh(labels, vals, color=colors)
     for i, r in enumerate(rows):
         best = r.get("speedup_vs_best_release_same_precision")
@@ -187,8 +188,14 @@ def epoch_summary(result: dict[str, Any]) -> str:
         return f", {x:.2f}x the best release {r['precision']}" if x is not None else ""
 
     def mem(r: dict[str, Any]) -> str:
-        return f", {r['peak_added_bytes_per_step'] / 2**20:.0f} MiB per step" if "peak_added_bytes_per_step" in r else ""
+        return (f", {r['peak_added_bytes_per_step'] / 2**20:.0f} MiB per step"
+                if r.get("peak_added_bytes_per_step") is not None else "")
 
-    return "\n".join(
-        f"epoch {r['impl']:31s} {r['precision']}: {r['images_per_s']:6.1f} img/s, {r['speedup_vs_release_fp32']:.2f}x "
-        f"release fp32{best(r)}, {r['full_epoch_s'] / 60:.1f} min per 60,000 images{mem(r)}" for r in result["epoch"])
+    lines = [f"epoch {r['impl']:35s} {r['precision']}: {r['images_per_s']:6.1f} img/s, "
+             f"{r['speedup_vs_release_fp32']:.2f}x release fp32{best(r)}, {r['full_epoch_s'] / 60:.1f} min per 60,000 "
+             f"images{mem(r)}" for r in result["epoch"]]
+    caps = {r["precision"]: r for r in result["epoch"] if "speedup_cap_vs_best_release_same_precision" in r}
+    lines += [f"{p}: the convolutions alone take {r['conv_floor_s']:.2f} s per epoch; with everything else free a "
+              f"candidate could be at most {r['speedup_cap_vs_best_release_same_precision']:.2f}x the best release {p}"
+              for p, r in caps.items()]
+    return "\n".join(lines)

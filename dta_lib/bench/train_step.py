@@ -15,20 +15,23 @@ from .measure import _DTYPES, PRECISIONS, _autocast, peak_added_bytes, race
 
 __all__ = [
     "conv_floor",
+    "conv_step",
     "bench_train",
 ]
 
 
-def conv_floor(model: torch.nn.Module, x: torch.Tensor, repeats: int, device: torch.device) -> dict[str, Any]:
-    """Seconds of the convolutions alone in one training step of ``model`` on ``x``: ``{"times_s": [...]
-    (one per repetition), "calls": number of convolution calls in a forward pass}``.
+def conv_step(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32",
+              device: torch.device | None = None) -> tuple[Callable[[], None], int]:
+    """``(run, calls)``: ``run()`` performs the convolutions of one training step of ``model`` on ``x`` and nothing
+    else; ``calls`` is the number of convolution calls in a forward pass.
 
-    Every ``nn.Conv1d``/``nn.Conv2d`` call of a forward pass is recorded with its real input; each is then
-    run alone, forward + backward (input gradient when the network needs it, weight and bias gradients),
-    in the module's own memory format. The sum is what a step would cost if everything but the
-    convolutions were free: ``release_step / conv_floor`` bounds the speed-up any LIF, DTA or memory
-    work can give without faster convolution kernels.
+    Every ``nn.Conv1d``/``nn.Conv2d`` call of a forward pass is recorded with its real input; ``run`` then runs each
+    alone, forward + backward (input gradient when the network needs it, weight and bias gradients), in the module's
+    own memory format and under ``precision``'s autocast. Its time is what a step would cost if everything but the
+    convolutions were free: ``step / conv time`` bounds the speed-up any LIF, DTA or memory work can give without
+    faster convolution kernels.
     """
+    device = device or x.device
     calls: list[tuple[torch.nn.Module, torch.Tensor, bool]] = []
 
     def hook(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
@@ -36,7 +39,7 @@ def conv_floor(model: torch.nn.Module, x: torch.Tensor, repeats: int, device: to
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))]
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), _autocast(device, precision):
             model(x)
     finally:
         for h in handles:
@@ -45,11 +48,12 @@ def conv_floor(model: torch.nn.Module, x: torch.Tensor, repeats: int, device: to
     def one(mod: torch.nn.Module, inp: torch.Tensor, needs_grad: bool) -> Callable[[], None]:
         leaf = inp.requires_grad_(needs_grad)
         params = [p for p in mod.parameters() if p.requires_grad]
-        with torch.no_grad():
+        with torch.no_grad(), _autocast(device, precision):
             gy = torch.ones_like(mod(leaf))
 
         def run() -> None:
-            y = mod(leaf)
+            with _autocast(device, precision):
+                y = mod(leaf)
             torch.autograd.grad(y, ([leaf] if needs_grad else []) + params, gy)
 
         return run
@@ -60,7 +64,14 @@ def conv_floor(model: torch.nn.Module, x: torch.Tensor, repeats: int, device: to
         for f in fns:
             f()
 
-    return {"times_s": race({"convs": all_convs}, repeats, device)["convs"], "calls": len(calls)}
+    return all_convs, len(calls)
+
+
+def conv_floor(model: torch.nn.Module, x: torch.Tensor, repeats: int, device: torch.device) -> dict[str, Any]:
+    """Seconds of the convolutions alone in one fp32 training step of ``model`` on ``x`` (:func:`conv_step`):
+    ``{"times_s": [...] (one per repetition), "calls": number of convolution calls in a forward pass}``."""
+    run, calls = conv_step(model, x, "fp32", device)
+    return {"times_s": race({"convs": run}, repeats, device)["convs"], "calls": calls}
 
 
 def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
