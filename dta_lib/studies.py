@@ -55,6 +55,9 @@ __all__ = [
     "clean_train_accuracy",
     "train_test_gaps",
     "TIME_ORDERS",
+    "TIME_ORDER_FILE",
+    "time_order_table",
+    "time_order_verdicts",
     "time_order_control",
     "OVERFIT_GAP",
     "dvs_table",
@@ -625,6 +628,66 @@ def time_order_control(run: str | os.PathLike, checkpoint: str = "best.pt", seed
     return out
 
 
+#: where :func:`time_order_table` caches a run's control (the run folder, like ``clean_train.json``)
+TIME_ORDER_FILE = "time_order.json"
+
+
+def time_order_table(runs: pd.DataFrame, checkpoint: str = "best.pt") -> pd.DataFrame:
+    """``runs`` (event-data runs) plus the :func:`time_order_control` accuracies, one column per order of
+    :data:`TIME_ORDERS`, and ``drop_shuffled`` / ``drop_reversed`` (original minus that order, points).
+
+    Each run's result is cached as :data:`TIME_ORDER_FILE` in its folder (written atomically, keyed by the
+    checkpoint's name), so a notebook re-rendered from committed runs does not evaluate again; a run with neither a
+    cache nor the checkpoint is an error naming the run (a missing control is not a silent NaN).
+    """
+    from .atomic import atomic_write_text
+
+    rows = []
+    for run in runs["run"]:
+        cache = Path(run) / TIME_ORDER_FILE
+        d = json.loads(cache.read_text()) if cache.is_file() else {}
+        if d.get("checkpoint") != checkpoint:
+            if not (Path(run) / checkpoint).is_file():
+                raise FileNotFoundError(f"{run}: no {TIME_ORDER_FILE} and no {checkpoint} to evaluate; train the run "
+                                        "again or restore its checkpoint")
+            d = {"checkpoint": checkpoint, **time_order_control(run, checkpoint)}
+            atomic_write_text(cache, json.dumps(d) + "\n")
+        rows.append({o: float(d[o]) for o in TIME_ORDERS})
+    out = pd.concat([runs.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+    for o in TIME_ORDERS[1:]:
+        out[f"drop_{o}"] = out["original"] - out[o]
+    return out
+
+
+def time_order_verdicts(orders: pd.DataFrame, baseline: str = "none") -> list[str]:
+    """The time-order control in sentences (``orders``: :func:`time_order_table`): per variant, the mean accuracy
+    drop with frames shuffled and reversed and its 95% t-interval over seeds (an interval above 0: the model uses
+    the order of the frames), then DTA's drop minus ``baseline``'s, paired by seed (above 0: DTA relies on order
+    more)."""
+    lines = []
+    for what in ("shuffled", "reversed"):
+        col = f"drop_{what}"
+        for a, g in orders.groupby("attention", sort=False):
+            m, sd, n = g[col].mean(), g[col].std(ddof=1), len(g)
+            if n < 2:
+                lines.append(f"{a}, frames {what}: drop {m:+.2f} points (one seed: no interval).")
+                continue
+            lo, hi = t_interval(m, sd, n)
+            lines.append(f"{a}, frames {what}: drop {m:+.2f} points, 95% t-interval [{lo:+.2f}, {hi:+.2f}] over {n} "
+                         "seeds: " + ("the model uses the order of the frames." if lo > 0 else
+                                      "no drop beyond seed noise." if lo <= 0 <= hi else "order-free accuracy rises."))
+        d = paired_differences(orders, "attention", "dta", col)
+        d = d[d["attention"] == baseline]
+        if len(d) and d.n_pairs.iloc[0] > 1:
+            r = d.iloc[0]
+            lo, hi = t_interval(r.diff_mean, r.diff_std, int(r.n_pairs))
+            lines.append(f"DTA's drop minus {baseline}'s ({what}): {r.diff_mean:+.2f} points, 95% t-interval "
+                         f"[{lo:+.2f}, {hi:+.2f}] over {int(r.n_pairs)} seed pairs: "
+                         + ("DTA relies on the order more." if lo > 0 else "DTA relies on it less." if hi < 0 else
+                            "no difference beyond seed noise."))
+    return lines
+
+
 def dvs_table(runs: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
     """Per attention variant: accuracies and the clean train - test gap as mean +- std over seeds, the seed count,
     the paper's CIFAR10-DVS top-1 and whether the mean gap exceeds :data:`OVERFIT_GAP`.
@@ -652,10 +715,15 @@ def dvs_verdicts(runs: pd.DataFrame, diffs: pd.DataFrame, order: Sequence[str] |
     m = runs.groupby("attention")[["best_test_acc", "train_test_gap"]].mean().reindex(order)
     paper = PAPER_RESULTS[PAPER_RESULTS["dataset"] == "cifar10-dvs"].set_index("attention")["paper_top1"]
     d = diffs.iloc[0]
-    lines = [f"DTA minus baseline, best test accuracy: {d.diff_mean + 0.0:+.2f} points over {int(d.n_pairs)} seed "
-             "pair(s)" + (f" (sd {d.diff_std:.2f})" if d.n_pairs > 1 else "") + "; "
-             + ("exceeds seed noise." if d["exceeds seed noise"]
-                else "does NOT exceed seed noise (or too few seeds to tell): not a win."),
+    n = int(d.n_pairs)
+    spread = ""
+    if n > 1:
+        lo, hi = t_interval(d.diff_mean, d.diff_std, n)
+        spread = (f" (sd {d.diff_std:.2f}; 95% t-interval [{lo:+.2f}, {hi:+.2f}]; the smallest difference these seeds "
+                  f"detect with 80% power: {min_detectable_effect(d.diff_std, n):.2f} points)")
+    lines = [f"DTA minus baseline, best test accuracy: {d.diff_mean + 0.0:+.2f} points over {n} seed pair(s)" + spread
+             + "; " + ("exceeds seed noise." if d["exceeds seed noise"]
+                       else "does NOT exceed seed noise (or too few seeds to tell): not a win."),
              f"Paper, CIFAR10-DVS: {paper['dta'] - paper['none']:+.1f} points ({paper['dta']:g} vs {paper['none']:g}) "
              "at full scale."]
     for a, r in m.iterrows():
@@ -1179,11 +1247,6 @@ def study_summary(runs: pd.DataFrame, study: str, metric: str = "best_test_acc")
             row["train_test_gap"] = ms("train_test_gap", all_or_na=True)
         rows.append({**row, AUGMENTED_TRAIN_LABEL: ms("final_train_acc")})
     return pd.DataFrame(rows)
-
-
-def _mean_by(sub: pd.DataFrame, col: str, value: Any, metric: str) -> tuple[float, float, int]:
-    g = sub[sub[col] == value][metric]
-    return float(g.mean()), float(g.std(ddof=1)) if len(g) > 1 else math.nan, len(g)
 
 
 def paper_gaps(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFrame:

@@ -318,3 +318,32 @@ def test_time_order_control_reorders_only_the_time_axis(tmp_path: Path) -> None:
     train(static, out=tmp_path / "static")
     with pytest.raises(ValueError, match="needs event data"):
         time_order_control(tmp_path / "static")
+
+
+def test_time_order_table_caches_in_the_run_folder_and_names_a_run_it_cannot_evaluate(tmp_path: Path) -> None:
+    from dta_lib.train import train
+    from dta_lib.studies import TIME_ORDER_FILE, time_order_table
+
+    cfg = make_config("synthetic-dvs", "smoke", epochs=1, subset=32, test_subset=32, batch_size=16, width=0.0625,
+                      threads=1, progress=False, precision="fp32")
+    train(cfg, out=tmp_path / "run")
+    runs = pd.DataFrame({"run": [str(tmp_path / "run")], "attention": ["dta"]})
+    first = time_order_table(runs)
+    assert (first["drop_reversed"] == first["original"] - first["reversed"]).all()
+    (tmp_path / "run" / "best.pt").unlink()  # a committed run without its checkpoint: the cache answers
+    assert time_order_table(runs).equals(first)
+    (tmp_path / "run" / TIME_ORDER_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="no time_order.json and no best.pt"):
+        time_order_table(runs)
+
+
+def test_time_order_verdicts_read_the_drops_with_intervals() -> None:
+    from dta_lib.studies import time_order_verdicts
+
+    orders = pd.DataFrame({"attention": ["none"] * 3 + ["dta"] * 3, "seed": [0, 1, 2] * 2,
+                           "drop_shuffled": [5.0, 6.0, 7.0, 9.0, 10.5, 11.0], "drop_reversed": [0.1, -0.2, 0.05] * 2})
+    lines = time_order_verdicts(orders)
+    assert any(l.startswith("none, frames shuffled: drop +6.00") and "uses the order" in l for l in lines)
+    assert any(l.startswith("DTA's drop minus none's (shuffled): +4.17") and "relies on the order more" in l for l in lines)
+    assert any(l.startswith("dta, frames reversed") and "no drop beyond seed noise" in l for l in lines)
+    assert any(l.startswith("DTA's drop minus none's (reversed): +0.00") and "no difference" in l for l in lines)
