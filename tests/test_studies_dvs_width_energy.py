@@ -264,7 +264,9 @@ def test_dvs_table_and_verdicts() -> None:
     assert list(table["paper CIFAR10-DVS top-1 (%)"]) == [80.4, 81.3]
     assert list(table[f"gap > {OVERFIT_GAP:g} points"]) == [False, True]
     lines = dvs_verdicts(runs, paired_verdicts(runs, "attention", "dta"), ["none", "dta"])
-    assert lines[0].startswith("DTA minus baseline, best test accuracy: +5.25 points over 2 seed pair(s) (sd 0.35)")
+    assert lines[0].startswith("DTA minus baseline, best test accuracy: +5.25 points over 2 seed pair(s) (sd 0.35; "
+                               "95% t-interval [+2.07, +8.43]; the smallest difference these seeds detect with 80% "
+                               "power: 3.52 points)")
     assert lines[1] == "Paper, CIFAR10-DVS: +0.9 points (81.3 vs 80.4) at full scale."
     assert lines[2:] == ["none: train/test gap 2.0 points -> below the summary's 10-point overfitting signature.",
                          "dta: train/test gap 12.0 points -> above the summary's 10-point overfitting signature."]
