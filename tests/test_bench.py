@@ -109,5 +109,13 @@ def test_epoch_race_quick_writes_json_and_figure(tmp_path):
     assert all(r["images"] == 16 and r["median_s"] > 0 and len(r["times_s"]) == 1 for r in rows.values())
     assert rows[("dta_lib", "fp32")]["max_abs_logit_diff_fp32"] < 1e-4  # same weights, same function
     assert "release fp32" in bench.epoch_summary(res) and "the convolutions alone take" in bench.epoch_summary(res)
+    # the fastest set-up of each side is profiled: its step's time split into groups, convolutions among them
+    profiled = [r for r in rows.values() if r.get("profile")]
+    assert sorted(r["impl"].split("+")[0] for r in profiled) == ["dta_lib", "release"]
+    for r in profiled:
+        assert r["median_s"] == min(o["median_s"] for o in rows.values() if o["impl"].split("+")[0] == r["impl"].split("+")[0])
+        assert set(r["profile"]) == {g for g, _ in bench.PROFILE_GROUPS} | {"other"}
+        assert r["profile"]["convolution"] > 0 and all(v >= 0 for v in r["profile"].values())
+    assert "profile of one step, " in bench.epoch_summary(res)
     with pytest.raises(ValueError, match="images >= batch"):
         bench.bench_epoch(images=4, batch=8)

@@ -15,6 +15,9 @@ initial weights:
   ``best release / this`` bounds what any LIF, attention or memory work can gain (each row's
   ``speedup_cap_vs_best_release_same_precision``).
 
+After the race, the fastest set-up of each side per precision is profiled (:func:`step_profile`): where one training
+step's time goes, by the groups of :data:`PROFILE_GROUPS` (each row's ``profile``, seconds per step).
+
 bf16 runs only where it is native (AVX512-BF16 / AMX; elsewhere it is emulated and minutes slower). Each row
 carries its speed-up over the eager fp32 release and over the *fastest release set-up of the same precision*, the
 honest opponent, and the peak memory one training step adds.
@@ -36,7 +39,7 @@ from ..models.ms_resnet import ms_resnet18
 from ..models.reference import ReferenceMSResNet18
 from .measure import _autocast, peak_added_bytes, race
 
-__all__ = ["CONV_FLOOR", "EPOCH_CANDIDATES", "bench_epoch", "epoch_images"]
+__all__ = ["CONV_FLOOR", "EPOCH_CANDIDATES", "PROFILE_GROUPS", "bench_epoch", "epoch_images", "step_profile"]
 
 #: (implementation, precision, channels_last, compile) of every candidate; the eager fp32 release comes first
 EPOCH_CANDIDATES: tuple[tuple[str, str, bool, bool], ...] = (
@@ -57,6 +60,17 @@ EPOCH_CANDIDATES: tuple[tuple[str, str, bool, bool], ...] = (
 FULL_EPOCH = 60_000
 #: the race's extra row: the convolutions of dta_lib's channels_last step alone (:func:`.train_step.conv_step`)
 CONV_FLOOR = "convolutions only"
+#: :func:`step_profile`'s groups: (group, substrings of torch.profiler event names); the first match wins, the rest
+#: is "other". Under torch.compile the fused kernels run inside the compiled graph's own events ("compiled graph").
+PROFILE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("convolution", ("conv",)),
+    ("batch norm", ("batch_norm",)),
+    ("LIF (dta_lib kernel)", ("FusedLIF",)),
+    ("optimizer", ("foreach", "Optimizer", "sgd")),
+    ("copies (dtype, layout, saved spikes)", ("copy", "clone", "contiguous")),
+    ("compiled graph", ("Compiled", "compiled", "Torch-Compiled", "cpp_fused", "inductor")),
+    ("elementwise", ("add", "mul", "sub", "div", "sigmoid", "gelu", "where", "gt", "mean", "sum", "threshold")),
+)
 
 
 def epoch_images(n: int, image_size: int = 28, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -90,6 +104,25 @@ def _epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: list[tup
             opt.step()
 
     return run
+
+
+def step_profile(step: Callable[[], None], steps: int = 3) -> dict[str, float]:
+    """Seconds per call of ``step`` (already warm) spent in each group of :data:`PROFILE_GROUPS` and in "other":
+    the self CPU time of every torch.profiler event over ``steps`` calls after one profiled warm-up call (the
+    profiler's first call costs more), grouped by name. Self times add up to the profiled time, so the groups sum to
+    one step (the profiler's own overhead included)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]):
+        step()  # the warm-up call, not counted
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    out = {g: 0.0 for g, _ in PROFILE_GROUPS} | {"other": 0.0}
+    for e in prof.key_averages():
+        group = next((g for g, keys in PROFILE_GROUPS if any(k in e.key for k in keys)), "other")
+        out[group] += e.self_cpu_time_total / 1e6 / steps
+    return out
 
 
 def bench_epoch(
@@ -167,4 +200,11 @@ def bench_epoch(
             "speedup_cap_vs_best_release_same_precision": best_release[prec] / floor,
             "max_abs_logit_diff_fp32": max_diff,
         })
+    # where the fastest set-up of each side spends a step, per precision
+    for side in ("release", "dta_lib"):
+        for prec in best_release:
+            mine = [r for r in rows if r["impl"].split("+")[0] == side and r["precision"] == prec]
+            if mine:
+                best = min(mine, key=lambda r: r["median_s"])
+                best["profile"] = step_profile(one_step[f"{best['impl']}/{prec}"])
     return rows

@@ -198,4 +198,10 @@ def epoch_summary(result: dict[str, Any]) -> str:
     lines += [f"{p}: the convolutions alone take {r['conv_floor_s']:.2f} s per epoch; with everything else free a "
               f"candidate could be at most {r['speedup_cap_vs_best_release_same_precision']:.2f}x the best release {p}"
               for p, r in caps.items()]
+    for r in result["epoch"]:
+        if r.get("profile"):
+            total = sum(r["profile"].values())
+            parts = ", ".join(f"{g} {v * 1e3:.0f} ms ({v / total:.0%})" for g, v in
+                              sorted(r["profile"].items(), key=lambda kv: -kv[1]) if v / total >= 0.01)
+            lines.append(f"profile of one step, {r['impl']} {r['precision']} ({total * 1e3:.0f} ms): {parts}")
     return "\n".join(lines)
