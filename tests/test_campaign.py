@@ -72,6 +72,7 @@ def test_study_plan_names_presets_that_exist():
     assert STUDY_PLAN["05"]["PRESET"] == "study" and STUDY_PLAN["06"]["PRESET"] == "study-10k"
     assert STUDY_PLAN["12"]["PRESET"] == "study"  # 12 analyses 05's full-data models
     assert STUDY_PLAN["09"]["PRESET"] == "study-10k" and STUDY_PLAN["07"]["PRESET"] == "study-10k"
+    assert STUDY_PLAN["08"]["PRESET"] == "study-10k"  # the DVS study: emulated events, 10,000 training streams
 
 
 def test_default_reproduce_renders_the_study_from_committed_runs_without_training(tmp_path, monkeypatch):

@@ -175,7 +175,7 @@ def test_committed_renders_run_the_notebooks_code(render):
 
 
 def test_there_are_committed_renders_to_check():
-    assert {p.parent.name for p in RENDERS} == {"study"} and len(RENDERS) == 5
+    assert {p.parent.name for p in RENDERS} == {"study"} and len(RENDERS) == 6
 
 
 #: paths the docs name as what a command writes (not committed)
