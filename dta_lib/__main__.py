@@ -1,31 +1,24 @@
 """Command line: ``python -m dta_lib {train,evaluate,...} --help``.
 
-Subcommands live in :data:`COMMANDS` (name -> :class:`Command`). Another module adds one with
+Subcommands live in :data:`COMMANDS` (name -> ``(help, add_arguments, run)``). Another module adds one with
 :func:`register_command`, or by being listed in :data:`PLUGIN_MODULES` and defining
 ``add_arguments(parser)`` and ``run(args) -> int`` (plus a module docstring for the help).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import os
 import signal
 import sys
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-__all__ = ["Command", "COMMANDS", "PLUGIN_MODULES", "register_command", "build_parser", "main"]
+__all__ = ["COMMANDS", "PLUGIN_MODULES", "register_command", "build_parser", "main"]
 
-
-@dataclass(frozen=True)
-class Command:
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-
-COMMANDS: dict[str, Command] = {}
+#: subcommand name -> ``(help, add_arguments(parser), run(args) -> exit status)``
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 #: subcommand name -> module with ``add_arguments(parser)`` and ``run(args)``; skipped if not importable
 PLUGIN_MODULES: dict[str, str] = {"bench": "dta_lib.bench"}
 
@@ -33,7 +26,7 @@ PLUGIN_MODULES: dict[str, str] = {"bench": "dta_lib.bench"}
 def register_command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None],
                      run: Callable[[argparse.Namespace], int]) -> None:
     """Add a subcommand ``python -m dta_lib NAME``."""
-    COMMANDS[name] = Command(help, add_arguments, run)
+    COMMANDS[name] = (help, add_arguments, run)
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -41,15 +34,12 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return action.help if action.help and "[unset:" in action.help else super()._get_help_string(action)
 
 
-# ---------------------------------------------------------------------------- train
 def _add_train(p: argparse.ArgumentParser) -> None:
     from .train import PRESETS, RECIPES
 
-    p.description = (
-        "Train an MS-ResNet spiking network (BPTT, SGD momentum 0.9, cosine annealing) with a named "
-        "recipe and size preset. Options left unset come from the preset, then the recipe "
-        "(see docs/training.md). Files in --out: config.json, run.json, metrics.jsonl, last.pt, best.pt."
-    )
+    p.description = ("Train an MS-ResNet spiking network (BPTT, SGD momentum 0.9, cosine annealing) with a named "
+                     "recipe and size preset. Options left unset come from the preset, then the recipe "
+                     "(see docs/training.md). Files in --out: config.json, run.json, metrics.jsonl, last.pt, best.pt.")
     g = p.add_argument_group("run")
     g.add_argument("--dataset", required=True, choices=sorted(RECIPES), help="dataset and its training recipe")
     g.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
@@ -67,8 +57,6 @@ def add_config_arguments(parser: argparse.ArgumentParser, config: type | None = 
     """One option per field of ``config`` (default :class:`~dta_lib.train.TrainConfig`) but ``dataset`` and
     ``preset``, from the field's type, help, group, choices and flags (:func:`dta_lib.train._f`). Every option
     defaults to ``None``: unset options come from the preset, then the recipe."""
-    import dataclasses
-
     from .train import TrainConfig
 
     groups: dict[str, Any] = {}
@@ -96,8 +84,6 @@ def add_config_arguments(parser: argparse.ArgumentParser, config: type | None = 
 
 def config_overrides(args: argparse.Namespace, config: type | None = None) -> dict[str, Any]:
     """The config fields given on the command line (``None`` = unset), for :func:`make_config`."""
-    import dataclasses
-
     from .train import TrainConfig
 
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(config or TrainConfig)
@@ -105,20 +91,17 @@ def config_overrides(args: argparse.Namespace, config: type | None = None) -> di
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .train import train
-    from .train import make_config
+    from .distributed import detect
+    from .train import make_config, train
 
     if args.out is None and not args.no_save:
         raise ValueError("--out DIR is required (or pass --no-save to write nothing)")
     if args.out is not None and args.no_save:
         raise ValueError("--out and --no-save exclude each other")
     cfg = make_config(args.dataset, args.preset, **config_overrides(args))
-    from .distributed import detect
-
     if args.lr_scale == "linear" and detect().world_size > 1:
         cfg = cfg.replace(lr=cfg.lr * detect().world_size)
     res = train(cfg, out=args.out, resume=args.resume)
-
     if detect().is_main:
         print(json.dumps({"best_acc": res.best_acc, "best_epoch": res.best_epoch, "final_acc": res.final_acc,
                           "epochs": res.epochs, "wall_seconds": round(res.wall_seconds, 2),
@@ -126,7 +109,6 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------- evaluate
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
     from .train import PRECISIONS, RECIPES
 
@@ -148,9 +130,9 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from .train import evaluate
 
-    rec = evaluate(args.checkpoint, args.dataset, data_root=args.data_root, batch_size=args.batch_size,
-                   subset=args.subset, device=args.device, precision=args.precision, progress=args.progress)
-    print(json.dumps(rec))
+    print(json.dumps(evaluate(args.checkpoint, args.dataset, data_root=args.data_root, batch_size=args.batch_size,
+                              subset=args.subset, device=args.device, precision=args.precision,
+                              progress=args.progress)))
     return 0
 
 
@@ -158,7 +140,6 @@ register_command("train", "train a model (python -m dta_lib train --help)", _add
 register_command("evaluate", "evaluate a checkpoint (python -m dta_lib evaluate --help)", _add_evaluate, _run_evaluate)
 
 
-# ---------------------------------------------------------------------------- entry point
 def _load_plugins() -> None:
     for name, module in PLUGIN_MODULES.items():
         if name in COMMANDS:
@@ -179,21 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, cmd in COMMANDS.items():
-        sp = sub.add_parser(name, help=cmd.help, formatter_class=_Formatter)
-        cmd.add_arguments(sp)
-        sp.set_defaults(_run=cmd.run)
+    for name, (help_, add_arguments, run) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_, formatter_class=_Formatter)
+        add_arguments(sp)
+        sp.set_defaults(_run=run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand. Bad input: message on stderr, exit status 2."""
+    from .checkpoint import CheckpointError, RunLockedError
     from .train import NonFiniteLossError
-    from .checkpoint import CheckpointError
-    from .checkpoint import RunLockedError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _sigterm)  # SIGTERM stops a run like Ctrl-C: run.json says so
     try:
         return int(args._run(args) or 0)

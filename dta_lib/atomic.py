@@ -16,18 +16,12 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
 
 def _publish(tmp: Path, path: Path) -> None:
     """Give the complete temp file a new file's usual mode and move it onto ``path``."""
-    os.chmod(tmp, 0o666 & ~_umask())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
 
 

@@ -1,19 +1,16 @@
 """Train a study's runs in parallel worker processes, resumably: ``python -m dta_lib.campaign``.
 
-The notebooks train their runs one after another in the kernel. For the ``study`` presets (hours of CPU) this
-module trains the same runs (same study names, variants and configs, so the notebooks then read them with
-``REUSE=True``) in ``--workers`` processes of ``--threads`` threads each: on a 2-core CPU two one-thread
-processes train ~1.25x more images per second than one two-thread process (measured: 99 img/s per one-thread
-process vs 159 img/s for one two-thread process, width 1/8, T=4, batch 64, fp32, channels_last).
-
-Every run goes through :func:`dta_lib.runs.run_one`: a finished run is reused, a run with ``last.pt`` is
-resumed, and a folder another process works on is skipped (its lock), so an interrupted campaign is continued
-by starting it again. Jobs are ordered seed-major (every variant of seed 0, then of seed 1, ...) so that a
-campaign stopped half-way leaves complete paired seeds.
+The same runs the notebooks train one after another (same studies, variants and configs, so the notebooks then
+read them with ``REUSE=True``), in ``--workers`` processes of ``--threads`` threads each: on a 2-core CPU two
+one-thread processes train ~1.25x more images per second than one two-thread process (measured: 2 x 99 vs 159
+img/s; width 1/8, T=4, batch 64, fp32, channels_last). Every run goes through :func:`dta_lib.runs.run_one` (reused
+when finished, resumed from ``last.pt``, skipped while another process holds its lock), so starting a campaign
+again continues it; jobs run seed-major, so a campaign stopped half-way leaves complete paired seeds.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import sys
 import time
@@ -53,14 +50,9 @@ def run_jobs(name: str, preset: str, seeds: Sequence[int] | None = None, workers
         raise ValueError(f"need workers >= 1 and threads >= 1, got workers={workers}, threads={threads}")
     todo = [(name, preset, v, s, {"threads": threads, "progress": False, **common}) for v, s in jobs(STUDIES[name], preset, seeds)]
     out: list[tuple[str, int, str]] = []
-    if workers == 1:
-        for a in todo:
-            out.append(_work(a))
-            print(f"[{name}/{preset}] {out[-1][0]} seed {out[-1][1]}: {out[-1][2]}", flush=True)
-        return out
-    # spawn: a clean interpreter per worker (no forked OpenMP state)
-    with mp.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
-        for r in pool.imap_unordered(_work, todo):
+    spawn = mp.get_context("spawn")  # a clean interpreter per worker (no forked OpenMP state)
+    with spawn.Pool(workers, maxtasksperchild=1) if workers > 1 else contextlib.nullcontext() as pool:
+        for r in pool.imap_unordered(_work, todo) if pool else map(_work, todo):
             out.append(r)
             print(f"[{name}/{preset}] {r[0]} seed {r[1]}: {r[2]}", flush=True)
     return out

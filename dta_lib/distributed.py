@@ -1,33 +1,17 @@
-"""Multi-process training with ``torchrun`` + DDP (thin helpers over ``torch.distributed``).
-
-``torchrun --nproc_per_node N -m dta_lib train ...`` sets ``RANK`` / ``WORLD_SIZE`` /
-``LOCAL_RANK``; :func:`setup` reads them and joins the process group (``nccl`` on CUDA,
-``gloo`` on CPU). Only rank 0 writes files; metrics are summed across ranks.
+"""Multi-process training with ``torchrun`` + DDP (thin helpers over ``torch.distributed``): :func:`setup` reads
+``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` and joins the process group (``nccl`` on CUDA, ``gloo`` on CPU). Only
+rank 0 writes files; metrics are summed across ranks.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import nn
-
-__all__ = [
-    "DistInfo",
-    "detect",
-    "setup",
-    "cleanup",
-    "wrap_model",
-    "unwrap_model",
-    "all_reduce_sum",
-    "barrier",
-    "param_digest",
-    "gather_digests",
-    "shard_indices",
-]
 
 
 @dataclass(frozen=True)
@@ -45,34 +29,29 @@ class DistInfo:
         return self.rank == 0
 
 
-def _env_int(name: str) -> int:
-    raw = os.environ[name]
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
-
-
 def detect() -> DistInfo:
-    """Read ``torchrun``'s environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``)."""
+    """Read ``torchrun``'s environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, which defaults to ``RANK``)."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistInfo()
-    rank, world = _env_int("RANK"), _env_int("WORLD_SIZE")
-    local = _env_int("LOCAL_RANK") if "LOCAL_RANK" in os.environ else rank
+    env: dict[str, int] = {}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        try:
+            env[name] = int(os.environ.get(name, os.environ["RANK"]))
+        except ValueError:
+            raise ValueError(f"environment variable {name} must be an integer, got {os.environ[name]!r}") from None
+    rank, world = env["RANK"], env["WORLD_SIZE"]
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"inconsistent torchrun environment: RANK={rank}, WORLD_SIZE={world}")
-    return DistInfo(rank, world, local, enabled=world > 1)
+    return DistInfo(rank, world, env["LOCAL_RANK"], enabled=world > 1)
 
 
 def setup(device: torch.device) -> DistInfo:
     """Join the process group when launched by ``torchrun`` with more than one process."""
     info = detect()
-    if not info.enabled or dist.is_initialized():
-        return info
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if device.type == "cuda":
-        torch.cuda.set_device(info.local_rank)
-    dist.init_process_group(backend=backend)
+    if info.enabled and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(info.local_rank)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return info
 
 
@@ -93,13 +72,9 @@ def wrap_model(model: nn.Module, info: DistInfo, device: torch.device, sync_bn: 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The bare module under DDP and ``torch.compile`` wrappers (whose state_dict keys are clean)."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod  # type: ignore[assignment]
-        else:
-            return model
+    while isinstance(model, nn.parallel.DistributedDataParallel) or hasattr(model, "_orig_mod"):
+        model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model._orig_mod
+    return model  # type: ignore[return-value]
 
 
 def all_reduce_sum(values: Sequence[float], device: torch.device, info: DistInfo) -> list[float]:
@@ -111,9 +86,13 @@ def all_reduce_sum(values: Sequence[float], device: torch.device, info: DistInfo
     return t.tolist()
 
 
-def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        dist.barrier()
+def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` in a single process)."""
+    if not info.enabled:
+        return [obj]
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def param_digest(model: nn.Module) -> str:
@@ -127,12 +106,7 @@ def param_digest(model: nn.Module) -> str:
 
 def gather_digests(model: nn.Module, info: DistInfo) -> list[str]:
     """Every rank's :func:`param_digest` (one entry per rank; a single entry when not distributed)."""
-    mine = param_digest(model)
-    if not info.enabled:
-        return [mine]
-    out: list[str | None] = [None] * info.world_size
-    dist.all_gather_object(out, mine)
-    return [str(d) for d in out]
+    return [str(d) for d in gather_objects(param_digest(model), info)]
 
 
 def shard_indices(n: int, info: DistInfo) -> list[int]:

@@ -1,8 +1,4 @@
-"""Notebook helpers: the set-up every numbered notebook does first, and a name tag for non-default parameters.
-
-:func:`setup` is the first code cell's one call: it picks the output root (``$DTA_OUTPUT_DIR``, else the
-``reports/`` of the repo the notebook sits in, else ``./reports``) and sets ``$DTA_OUTPUT_DIR`` to it so every
-library default writes there, makes torch deterministic, and sets the display options.
+"""Notebook helpers: :func:`setup`, the first code cell's one call, and a name tag for non-default parameters.
 
 The figures and tables that the numbered notebooks write with their *default* parameters are committed. A run
 with other parameters (``papermill -p TIME_STEPS 8 ...``) must not overwrite them, so every output name carries
@@ -23,8 +19,7 @@ from typing import Any, Mapping
 
 from .paths import CHECKOUT, output_root
 
-__all__ = ["NotebookSetup", "setup", "notebook_reports", "notebook_defaults", "check_parameters", "param_tag",
-           "IGNORED_PARAMETERS"]
+__all__ = ["NotebookSetup", "setup", "notebook_defaults", "check_parameters", "param_tag", "IGNORED_PARAMETERS"]
 
 #: parameters that do not change what a figure shows (the preset is already part of the names that depend on it;
 #: DOWNLOAD only lets a missing dataset be fetched)
@@ -32,9 +27,7 @@ IGNORED_PARAMETERS = frozenset({"PRESET", "REUSE", "THREADS", "PRECISION_REUSE",
 
 
 def _notebook_path(notebook: str | os.PathLike[str]) -> Path:
-    p = Path(notebook)
-    if p.suffix != ".ipynb":
-        p = p.with_suffix(".ipynb")
+    p = Path(notebook).with_suffix(".ipynb")
     if p.is_file():
         return p
     for folder in ([CHECKOUT / "notebooks"] if CHECKOUT is not None else []) + [Path.cwd()]:
@@ -43,65 +36,44 @@ def _notebook_path(notebook: str | os.PathLike[str]) -> Path:
     raise FileNotFoundError(f"notebook {p.name} not found (looked in the checkout's notebooks/ and {Path.cwd()})")
 
 
-def notebook_reports(notebook: str | os.PathLike[str]) -> Path:
-    """Where a notebook's outputs go: ``$DTA_OUTPUT_DIR``; else ``reports/`` of the project the notebook is in
-    (the folder above ``notebooks/`` holding ``pyproject.toml``); else ``./reports``."""
-    if os.environ.get("DTA_OUTPUT_DIR"):
-        return output_root()
-    try:
-        project = _notebook_path(notebook).resolve().parent.parent
-    except FileNotFoundError:
-        return output_root()
-    return project / "reports" if (project / "pyproject.toml").is_file() else output_root()
-
-
 @dataclass(frozen=True)
 class NotebookSetup:
     """What :func:`setup` decided: the name tag and the output folders."""
 
     tag: str
     reports: Path
-
-    @property
-    def tables(self) -> Path:
-        return self.reports / "tables"
-
-    @property
-    def figures(self) -> Path:
-        return self.reports / "figures"
+    tables: Path
+    figures: Path
 
 
-def setup(notebook: str, namespace: Mapping[str, Any], *, seed: int | None = None, threads: int | None = None,
-          width: int | None = 160, max_colwidth: int | None = None, max_columns: int | None = None,
-          dpi: int | None = 80) -> NotebookSetup:
+def setup(notebook: str, namespace: Mapping[str, Any], *, width: int | None = 160, max_colwidth: int | None = None,
+          max_columns: int | None = None, dpi: int | None = 80) -> NotebookSetup:
     """The first code cell of a numbered notebook: output root, determinism, display options, name tag.
 
-    Sets ``$DTA_OUTPUT_DIR`` to :func:`notebook_reports` (so runs, figures and tables of the library's defaults go
-    there), ``torch.use_deterministic_algorithms(True)``, ``torch.manual_seed(seed)`` and
-    ``torch.set_num_threads(threads)`` when given, pandas' display width / column options and matplotlib's figure
-    dpi; silences tqdm's "IProgress not found" warning (progress bars are off in the notebooks). ``namespace`` is the
-    notebook's ``globals()``, read by :func:`param_tag`.
+    Sets ``$DTA_OUTPUT_DIR`` (so runs, figures and tables of the library's defaults go there) to itself when set,
+    else to ``reports/`` of the project the notebook is in (the folder above ``notebooks/`` holding
+    ``pyproject.toml``), else to ``./reports``; ``torch.use_deterministic_algorithms(True)``, pandas' display width /
+    column options and matplotlib's figure dpi; silences tqdm's "IProgress not found" warning (progress bars are off
+    in the notebooks). ``namespace`` is the notebook's ``globals()``, read by :func:`param_tag`.
     """
     import matplotlib.pyplot as plt
     import pandas as pd
     import torch
 
     check_parameters(notebook, namespace)
-    reports = notebook_reports(notebook)
+    reports, project = output_root(), _notebook_path(notebook).resolve().parent.parent
+    if not os.environ.get("DTA_OUTPUT_DIR") and (project / "pyproject.toml").is_file():
+        reports = project / "reports"
     os.environ["DTA_OUTPUT_DIR"] = str(reports)
     warnings.filterwarnings("ignore", message="IProgress not found")
     torch.use_deterministic_algorithms(True)
-    if seed is not None:
-        torch.manual_seed(seed)
-    if threads is not None:
-        torch.set_num_threads(threads)
     for option, value in (("display.width", width), ("display.max_colwidth", max_colwidth),
                           ("display.max_columns", max_columns)):
         if value is not None:
             pd.set_option(option, value)
     if dpi is not None:
         plt.rcParams["figure.dpi"] = dpi
-    return NotebookSetup(param_tag(notebook, namespace), reports)
+    return NotebookSetup(param_tag(notebook, namespace), reports, reports / "tables", reports / "figures")
 
 
 _TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
@@ -154,11 +126,6 @@ def notebook_defaults(notebook: str | os.PathLike[str]) -> dict[str, Any]:
     return {k: default for k, (_, default) in _parameter_cell(notebook).items()}
 
 
-def _short(value: Any) -> str:
-    text = re.sub(r"[^A-Za-z0-9.+-]+", "_", str(value)).strip("_")
-    return text or "none"
-
-
 def param_tag(notebook: str | os.PathLike[str], namespace: Mapping[str, Any], max_len: int = 48) -> str:
     """``""`` when every parameter in ``namespace`` has its default, else ``_name-value_...`` (sorted by name).
 
@@ -169,18 +136,16 @@ def param_tag(notebook: str | os.PathLike[str], namespace: Mapping[str, Any], ma
                if k not in IGNORED_PARAMETERS and k in namespace and namespace[k] != v}
     if not changed:
         return ""
-    tag = "_" + "_".join(f"{k.lower()}-{_short(changed[k])}" for k in sorted(changed))
+    short = {k: re.sub(r"[^A-Za-z0-9.+-]+", "_", str(v)).strip("_") or "none" for k, v in changed.items()}
+    tag = "_" + "_".join(f"{k.lower()}-{short[k]}" for k in sorted(changed))
     if len(tag) > max_len:
         digest = hashlib.sha256(json.dumps(changed, sort_keys=True, default=str).encode()).hexdigest()[:10]
         tag = f"_p{digest}"
     return tag
 
 
-# ---------------------------------------------------------------------------- committed notebook metadata
 #: what JupyterLab writes for the ``python3`` kernel of ipykernel: stored so that opening a notebook leaves git clean
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-#: per-run metadata that papermill / nbclient add and that would change on every execution
-_VOLATILE_CELL_KEYS = ("papermill", "execution")
 
 
 def normalize_notebook(nb: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +156,7 @@ def normalize_notebook(nb: dict[str, Any]) -> dict[str, Any]:
     meta.pop("papermill", None)
     meta.pop("widgets", None)
     for cell in nb.get("cells", []):
-        for key in _VOLATILE_CELL_KEYS:
+        for key in ("papermill", "execution"):  # per-run metadata of papermill / nbclient
             cell.get("metadata", {}).pop(key, None)
         if "outputs" in cell:
             cell["outputs"] = [o for o in cell["outputs"]

@@ -18,19 +18,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["CHECKOUT", "output_root", "cache_dir", "checkout_reports", "recorded", "recorded_glob"]
-
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 #: the source checkout holding this ``dta_lib`` (``None`` when it is installed, e.g. in site-packages)
 CHECKOUT: Path | None = (
     _PACKAGE_PARENT if (_PACKAGE_PARENT / "pyproject.toml").is_file() and (_PACKAGE_PARENT / "notebooks").is_dir()
     else None
 )
-
-
-def checkout_reports() -> Path | None:
-    """The checkout's ``reports/`` folder (committed results), or ``None`` for an installed ``dta_lib``."""
-    return CHECKOUT / "reports" if CHECKOUT is not None else None
+#: the checkout's ``reports/`` folder (committed results), ``None`` for an installed ``dta_lib``
+_REPORTS = CHECKOUT / "reports" if CHECKOUT is not None else None
 
 
 def output_root(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -38,16 +33,15 @@ def output_root(explicit: str | os.PathLike[str] | None = None) -> Path:
 
     Raises ``ValueError`` for an empty or whitespace-only path (it would mean the current folder by accident).
     """
-    for value, what in ((explicit, "output folder"), (os.environ.get("DTA_OUTPUT_DIR"), "$DTA_OUTPUT_DIR")):
-        if value is None:
-            continue
-        text = os.fspath(value)
-        if what == "$DTA_OUTPUT_DIR" and text == "":
-            continue  # an exported but empty variable means "not set"
-        if not text.strip():
-            raise ValueError(f"{what} is {text!r}: expected a folder path, not an empty string")
-        return Path(text).expanduser().absolute()  # a later chdir does not move it
-    return Path.cwd() / "reports"
+    if explicit is not None:
+        text, what = os.fspath(explicit), "output folder"
+    elif os.environ.get("DTA_OUTPUT_DIR"):  # an exported but empty variable means "not set"
+        text, what = os.environ["DTA_OUTPUT_DIR"], "$DTA_OUTPUT_DIR"
+    else:
+        return Path.cwd() / "reports"
+    if not text.strip():
+        raise ValueError(f"{what} is {text!r}: expected a folder path, not an empty string")
+    return Path(text).expanduser().absolute()  # a later chdir does not move it
 
 
 def cache_dir() -> Path:
@@ -71,9 +65,8 @@ def recorded(relative: str | os.PathLike[str]) -> Path:
     first = output_root() / rel
     if first.exists():
         return first
-    reports = checkout_reports()
-    if reports is not None and (reports / rel).exists():
-        return reports / rel
+    if _REPORTS is not None and (_REPORTS / rel).exists():
+        return _REPORTS / rel
     return first
 
 
@@ -81,7 +74,6 @@ def recorded_glob(folder: str | os.PathLike[str], pattern: str) -> list[Path]:
     """Files matching ``pattern`` in ``folder`` (relative to a reports folder): those under :func:`output_root`
     when there are any, else those under the checkout's ``reports/``; sorted."""
     found = sorted((output_root() / folder).glob(pattern))
-    reports = checkout_reports()
-    if not found and reports is not None:
-        found = sorted((reports / folder).glob(pattern))
+    if not found and _REPORTS is not None:
+        found = sorted((_REPORTS / folder).glob(pattern))
     return found

@@ -7,6 +7,7 @@ keep their committed CI-sized outputs. Only the parameters a notebook declares i
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -24,13 +25,6 @@ def _checkout() -> Path:
         raise SystemExit("dta_lib.reproduce runs the repository's notebooks: it needs dta_lib imported from a clone "
                          "of the repository (make setup), not an installed copy")
     return CHECKOUT
-
-
-def reports_root(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Where a reproduction writes: ``explicit``, else ``$DTA_OUTPUT_DIR``, else the repository's ``reports/``."""
-    if explicit is not None or os.environ.get("DTA_OUTPUT_DIR"):
-        return output_root(explicit)
-    return _checkout() / "reports"
 
 
 def notebooks(selection: list[str] | None = None) -> list[Path]:
@@ -53,13 +47,11 @@ def refresh_committed(paths: list[Path]) -> int:
     from .nbsetup import normalize_notebook
 
     for nb in paths:
-        t0 = time.perf_counter()
-        tmp = nb.with_name(_partial_name(nb))
+        t0, tmp = time.perf_counter(), nb.with_name(_partial_name(nb))
         try:
             pm.execute_notebook(str(nb), str(tmp), cwd=str(nb.parent), kernel_name="python3", progress_bar=False,
                                 extra_arguments=KERNEL_ARGS)
-            executed = normalize_notebook(nbformat.read(str(tmp), as_version=4))
-            nbformat.write(executed, str(tmp))
+            nbformat.write(normalize_notebook(nbformat.read(str(tmp), as_version=4)), str(tmp))
             tmp.replace(nb)
         finally:
             tmp.unlink(missing_ok=True)
@@ -85,15 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-study-render", action="store_true",
                     help="with the cpu preset: skip rendering the study notebooks from their committed runs")
     args = ap.parse_args(argv)
-    if args.refresh_committed:
-        return refresh_committed(notebooks(args.notebooks))
     chosen = notebooks(args.notebooks)  # validated before anything is written
+    if args.refresh_committed:
+        return refresh_committed(chosen)
     if args.preset == "study":
         skipped = [p.name for p in chosen if p.name[:2] not in STUDY_PLAN]
         chosen = [p for p in chosen if p.name[:2] in STUDY_PLAN]
         if skipped:
             print(f"[reproduce] PRESET=study: not yet at this preset, skipped: {', '.join(skipped)}", flush=True)
-    reports = reports_root()
+    reports = output_root() if os.environ.get("DTA_OUTPUT_DIR") else _checkout() / "reports"
     out = Path(args.out) if args.out else reports / "notebooks" / args.preset
     t0 = time.perf_counter()
     try:
@@ -171,35 +163,23 @@ def _execute(nb: Path, out: Path, wanted: dict[str, Any]) -> None:
 
     declared = pm.inspect_notebook(str(nb))
     params = {k: v for k, v in wanted.items() if k in declared}
-    t0 = time.perf_counter()
-    tmp = out / _partial_name(nb)
+    t0, tmp = time.perf_counter(), out / _partial_name(nb)
     pm.execute_notebook(str(nb), str(tmp), parameters=params, cwd=str(nb.parent), kernel_name="python3",
                         progress_bar=False, extra_arguments=KERNEL_ARGS)
     tmp.replace(out / nb.name)
     print(f"[reproduce]    done in {time.perf_counter() - t0:.0f} s -> {out / nb.name}", flush=True)
 
 
-#: ``make reproduce PRESET=study``: the parameters each notebook gets. The full-data ``study`` preset trains the
-#: headline runs (05: DTA and the no-attention baseline; 12 analyses them); the multi-seed studies run on the
-#: ``study-10k`` preset (10,000 training images, full test set) with enough seeds to measure seed noise.
-#: Each notebook's own defaults pick the seeds (5 per variant for the ablation) and the baseline for its preset.
-STUDY_PLAN: dict[str, dict[str, Any]] = {
-    "05": {"PRESET": "study"},
-    "06": {"PRESET": "study-10k"},
-    "07": {"PRESET": "study-10k"},
-    "08": {"PRESET": "study-10k"},
-    "09": {"PRESET": "study-10k"},
-    "12": {"PRESET": "study"},
-}
-#: notebook 10 does not take the study presets yet (its study runs are planned, not recorded):
-#: ``--preset study`` runs only the notebooks in :data:`STUDY_PLAN` and says which it skipped. The default
-#: ``--preset cpu`` retrains the cpu preset, then renders the notebooks of :data:`STUDY_PLAN` from their committed
-#: runs into ``reports/notebooks/study/`` with ``$DTA_NO_TRAIN`` set (a missing run is an error, not hours of training)
+#: ``make reproduce PRESET=study``: the parameters each notebook gets: the full-data ``study`` preset for the headline
+#: runs (05 trains, 12 analyses), ``study-10k`` (10,000 training images) for the multi-seed studies.
+STUDY_PLAN: dict[str, dict[str, Any]] = {"05": {"PRESET": "study"}, "06": {"PRESET": "study-10k"},
+                                         "07": {"PRESET": "study-10k"}, "08": {"PRESET": "study-10k"},
+                                         "09": {"PRESET": "study-10k"}, "12": {"PRESET": "study"}}
 STUDY_WARNING = (
     "[reproduce] PRESET=study trains for hours on a CPU (measured on 2 cores: ~10-12 min per full-data epoch per "
-    "one-thread process (8 epochs: 1.4-1.6 h per run), ~7-8 min per study-10k run; see docs/experiments.md). Runs are resumable: stop at any time "
-    "and run the same command again to continue. `python -m dta_lib.campaign` trains the same runs "
-    "in parallel worker processes first, which is faster on several cores."
+    "one-thread process (8 epochs: 1.4-1.6 h per run), ~7-8 min per study-10k run; see docs/experiments.md). Runs are "
+    "resumable: stop at any time and run the same command again to continue. `python -m dta_lib.campaign` trains the "
+    "same runs in parallel worker processes first, which is faster on several cores."
 )
 
 
@@ -220,20 +200,22 @@ def _session(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     return session
 
 
-def needed_datasets(dataset: str, chosen: list[Path]) -> list[str]:
-    """The datasets the ``chosen`` notebooks read, from what each declares in its ``parameters`` cell.
+def preflight(preset: str, dataset: str, chosen: list[Path], download: bool = False) -> list[str]:
+    """Before any notebook runs, every dataset the chosen notebooks need is found (``download``: fetched), and the
+    paper preset has a CUDA GPU; ``ValueError`` with one line per problem, naming the fix. Returns the datasets.
 
-    A notebook that declares ``DATASET`` trains on ``dataset`` (or, when its own default is an event dataset, on the
-    event counterpart of ``dataset``: emulated event data needs only its static source); one that declares only
-    ``DOWNLOAD`` reads real Fashion-MNIST images; the others (the report) read recorded runs."""
-    import ast
-
+    Read from what each notebook declares in its ``parameters`` cell: one that declares ``DATASET`` trains on
+    ``dataset`` (or, when its own default is an event dataset, on the event counterpart of ``dataset``: emulated event
+    data needs only its static source); one that declares only ``DOWNLOAD`` reads real Fashion-MNIST images; the others
+    (the report) read recorded runs."""
     import papermill as pm
 
-    from .data.datasets import EMULATION_SOURCE
+    from .data.datasets import build_datasets
     from .data.registry import dataset_info
+    from .data.datasets import EMULATION_SOURCE
     from .studies import event_dataset
 
+    dataset_info(dataset)  # an unknown name: ValueError listing the valid ones
     needed: list[str] = []
     for nb in chosen:
         declared = pm.inspect_notebook(str(nb))
@@ -247,16 +229,6 @@ def needed_datasets(dataset: str, chosen: list[Path]) -> list[str]:
             continue
         if name not in needed:
             needed.append(name)
-    return needed
-
-
-def preflight(preset: str, dataset: str, chosen: list[Path], download: bool = False) -> list[str]:
-    """Before any notebook runs, every dataset the chosen notebooks need is found (``download``: fetched), and the
-    paper preset has a CUDA GPU; ``ValueError`` with one line per problem, naming the fix. Returns the datasets."""
-    from .data import build_datasets, dataset_info
-
-    dataset_info(dataset)  # an unknown name: ValueError listing the valid ones
-    needed = needed_datasets(dataset, chosen)
     if preset == "paper" and dataset.startswith("cifar") and "cifar10-dvs" not in needed:
         needed.append("cifar10-dvs")
     problems = []

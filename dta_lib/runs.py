@@ -5,6 +5,7 @@ and the report all read.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -19,47 +20,19 @@ import pandas as pd
 from .atomic import atomic_write_text
 from .checkpoint import METRICS_FILE, read_metrics
 from .paths import output_root
-from .train import TrainConfig, config_diff, make_config
-
-__all__ = [
-    "CLEAN_TRAIN_FILE",
-    "AUGMENTED_TRAIN_LABEL",
-    "read_clean_train_acc",
-    "load_run",
-    "load_runs",
-    "load_curves",
-    "write_table",
-    "runs_root",
-    "variant_key",
-    "run_dir",
-    "REUSE_SINCE_ENV",
-    "NO_TRAIN_ENV",
-    "run_one",
-    "run_study",
-    "read_history",
-    "live_run",
-    "Study",
-    "STUDIES",
-]
+from .train import TrainConfig, config_diff, make_config, train
 
 
-# ----------------------------------------------------------------------------------------------------
-# tables: Turn recorded runs into the paper-vs-ours tables (pandas) and write them atomically.
-#
-# A *run* is a folder holding ``config.json`` (the training configuration), ``metrics.jsonl``
-# (one JSON object per epoch) and optionally ``run.json`` (hardware, versions, git commit,
-# wall time). :func:`load_runs` finds every run below a folder and returns one row per run.
+# tables: a run is a folder holding config.json, metrics.jsonl (one JSON object per epoch) and optionally run.json
+# (hardware, versions, git commit, wall time); load_runs finds every run below a folder, one row per run.
 
 def _flatten(d: dict, prefix: str = "") -> dict:
     out: dict = {}
     for k, v in d.items():
-        key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        elif isinstance(v, (list, tuple)):
-            out[key] = json.dumps(v)
+            out.update(_flatten(v, f"{prefix}{k}."))
         else:
-            out[key] = v
+            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, (list, tuple)) else v
     return out
 
 
@@ -73,34 +46,17 @@ CLEAN_TRAIN_FILE = "clean_train.json"
 AUGMENTED_TRAIN_LABEL = "train acc (augmented, running)"
 
 
-def read_clean_train_acc(run: str | os.PathLike, checkpoint: str = "last.pt") -> float:
-    """The clean training accuracy of ``run/<checkpoint>`` cached in ``run/clean_train.json``; NaN when none is cached
-    (or the cache is of another checkpoint)."""
-    cache = Path(run) / CLEAN_TRAIN_FILE
-    if not cache.is_file():
-        return math.nan
-    d = json.loads(cache.read_text())
-    return float(d["clean_train_acc"]) if d.get("checkpoint", checkpoint) == checkpoint else math.nan
-
 
 def load_run(path: str | os.PathLike) -> dict:
-    """One run folder -> a flat dict: its config, run metadata and summary metrics.
+    """One run folder -> a flat dict: its config, run metadata and summary metrics (``epochs``, ``best_test_acc``,
+    ``final_test_acc``, ``final_train_acc``: :data:`AUGMENTED_TRAIN_LABEL`, ``final_train_loss``, ``train_seconds``,
+    ``clean_train_acc``, ``train_test_gap``).
 
-    Summary: ``epochs``, ``best_test_acc``, ``final_test_acc``, ``final_train_acc`` (the last epoch's running
-    accuracy on augmented, mixed batches: :data:`AUGMENTED_TRAIN_LABEL`), ``final_train_loss``, ``train_seconds``
-    (sum of per-epoch seconds), ``clean_train_acc`` and ``train_test_gap``.
-
-    The train/test gap has one definition in the project: the *clean* training accuracy (the final checkpoint
-    ``last.pt`` in eval mode on the run's un-augmented training set, :func:`dta_lib.studies.clean_train_accuracy`)
-    minus the final test accuracy (the same checkpoint). ``load_run`` reads the clean accuracy from the run's
-    ``clean_train.json`` cache and evaluates nothing; without the cache both columns are NaN (use
-    :func:`dta_lib.studies.train_test_gaps` to compute them from a checkpoint).
+    The train/test gap is the *clean* training accuracy of ``last.pt`` (:func:`dta_lib.studies.clean_train_accuracy`)
+    minus its test accuracy, read from the run's ``clean_train.json`` cache (NaN without it; nothing is evaluated
+    here: :func:`dta_lib.studies.train_test_gaps` computes it).
     """
-    p = Path(path)
-    metrics = p / "metrics.jsonl"
-    if not metrics.is_file():
-        raise FileNotFoundError(f"not a run folder: {p} has no metrics.jsonl")
-    rows = read_metrics(p)
+    p, rows = Path(path), read_metrics(path)
     if not rows:
         raise ValueError(f"run {p}: metrics.jsonl is empty (the run recorded no epoch)")
     row: dict = {"run": str(p)}
@@ -110,6 +66,7 @@ def load_run(path: str | os.PathLike) -> dict:
             row.update(_flatten(json.loads(f.read_text())))
     last = rows[-1]
     accs = [r["test_acc"] for r in rows if r.get("test_acc") is not None]
+    clean = json.loads((p / CLEAN_TRAIN_FILE).read_text()) if (p / CLEAN_TRAIN_FILE).is_file() else {}
     row.update(
         epochs=len(rows),
         best_test_acc=max(accs) if accs else math.nan,
@@ -117,8 +74,9 @@ def load_run(path: str | os.PathLike) -> dict:
         final_train_acc=last.get("train_acc", math.nan),
         final_train_loss=last.get("train_loss", math.nan),
         train_seconds=sum(r.get("seconds", 0.0) for r in rows),
+        clean_train_acc=(float(clean["clean_train_acc"]) if clean and clean.get("checkpoint", "last.pt") == "last.pt"
+                         else math.nan),  # NaN without a cache of last.pt
     )
-    row["clean_train_acc"] = read_clean_train_acc(p)
     row["train_test_gap"] = row["clean_train_acc"] - row["final_test_acc"]
     return row
 
@@ -128,74 +86,43 @@ def load_runs(root: str | os.PathLike, pattern: str = "**/metrics.jsonl") -> pd.
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"no runs folder at {root}")
-    rows = [load_run(m.parent) for m in sorted(root.glob(pattern))]
-    return pd.DataFrame(rows)
+    return pd.DataFrame([load_run(m.parent) for m in sorted(root.glob(pattern))])
 
 
 def load_curves(runs: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """Per-epoch metrics of several runs in long form (one row per run and epoch), with the run path."""
-    frames = []
-    for r in runs:
-        df = pd.DataFrame(read_metrics(r))
-        df["run"] = str(r)
-        frames.append(df)
+    frames = [pd.DataFrame(read_metrics(r)).assign(run=str(r)) for r in runs]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def write_table(df: pd.DataFrame, stem: str | os.PathLike, caption: str = "") -> tuple[Path, Path]:
     """Write ``<stem>.csv`` and ``<stem>.md`` (markdown table, caption above) atomically."""
-    stem = Path(stem)
-    csv, md = stem.with_suffix(".csv"), stem.with_suffix(".md")
+    csv, md = Path(stem).with_suffix(".csv"), Path(stem).with_suffix(".md")
     atomic_write_text(csv, df.to_csv(index=False))
-    body = df.to_markdown(index=False) if _has_tabulate() else df.to_string(index=False)
+    body = df.to_markdown(index=False) if importlib.util.find_spec("tabulate") else df.to_string(index=False)
     atomic_write_text(md, (f"{caption}\n\n" if caption else "") + body + "\n")
     return csv, md
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-# ----------------------------------------------------------------------------------------------------
-# runner: Studies: grids of training runs with a stable folder layout, reused when already recorded.
-#
-# A study is a list of variants (dicts of :class:`~dta_lib.train.TrainConfig` overrides)
-# times a list of seeds. Each run lives in
-# ``<root>/<preset>/<study>/<dataset>/<key>-s<seed>/`` where ``key`` names the variant
-# (e.g. ``attention=dta,time_steps=4``). With ``reuse=True`` a finished run whose
-# ``config.json`` equals the requested config is read instead of re-trained, so notebooks
-# re-render instantly from committed runs; ``reuse=False`` trains afresh (what
-# ``make reproduce`` does).
-
-def runs_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """Where runs go: ``root`` when given, else ``runs/`` of :func:`dta_lib.paths.output_root` (read per call)."""
-    return Path(root) if root is not None else output_root() / "runs"
-
+# runner: a study is variants (TrainConfig overrides) x seeds, each run in <root>/<preset>/<study>/<dataset>/
+# <key>-s<seed>/ (key: e.g. attention=dta,time_steps=4). reuse=True reads a finished run of the same config.
 
 def variant_key(variant: dict[str, Any]) -> str:
     """A readable, filesystem-safe folder name for a variant: ``attention=dta,time_steps=4``."""
-    if not variant:
-        return "default"
-    parts = [f"{k}={variant[k]}" for k in sorted(variant)]
-    return ",".join(parts).replace("/", "_").replace(" ", "")
+    return ",".join(f"{k}={variant[k]}" for k in sorted(variant)).replace("/", "_").replace(" ", "") or "default"
 
 
 def run_dir(study: str, cfg: TrainConfig, variant: dict[str, Any], root: str | os.PathLike[str] | None = None) -> Path:
-    """Where a run of ``study`` with ``cfg`` (from ``variant``) is recorded."""
-    return runs_root(root) / cfg.preset / study / cfg.dataset / f"{variant_key(variant)}-s{cfg.seed}"
+    """Where a run of ``study`` with ``cfg`` (from ``variant``) is recorded, under ``root`` (default: ``runs/`` of
+    :func:`dta_lib.paths.output_root`, read per call)."""
+    base = Path(root) if root is not None else output_root() / "runs"
+    return base / cfg.preset / study / cfg.dataset / f"{variant_key(variant)}-s{cfg.seed}"
 
 
 def _finished(path: Path, cfg: TrainConfig) -> bool:
     try:
         saved = json.loads((path / "config.json").read_text())
         status = json.loads((path / "run.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return False
-    try:
         epochs = len(read_metrics(path))
     except (OSError, ValueError):
         return False
@@ -216,65 +143,51 @@ def _refuse_training(out: Path) -> None:
     if os.environ.get(NO_TRAIN_ENV, "").strip() not in ("", "0"):
         raise RuntimeError(
             f"{out} is not a finished recorded run of the requested configuration, and ${NO_TRAIN_ENV} forbids "
-            "training it here (rendering from committed runs); `make reproduce PRESET=study` trains the study runs"
-        )
+            "training it here (rendering from committed runs); `make reproduce PRESET=study` trains the study runs")
 
 
 def _finished_since(path: Path) -> bool:
-    since = os.environ.get(REUSE_SINCE_ENV, "").strip()
-    if not since:
-        return False
-    try:
+    try:  # unset: strptime("") raises ValueError
+        since = datetime.strptime(os.environ.get(REUSE_SINCE_ENV, "").strip(), _TIME_FORMAT)
         finished = json.loads((path / "run.json").read_text()).get("finished") or ""
-        return datetime.strptime(finished, _TIME_FORMAT) >= datetime.strptime(since, _TIME_FORMAT)
+        return datetime.strptime(finished, _TIME_FORMAT) >= since
     except (OSError, ValueError, TypeError):
         return False
 
 
-def _settle_swap(out: Path) -> None:
-    """Finish a replacement that a kill interrupted (see :func:`run_one`): ``<run>.retrain`` -> ``<run>``."""
+def _settle_swap(out: Path) -> tuple[Path, Path]:
+    """Finish a replacement that a kill interrupted (see :func:`run_one`): ``<run>.retrain`` -> ``<run>``; returns
+    the two names a replacement uses."""
     new, old = out.with_name(out.name + ".retrain"), out.with_name(out.name + ".replaced")
     if not out.exists() and new.is_dir() and old.is_dir():
         os.replace(new, out)
     if out.exists() and old.is_dir():
         shutil.rmtree(old)
+    return new, old
 
 
-def run_one(
-    study: str,
-    dataset: str,
-    preset: str,
-    variant: dict[str, Any],
-    seed: int,
-    root: str | os.PathLike[str] | None = None,
-    reuse: bool = True,
-    on_epoch: Callable[[list[dict[str, Any]]], None] | None = None,
-    **common: Any,
-) -> dict[str, Any]:
-    """Train, resume or reuse one run (``on_epoch``: the training loop's callback, see :func:`dta_lib.train.train`); returns :func:`dta_lib.runs.load_run`'s row plus the variant's fields.
+def run_one(study: str, dataset: str, preset: str, variant: dict[str, Any], seed: int,
+            root: str | os.PathLike[str] | None = None, reuse: bool = True,
+            on_epoch: Callable[[list[dict[str, Any]]], None] | None = None, **common: Any) -> dict[str, Any]:
+    """Train, resume or reuse one run (``on_epoch``: see :func:`dta_lib.train.train`); returns :func:`load_run`'s row
+    plus the variant's fields.
 
     Never deletes a run it could continue: a folder with ``last.pt`` is resumed (``--resume`` semantics; a different
     config is an error naming the fields). ``reuse=True`` reads a finished run with the same config. With
     ``reuse=False`` a finished run is retrained into ``<run>.retrain`` (itself resumable) and only replaces the
     old folder once it has finished; runs finished since ``$DTA_REUSE_SINCE`` count as already retrained.
     """
-    from .train import train
-
     cfg = make_config(dataset, preset, seed=seed, **{**common, **variant})
     out = run_dir(study, cfg, variant, root)
-    _settle_swap(out)
-    finished = _finished(out, cfg)
-    if finished and (reuse or _finished_since(out)):
-        pass
-    elif finished:
-        _refuse_training(out)
-        new = out.with_name(out.name + ".retrain")
-        train(cfg, out=new, resume=new.is_dir() and any(new.iterdir()), on_epoch=on_epoch)
-        old = out.with_name(out.name + ".replaced")
-        os.replace(out, old)
-        os.replace(new, out)
-        shutil.rmtree(old)
-    elif (out / "metrics.jsonl").is_file() and not (out / "last.pt").is_file():
+    new, old = _settle_swap(out)
+    if _finished(out, cfg):
+        if not (reuse or _finished_since(out)):
+            _refuse_training(out)
+            train(cfg, out=new, resume=new.is_dir() and any(new.iterdir()), on_epoch=on_epoch)
+            os.replace(out, old)
+            os.replace(new, out)
+            shutil.rmtree(old)
+    elif (out / METRICS_FILE).is_file() and not (out / "last.pt").is_file():
         try:
             read_metrics(out)
         except ValueError as e:  # a torn or corrupt line: name the file and the line, not the config
@@ -282,52 +195,29 @@ def run_one(
                              "away to retrain the run") from None
         raise ValueError(
             f"{out} holds a recorded run that differs from the requested one (config or epochs) and has no last.pt "
-            "to continue from; move it away to retrain it"
-        )
+            "to continue from; move it away to retrain it")
     else:
         _refuse_training(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         train(cfg, out=out, resume=(out / "last.pt").is_file() or (out / "config.json").is_file(), on_epoch=on_epoch)
-    row = load_run(out)
-    row.update({"study": study, "variant": variant_key(variant), **variant})
-    return row
+    return {**load_run(out), "study": study, "variant": variant_key(variant), **variant}
 
 
-def run_study(
-    study: str,
-    dataset: str,
-    preset: str,
-    variants: Sequence[dict[str, Any]],
-    seeds: Iterable[int],
-    root: str | os.PathLike[str] | None = None,
-    reuse: bool = True,
-    **common: Any,
-) -> pd.DataFrame:
+def run_study(study: str, dataset: str, preset: str, variants: Sequence[dict[str, Any]], seeds: Iterable[int],
+              root: str | os.PathLike[str] | None = None, reuse: bool = True, **common: Any) -> pd.DataFrame:
     """Every variant x seed (seeds inner), one row per run. ``common`` overrides go to every run."""
-    rows = [
-        run_one(study, dataset, preset, v, s, root=root, reuse=reuse, **common) for v in variants for s in seeds
-    ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame([run_one(study, dataset, preset, v, s, root=root, reuse=reuse, **common)
+                         for v in variants for s in seeds])
 
 
 def read_history(out: str | os.PathLike[str]) -> pd.DataFrame:
     """The per-epoch records of a run folder (empty frame while no epoch has finished)."""
-    if not (Path(out) / METRICS_FILE).is_file():
-        return pd.DataFrame()
-    return pd.DataFrame(read_metrics(out))
+    return pd.DataFrame(read_metrics(out) if (Path(out) / METRICS_FILE).is_file() else [])
 
 
-def live_run(
-    study: str,
-    dataset: str,
-    preset: str,
-    variant: dict[str, Any],
-    seed: int,
-    on_epoch: Callable[[pd.DataFrame], None] | None = None,
-    reuse: bool = True,
-    root: str | os.PathLike[str] | None = None,
-    **common: Any,
-) -> dict[str, Any]:
+def live_run(study: str, dataset: str, preset: str, variant: dict[str, Any], seed: int,
+             on_epoch: Callable[[pd.DataFrame], None] | None = None, reuse: bool = True,
+             root: str | os.PathLike[str] | None = None, **common: Any) -> dict[str, Any]:
     """:func:`dta_lib.runs.run_one` with ``on_epoch(history)`` after every finished epoch.
 
     The run trains in the caller's thread; the training loop calls back once an epoch's files are written, and this
@@ -343,22 +233,14 @@ def live_run(
     return row
 
 
-# ----------------------------------------------------------------------------------------------------
-# registry: The studies: which runs each notebook records at each preset, declared once.
-#
-# Notebooks 05-09, 11 and 12 take their variants and seeds from here, ``python -m dta_lib.campaign``
-# trains them, and the report (notebook 10, :func:`~dta_lib.studies.load_study_runs`) loads exactly
-# these runs: a missing, incomplete, extra or duplicated run folder is an error that names it.
-#
-# A run's folder is ``<runs>/<preset>/<study>/<dataset>/<variant>-s<seed>`` (:func:`~dta_lib.runs.run_dir`).
+# registry: which runs each notebook records at each preset, declared once: the notebooks, the campaign and the report
+# (dta_lib.studies.load_study_runs: a missing, incomplete, extra or duplicated run folder is an error) read it.
 
 @dataclass(frozen=True)
 class Study:
     """One study: its folder name, dataset, variants (config overrides), overrides common to every run, the notebook
-    that renders it, and its seeds per preset (``"*"``: every other preset).
-
-    ``variants_by_preset`` lists presets that run fewer variants (notebook 05 trains its no-attention baseline at the
-    study presets only)."""
+    that renders it, and its seeds per preset (``"*"``: every other preset). ``variants_by_preset``: presets that
+    run fewer variants (notebook 05 trains its no-attention baseline at the study presets only)."""
 
     name: str
     dataset: str
@@ -385,7 +267,6 @@ class Study:
 
 
 _T4 = ({"attention": "dta", "time_steps": 4}, {"attention": "none", "time_steps": 4})
-_STUDY_PRESETS = ("study", "study-10k")
 
 #: every study of the notebooks, by folder name
 STUDIES: dict[str, Study] = {s.name: s for s in (

@@ -18,8 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .train import build_model, get_data_info
-from .train import make_config
+from .train import build_model, get_data_info, make_config
 
 __all__ = ["vm_status", "measure", "main"]
 
@@ -61,9 +60,8 @@ def measure(spec: dict[str, Any]) -> dict[str, float]:
     s = vm_status()
     for _ in range(2):  # two more steps for the CPU time (process time: insensitive to other jobs' load)
         step()
-    out = {"time_steps": cfg.time_steps, "rss_before_mib": before / 1024, "peak_rss_mib": s["VmHWM"] / 1024,
-           "step_mib": (s["VmHWM"] - before) / 1024, "step_cpu_s": (time.process_time() - c0) / 3}
-    return out  # the model, optimizer and batch go with this frame
+    return {"time_steps": cfg.time_steps, "rss_before_mib": before / 1024, "peak_rss_mib": s["VmHWM"] / 1024,
+            "step_mib": (s["VmHWM"] - before) / 1024, "step_cpu_s": (time.process_time() - c0) / 3}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,11 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m dta_lib.step_memory SPECS_JSON", file=sys.stderr)
         return 2
-    rows = []
-    for spec in json.loads(args[0]):
-        rows.append(measure(spec))
-        gc.collect()  # the previous spec's model is garbage before the next one is built
-    print(json.dumps(rows))
+    print(json.dumps([measure(spec) for spec in json.loads(args[0])]))  # each spec's model is freed with its frame
     return 0
 
 

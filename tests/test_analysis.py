@@ -13,7 +13,7 @@ from dta_lib import LIF, ms_resnet18
 from dta_lib.analysis import (
     E_AC_PJ, E_MAC_PJ, SpikeRecorder, attention_maps, energy_totals, map_statistics, is_binary, layer_flops, profile,
 )
-from dta_lib.models import MSResNet
+from dta_lib.models.ms_resnet import MSResNet
 
 T = 2
 

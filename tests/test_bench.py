@@ -58,7 +58,7 @@ def test_bad_arguments():
 
 
 def test_conv_floor_times_every_convolution_call_once():
-    from dta_lib.models import ms_resnet18
+    from dta_lib.models.ms_resnet import ms_resnet18
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1))
     res = bench.conv_floor(net, torch.randn(2, 3, 8, 8), 2, torch.device("cpu"))

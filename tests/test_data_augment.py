@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dta_lib.data import EVENT_OPS, BatchMix, EventAugment, soft_cross_entropy
+from dta_lib.data.augment import EVENT_OPS, BatchMix, EventAugment, soft_cross_entropy
 
 K = 10
 

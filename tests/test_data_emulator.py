@@ -12,7 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from dta_lib.data import EVENT_DTYPE, EmulatorConfig, build_datasets, emulate, emulate_cached, saccade_path
+from dta_lib.data.events import EVENT_DTYPE
+from dta_lib.data.emulator import EmulatorConfig, emulate, emulate_cached, saccade_path
+from dta_lib.data.datasets import build_datasets
 from dta_lib.data.emulator import to_tonic
 
 

@@ -11,7 +11,8 @@ import pytest
 import tonic
 import torch
 
-from dta_lib.data import EVENT_DTYPE, build_datasets, events_to_frames, read_events, split_per_class
+from dta_lib.data.events import EVENT_DTYPE, events_to_frames, read_events, split_per_class
+from dta_lib.data.datasets import build_datasets
 from dta_lib.data.events import CIFAR10DVS_CLASSES
 
 AEDAT = Path(__file__).resolve().parent / "data" / "test_data.aedat4"

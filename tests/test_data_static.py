@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dta_lib.data import DATASETS, build_datasets, dataset_info
+from dta_lib.data.registry import DATASETS, dataset_info
+from dta_lib.data.datasets import build_datasets
 from dta_lib.data import fashion as fashion_mod
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")

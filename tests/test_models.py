@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from dta_lib.models import MSBlock, ms_resnet18, ms_resnet34
+from dta_lib.models.ms_resnet import MSBlock, ms_resnet18, ms_resnet34
 from dta_lib.snn.neuron import LIF
 
 

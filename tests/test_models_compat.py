@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dta_lib.models.compat import from_reference_state_dict, to_reference_state_dict
-from dta_lib.models import ms_resnet18
+from dta_lib.models.ms_resnet import ms_resnet18
 from dta_lib.models.reference import ReferenceMSResNet18
 
 
@@ -130,7 +130,7 @@ def _release_34_keys(width: float = 0.125, classes: int = 10, T: int = 2) -> set
 
 
 def test_ms_resnet34_release_keys_convert_both_ways():
-    from dta_lib.models import ms_resnet34
+    from dta_lib.models.ms_resnet import ms_resnet34
 
     torch.manual_seed(0)
     ours = ms_resnet34(num_classes=10, time_steps=2, width=0.125).eval()

@@ -408,7 +408,7 @@ def test_data_root_that_does_not_exist_is_an_error(tmp_path, monkeypatch):
 
 
 def test_run_json_records_the_data_it_read(tmp_path):
-    data = pytest.importorskip("dta_lib.data")
+    data = pytest.importorskip("dta_lib.data.datasets")
     try:
         data.build_datasets("fashion-mnist", subset=10, test_subset=10)
     except (FileNotFoundError, OSError) as e:

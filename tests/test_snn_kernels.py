@@ -8,11 +8,13 @@ import sys
 import pytest
 import torch
 
-from dta_lib.snn.functional import LIF_BACKENDS, _auto_backend, lif_multistep, lif_multistep_loop
-from dta_lib.snn.kernels import c_extension_available, lif_multistep_fused, triton_available
+from dta_lib.snn.functional import LIF_BACKENDS, _auto_backend, lif_multistep
+from dta_lib.snn.loop import lif_multistep_loop
+from dta_lib.snn.kernels import triton_available
+from dta_lib.snn.kernels.lif_cpu import c_extension_available, lif_multistep_fused
 from dta_lib.snn.kernels.lif_cpu import _btn, _torch_backward, _torch_forward
 from dta_lib.snn.kernels.saving import compact_spikes, is_spikes
-from dta_lib.models import ms_resnet18
+from dta_lib.models.ms_resnet import ms_resnet18
 from dta_lib.models.reference import reference_lif
 from dta_lib.snn.surrogate import ATan, Sigmoid, Surrogate, Triangle
 
@@ -134,8 +136,8 @@ def test_pytorch_fallback_path_matches():
 
 def test_fallback_without_c_extension_in_subprocess():
     code = (
-        "import torch; from dta_lib.snn.kernels import c_extension_available, lif_multistep_fused;"
-        "from dta_lib.snn.functional import lif_multistep_loop; from dta_lib.snn.surrogate import Triangle;"
+        "import torch; from dta_lib.snn.kernels.lif_cpu import c_extension_available, lif_multistep_fused;"
+        "from dta_lib.snn.loop import lif_multistep_loop; from dta_lib.snn.surrogate import Triangle;"
         "x = torch.randn(2, 6, 50, requires_grad=True);"
         "a = lif_multistep_fused(x, 0.5, 1.0, Triangle()); b = lif_multistep_loop(x, 0.5, 1.0, Triangle());"
         "ga, = torch.autograd.grad(a.sum(), x); gb, = torch.autograd.grad(b.sum(), x);"

@@ -160,7 +160,7 @@ def test_triton_failure_falls_back_to_the_fused_path_with_one_warning(monkeypatc
     pytest.importorskip("triton")
     import dta_lib.snn.kernels as K
     from dta_lib.snn.kernels import fallback, lif_triton
-    from dta_lib.snn.functional import lif_multistep_loop
+    from dta_lib.snn.loop import lif_multistep_loop
 
     def broken(*a, **k):
         raise RuntimeError("CompilationError: ptxas failed (simulated)")

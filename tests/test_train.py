@@ -113,22 +113,19 @@ def test_evaluate_defaults_to_the_precision_the_run_trained_with(tmp_path, monke
     assert evaluate(tmp_path / "run" / "best.pt", device="cpu", precision="fp32")["precision"] == "fp32"
 
 
-def test_evaluate_reads_the_precision_of_older_checkpoints_from_run_json(tmp_path):
+def test_a_checkpoint_without_a_known_autocast_dtype_is_refused(tmp_path):
     from dta_lib.checkpoint import save_checkpoint
-    from dta_lib.train import trained_precision
 
-    train(tiny(epochs=1, precision="bf16"), out=tmp_path / "run")
+    train(tiny(epochs=1), out=tmp_path / "run")
     state = load_checkpoint(tmp_path / "run" / "last.pt")
-    del state["autocast_dtype"]  # as written before the dtype was recorded in checkpoints
-    save_checkpoint(tmp_path / "run" / "old.pt", state)
-    assert trained_precision(tmp_path / "run" / "old.pt", state) == "bf16"  # from run.json
-    (tmp_path / "run" / "run.json").unlink()
-    assert trained_precision(tmp_path / "run" / "old.pt", state) == "bf16"  # the config's explicit choice
-    state["config"]["precision"] = "auto"
-    assert trained_precision(tmp_path / "run" / "old.pt", state) == "auto"
     state["autocast_dtype"] = "int8"
-    with pytest.raises(ValueError, match="autocast_dtype='int8'"):
-        trained_precision(tmp_path / "run" / "old.pt", state)
+    save_checkpoint(tmp_path / "bad.pt", state)
+    with pytest.raises(ValueError, match="bad.pt: field 'autocast_dtype' must be one of .*got 'int8'"):
+        evaluate(tmp_path / "bad.pt", device="cpu")
+    del state["autocast_dtype"]
+    save_checkpoint(tmp_path / "old.pt", state)
+    with pytest.raises(ValueError, match=r"old.pt misses keys \['autocast_dtype'\]"):
+        evaluate(tmp_path / "old.pt", device="cpu")
 
 
 def test_deterministic_on_cpu_for_a_seed():
@@ -299,7 +296,7 @@ def test_evaluate_refuses_mismatched_and_bad_checkpoints(tmp_path):
 
 # ---------------------------------------------------------------------------- real data (optional)
 def test_fashion_mnist_integration(tmp_path):
-    data = pytest.importorskip("dta_lib.data")
+    data = pytest.importorskip("dta_lib.data.datasets")
     try:
         data.build_datasets("fashion-mnist", subset=10, test_subset=10)
     except (FileNotFoundError, OSError) as e:

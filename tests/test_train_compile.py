@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dta_lib.train import make_config
-from dta_lib.snn.functional import lif_multistep, lif_multistep_loop
+from dta_lib.snn.functional import lif_multistep
+from dta_lib.snn.loop import lif_multistep_loop
 from dta_lib.snn.surrogate import Triangle
 from dta_lib.train import Trainer
 

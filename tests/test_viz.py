@@ -15,6 +15,7 @@ import torch
 
 import dta_lib.atomic
 from dta_lib import ms_resnet18, viz
+from dta_lib.data import fashion
 from dta_lib.data.fashion import DEBIAN_FASHION_MNIST
 from dta_lib.snn.neuron import LIF
 from dta_lib.models.params import calibrate_bn, count_parameters, dta_parameter_variants, forward_shapes, parameter_table
@@ -87,11 +88,11 @@ def test_save_figure_rejects_unknown_suffix(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ data
 @pytest.mark.skipif(not FMNIST.is_file(), reason="Debian dataset-fashion-mnist not installed")
 def test_load_fashion_mnist_samples() -> None:
-    x, y = viz.load_fashion_mnist_samples(3, offset=2)
+    x, y = fashion.load_fashion_mnist_samples(3, offset=2)
     assert x.shape == (3, 1, 28, 28) and x.dtype == torch.float32
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0 and float(x.max()) > 0.5
     assert y.shape == (3,) and all(0 <= int(v) < 10 for v in y)
-    x0, y0 = viz.load_fashion_mnist_samples(5)
+    x0, y0 = fashion.load_fashion_mnist_samples(5)
     assert torch.equal(x0[2:], x) and torch.equal(y0[2:], y)  # offset reads the right records
 
 
@@ -105,24 +106,24 @@ def test_load_fashion_mnist_samples_reads_both_layouts(tmp_path: Path, monkeypat
     for f in DEBIAN_FASHION_MNIST.glob("*-ubyte.gz"):
         (raw / f.name[:-3]).write_bytes(gzip.decompress(f.read_bytes()))
     monkeypatch.setenv("DTA_DATA_ROOT", str(tmp_path))
-    x, y = viz.load_fashion_mnist_samples(4, offset=7)
+    x, y = fashion.load_fashion_mnist_samples(4, offset=7)
     monkeypatch.delenv("DTA_DATA_ROOT")
-    x_deb, y_deb = viz.load_fashion_mnist_samples(4, offset=7)
+    x_deb, y_deb = fashion.load_fashion_mnist_samples(4, offset=7)
     assert torch.equal(x, x_deb) and torch.equal(y, y_deb)
 
 
 def test_load_fashion_mnist_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(FileNotFoundError, match="fashion-mnist: no data found at .* is empty"):
-        viz.load_fashion_mnist_samples(1, root=tmp_path)
+        fashion.load_fashion_mnist_samples(1, root=tmp_path)
     monkeypatch.setenv("DTA_DATA_ROOT", str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match=r"\$DTA_DATA_ROOT=.*missing.* does not exist"):
-        viz.load_fashion_mnist_samples(1)
+        fashion.load_fashion_mnist_samples(1)
     monkeypatch.delenv("DTA_DATA_ROOT")
     with pytest.raises(ValueError, match="split"):
-        viz.load_fashion_mnist_samples(1, split="val")
+        fashion.load_fashion_mnist_samples(1, split="val")
     if FMNIST.is_file():
         with pytest.raises(ValueError, match="offset"):
-            viz.load_fashion_mnist_samples(2, offset=9999)
+            fashion.load_fashion_mnist_samples(2, offset=9999)
 
 
 # ------------------------------------------------------------------ figures

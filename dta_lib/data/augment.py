@@ -15,18 +15,11 @@ from torchvision.transforms.v2 import functional as TF
 
 from .common import single_threaded
 
-__all__ = ["BatchMix", "soft_cross_entropy", "EventAugment", "EVENT_OPS"]
-
 
 class BatchMix:
-    """Per-batch CutMix / MixUp (torchvision ``transforms.v2``) returning soft targets ``[B, num_classes]``.
-
-    With probability ``p`` a batch is mixed (CutMix with ``Beta(cutmix_alpha, cutmix_alpha)``, or MixUp
-    with ``Beta(mixup_alpha, mixup_alpha)``; one of the two chosen at random when both alphas are > 0);
-    otherwise the targets are one-hot. Label smoothing ``eps`` then gives ``(1 - eps) * y + eps / K``.
-    Event frames ``[B, T, 2, H, W]`` are folded to ``[B, T*2, H, W]`` so that every frame gets the same
-    box / lambda, then unfolded.
-    """
+    """Per-batch CutMix / MixUp (torchvision ``transforms.v2``, one drawn at random when both alphas are > 0) with
+    probability ``p``, else one-hot targets; returns soft targets ``[B, K]``, label-smoothed ``(1 - eps) * y + eps / K``.
+    Event frames ``[B, T, 2, H, W]`` are mixed as ``[B, T*2, H, W]``: every frame gets the same box / lambda."""
 
     def __init__(self, num_classes: int, cutmix_alpha: float = 1.0, mixup_alpha: float = 0.0, p: float = 0.5,
                  label_smoothing: float = 0.0) -> None:
@@ -40,11 +33,8 @@ class BatchMix:
             raise ValueError(f"label_smoothing={label_smoothing}: expected a value in [0, 1)")
         self.num_classes, self.p, self.label_smoothing = num_classes, p, label_smoothing
         self.cutmix_alpha, self.mixup_alpha = cutmix_alpha, mixup_alpha
-        ops: list[torch.nn.Module] = []
-        if cutmix_alpha > 0:
-            ops.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes))
-        if mixup_alpha > 0:
-            ops.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
+        ops = [mix(alpha=a, num_classes=num_classes) for mix, a in ((v2.CutMix, cutmix_alpha), (v2.MixUp, mixup_alpha))
+               if a > 0]
         self.mix: torch.nn.Module | None = None if not ops else ops[0] if len(ops) == 1 else v2.RandomChoice(ops)
 
     def __repr__(self) -> str:
@@ -60,10 +50,8 @@ class BatchMix:
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             raise ValueError(f"labels must lie in 0..{self.num_classes - 1}; got {int(labels.min())}..{int(labels.max())}")
         if self.mix is not None and self.p > 0 and float(torch.rand(())) < self.p:
-            shape = images.shape
-            flat = images.reshape(shape[0], -1, *shape[-2:])
-            flat, targets = self.mix(flat, labels)
-            images = flat.reshape(shape)
+            flat, targets = self.mix(images.reshape(images.shape[0], -1, *images.shape[-2:]), labels)
+            images = flat.reshape(images.shape)
         else:
             targets = F.one_hot(labels, self.num_classes).to(images.dtype if images.is_floating_point() else torch.float32)
         if self.label_smoothing:
@@ -72,10 +60,8 @@ class BatchMix:
 
 
 def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of ``-sum_k y_k log softmax(z)_k`` (``F.cross_entropy`` with probability targets).
-
-    ``logits`` ``[B, K]``, or ``[B, T, K]`` averaged over T first (the paper's loss on time-averaged logits).
-    """
+    """Mean over the batch of ``-sum_k y_k log softmax(z)_k`` (``F.cross_entropy`` with probability targets);
+    ``logits`` ``[B, K]``, or ``[B, T, K]`` averaged over T first (the paper's loss on time-averaged logits)."""
     if logits.dim() == 3:
         logits = logits.mean(1)
     if logits.dim() != 2 or soft_targets.shape != logits.shape:
@@ -128,9 +114,7 @@ class EventAugment(torch.nn.Module):
         """One ``(op, magnitude)``: uniform op, magnitude from the ``bins`` grid of [-1, 1], sign flipped at 0.5."""
         op = EVENT_OPS[int(torch.randint(len(EVENT_OPS), ()))]
         m = -1.0 + 2.0 * int(torch.randint(self.bins, ())) / (self.bins - 1)
-        if float(torch.rand(())) < 0.5:
-            m = -m
-        return op, m
+        return op, -m if float(torch.rand(())) < 0.5 else m
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         if frames.dim() < 3:

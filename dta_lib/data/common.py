@@ -9,17 +9,11 @@ import torch
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms import v2
 
-__all__ = ["LabelledSubset", "balanced_subset", "image_transform", "single_threaded", "SingleThreaded"]
-
 
 @contextmanager
 def single_threaded() -> Iterator[None]:
-    """Run per-sample tensor ops with one intra-op thread (restored afterwards).
-
-    Small per-sample ops gain nothing from intra-op threads and lose a lot when the cores are busy
-    (measured here: EventAugment 0.9 ms single-threaded vs 3.9-31 ms with 2 threads on a loaded 2-core
-    machine). DataLoader workers are single-threaded already; this gives ``num_workers=0`` the same.
-    """
+    """Run per-sample tensor ops with one intra-op thread (restored afterwards), as DataLoader workers do: they
+    gain nothing from more and lose a lot on busy cores (EventAugment 0.9 vs 3.9-31 ms, see docs/data.md)."""
     n = torch.get_num_threads()
     if n == 1:
         yield
@@ -66,28 +60,34 @@ def balanced_subset(dataset: Dataset, n: int | None, num_classes: int) -> Datase
         raise ValueError(f"subset={n!r}: expected a positive int or None")
     if n >= len(dataset):
         return dataset
-    targets = [int(t) for t in getattr(dataset, "targets")]
-    quota = [n // num_classes + (1 if c < n % num_classes else 0) for c in range(num_classes)]
+    quota = [n // num_classes + (c < n % num_classes) for c in range(num_classes)]
     chosen: list[int] = []
-    for i, t in enumerate(targets):
+    for i, t in enumerate(int(t) for t in getattr(dataset, "targets")):
         if 0 <= t < num_classes and quota[t] > 0:
             quota[t] -= 1
             chosen.append(i)
     if len(chosen) < n:
         taken = set(chosen)
-        chosen += [i for i in range(len(targets)) if i not in taken][: n - len(chosen)]
+        chosen += [i for i in range(len(dataset)) if i not in taken][: n - len(chosen)]
     return LabelledSubset(dataset, sorted(chosen))
 
 
+def balanced_pair(train: Dataset, test: Dataset, subset: int | None, test_subset: Any, num_classes: int
+                  ) -> tuple[Dataset, Dataset]:
+    """:func:`balanced_subset` of both splits; ``test_subset="same"`` takes ``subset`` for the test split too."""
+    return (balanced_subset(train, subset, num_classes),
+            balanced_subset(test, subset if test_subset == "same" else test_subset, num_classes))
+
+
 def image_transform(mean: Sequence[float], std: Sequence[float], train: bool, crop: int | None = None,
-                    padding: int = 0, resize: int | None = None, flip: bool = True) -> SingleThreaded:
-    """PIL image -> normalised float ``[C,H,W]``; with ``train``: random crop (``padding``) and flip."""
-    ops: list[torch.nn.Module] = []  # geometric ops first, on the PIL image (fast), then to a float tensor
-    if resize is not None:
-        ops.append(v2.Resize(resize, antialias=True))
-    if train and crop is not None:
-        ops.append(v2.RandomCrop(crop, padding=padding))
-    if train and flip:
-        ops.append(v2.RandomHorizontalFlip())
-    ops += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+                    padding: int = 0, resize: int | None = None, ops: Sequence[torch.nn.Module] = ()
+                    ) -> SingleThreaded:
+    """PIL image -> normalised float ``[C,H,W]``; with ``train``: random crop (``padding``) and flip.
+
+    ``ops`` replaces the geometric ops (run first, on the PIL image: fast) when given."""
+    if not ops:
+        ops = [v2.Resize(resize, antialias=True)] if resize is not None else []
+        ops += [v2.RandomCrop(crop, padding=padding)] if train and crop is not None else []
+        ops += [v2.RandomHorizontalFlip()] if train else []
+    ops = [*ops, v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     return SingleThreaded(v2.Compose(ops))

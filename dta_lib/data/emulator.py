@@ -32,15 +32,14 @@ import filelock
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
 from .common import single_threaded
-from .events import EVENT_DTYPE, events_to_frames
-from .registry import atomic_write, cache_dir, cache_key
-
-__all__ = ["EmulatorConfig", "saccade_path", "emulate", "EmulatedEvents", "emulate_cached"]
+from .events import EVENT_DTYPE, EventFrames, events_to_frames
+from ..atomic import atomic_write
+from ..paths import cache_dir
+from .registry import cache_key
 
 _STORE_DTYPE = np.dtype([("t", "<u4"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")])
 EMULATOR_VERSION = 1
@@ -110,12 +109,6 @@ def _as_gray(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     return TF.rgb_to_grayscale(x) if x.shape[1] == 3 else x
 
 
-def _thresholds(config: EmulatorConfig, h: int, w: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(config.seed)
-    c = config.contrast_threshold * (1 + config.threshold_sigma * torch.randn(h, w, generator=gen))
-    return c.clamp_min(0.1 * config.contrast_threshold)
-
-
 def _emulate_chunk(gray: torch.Tensor, config: EmulatorConfig) -> tuple[torch.Tensor, ...]:
     """Events of a chunk as flat tensors ``(image, t_us, x, y, p)`` (unsorted)."""
     n, _, h, w = gray.shape
@@ -123,15 +116,15 @@ def _emulate_chunk(gray: torch.Tensor, config: EmulatorConfig) -> tuple[torch.Te
     hc, wc = h + 2 * m, w + 2 * m
     path = saccade_path(config)
     centre = torch.tensor([config.amplitude / 2, config.amplitude / 2])
-    uu = torch.arange(wc, dtype=torch.float32)
-    vv = torch.arange(hc, dtype=torch.float32)
-    thr = _thresholds(config, hc, wc)
+    uu, vv = torch.arange(wc, dtype=torch.float32), torch.arange(hc, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(config.seed)  # the sensor's fixed pattern of thresholds
+    thr = config.contrast_threshold * (1 + config.threshold_sigma * torch.randn(hc, wc, generator=gen))
+    thr = thr.clamp_min(0.1 * config.contrast_threshold)
     dt = config.saccade_us / config.steps_per_saccade
 
     def log_frame(offset: torch.Tensor) -> torch.Tensor:
         ox, oy = (m - centre + offset).tolist()  # image origin on the canvas
-        gx = 2 * (uu - ox) / (w - 1) - 1
-        gy = 2 * (vv - oy) / (h - 1) - 1
+        gx, gy = 2 * (uu - ox) / (w - 1) - 1, 2 * (vv - oy) / (h - 1) - 1
         grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], -1).expand(n, hc, wc, 2)
         img = F.grid_sample(gray, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[:, 0]
         return torch.log(config.log_eps + img)
@@ -170,34 +163,26 @@ def _emulate_chunk(gray: torch.Tensor, config: EmulatorConfig) -> tuple[torch.Te
 @torch.no_grad()
 def emulate(images: torch.Tensor | np.ndarray, config: EmulatorConfig | None = None, chunk: int = 2048,
             progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Emulate ``N`` images; returns ``(events, offsets)``: events of image ``i`` are
-    ``events[offsets[i]:offsets[i+1]]``, a tonic structured array ``(t, x, y, p)`` sorted by ``t``."""
+    """``(events, offsets)`` of ``N`` images: image ``i``'s are ``events[offsets[i]:offsets[i+1]]``, sorted by ``t``."""
     config = config or EmulatorConfig()
     gray = _as_gray(images)
-    with single_threaded():  # measured 460 vs 80 img/s (1 vs 2 threads) on the shared 2-core machine
-        return _emulate_all(gray, config, chunk, progress)
-
-
-def _emulate_all(gray: torch.Tensor, config: EmulatorConfig, chunk: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
     parts: list[np.ndarray] = []
     counts = np.zeros(len(gray), dtype=np.int64)
-    for start in tqdm(range(0, len(gray), chunk), disable=not progress, desc="emulating", unit="chunk"):
-        b, t, x, y, p = _emulate_chunk(gray[start:start + chunk], config)
-        order = np.argsort(b.numpy() * (1 << 32) + t.numpy(), kind="stable")
-        ev = np.empty(len(b), dtype=_STORE_DTYPE)
-        ev["t"], ev["x"], ev["y"], ev["p"] = t.numpy()[order], x.numpy()[order], y.numpy()[order], p.numpy()[order]
-        counts[start:start + len(gray[start:start + chunk])] = np.bincount(b.numpy(), minlength=min(chunk, len(gray) - start))
-        parts.append(ev)
+    with single_threaded():  # measured 460 vs 80 img/s (1 vs 2 threads) on the shared 2-core machine
+        for start in tqdm(range(0, len(gray), chunk), disable=not progress, desc="emulating", unit="chunk"):
+            b, t, x, y, p = _emulate_chunk(gray[start:start + chunk], config)
+            order = np.argsort(b.numpy() * (1 << 32) + t.numpy(), kind="stable")
+            ev = np.empty(len(b), dtype=_STORE_DTYPE)
+            ev["t"], ev["x"], ev["y"], ev["p"] = t.numpy()[order], x.numpy()[order], y.numpy()[order], p.numpy()[order]
+            counts[start:start + chunk] = np.bincount(b.numpy(), minlength=min(chunk, len(gray) - start))
+            parts.append(ev)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     return (np.concatenate(parts) if parts else np.empty(0, _STORE_DTYPE)), offsets
 
 
 def to_tonic(stored: np.ndarray) -> np.ndarray:
     """Compact stored events -> tonic structured array with :data:`~dta_lib.data.events.EVENT_DTYPE`."""
-    ev = np.empty(len(stored), dtype=EVENT_DTYPE)
-    for name in EVENT_DTYPE.names:
-        ev[name] = stored[name]
-    return ev
+    return np.asarray(stored).astype(EVENT_DTYPE)
 
 
 def emulate_cached(images: torch.Tensor | np.ndarray, config: EmulatorConfig | None = None,
@@ -207,22 +192,18 @@ def emulate_cached(images: torch.Tensor | np.ndarray, config: EmulatorConfig | N
     if cache is False:
         return emulate(images, config, progress=progress)
     arr = np.ascontiguousarray(torch.as_tensor(images).numpy())
-    digest = hashlib.sha256(arr.tobytes()).hexdigest()
-    key = cache_key(images=digest, shape=arr.shape, dtype=str(arr.dtype), config=asdict(config), version=EMULATOR_VERSION)
+    key = cache_key(images=hashlib.sha256(arr.tobytes()).hexdigest(), shape=arr.shape, dtype=str(arr.dtype),
+                    config=asdict(config), version=EMULATOR_VERSION)
     folder = Path(cache) if cache not in (None, True) else cache_dir() / "emulator"
     ev_path, off_path = folder / f"{key}.events.npy", folder / f"{key}.offsets.npy"
-    if ev_path.is_file() and off_path.is_file():  # a good entry is read without the lock (read-only caches)
-        cached = _load_cache(ev_path, off_path, len(arr), warn=False)
-        if cached is not None:
-            return cached
+    if cached := _load_cache(ev_path, off_path, len(arr), warn=False):  # without the lock (read-only caches)
+        return cached
     folder.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(folder / f"{key}.lock"):  # one writer per entry (parallel campaign workers)
         for tmp in folder.glob(f".{key}.*.tmp"):  # temp files of a write that a kill interrupted
             tmp.unlink(missing_ok=True)
-        if ev_path.is_file() and off_path.is_file():
-            cached = _load_cache(ev_path, off_path, len(arr))
-            if cached is not None:
-                return cached
+        if cached := _load_cache(ev_path, off_path, len(arr)):
+            return cached
         events, offsets = emulate(arr, config, progress=progress)
         atomic_write(ev_path, lambda tmp: np.save(open(tmp, "wb"), events))
         atomic_write(off_path, lambda tmp: np.save(open(tmp, "wb"), offsets))
@@ -230,7 +211,9 @@ def emulate_cached(images: torch.Tensor | np.ndarray, config: EmulatorConfig | N
 
 
 def _load_cache(ev_path: Path, off_path: Path, n_images: int, warn: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
-    """The cached arrays, or ``None`` with a warning naming the file when they are unreadable or inconsistent."""
+    """The cached arrays; ``None`` when absent, or (with a warning naming the file) unreadable or inconsistent."""
+    if not (ev_path.is_file() and off_path.is_file()):
+        return None
     try:
         events, offsets = np.load(ev_path, mmap_mode="r"), np.load(off_path)
         ok = (offsets.ndim == 1 and len(offsets) == n_images + 1 and offsets[0] == 0
@@ -245,7 +228,7 @@ def _load_cache(ev_path: Path, off_path: Path, n_images: int, warn: bool = True)
     return None
 
 
-class EmulatedEvents(Dataset):
+class EmulatedEvents(EventFrames):
     """``(frames [T,2,H,W], label)`` from emulated events (framed per sample with tonic ``ToFrame``)."""
 
     def __init__(self, images: torch.Tensor | np.ndarray, targets: Any, time_steps: int,
@@ -258,20 +241,11 @@ class EmulatedEvents(Dataset):
         self.sensor_size = self.config.sensor_size(int(h), int(w))
         self.stored, self.offsets = emulate_cached(images, self.config, cache, progress)
         self.targets = [int(t) for t in targets]
-        if len(self.targets) != len(self.offsets) - 1:
-            raise ValueError(f"{len(self.offsets) - 1} images but {len(self.targets)} targets")
         self.time_steps, self.frame_size, self.transform, self.classes = time_steps, frame_size, transform, classes
-
-    def __len__(self) -> int:
-        return len(self.targets)
 
     def events(self, index: int) -> np.ndarray:
         """The tonic structured array ``(t, x, y, p)`` of sample ``index``."""
         return to_tonic(self.stored[self.offsets[index]:self.offsets[index + 1]])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        with single_threaded():
-            frames = events_to_frames(self.events(index), self.sensor_size, self.time_steps, self.frame_size)
-            if self.transform is not None:
-                frames = self.transform(frames)
-        return frames, self.targets[index]
+    def frames(self, index: int) -> torch.Tensor:
+        return events_to_frames(self.events(index), self.sensor_size, self.time_steps, self.frame_size)

@@ -18,18 +18,11 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from .common import balanced_subset, single_threaded
-from .registry import (
-    atomic_write,
-    cache_dir,
-    cache_key,
-    check_time_steps,
-    dataset_info,
-    resolve_root,
-)
-
-__all__ = ["EVENT_DTYPE", "CIFAR10DVS_CLASSES", "read_events", "events_to_frames", "split_per_class",
-           "FramedEvents", "CIFAR10DVS", "build_cifar10_dvs"]
+from .augment import EventAugment
+from .common import balanced_pair, single_threaded
+from ..atomic import atomic_write
+from ..paths import cache_dir
+from .registry import cache_key, check_time_steps, dataset_info, resolve_root
 
 EVENT_DTYPE = np.dtype([("t", np.int64), ("x", np.int16), ("y", np.int16), ("p", bool)])
 CIFAR10DVS_CLASSES: dict[str, int] = dict(tonic.datasets.CIFAR10DVS.classes)
@@ -37,43 +30,34 @@ FRAME_CACHE_VERSION = 1
 
 
 def read_events(path: str | os.PathLike, sensor_size: tuple[int, int, int] | None = None) -> np.ndarray:
-    """Events of an AEDAT4 file (``tonic.io.read_aedat4``) as a ``(t, x, y, p)`` structured array.
-
-    A corrupt/truncated file, or events outside ``sensor_size = (W, H, P)``, raise ``ValueError`` naming the file.
-    """
+    """Events of an AEDAT4 file (``tonic.io.read_aedat4``) as a ``(t, x, y, p)`` structured array; a corrupt file,
+    or events outside ``sensor_size = (W, H, P)``, raise ``ValueError`` naming the file."""
     try:
         raw = tonic.io.read_aedat4(str(path))
     except Exception as err:  # noqa: BLE001 - the aedat decoder raises plain Exception/RuntimeError
         raise ValueError(f"corrupt or truncated event file {path}: {err}") from err
-    events = np.empty(len(raw), dtype=EVENT_DTYPE)
-    for name, src in zip(EVENT_DTYPE.names, raw.dtype.names, strict=True):
-        events[name] = raw[src]
+    events = raw.astype(EVENT_DTYPE)  # fields by position: tonic's (t, x, y, p) with its own dtypes
     if sensor_size is not None and len(events):
-        w, h = sensor_size[0], sensor_size[1]
-        if int(events["x"].max()) >= w or int(events["y"].max()) >= h:
-            raise ValueError(f"event file {path} has events up to x={int(events['x'].max())}, "
-                             f"y={int(events['y'].max())}; expected a sensor of {w}x{h} (sensor_size={sensor_size})")
+        (w, h, _), x, y = sensor_size, int(events["x"].max()), int(events["y"].max())
+        if x >= w or y >= h:
+            raise ValueError(f"event file {path} has events up to x={x}, y={y}; expected a sensor of {w}x{h} "
+                             f"(sensor_size={sensor_size})")
     return events
 
 
 def events_to_frames(events: np.ndarray, sensor_size: tuple[int, int, int], time_steps: int,
                      frame_size: int | None = None) -> torch.Tensor:
-    """``[T, P, H, W]`` float counts: tonic ``ToFrame(n_event_bins=T)``, then resize to ``frame_size``.
-
-    Fewer than ``T`` events (where tonic returns empty frames): event ``k`` of ``n`` goes to frame ``k*T//n``.
-    """
-    w, h, p = sensor_size
-    n = len(events)
+    """``[T, P, H, W]`` float counts: tonic ``ToFrame(n_event_bins=T)``, then resize to ``frame_size``; with fewer
+    than ``T`` events (where tonic returns empty frames) event ``k`` of ``n`` goes to frame ``k*T//n``."""
+    (w, h, p), n = sensor_size, len(events)
     if n >= time_steps:
         frames = torch.from_numpy(tonic.transforms.ToFrame(sensor_size=sensor_size, n_event_bins=time_steps)(events)
                                   .astype(np.float32))
     else:
         frames = torch.zeros(time_steps, p, h, w)
         if n:
-            idx = torch.arange(n) * time_steps // n
-            frames.index_put_((idx, torch.as_tensor(events["p"].astype(np.int64)),
-                               torch.as_tensor(events["y"].astype(np.int64)),
-                               torch.as_tensor(events["x"].astype(np.int64))), torch.ones(n), accumulate=True)
+            idx = (torch.arange(n) * time_steps // n, *(torch.as_tensor(events[f].astype(np.int64)) for f in "pyx"))
+            frames.index_put_(idx, torch.ones(n), accumulate=True)
     if frame_size is not None and (h, w) != (frame_size, frame_size):
         frames = TF.resize(frames, [frame_size, frame_size], antialias=True)
     return frames
@@ -89,37 +73,40 @@ def split_per_class(files: Sequence[str | os.PathLike], targets: Sequence[int], 
     train: list[int] = []
     test: list[int] = []
     for label in sorted(set(int(t) for t in targets)):
-        idx = sorted((i for i, t in enumerate(targets) if int(t) == label), key=lambda i: (Path(files[i]).name, str(files[i])))
+        idx = sorted((i for i, t in enumerate(targets) if int(t) == label),
+                     key=lambda i: (Path(files[i]).name, str(files[i])))
         cut = -(-len(idx) * round(train_fraction * 1000) // 1000)  # ceil, in integers (no float rounding)
         train += idx[:cut]
         test += idx[cut:]
     return train, test
 
 
-class FramedEvents(Dataset):
-    """``(frames [T,2,H,W], label)`` for a list of event files, with an on-disk frame cache.
+class EventFrames(Dataset):
+    """Base of the event datasets: ``(frames(index) [T,2,H,W] transformed, label)``, framed on one thread."""
 
-    The cache file name hashes the file's resolved path, size and mtime together with every framing
-    parameter (``time_steps``, ``sensor_size``, ``frame_size``, the slicing method, a format version),
-    never the index alone; files are written to a temp name then ``os.replace``d.
-    """
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        with single_threaded():
+            frames = self.frames(index)
+            if self.transform is not None:
+                frames = self.transform(frames)
+        return frames, self.targets[index]
+
+
+class FramedEvents(EventFrames):
+    """``(frames [T,2,H,W], label)`` for a list of event files, with an on-disk frame cache (written atomically)
+    keyed by the file's resolved path, size and mtime and every framing parameter, never the index alone."""
 
     def __init__(self, files: Sequence[str | os.PathLike], targets: Sequence[int], sensor_size: tuple[int, int, int],
                  time_steps: int, frame_size: int | None = None, transform: Callable | None = None,
                  cache: str | os.PathLike | None | bool = None, classes: Sequence[str] | None = None) -> None:
-        if len(files) != len(targets):
-            raise ValueError(f"{len(files)} files but {len(targets)} targets")
-        self.files = [Path(f) for f in files]
-        self.targets = [int(t) for t in targets]
-        self.sensor_size = tuple(int(s) for s in sensor_size)
-        self.time_steps = int(time_steps)
-        self.frame_size = frame_size
-        self.transform = transform
+        self.files, self.targets = [Path(f) for f in files], [int(t) for t in targets]
+        self.sensor_size, self.time_steps = tuple(int(s) for s in sensor_size), int(time_steps)
+        self.frame_size, self.transform = frame_size, transform
         self.classes = list(classes) if classes is not None else None
         self.cache = None if cache is False else Path(cache) if cache not in (None, True) else cache_dir() / "frames"
-
-    def __len__(self) -> int:
-        return len(self.files)
 
     def cache_path(self, index: int) -> Path | None:
         """Where sample ``index``'s frames are cached (None without a cache)."""
@@ -133,7 +120,6 @@ class FramedEvents(Dataset):
         return self.cache / key[:2] / f"{key}.npy"
 
     def frames(self, index: int) -> torch.Tensor:
-        """Untransformed frames of sample ``index`` (from the cache when present)."""
         cached = self.cache_path(index)
         if cached is not None and cached.is_file():
             return torch.from_numpy(np.load(cached))
@@ -143,18 +129,10 @@ class FramedEvents(Dataset):
             atomic_write(cached, lambda tmp: np.save(open(tmp, "wb"), frames.numpy()))
         return frames
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        with single_threaded():
-            frames = self.frames(index)
-            if self.transform is not None:
-                frames = self.transform(frames)
-        return frames, self.targets[index]
-
 
 class CIFAR10DVS(tonic.datasets.CIFAR10DVS):
-    """tonic's ``CIFAR10DVS`` that accepts an extracted ``<root>/CIFAR10DVS/<class>/*.aedat4`` tree of any size
-    (tonic wants the zip and >= 1000 files) and lists files sorted by (class, file name). The class keeps
-    tonic's name because tonic derives the folder (``<save_to>/CIFAR10DVS``) from it."""
+    """tonic's ``CIFAR10DVS`` (whose class name gives the folder) accepting an extracted tree of any size, sorted by
+    (class, file name)."""
 
     def _check_exists(self) -> bool:
         return _tree_present(Path(self.location_on_system)) or bool(super()._check_exists())
@@ -167,9 +145,7 @@ class CIFAR10DVS(tonic.datasets.CIFAR10DVS):
 
 
 def _tree_present(folder: Path) -> bool:
-    if not folder.is_dir():
-        return False
-    dirs = {p.parent for p in folder.rglob("*.aedat4")}
+    dirs = {p.parent for p in folder.rglob("*.aedat4")} if folder.is_dir() else set()
     if not dirs:
         return False
     unknown = sorted(str(d) for d in dirs if d.name not in CIFAR10DVS_CLASSES)
@@ -184,20 +160,15 @@ def build_cifar10_dvs(root: str | os.PathLike | None = None, time_steps: int | N
                       cache: str | os.PathLike | None | bool = None) -> tuple[Any, Any]:
     """CIFAR10-DVS: ``T`` event-count frames resized to 48x48, sorted per-class 9:1 split; train samples get
     a horizontal flip and one TrivialAugment-style op identical over all frames (:class:`EventAugment`)."""
-    from .augment import EventAugment
-
     steps = check_time_steps("cifar10-dvs", time_steps)
     path = resolve_root("cifar10-dvs", root, lambda r: _tree_present(r / "CIFAR10DVS"), download,
                         "<root>/CIFAR10DVS/<class>/*.aedat4 with class folders " + ", ".join(CIFAR10DVS_CLASSES))
     base = CIFAR10DVS(str(path))
     train_idx, test_idx = split_per_class(base.data, base.targets)
-    classes = list(CIFAR10DVS_CLASSES)
 
     def make(idx: list[int], tf: Callable | None) -> FramedEvents:
         return FramedEvents([base.data[i] for i in idx], [base.targets[i] for i in idx], sensor_size, steps,
-                            frame_size, tf, cache, classes)
-    train = make(train_idx, EventAugment() if train_transform else None)
-    test = make(test_idx, None)
-    info = dataset_info("cifar10-dvs")
-    return (balanced_subset(train, subset, info.num_classes),
-            balanced_subset(test, subset if test_subset == "same" else test_subset, info.num_classes))
+                            frame_size, tf, cache, list(CIFAR10DVS_CLASSES))
+
+    return balanced_pair(make(train_idx, EventAugment() if train_transform else None), make(test_idx, None), subset,
+                         test_subset, dataset_info("cifar10-dvs").num_classes)

@@ -1,13 +1,7 @@
-"""Dataset metadata (:class:`DatasetInfo`), root lookup and the on-disk cache folder.
-
-Lookup order for a dataset root, the same for every entry point (notebooks, ``python -m dta_lib train``,
-``make reproduce``'s preflight): the ``root`` argument, then ``$DTA_DATA_ROOT``, then the dataset's offline
-locations (Debian's ``dataset-fashion-mnist`` for Fashion-MNIST), then the download cache
-(:func:`download_root`, where an earlier ``download=True`` put the files), then, only with ``download=True``,
-a download into the download cache.
-Derived files (event frames, emulated events, gunzipped Debian files) go to
-:func:`cache_dir` (from :mod:`dta_lib.paths`): ``$DTA_CACHE_DIR``, else ``~/.cache/dta_lib``.
-"""
+"""Dataset metadata (:class:`DatasetInfo`) and root lookup, the same for every entry point: the ``root``
+argument, then ``$DTA_DATA_ROOT``, then the dataset's offline locations (Debian's ``dataset-fashion-mnist``),
+then the download cache (:func:`download_root`), then, only with ``download=True``, a download into it.
+Derived files (frames, emulated events, gunzipped Debian files) go to :func:`dta_lib.paths.cache_dir`."""
 from __future__ import annotations
 
 import hashlib
@@ -18,11 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write  # noqa: F401  (re-exported for the data modules)
-from ..paths import cache_dir  # noqa: F401  (re-exported: one cache folder for the whole library)
-
-__all__ = ["DatasetInfo", "DATASETS", "dataset_info", "cache_dir", "env_root", "download_root", "cache_key", "atomic_write", "resolve_root",
-           "check_time_steps", "missing_data_error"]
+from ..paths import cache_dir
 
 
 @dataclass(frozen=True)
@@ -47,22 +37,18 @@ class DatasetInfo:
 MODEL_FIELDS = ("name", "num_classes", "in_channels", "image_size", "default_time_steps", "is_event")
 
 
-# Event frames are raw per-polarity event counts (not normalised): mean 0, std 1 is the identity.
-DATASETS: dict[str, DatasetInfo] = {
-    # CIFAR: the release's constants (what its checkpoints expect). Its CIFAR-10 std (0.2023, 0.1994, 0.2010) is
-    # the widely copied value, not the per-pixel std of the training set (0.2470, 0.2435, 0.2616).
-    "cifar10": DatasetInfo("cifar10", 10, 3, 32, 6, False,
-                           (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-    "cifar100": DatasetInfo("cifar100", 100, 3, 32, 6, False,
-                            (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
-    "imagenet": DatasetInfo("imagenet", 1000, 3, 224, 6, False,
-                            (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "cifar10-dvs": DatasetInfo("cifar10-dvs", 10, 2, 48, 10, True, (0.0, 0.0), (1.0, 1.0)),
-    "fashion-mnist": DatasetInfo("fashion-mnist", 10, 1, 28, 4, False, (0.2860,), (0.3530,)),
-    "fashion-mnist-dvs": DatasetInfo("fashion-mnist-dvs", 10, 2, 34, 10, True, (0.0, 0.0), (1.0, 1.0)),
-    "cifar10-emulated-dvs": DatasetInfo("cifar10-emulated-dvs", 10, 2, 48, 10, True, (0.0, 0.0), (1.0, 1.0)),
-}
-
+# CIFAR: the release's constants (what its checkpoints expect). Its CIFAR-10 std (0.2023, 0.1994, 0.2010) is the
+# widely copied value, not the per-pixel std of the training set (0.2470, 0.2435, 0.2616). Event frames are raw
+# per-polarity event counts (not normalised): mean 0, std 1 is the identity.
+DATASETS: dict[str, DatasetInfo] = {i.name: i for i in (
+    DatasetInfo("cifar10", 10, 3, 32, 6, False, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    DatasetInfo("cifar100", 100, 3, 32, 6, False, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+    DatasetInfo("imagenet", 1000, 3, 224, 6, False, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    DatasetInfo("cifar10-dvs", 10, 2, 48, 10, True, (0.0, 0.0), (1.0, 1.0)),
+    DatasetInfo("fashion-mnist", 10, 1, 28, 4, False, (0.2860,), (0.3530,)),
+    DatasetInfo("fashion-mnist-dvs", 10, 2, 34, 10, True, (0.0, 0.0), (1.0, 1.0)),
+    DatasetInfo("cifar10-emulated-dvs", 10, 2, 48, 10, True, (0.0, 0.0), (1.0, 1.0)),
+)}
 MAX_TIME_STEPS = 1024
 
 
@@ -103,51 +89,37 @@ def cache_key(**params: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def missing_data_error(name: str, searched: list[Path | str], layout: str, how: str) -> FileNotFoundError:
-    """The error for absent data: where we looked, the expected layout and how to get it."""
-    where = ", ".join(str(p) for p in searched) or "(no candidate root)"
-    return FileNotFoundError(f"{name}: no data found at {where}. Expected layout: {layout}. To get it: {how}")
-
-
 def resolve_root(name: str, root: str | os.PathLike | None, present: Any, download: bool,
                  layout: str, offline: tuple[Path, ...] = ()) -> Path:
-    """Pick the dataset root: ``root``, then ``$DTA_DATA_ROOT``, then ``offline`` locations, then the download cache.
-
-    ``present(path) -> bool`` says whether a candidate holds the data. Nothing is created here;
-    with ``download=True`` and no candidate holding the data, :func:`download_root` is where the download goes.
-    """
-    how = ("pass download=True (DOWNLOAD=1 for make reproduce, --download for the CLI; needs internet), set "
-           "DTA_DATA_ROOT / root= to a folder with that layout"
-           + (" or install the Debian package dataset-fashion-mnist" if name.startswith("fashion") else ""))
+    """The dataset root in lookup order (module docstring); ``present(path) -> bool`` says whether a candidate
+    holds the data. Nothing is created here."""
     if root is not None:
         path = Path(root).expanduser()
         if download or present(path):
             return _record(name, path)
         state = "does not exist" if not path.exists() else ("is empty" if path.is_dir() and not any(path.iterdir())
                                                            else "lacks the expected files")
-        raise missing_data_error(name, [f"{path} (which {state})"], layout, how)
-    searched: list[Path | str] = []
-    env = env_root()
-    if env is not None:
-        if not env.exists() and not download:
+        searched = [f"{path} (which {state})"]
+    else:
+        env = env_root()
+        if env is not None and not env.exists() and not download:
             raise FileNotFoundError(f"{name}: $DTA_DATA_ROOT={str(env)!r} does not exist; set it to a folder with the "
                                     f"layout {layout}, or unset it to use the offline copies")
-        if present(env):
-            return _record(name, env)
-        searched.append(f"{env} ($DTA_DATA_ROOT)")
-        fallback = next((c for c in (*offline, download_root()) if c != env and present(c)), None)
-        if fallback is not None:
-            warnings.warn(f"$DTA_DATA_ROOT={str(env)!r} does not hold {name} (expected {layout}); using {fallback}",
-                          stacklevel=3)
-    for candidate in (*offline, download_root()):
-        if candidate == env:
-            continue
-        if present(candidate):
-            return _record(name, candidate)
-        searched.append(candidate)
-    if download:
-        return _record(name, download_root())
-    raise missing_data_error(name, searched, layout, how)
+        candidates = ([env] if env is not None else []) + [c for c in (*offline, download_root()) if c != env]
+        found = next((c for c in candidates if present(c)), None)
+        if found is not None:
+            if env is not None and found != env:
+                warnings.warn(f"$DTA_DATA_ROOT={str(env)!r} does not hold {name} (expected {layout}); using {found}",
+                              stacklevel=3)
+            return _record(name, found)
+        if download:
+            return _record(name, download_root())
+        searched = [f"{c} ($DTA_DATA_ROOT)" if c == env else str(c) for c in candidates]
+    how = ("pass download=True (DOWNLOAD=1 for make reproduce, --download for the CLI; needs internet), set "
+           "DTA_DATA_ROOT / root= to a folder with that layout"
+           + (" or install the Debian package dataset-fashion-mnist" if name.startswith("fashion") else ""))
+    raise FileNotFoundError(f"{name}: no data found at {', '.join(searched) or '(no candidate root)'}. Expected layout: "
+                            f"{layout}. To get it: {how}")
 
 
 #: dataset name -> the root the last :func:`resolve_root` call picked (read by :func:`data_provenance`)
@@ -160,11 +132,8 @@ def _record(name: str, path: Path) -> Path:
 
 
 def data_provenance(name: str, max_content_bytes: int = 256 * 2**20, max_files: int = 20_000) -> dict[str, Any] | None:
-    """Which files a dataset was read from: the root :func:`resolve_root` picked last, with a SHA-256 digest.
-
-    The digest covers the files' contents when they total at most ``max_content_bytes``, else their relative
-    paths and sizes (``digest_of``: ``content`` or ``listing``). ``None`` when no root was resolved for ``name``.
-    """
+    """The root :func:`resolve_root` picked last for ``name`` (else ``None``) with a SHA-256 digest of its files'
+    contents when they total at most ``max_content_bytes``, else of their relative paths and sizes (``digest_of``)."""
     root = RESOLVED_ROOTS.get(name)
     if root is None:
         return None

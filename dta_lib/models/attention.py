@@ -17,13 +17,11 @@ ATTENTION_MODES = ("none", "txa", "tna", "dta")
 
 
 def _check_seq(x: Tensor, channels: int, time_steps: int, who: str) -> None:
+    want = f"{who} expects X of shape [B, T={time_steps}, C={channels}, H, W], got {tuple(x.shape)}"
     if x.dim() != 5:
-        raise ValueError(f"{who} expects X of shape [B, T={time_steps}, C={channels}, H, W], got {tuple(x.shape)}")
-    if x.shape[1] != time_steps or x.shape[2] != channels:
-        raise ValueError(
-            f"{who} expects X of shape [B, T={time_steps}, C={channels}, H, W], got {tuple(x.shape)} "
-            f"(T={x.shape[1]}, C={x.shape[2]})"
-        )
+        raise ValueError(want)
+    if x.shape[1:3] != (time_steps, channels):
+        raise ValueError(f"{want} (T={x.shape[1]}, C={x.shape[2]})")
     if not torch.is_floating_point(x):
         raise ValueError(f"{who} expects a floating-point X, got dtype {x.dtype}")
 
@@ -50,8 +48,7 @@ class TXA(nn.Module):
         super().__init__()
         _positive(channels=channels, time_steps=time_steps, kernel_t=kernel_t, kernel_c=kernel_c)
         self.channels, self.time_steps = channels, time_steps
-        # 'same' padding done by hand (identical to PyTorch's: the extra pad goes right)
-        # so the even kernel needs no padded copy inside conv1d
+        # 'same' padding by hand (as PyTorch's: the extra pad goes right), see _pad_same
         self.conv_t = nn.Conv1d(time_steps, time_steps, kernel_t, bias=False)
         self.conv_c = nn.Conv1d(channels, channels, kernel_c, bias=False)
         self.scale_t = nn.Parameter(torch.tensor(1.0))
@@ -102,7 +99,6 @@ class LTCA(nn.Module):
 
     def __init__(self, dim: int, kernel_size: int = 7, dw_kernel: int = 5, dilation: int = 3) -> None:
         super().__init__()
-        _positive(dim=dim, kernel_size=kernel_size, dw_kernel=dw_kernel, dilation=dilation)
         kd = dilated_kernel_size(kernel_size)
         if kd < 1:
             raise ValueError(f"LTCA kernel_size={kernel_size} gives a dilated kernel of {kd}; use kernel_size >= 3")
@@ -124,13 +120,12 @@ class GTCA(nn.Module):
     def __init__(self, dim: int, hidden: int | None = None) -> None:
         super().__init__()
         hidden = gtca_hidden(dim) if hidden is None else hidden
-        _positive(dim=dim, hidden=hidden)
+        _positive(hidden=hidden)
         self.fc1 = nn.Linear(dim, hidden, bias=False)
         self.fc2 = nn.Linear(hidden, dim, bias=False)
 
     def forward(self, e: Tensor) -> Tensor:
-        g = self.fc2(F.relu(self.fc1(e.mean(dim=(2, 3)))))
-        return g[..., None, None]
+        return self.fc2(F.relu(self.fc1(e.mean(dim=(2, 3)))))[..., None, None]
 
 
 class TNA(nn.Module):
@@ -148,17 +143,11 @@ class TNA(nn.Module):
     of which the three D x D 1x1 convs (encode, LTCA pointwise, decode) hold 443,520.
     """
 
-    def __init__(
-        self,
-        channels: int,
-        time_steps: int,
-        kernel_size: int = 7,
-        dw_kernel: int = 5,
-        dilation: int = 3,
-        gtca_hidden: int | None = None,
-    ) -> None:
+    def __init__(self, channels: int, time_steps: int, kernel_size: int = 7, dw_kernel: int = 5, dilation: int = 3,
+                 gtca_hidden: int | None = None) -> None:
         super().__init__()
-        _positive(channels=channels, time_steps=time_steps)
+        _positive(channels=channels, time_steps=time_steps, kernel_size=kernel_size, dw_kernel=dw_kernel,
+                  dilation=dilation)
         self.channels, self.time_steps = channels, time_steps
         dim = channels * time_steps
         self.encode = nn.Conv2d(dim, dim, 1)
@@ -170,9 +159,8 @@ class TNA(nn.Module):
         """Return the local map ``LTCA(E)`` ``[B, T, C, H, W]`` and the global map ``GTCA(E)`` ``[B, T, C]``."""
         _check_seq(x, self.channels, self.time_steps, "TNA")
         e = F.gelu(self.encode(x.flatten(1, 2)))
-        return self.ltca(e).unflatten(1, (self.time_steps, self.channels)), self.gtca(e)[..., 0, 0].unflatten(
-            1, (self.time_steps, self.channels)
-        )
+        tc = (self.time_steps, self.channels)
+        return self.ltca(e).unflatten(1, tc), self.gtca(e)[..., 0, 0].unflatten(1, tc)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_seq(x, self.channels, self.time_steps, "TNA")
@@ -196,18 +184,8 @@ class DTA(nn.Module):
     ``kernel_size``, ``dw_kernel``, ``dilation``, ``gtca_hidden`` to :class:`TNA`.
     """
 
-    def __init__(
-        self,
-        channels: int,
-        time_steps: int,
-        mode: str = "dta",
-        kernel_t: int = 3,
-        kernel_c: int = 6,
-        kernel_size: int = 7,
-        dw_kernel: int = 5,
-        dilation: int = 3,
-        gtca_hidden: int | None = None,
-    ) -> None:
+    def __init__(self, channels: int, time_steps: int, mode: str = "dta", kernel_t: int = 3, kernel_c: int = 6,
+                 kernel_size: int = 7, dw_kernel: int = 5, dilation: int = 3, gtca_hidden: int | None = None) -> None:
         super().__init__()
         if mode not in ("txa", "tna", "dta"):
             raise ValueError(f"DTA mode must be one of 'txa', 'tna', 'dta', got {mode!r}")
@@ -217,8 +195,7 @@ class DTA(nn.Module):
         self.tna = TNA(channels, time_steps, kernel_size, dw_kernel, dilation, gtca_hidden) if mode in ("tna", "dta") else None
 
     def gate(self, x: Tensor) -> Tensor:
-        """The attention gate ``sigmoid(...)`` in ``[0, 1]``, shape of ``x``."""
-        _check_seq(x, self.channels, self.time_steps, "DTA")
+        """The attention gate ``sigmoid(...)`` in ``[0, 1]``, shape of ``x`` (the branches check ``x``)."""
         if self.txa is not None and self.tna is not None:
             return torch.sigmoid(self.tna(x) * self.txa(x))
         branch = self.txa if self.txa is not None else self.tna

@@ -19,26 +19,22 @@ from torch import Tensor
 
 __all__ = ["from_reference_state_dict", "to_reference_state_dict"]
 
+# (release prefix, our prefix) of the keys renamed one to one, both ways
+_PREFIXES = [("input_conv.layer.module.", "stem_conv."), ("fc.layer.module.", "fc."),
+             ("encoding.T_NA.encoding.0.", "dta.tna.encode."), ("encoding.T_NA.tca.LTCA.0.", "dta.tna.ltca.depthwise."),
+             ("encoding.T_NA.tca.LTCA.1.", "dta.tna.ltca.dilated."), ("encoding.T_NA.tca.LTCA.2.", "dta.tna.ltca.pointwise."),
+             ("encoding.T_NA.tca.MLP_block.0.", "dta.tna.gtca.fc1."), ("encoding.T_NA.tca.MLP_block.2.", "dta.tna.gtca.fc2."),
+             ("encoding.T_NA.decoding.", "dta.tna.decode."), ("encoding.T_XA.", "dta.txa.")]
 # (release pattern, our replacement), applied in order to canonical (non-alias) keys
-_RULES: list[tuple[str, str]] = [
-    (r"^input_conv\.layer\.module\.", "stem_conv."),
+_RULES: list[tuple[str, str]] = [(f"^{re.escape(a)}", b) for a, b in _PREFIXES] + [
     (r"^input_conv\.bn\.bn\.", "stem_bn."),
     (r"^(layer\d+\.\d+)\.(bn[12])\.bn\.", r"\1.\2."),
     (r"^(layer\d+\.\d+)\.downsample\.layer\.module\.", r"\1.downsample.0."),
     (r"^(layer\d+\.\d+)\.downsample\.bn\.bn\.", r"\1.downsample.1."),
     (r"^(layer\d+\.\d+)\.(conv[12])\.", r"\1.\2."),
-    (r"^fc\.layer\.module\.", "fc."),
     (r"^fc1_s\.layer\.module\.", "fc."),          # MS-ResNet-34
     (r"^conv1\.", "stem_conv."),                   # MS-ResNet-34 stem
     (r"^bn1\.bn\.", "stem_bn."),
-    (r"^encoding\.T_NA\.encoding\.0\.", "dta.tna.encode."),
-    (r"^encoding\.T_NA\.tca\.LTCA\.0\.", "dta.tna.ltca.depthwise."),
-    (r"^encoding\.T_NA\.tca\.LTCA\.1\.", "dta.tna.ltca.dilated."),
-    (r"^encoding\.T_NA\.tca\.LTCA\.2\.", "dta.tna.ltca.pointwise."),
-    (r"^encoding\.T_NA\.tca\.MLP_block\.0\.", "dta.tna.gtca.fc1."),
-    (r"^encoding\.T_NA\.tca\.MLP_block\.2\.", "dta.tna.gtca.fc2."),
-    (r"^encoding\.T_NA\.decoding\.", "dta.tna.decode."),
-    (r"^encoding\.T_XA\.", "dta.txa."),
 ]
 # alias keys: same tensors as a canonical key
 _ALIASES: list[tuple[str, str]] = [
@@ -48,13 +44,6 @@ _ALIASES: list[tuple[str, str]] = [
     (r"^conv1_s\.layer\.module\.(.*)$", r"conv1.\1"),   # MS-ResNet-34 stem
     (r"^conv1_s\.bn\.(.*)$", r"bn1.\1"),
 ]
-
-
-def _strip_prefix(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Drop a DDP ``module.`` prefix when every key has it."""
-    if sd and all(k.startswith("module.") for k in sd):
-        return {k[len("module."):]: v for k, v in sd.items()}
-    return dict(sd)
 
 
 def _canonical(key: str) -> str | None:
@@ -80,7 +69,9 @@ def from_reference_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """
     if not isinstance(sd, Mapping):
         raise ValueError(f"expected a state_dict mapping of key -> tensor, got {type(sd).__name__}")
-    src = _strip_prefix(sd)
+    src = dict(sd)
+    if src and all(k.startswith("module.") for k in src):  # DDP's prefix
+        src = {k[len("module."):]: v for k, v in src.items()}
     out: dict[str, Tensor] = {}
     unknown: list[str] = []
     for key, value in src.items():
@@ -102,26 +93,14 @@ def from_reference_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-_INVERSE: list[tuple[str, list[str]]] = [
-    (r"^stem_conv\.(.*)$", [r"input_conv.layer.module.\1"]),
+_INVERSE: list[tuple[str, list[str]]] = [(f"^{re.escape(b)}(.*)$", [a + r"\1"]) for a, b in _PREFIXES] + [
     (r"^stem_bn\.(.*)$", [r"input_conv.bn.bn.\1", r"input_conv.bn.seqbn.module.\1"]),
     (r"^(layer\d+\.\d+)\.(conv[12])\.(.*)$", [r"\1.\2.\3", r"\1.\2_s.layer.module.\3"]),
     (r"^(layer\d+\.\d+)\.bn([12])\.(.*)$", [r"\1.bn\2.bn.\3", r"\1.bn\2.seqbn.module.\3", r"\1.conv\2_s.bn.bn.\3",
                                             r"\1.conv\2_s.bn.seqbn.module.\3"]),
     (r"^(layer\d+\.\d+)\.downsample\.0\.(.*)$", [r"\1.downsample.layer.module.\2"]),
     (r"^(layer\d+\.\d+)\.downsample\.1\.(.*)$", [r"\1.downsample.bn.bn.\2", r"\1.downsample.bn.seqbn.module.\2"]),
-    (r"^fc\.(.*)$", [r"fc.layer.module.\1"]),
-    (r"^dta\.tna\.encode\.(.*)$", [r"encoding.T_NA.encoding.0.\1"]),
-    (r"^dta\.tna\.ltca\.depthwise\.(.*)$", [r"encoding.T_NA.tca.LTCA.0.\1"]),
-    (r"^dta\.tna\.ltca\.dilated\.(.*)$", [r"encoding.T_NA.tca.LTCA.1.\1"]),
-    (r"^dta\.tna\.ltca\.pointwise\.(.*)$", [r"encoding.T_NA.tca.LTCA.2.\1"]),
-    (r"^dta\.tna\.gtca\.fc1\.(.*)$", [r"encoding.T_NA.tca.MLP_block.0.\1"]),
-    (r"^dta\.tna\.gtca\.fc2\.(.*)$", [r"encoding.T_NA.tca.MLP_block.2.\1"]),
-    (r"^dta\.tna\.decode\.(.*)$", [r"encoding.T_NA.decoding.\1"]),
-    (r"^dta\.txa\.(.*)$", [r"encoding.T_XA.\1"]),
 ]
-
-
 _INVERSE_34: list[tuple[str, list[str]]] = [
     (r"^stem_conv\.(.*)$", [r"conv1.\1", r"conv1_s.layer.module.\1"]),
     (r"^stem_bn\.(.*)$", [r"bn1.bn.\1", r"bn1.seqbn.module.\1", r"conv1_s.bn.bn.\1", r"conv1_s.bn.seqbn.module.\1"]),

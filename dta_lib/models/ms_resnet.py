@@ -62,26 +62,11 @@ class MSResNet(nn.Module):
     (the same function as repeating the input first, ``T`` times cheaper).
     """
 
-    def __init__(
-        self,
-        blocks: Sequence[int],
-        channels: Sequence[int],
-        strides: Sequence[int],
-        num_classes: int = 10,
-        time_steps: int = 6,
-        attention: str = "dta",
-        in_channels: int = 3,
-        stem_channels: int = 64,
-        stem_kernel: int = 3,
-        stem_stride: int = 1,
-        maxpool: bool = False,
-        decay: float = 0.5,
-        threshold: float = 1.0,
-        surrogate: str | Surrogate = "triangle",
-        surrogate_width: float | None = None,
-        lif_backend: str = "auto",
-        dta_kwargs: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, blocks: Sequence[int], channels: Sequence[int], strides: Sequence[int], num_classes: int = 10,
+                 time_steps: int = 6, attention: str = "dta", in_channels: int = 3, stem_channels: int = 64,
+                 stem_kernel: int = 3, stem_stride: int = 1, maxpool: bool = False, decay: float = 0.5,
+                 threshold: float = 1.0, surrogate: str | Surrogate = "triangle", surrogate_width: float | None = None,
+                 lif_backend: str = "auto", dta_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__()
         if attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
@@ -112,28 +97,24 @@ class MSResNet(nn.Module):
         self.head_lif = LIF(**lif)
         self.fc = nn.Linear(c_in, num_classes)
 
-    def _check_input(self, x: Tensor) -> None:
-        want = f"[B, {self.in_channels}, H, W] or [B, {self.time_steps}, {self.in_channels}, H, W]"
-        if x.dim() not in (4, 5):
-            raise ValueError(f"expected input of shape {want}, got {tuple(x.shape)} ({x.dim()} dims)")
-        if not torch.is_floating_point(x):
-            raise ValueError(f"expected a floating-point input of shape {want}, got dtype {x.dtype}")
-        weight = self.stem_conv.weight
-        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise ValueError(f"input dtype {x.dtype} does not match the model's {weight.dtype}: convert one "
-                             f"(x.to({weight.dtype}) or model.to({x.dtype})), or run under torch.autocast")
-        c = x.shape[-3]
-        if c != self.in_channels:
-            raise ValueError(f"expected input of shape {want}, got {tuple(x.shape)} (C={c})")
-        if x.dim() == 5 and x.shape[1] != self.time_steps:
-            raise ValueError(f"expected input of shape {want}, got {tuple(x.shape)} (T={x.shape[1]})")
-        if x.shape[-1] < 1 or x.shape[-2] < 1 or x.shape[0] < 1:
-            raise ValueError(f"expected input of shape {want} with B, H, W >= 1, got {tuple(x.shape)}")
-
     def stem(self, x: Tensor) -> Tensor:
-        """Stem conv + BN, returning the real-valued ``[B, T, C, H, W]`` membrane input."""
-        self._check_input(x)
-        t = self.time_steps
+        """Stem conv + BN, returning the real-valued ``[B, T, C, H, W]`` membrane input (checks ``x``)."""
+        t, w = self.time_steps, self.stem_conv.weight
+        shape = f"of shape [B, {self.in_channels}, H, W] or [B, {t}, {self.in_channels}, H, W]"
+        want = f"expected input {shape}"
+        if x.dim() not in (4, 5):
+            raise ValueError(f"{want}, got {tuple(x.shape)} ({x.dim()} dims)")
+        if not torch.is_floating_point(x):
+            raise ValueError(f"expected a floating-point input {shape}, got dtype {x.dtype}")
+        if x.dtype != w.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(f"input dtype {x.dtype} does not match the model's {w.dtype}: convert one "
+                             f"(x.to({w.dtype}) or model.to({x.dtype})), or run under torch.autocast")
+        if x.shape[-3] != self.in_channels:
+            raise ValueError(f"{want}, got {tuple(x.shape)} (C={x.shape[-3]})")
+        if x.dim() == 5 and x.shape[1] != t:
+            raise ValueError(f"{want}, got {tuple(x.shape)} (T={x.shape[1]})")
+        if min(x.shape[0], x.shape[-2], x.shape[-1]) < 1:
+            raise ValueError(f"{want} with B, H, W >= 1, got {tuple(x.shape)}")
         if x.dim() == 4:
             y = self.stem_conv(x)  # identical for every t: compute once, then broadcast
             fmt = torch.channels_last if y.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
@@ -168,14 +149,8 @@ def _scale(channels: Sequence[int], width: float) -> list[int]:
     return [max(1, int(round(c * width))) for c in channels]
 
 
-def ms_resnet18(
-    num_classes: int = 10,
-    time_steps: int = 6,
-    attention: str = "dta",
-    in_channels: int = 3,
-    width: float = 1.0,
-    **kwargs: Any,
-) -> MSResNet:
+def ms_resnet18(num_classes: int = 10, time_steps: int = 6, attention: str = "dta", in_channels: int = 3,
+                width: float = 1.0, **kwargs: Any) -> MSResNet:
     """CIFAR MS-ResNet-18 of the paper (the ResNet-19 layout) with DTA after the stem.
 
     Stem 3x3 conv (stride 1) -> BN -> [LIF -> DTA] -> stages of 3, 3, 2 MS blocks with
@@ -187,20 +162,12 @@ def ms_resnet18(
     ``surrogate``, ``surrogate_width``, ``lif_backend``, ``dta_kwargs``).
     """
     stem, *chans = _scale([64, 128, 256, 512], width)
-    return MSResNet(
-        [3, 3, 2], chans, [1, 2, 2], num_classes, time_steps, attention, in_channels, stem_channels=stem, **kwargs
-    )
+    return MSResNet([3, 3, 2], chans, [1, 2, 2], num_classes, time_steps, attention, in_channels, stem_channels=stem,
+                    **kwargs)
 
 
-def ms_resnet34(
-    num_classes: int = 1000,
-    time_steps: int = 6,
-    attention: str = "dta",
-    in_channels: int = 3,
-    width: float = 1.0,
-    layout: str = "release",
-    **kwargs: Any,
-) -> MSResNet:
+def ms_resnet34(num_classes: int = 1000, time_steps: int = 6, attention: str = "dta", in_channels: int = 3,
+                width: float = 1.0, layout: str = "release", **kwargs: Any) -> MSResNet:
     """ImageNet MS-ResNet-34 with DTA after the stem.
 
     Stem 7x7 conv stride 2 -> BN -> [LIF -> DTA] -> stages of 3, 4, 6, 3 MS blocks with
@@ -216,17 +183,5 @@ def ms_resnet34(
         raise ValueError(f"layout must be 'release' or 'standard', got {layout!r}")
     stem, *chans = _scale([64, 64, 128, 256, 512], width)
     strides = [1, 1, 2, 2] if layout == "release" else [1, 2, 2, 2]
-    return MSResNet(
-        [3, 4, 6, 3],
-        chans,
-        strides,
-        num_classes,
-        time_steps,
-        attention,
-        in_channels,
-        stem_channels=stem,
-        stem_kernel=7,
-        stem_stride=2,
-        maxpool=layout == "standard",
-        **kwargs,
-    )
+    return MSResNet([3, 4, 6, 3], chans, strides, num_classes, time_steps, attention, in_channels, stem_channels=stem,
+                    stem_kernel=7, stem_stride=2, maxpool=layout == "standard", **kwargs)

@@ -1,18 +1,8 @@
-"""Parameter and shape accounting for MS-ResNet + DTA (notebook 04).
-
-- :func:`parameter_table`: parameters per component (stem, T-XA conv_t / conv_c / scales,
-  T-NA encode / LTCA / GTCA / decode, each stage, fc); rows sum to the model's total.
-- :func:`forward_shapes`: input and output shapes of every top-level module, recorded with
-  forward hooks during one real forward pass.
-- :func:`release_configurations`: the five configurations of the spec's parameter table.
-- :func:`dta_parameter_variants`: the DTA block's count for the release and for alternative
-  configurations, built as real modules and counted, to weigh hypotheses for the paper
-  summary's "~0.09M".
-- :func:`calibrate_bn`: BatchNorm running statistics from real images, so an *untrained* model
-  can be analysed in eval mode (notebooks 02-04).
-"""
+"""Parameter and shape accounting for MS-ResNet + DTA (notebook 04), and :func:`calibrate_bn`, which gives an
+*untrained* model BatchNorm statistics from real images so it can be analysed in eval mode (notebooks 02-04)."""
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Callable
 
 import pandas as pd
@@ -22,7 +12,8 @@ from torch.optim.swa_utils import update_bn
 
 from .attention import DTA, TNA, TXA
 
-__all__ = ["calibrate_bn", "count_parameters", "parameter_table", "forward_shapes", "release_configurations", "dta_parameter_variants"]
+__all__ = ["calibrate_bn", "count_parameters", "parameter_table", "forward_shapes", "release_configurations",
+           "dta_parameter_variants"]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -64,16 +55,12 @@ def parameter_table(model: nn.Module) -> pd.DataFrame:
     ``paper term``, ``parameters`` and ``share %`` of the model's total. Every parameter lands in
     exactly one row (unknown names go to an ``other`` row), so the column sums to the total.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"parameter_table expects an nn.Module, got {type(model).__name__}")
-    rows: dict[tuple[float, str, str, str], int] = {}
+    rows: Counter[tuple[float, str, str, str]] = Counter()
     for name, p in model.named_parameters():
-        key = _component(name)
-        rows[key] = rows.get(key, 0) + p.numel()
-    total = count_parameters(model)
-    ordered = sorted(rows.items(), key=lambda kv: kv[0][0])
-    df = pd.DataFrame([(g, c, t, n) for (_, g, c, t), n in ordered], columns=["group", "component", "paper term", "parameters"])
-    df["share %"] = (100.0 * df["parameters"] / max(total, 1)).round(2)
+        rows[_component(name)] += p.numel()
+    df = pd.DataFrame([(g, c, t, n) for (_, g, c, t), n in sorted(rows.items(), key=lambda kv: kv[0][0])],
+                      columns=["group", "component", "paper term", "parameters"])
+    df["share %"] = (100.0 * df["parameters"] / max(count_parameters(model), 1)).round(2)
     return df
 
 
@@ -84,13 +71,8 @@ def forward_shapes(model: nn.Module, x: Tensor) -> pd.DataFrame:
     stages see ``[B, T, C, H, W]``. The last row is the model output.
     """
     records: list[tuple[str, str, tuple[int, ...], tuple[int, ...]]] = []
-
-    def hook(name: str) -> Callable[..., None]:
-        def fn(mod: nn.Module, inp: tuple[Any, ...], out: Tensor) -> None:
-            records.append((name, type(mod).__name__, tuple(inp[0].shape), tuple(out.shape)))
-        return fn
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_children()]
+    handles = [m.register_forward_hook(lambda mod, inp, out, name=n: records.append(
+        (name, type(mod).__name__, tuple(inp[0].shape), tuple(out.shape)))) for n, m in model.named_children()]
     try:
         with torch.no_grad():
             y = model(x)
@@ -103,13 +85,9 @@ def forward_shapes(model: nn.Module, x: Tensor) -> pd.DataFrame:
 
 def release_configurations() -> list[dict[str, Any]]:
     """The five configurations of the spec's parameter table (keyword arguments of ``ms_resnet18``)."""
-    return [
-        dict(num_classes=10, time_steps=6, attention="none", in_channels=3),
-        dict(num_classes=10, time_steps=6, attention="dta", in_channels=3),
-        dict(num_classes=10, time_steps=4, attention="dta", in_channels=3),
-        dict(num_classes=100, time_steps=6, attention="dta", in_channels=3),
-        dict(num_classes=10, time_steps=10, attention="dta", in_channels=2),
-    ]
+    return [dict(num_classes=k, time_steps=t, attention=a, in_channels=c)
+            for k, t, a, c in ((10, 6, "none", 3), (10, 6, "dta", 3), (10, 4, "dta", 3), (100, 6, "dta", 3),
+                               (10, 10, "dta", 2))]
 
 
 def _one_by_one(dim: int, groups: int = 1) -> int:
@@ -123,10 +101,9 @@ def dta_parameter_variants(channels: int = 64, time_steps: int = 6) -> pd.DataFr
     T-NA alone; T-NA without its three ``D x D`` 1x1 convs (encode, LTCA pointwise, decode);
     those convs shared over time (``C x C``) or grouped per time step (``groups=T``); the
     release block at other ``T``. Columns: ``configuration``, ``parameters``, ``M`` (millions,
-    2 decimals). Which one the paper summary's "~0.09M" means cannot be decided from here.
+    2 decimals). Which one the paper summary's "~0.09M" means cannot be decided from here. Bad ``channels`` or
+    ``time_steps``: ``ValueError`` (from :class:`TXA`).
     """
-    if channels < 1 or time_steps < 1:
-        raise ValueError(f"channels and time_steps must be >= 1, got C={channels}, T={time_steps}")
     dim = channels * time_steps
     txa = count_parameters(TXA(channels, time_steps))
     tna_mod = TNA(channels, time_steps)
@@ -164,26 +141,16 @@ class _Forward(nn.Module):
         return self.fn(x)
 
 
-def calibrate_bn(
-    model: nn.Module,
-    images: Tensor,
-    batch_size: int = 64,
-    forward: Callable[[Tensor], Any] | None = None,
-) -> nn.Module:
-    """Set every BatchNorm's running statistics from ``images``, then put ``model`` in eval mode.
+def calibrate_bn(model: nn.Module, images: Tensor, batch_size: int = 64,
+                 forward: Callable[[Tensor], Any] | None = None) -> nn.Module:
+    """Set every BatchNorm's running statistics from ``images``; returns ``model``, now in eval mode.
 
-    A freshly initialised BN has running mean 0 and variance 1, which do not fit real features;
-    normalising one image with its *own* batch statistics instead (train mode) makes each
-    channel's spatial mean exactly 0, which erases the pooled input ``z`` of T-XA. This resets
-    the statistics and runs ``forward`` (default ``model``; e.g. ``model.stem`` to calibrate only
-    the stem BN cheaply) over ``images`` in chunks of ``batch_size`` under ``torch.no_grad`` in
-    train mode with ``momentum=None`` (a cumulative average over chunks:
-    :func:`torch.optim.swa_utils.update_bn`). Each BN's momentum is restored afterwards, even on
-    error. BN layers that ``forward`` does not reach keep reset statistics (mean 0, variance 1).
-    Returns ``model`` (now in eval mode).
+    A fresh BN (mean 0, variance 1) does not fit real features, and one image normalised with its *own* batch
+    statistics (train mode) has spatial mean exactly 0 per channel, which erases T-XA's pooled input ``z``. This runs
+    ``forward`` (default ``model``; ``model.stem`` calibrates only the stem BN) over ``images`` in chunks of
+    ``batch_size`` with :func:`torch.optim.swa_utils.update_bn` (reset statistics, cumulative average over chunks);
+    each BN's momentum is restored, even on error. BNs that ``forward`` does not reach keep mean 0, variance 1.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"calibrate_bn expects an nn.Module, got {type(model).__name__}")
     if not isinstance(images, Tensor) or images.dim() not in (4, 5) or images.shape[0] < 1 or not images.is_floating_point():
         got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"images must be a float tensor [N, C, H, W] or [N, T, C, H, W] with N >= 1, got {got}")

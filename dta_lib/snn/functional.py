@@ -18,16 +18,16 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .kernels import lif_multistep_fused, lif_multistep_triton, triton_available
-from .loop import lif_multistep_loop, lif_trace
+from .kernels import lif_multistep_triton, triton_available
+from .kernels.lif_cpu import lif_multistep_fused
+from .loop import lif_multistep_loop
 from .surrogate import Surrogate, Triangle
 
-__all__ = ["lif_multistep", "lif_multistep_loop", "lif_trace", "LIF_BACKENDS"]
-
-LIFBackend = Callable[[Tensor, float, float, Surrogate], Tensor]
+__all__ = ["lif_multistep", "LIF_BACKENDS"]
 
 #: name -> function(x, decay, threshold, surrogate) -> spikes
-LIF_BACKENDS: dict[str, LIFBackend] = {"loop": lif_multistep_loop, "fused": lif_multistep_fused}
+LIF_BACKENDS: dict[str, Callable[[Tensor, float, float, Surrogate], Tensor]] = {
+    "loop": lif_multistep_loop, "fused": lif_multistep_fused}
 if triton_available():
     LIF_BACKENDS["triton"] = lif_multistep_triton
 
@@ -37,20 +37,14 @@ def _auto_backend(x: Tensor) -> str:
         # under torch.compile the PyTorch loop is traced and fused by inductor; the C kernel is opaque to
         # dynamo (it guards on raw data pointers and recompiles on every call)
         return "loop"
-    if x.is_cuda and "triton" in LIF_BACKENDS:
-        return "triton"
-    if "fused" in LIF_BACKENDS:
-        return "fused"
-    return "loop"
+    return "triton" if x.is_cuda and "triton" in LIF_BACKENDS else "fused"
 
 
 def lif_multistep(
     x: Tensor, decay: float = 0.5, threshold: float = 1.0, surrogate: Surrogate | None = None, backend: str = "auto"
 ) -> Tensor:
     """Run a multi-step LIF on ``x`` ``[B, T, ...]``; returns float 0/1 spikes of the same shape."""
-    if surrogate is None:
-        surrogate = Triangle(1.0)
     name = _auto_backend(x) if backend == "auto" else backend
     if name not in LIF_BACKENDS:
         raise ValueError(f"unknown LIF backend {backend!r}; expected 'auto' or one of {sorted(LIF_BACKENDS)}")
-    return LIF_BACKENDS[name](x, decay, threshold, surrogate)
+    return LIF_BACKENDS[name](x, decay, threshold, surrogate or Triangle(1.0))

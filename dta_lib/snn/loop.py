@@ -9,8 +9,6 @@ are checked against it.
 """
 from __future__ import annotations
 
-from typing import Literal, overload
-
 import torch
 from torch import Tensor
 
@@ -19,19 +17,9 @@ from .surrogate import Surrogate, Triangle
 __all__ = ["lif_multistep_loop", "lif_trace"]
 
 
-@overload
-def lif_multistep_loop(x: Tensor, decay: float, threshold: float, surrogate: Surrogate,
-                       return_membrane: Literal[False] = ...) -> Tensor: ...
-@overload
-def lif_multistep_loop(x: Tensor, decay: float, threshold: float, surrogate: Surrogate,
-                       return_membrane: Literal[True]) -> tuple[Tensor, Tensor, Tensor]: ...
-def lif_multistep_loop(x: Tensor, decay: float, threshold: float, surrogate: Surrogate,
-                       return_membrane: bool = False) -> Tensor | tuple[Tensor, Tensor, Tensor]:
-    r"""Multi-step LIF over dim 1 of ``x`` (``[B, T, ...]``), the release's loop.
-
-    Returns the float 0/1 spikes ``s``; with ``return_membrane=True`` returns ``(h, u, s)``: the charged
-    membrane, the post-reset membrane and the spikes, each shaped like ``x``.
-    """
+def _run(x: Tensor, decay: float, threshold: float, surrogate: Surrogate,
+         keep_membrane: bool) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """The loop itself: lists of ``h``, ``u`` (empty unless ``keep_membrane``) and ``s`` per step."""
     u = torch.zeros_like(x[:, 0])
     hs, us, ss = [], [], []
     for t in range(x.shape[1]):
@@ -39,15 +27,19 @@ def lif_multistep_loop(x: Tensor, decay: float, threshold: float, surrogate: Sur
         s = surrogate(h - threshold)
         u = h * (1 - s)
         ss.append(s)
-        if return_membrane:
+        if keep_membrane:
             hs.append(h), us.append(u)
-    if return_membrane:
-        return torch.stack(hs, 1), torch.stack(us, 1), torch.stack(ss, 1)
-    return torch.stack(ss, dim=1)
+    return hs, us, ss
+
+
+def lif_multistep_loop(x: Tensor, decay: float, threshold: float, surrogate: Surrogate) -> Tensor:
+    r"""Multi-step LIF over dim 1 of ``x`` (``[B, T, ...]``), the release's loop; returns the float 0/1 spikes."""
+    return torch.stack(_run(x, decay, threshold, surrogate, False)[2], dim=1)
 
 
 @torch.no_grad()
 def lif_trace(x: Tensor, decay: float = 0.5, threshold: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
     """Record the LIF dynamics for plotting: charged membrane ``h``, post-reset ``u`` and spikes ``s``,
     each shaped like ``x`` ``[B, T, ...]`` (no autograd)."""
-    return lif_multistep_loop(x, decay, threshold, Triangle(1.0), return_membrane=True)
+    h, u, s = (torch.stack(v, 1) for v in _run(x, decay, threshold, Triangle(1.0), True))
+    return h, u, s

@@ -39,11 +39,13 @@ class _SpikeFn(torch.autograd.Function):
 class Surrogate(nn.Module):
     """Base class: ``forward(v)`` spikes with a surrogate backward."""
 
-    #: name used by :func:`build_surrogate` and the CLI
+    #: name used by :func:`build_surrogate` and the CLI; the width used when none is given
     name: str = "base"
+    default_width: float = 1.0
 
-    def __init__(self, width: float = 1.0) -> None:
+    def __init__(self, width: float | None = None) -> None:
         super().__init__()
+        width = self.default_width if width is None else width
         if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
             raise ValueError(f"surrogate width must be a finite number > 0, got {width!r}")
         self.width = float(width)
@@ -87,10 +89,7 @@ class Triangle(Surrogate):
 class Sigmoid(Surrogate):
     r"""Sigmoid surrogate: :math:`s' = \alpha\,\sigma(\alpha v)(1-\sigma(\alpha v))`, default ``width=4``."""
 
-    name = "sigmoid"
-
-    def __init__(self, width: float = 4.0) -> None:
-        super().__init__(width)
+    name, default_width = "sigmoid", 4.0
 
     def derivative(self, v: Tensor) -> Tensor:
         s = torch.sigmoid(self.width * v)
@@ -103,10 +102,7 @@ class Sigmoid(Surrogate):
 class ATan(Surrogate):
     r"""Arctan surrogate: :math:`s' = \frac{\alpha/2}{1 + (\frac{\pi}{2}\alpha v)^2}`, default ``width=2``."""
 
-    name = "atan"
-
-    def __init__(self, width: float = 2.0) -> None:
-        super().__init__(width)
+    name, default_width = "atan", 2.0
 
     def derivative(self, v: Tensor) -> Tensor:
         a = self.width
@@ -124,5 +120,4 @@ def build_surrogate(name: str = "triangle", width: float | None = None) -> Surro
     """Build a surrogate by name (``triangle``, ``sigmoid``, ``atan``)."""
     if name not in SURROGATES:
         raise ValueError(f"unknown surrogate {name!r}; expected one of {sorted(SURROGATES)}")
-    cls = SURROGATES[name]
-    return cls() if width is None else cls(width)
+    return SURROGATES[name](width)

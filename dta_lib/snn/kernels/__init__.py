@@ -3,8 +3,6 @@
 - ``"fused"`` (:mod:`.lif_cpu`): any device; C/OpenMP loops on CPU with a PyTorch fallback.
 - ``"triton"`` (:mod:`.lif_triton`): CUDA, registered when Triton is installed; imported lazily
   on first use so that ``import dta_lib`` stays fast.
-
-``lif_multistep(backend="auto")`` then picks ``triton`` for CUDA tensors and ``fused`` otherwise.
 """
 from __future__ import annotations
 
@@ -15,10 +13,7 @@ from torch import Tensor
 
 from ..surrogate import Surrogate
 from .fallback import _TRITON_BROKEN, triton_failed
-from .lif_cpu import FusedLIF, c_extension_available, lif_multistep_fused
-
-__all__ = ["lif_multistep_fused", "lif_multistep_triton", "FusedLIF", "c_extension_available", "triton_available",
-           "triton_failed", "lif_backend_name"]
+from .lif_cpu import c_extension_available, lif_multistep_fused
 
 
 def triton_available() -> bool:

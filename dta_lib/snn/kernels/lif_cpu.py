@@ -166,14 +166,12 @@ def _build() -> ctypes.CDLL:
                            timeout=120)
             os.replace(tmp_so, out)  # atomic: concurrent builders never see half a file
     lib = ctypes.CDLL(str(out))
-    lib.advise_huge.argtypes = [ctypes.c_void_p, ctypes.c_int64]
-    lib.advise_huge.restype = None
+    i64, vp, ci = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    lib.advise_huge.argtypes, lib.advise_huge.restype = [vp, i64], None
     for suf, ct in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
-        i64, vp, ci = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-        getattr(lib, f"lif_fwd_{suf}").argtypes = [vp, vp, i64, i64, i64, ct, ct, ci]
-        getattr(lib, f"lif_bwd_{suf}").argtypes = [vp, vp, vp, i64, i64, i64, ct, ct, ci, ct, ct, ci]
-        getattr(lib, f"lif_fwd_{suf}").restype = None
-        getattr(lib, f"lif_bwd_{suf}").restype = None
+        fwd, bwd = getattr(lib, f"lif_fwd_{suf}"), getattr(lib, f"lif_bwd_{suf}")
+        fwd.argtypes, fwd.restype = [vp, vp, i64, i64, i64, ct, ct, ci], None
+        bwd.argtypes, bwd.restype = [vp, vp, vp, i64, i64, i64, ct, ct, ci, ct, ct, ci], None
     return lib
 
 
@@ -183,14 +181,11 @@ def _lib() -> ctypes.CDLL | None:
         return _LIB
     with _LOCK:
         if not _LIB_TRIED:
-            if os.environ.get("DTA_LIB_NO_CEXT", "") not in ("", "0"):
-                _LIB = None
-            else:
+            if os.environ.get("DTA_LIB_NO_CEXT", "") in ("", "0"):
                 try:
                     _LIB = _build()
                 except Exception as e:  # no compiler, no OpenMP, read-only cache...: fall back to PyTorch
                     log.warning("dta_lib: C LIF kernel unavailable (%s); using the PyTorch fused path", e)
-                    _LIB = None
             _LIB_TRIED = True
     return _LIB
 
@@ -232,6 +227,16 @@ def _btn(x: Tensor) -> Tensor | None:
     if (t > 1 and x.stride(1) != n) or (b > 1 and x.stride(0) != t * n):
         return None
     return x.as_strided((b, t, n), (t * n, n, 1))
+
+
+def _dense(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``x`` (a contiguous copy when :func:`_btn` has no view of it) and its ``[B, T, N]`` view."""
+    x3 = _btn(x)
+    if x3 is None:
+        x = x.contiguous()
+        x3 = _btn(x)
+    assert x3 is not None
+    return x, x3
 
 
 def _threads(numel: int) -> int:
@@ -292,12 +297,7 @@ class FusedLIF(torch.autograd.Function):
         code = surrogate_code(surrogate)
         fast = lib is not None and code is not None
         work_dtype = x.dtype if x.dtype in _C_DTYPES else torch.float32
-        xw = x if x.dtype == work_dtype else x.to(work_dtype)
-        x3 = _btn(xw)
-        if x3 is None:
-            xw = xw.contiguous()
-            x3 = _btn(xw)
-        assert x3 is not None
+        xw, x3 = _dense(x if x.dtype == work_dtype else x.to(work_dtype))
         s = torch.empty_like(xw)
         s3 = _btn(s)
         assert s3 is not None
@@ -322,13 +322,11 @@ class FusedLIF(torch.autograd.Function):
             return torch.zeros_like(grad_s), None, None, None
         (saved,) = ctx.saved_tensors
         work_dtype = saved.dtype if saved.dtype in _C_DTYPES else torch.float32
-        sw = saved if saved.dtype == work_dtype else saved.to(work_dtype)
-        if _btn(sw) is None:
-            sw = sw.contiguous()
+        sw, s3 = _dense(saved if saved.dtype == work_dtype else saved.to(work_dtype))
         g = _same_layout(grad_s.to(work_dtype), sw)
         gx = torch.empty_like(sw)
-        s3, g3, gx3 = _btn(sw), _btn(g), _btn(gx)
-        assert s3 is not None and g3 is not None and gx3 is not None
+        g3, gx3 = _btn(g), _btn(gx)
+        assert g3 is not None and gx3 is not None
         if ctx.mode == "c":
             kind, p0, p1 = surrogate_code(ctx.surrogate)  # type: ignore[misc]
             suf = _C_DTYPES[work_dtype]

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..surrogate import Surrogate
 from .fallback import _TRITON_BROKEN, triton_failed
-from .lif_cpu import _btn, _same_layout, _torch_backward, surrogate_code
+from .lif_cpu import _btn, _dense, _same_layout, _torch_backward, surrogate_code
 from .saving import tag_spikes
 
 __all__ = ["lif_multistep_triton", "TritonLIF"]
@@ -79,15 +79,6 @@ def _on(x: Tensor) -> contextlib.AbstractContextManager:
     return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
-def _views(x: Tensor) -> tuple[Tensor, Tensor]:
-    x3 = _btn(x)
-    if x3 is None:
-        x = x.contiguous()
-        x3 = _btn(x)
-    assert x3 is not None
-    return x, x3
-
-
 class TritonLIF(torch.autograd.Function):
     """``x [B, T, ...] -> spikes`` with the Triton kernel pair; saves the fp32 membrane ``h``."""
 
@@ -95,7 +86,7 @@ class TritonLIF(torch.autograd.Function):
     def forward(ctx, x: Tensor, decay: float, threshold: float, surrogate: Surrogate) -> Tensor:  # type: ignore[override]
         if x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"triton LIF supports float32/bfloat16/float16 inputs, got {x.dtype}")
-        x, x3 = _views(x)
+        x, x3 = _dense(x)
         s = torch.empty_like(x)
         h = torch.empty_like(x, dtype=torch.float32)
         b, t, n = x3.shape

@@ -32,16 +32,11 @@ def is_spikes(t: Tensor) -> bool:
 
 
 def _pack(t: Tensor) -> Any:
-    if is_spikes(t):
-        return (t.to(torch.bool), t.dtype)
-    return t
+    return (t.to(torch.bool), t.dtype) if is_spikes(t) else t
 
 
 def _unpack(p: Any) -> Tensor:
-    if isinstance(p, tuple):
-        b, dtype = p
-        return b.to(dtype)
-    return p
+    return p[0].to(p[1]) if isinstance(p, tuple) else p
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""``python -m dta_lib.bench.gpu``: the GPU check (``scripts/gpu_check.sh``), one JSON and one figure.
+"""``python -m dta_lib.gpu_check``: the GPU check (``scripts/gpu_check.sh``), one JSON and one figure.
 
 Four sections, each under its own time budget (the script's ``timeout`` bounds the whole at 8 minutes):
 
@@ -30,17 +30,15 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..train import cuda_autocast_dtype
-from ..models.compat import to_reference_state_dict
-from ..models.ms_resnet import ms_resnet18
-from ..models.reference import ReferenceMSResNet18
-from ..snn.functional import lif_multistep
-from ..snn.kernels import lif_backend_name
-from ..snn.loop import lif_multistep_loop
-from ..snn.surrogate import Triangle
-from .measure import _DTYPES, peak_added_bytes, race
-
-__all__ = ["main"]
+from .bench import _DTYPES, peak_added_bytes, race
+from .models.compat import to_reference_state_dict
+from .models.ms_resnet import ms_resnet18
+from .models.reference import ReferenceMSResNet18
+from .snn.functional import lif_multistep
+from .snn.kernels import lif_backend_name
+from .snn.loop import lif_multistep_loop
+from .snn.surrogate import Triangle
+from .train import cuda_autocast_dtype
 
 def _median_seconds(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
     """Median wall time of ``fn`` after one warm-up call (compilation, cudnn.benchmark's search)."""
@@ -159,16 +157,16 @@ def ddp_smoke(timeout: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dta_lib.bench.gpu", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m dta_lib.gpu_check", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=None, help="folder of gpu_check.json / .png (default: <output root>/bench)")
     ap.add_argument("--dry-run", action="store_true", help="toy sizes on the CPU: exercises the code, measures nothing")
     a = ap.parse_args(argv)
     if not a.dry_run and not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU visible to torch; nothing measured", file=sys.stderr)
         return 2
-    from ..atomic import atomic_write_text
-    from ..paths import output_root
-    from ..viz.core import save_figure
+    from .atomic import atomic_write_text
+    from .paths import output_root
+    from .viz import save_figure
 
     device = torch.device("cuda" if not a.dry_run else "cpu")
     small = a.dry_run

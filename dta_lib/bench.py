@@ -1,0 +1,815 @@
+"""``python -m dta_lib.bench``: this library against the release's computation, same process, same inputs.
+
+Three races, each with interleaved repetitions (A, B, A, B, ...) after a warm-up round, median times:
+
+- **LIF** (:func:`bench_lif`), forward + backward on ``[16, T, 128, 32, 32]``, ``T`` in {4, 6, 10}: the release's
+  per-step loop (:func:`dta_lib.models.reference.reference_lif`), that loop under ``torch.compile``, ``lif_multistep``
+  with the automatic backend (fused C kernel on CPU, Triton on CUDA) and, when importable (an optional peer, never a
+  dependency), spikingjelly's multi-step ``LIFNode`` with the release's constants, eager and compiled.
+- **Training step** (:func:`bench_train`; forward, cross-entropy on the mean over T, backward, plain SGD step) of
+  ``ms_resnet18(num_classes=10, time_steps=6, attention="dta")`` against
+  :class:`~dta_lib.models.reference.ReferenceMSResNet18` holding the same weights (the logits are checked equal
+  first), and the time its convolutions alone take (:func:`conv_floor`).
+- **Training epoch** (``--epoch``, :func:`bench_epoch`) at the CPU study size (width 1/8, T=4, batch 64, real 28x28
+  Fashion-MNIST): the release's computation eager and with the one-liners any user adds (``channels_last``,
+  ``torch.compile``, both, bf16 autocast where native) against this library in the same set-ups. Each row carries
+  its speed-up over the eager fp32 release and over the *fastest release set-up of its precision*, the peak memory
+  one step adds, and the cap the convolutions alone put on any gain; the fastest set-up of each side is profiled
+  (:func:`step_profile`).
+
+Precisions: ``fp32``, and ``bf16`` (``torch.autocast`` for the models; bf16 tensors for the LIF). Peak memory is the
+peak of bytes allocated by PyTorch during one call above the bytes allocated before it:
+``torch.cuda.max_memory_allocated`` on CUDA; on CPU the running sum of the allocation/free events of
+``torch.profiler(profile_memory=True)`` (RSS is useless: glibc keeps freed pages). Results go atomically to
+``bench/bench_<tag>.json`` and ``.png`` of the output root (:func:`dta_lib.paths.output_root`).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .atomic import atomic_write
+from .models.compat import to_reference_state_dict
+from .models.ms_resnet import ms_resnet18
+from .models.reference import ReferenceMSResNet18, reference_lif
+from .paths import output_root
+from .snn.functional import lif_multistep
+from .train import cpu_model, git_commit, git_dirty
+
+PRECISIONS = ("fp32", "bf16")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# ---------------------------------------------------------------------------------------------- measurement
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_DTYPES[precision])
+
+
+@contextlib.contextmanager
+def _quiet_profiler() -> Iterator[None]:
+    """Silence kineto's stderr chatter (it writes to fd 2 directly)."""
+    logging.getLogger("torch.profiler").setLevel(logging.ERROR)
+    fd = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(fd, 2)
+            os.close(fd)
+
+
+def peak_added_bytes(fn: Callable[[], Any], device: torch.device) -> int:
+    """Peak bytes allocated by PyTorch during ``fn()`` above what was allocated before it."""
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        _sync(device)
+        return int(torch.cuda.max_memory_allocated(device) - base)
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_profiler(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+              if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
+    running = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        running += e.nbytes()
+        peak = max(peak, running)
+    return int(peak)
+
+
+def race(fns: dict[str, Callable[[], Any]], repeats: int, device: torch.device, warmup: int = 1) -> dict[str, list[float]]:
+    """Wall-clock seconds of each candidate, interleaved ``repeats`` times after ``warmup`` rounds."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(warmup + repeats):
+        for name, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def _check_precisions(precisions: Sequence[str]) -> None:
+    if bad := [p for p in precisions if p not in _DTYPES]:
+        raise ValueError(f"unknown precision {bad[0]!r}; expected one of {sorted(_DTYPES)}")
+
+
+def _steps(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: list[tuple[torch.Tensor, torch.Tensor]],
+           precision: str, device: torch.device) -> Callable[[], None]:
+    """A training pass over ``batches``: zero_grad, forward under ``precision``, cross-entropy on the mean over T,
+    backward, optimizer step."""
+    def run() -> None:
+        model.train()
+        for x, y in batches:
+            opt.zero_grad(set_to_none=True)
+            with _autocast(device, precision):
+                logits = model(x)
+            F.cross_entropy(logits.float().mean(1), y).backward()
+            opt.step()
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------- the LIF race
+def bench_lif(
+    time_steps: Sequence[int] = (4, 6, 10),
+    shape: Sequence[int] = (16, 128, 32, 32),
+    precisions: Sequence[str] = PRECISIONS,
+    repeats: int = 5,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Forward + backward of the release's LIF loop, the loop compiled, ``lif_multistep(backend="auto")`` and the
+    optional peers; ``shape`` is ``[B, C, H, W]``, the input ``[B, T, C, H, W]``. One record per (candidate, T,
+    precision), each with its spike mismatches against the release's loop (a wrong candidate's speed is no claim)."""
+    dev = torch.device(device)
+    if len(shape) < 2:
+        raise ValueError(f"shape must be [B, ...] with at least 2 dims, got {tuple(shape)}")
+    _check_precisions(precisions)
+    out = []
+    for prec in precisions:
+        for t in time_steps:
+            g = torch.Generator().manual_seed(seed)
+            full = (shape[0], t, *shape[1:])
+            x = (torch.randn(full, generator=g) * 1.5 + 0.5).to(dev, _DTYPES[prec]).requires_grad_()
+            gy = torch.randn(full, generator=g).to(dev, _DTYPES[prec])
+            impls = {"release": reference_lif, "release+compile": torch.compile(reference_lif, dynamic=False),
+                     "dta_lib": lif_multistep, **_spikingjelly()}
+            fns = {k: (lambda f=f: torch.autograd.grad(f(x), x, gy)) for k, f in impls.items()}
+            with torch.no_grad():
+                want = reference_lif(x)
+                # compiled candidates are checked too: under ATEN_CPU_CAPABILITY=avx2 on an AVX512 host (CI's second
+                # pass) torch 2.14's inductor returns wrong spikes, NaN among them, for this loop
+                wrong = {k: int((want != f(x)).sum()) for k, f in impls.items()}
+            times = race(fns, repeats, dev, warmup=2)  # compiled candidates settle in two calls
+            mem = {k: peak_added_bytes(f, dev) for k, f in fns.items()}
+            med = {k: statistics.median(v) for k, v in times.items()}
+            moved = _lif_bytes_moved(x)
+            copy_bw = _copy_bandwidth(x.detach(), repeats, dev)
+            for k in fns:
+                out.append({
+                    "bench": "lif", "impl": k, "precision": prec, "T": t, "shape": list(full),
+                    "median_s": med[k], "times_s": times[k], "samples_per_s": shape[0] / med[k],
+                    "peak_added_bytes": mem[k], "speedup_vs_release": med["release"] / med[k],
+                    "speedup_vs_compiled_release": med["release+compile"] / med[k],
+                    "memory_ratio_vs_release": mem[k] / max(mem["release"], 1), "spikes_identical": wrong[k] == 0,
+                    "spike_mismatches": wrong[k], "spike_mismatch_fraction": wrong[k] / want.numel(),
+                    "min_bytes_moved": moved, "achieved_GBps": moved / med[k] / 1e9,
+                    "copy_GBps": copy_bw, "fraction_of_copy_bandwidth": moved / med[k] / 1e9 / copy_bw,
+                    "version": _version(k),
+                })
+    return out
+
+
+def _version(impl: str) -> str:
+    """The version of the package behind a candidate: torch for the release's loop and this library's kernel."""
+    from importlib.metadata import version
+
+    return version("spikingjelly" if impl.startswith("spikingjelly") else "torch")
+
+
+def _spikingjelly() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """spikingjelly's multi-step LIF (tau 2, no input decay, hard reset to 0) on ``[B, T, ...]`` (it wants time
+    first: the transposes are part of its cost), eager and compiled; empty when spikingjelly is not installed."""
+    try:
+        from spikingjelly.activation_based import neuron
+    except ImportError:
+        return {}
+
+    def make() -> Callable[[torch.Tensor], torch.Tensor]:
+        node = neuron.LIFNode(tau=2.0, decay_input=False, v_threshold=1.0, v_reset=0.0, step_mode="m")
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            node.reset()
+            return node(x.transpose(0, 1)).transpose(0, 1)
+
+        return run
+
+    return {"spikingjelly": make(), "spikingjelly+compile": torch.compile(make(), dynamic=False)}
+
+
+def _lif_bytes_moved(x: torch.Tensor) -> int:
+    """Bytes a fused LIF forward + backward must move at least: read ``x``, write spikes; read the saved
+    tensor and the spike gradient, write ``dL/dx`` (the fp32 membrane on CUDA, ``x`` itself on CPU)."""
+    e = x.element_size()
+    saved = 4 if x.is_cuda else e
+    fwd = x.numel() * (e + e + (4 if x.is_cuda else 0))
+    bwd = x.numel() * (saved + e + e)
+    return int(fwd + bwd)
+
+
+def _copy_bandwidth(x: torch.Tensor, repeats: int, device: torch.device) -> float:
+    """Measured bandwidth (GB/s, read + write) of ``dst.copy_(x)`` into a preallocated tensor: the
+    machine's practical memory roofline for an elementwise kernel."""
+    dst = torch.empty_like(x)
+    t = race({"copy": lambda: dst.copy_(x)}, max(repeats, 3), device)["copy"]
+    return 2 * x.numel() * x.element_size() / statistics.median(t) / 1e9
+
+
+# ---------------------------------------------------------------------------------------------- the training step
+def conv_step(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32",
+              device: torch.device | None = None) -> tuple[Callable[[], None], int]:
+    """``(run, calls)``: ``run()`` performs the convolutions of one training step of ``model`` on ``x`` and nothing
+    else; ``calls`` is the number of convolution calls in a forward pass.
+
+    Every ``nn.Conv1d``/``nn.Conv2d`` call of a forward pass is recorded with its real input; ``run`` then runs each
+    alone, forward + backward (input gradient when the network needs it, weight and bias gradients), in the module's
+    own memory format and under ``precision``'s autocast. Its time is what a step would cost if everything but the
+    convolutions were free: ``step / conv time`` bounds the speed-up any LIF, DTA or memory work can give without
+    faster convolution kernels.
+    """
+    device = device or x.device
+    calls: list[tuple[torch.nn.Module, torch.Tensor, bool]] = []
+
+    def hook(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+        calls.append((mod, inp[0].detach().clone(), inp[0].requires_grad))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))]
+    try:
+        with torch.enable_grad(), _autocast(device, precision):
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+
+    def one(mod: torch.nn.Module, inp: torch.Tensor, needs_grad: bool) -> Callable[[], None]:
+        leaf = inp.requires_grad_(needs_grad)
+        params = [p for p in mod.parameters() if p.requires_grad]
+        with torch.no_grad(), _autocast(device, precision):
+            gy = torch.ones_like(mod(leaf))
+
+        def run() -> None:
+            with _autocast(device, precision):
+                y = mod(leaf)
+            torch.autograd.grad(y, ([leaf] if needs_grad else []) + params, gy)
+
+        return run
+
+    fns = [one(*c) for c in calls]
+
+    def all_convs() -> None:
+        for f in fns:
+            f()
+
+    return all_convs, len(calls)
+
+
+def conv_floor(model: torch.nn.Module, x: torch.Tensor, repeats: int, device: torch.device) -> dict[str, Any]:
+    """Seconds of the convolutions alone in one fp32 training step of ``model`` on ``x`` (:func:`conv_step`):
+    ``{"times_s": [...] (one per repetition), "calls": number of convolution calls in a forward pass}``."""
+    run, calls = conv_step(model, x, "fp32", device)
+    return {"times_s": race({"convs": run}, repeats, device)["convs"], "calls": calls}
+
+
+def bench_train(
+    batch: int = 8,
+    time_steps: int = 6,
+    image_size: int = 32,
+    width: float = 1.0,
+    precisions: Sequence[str] = PRECISIONS,
+    repeats: int = 5,
+    device: str | torch.device = "cpu",
+    channels_last: bool = True,
+    lr: float = 0.01,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Training step of ``ms_resnet18(attention="dta")`` vs the release's model with the same weights.
+
+    The release runs as released (NCHW, its own loops); this library runs with the automatic LIF
+    backend and, when ``channels_last``, ``model.to(memory_format=torch.channels_last)``.
+    ``width != 1`` is for smoke runs: the release's model has no width, so the baseline is then this
+    library's model with the reference ``"loop"`` LIF backend in NCHW (impl ``"loop"``).
+    The logits of both sides are compared first (``max_abs_logit_diff_fp32``).
+    """
+    dev = torch.device(device)
+    if batch < 1 or time_steps < 1 or image_size < 4:
+        raise ValueError(f"need batch >= 1, time_steps >= 1, image_size >= 4; got {batch}, {time_steps}, {image_size}")
+    _check_precisions(precisions)
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, image_size, image_size, generator=g).to(dev)
+    y = torch.randint(0, 10, (batch,), generator=g).to(dev)
+    ours = ms_resnet18(10, time_steps, "dta", width=width).to(dev)
+    if width == 1.0:  # the release's own model, holding our weights
+        base_name, base = "release", ReferenceMSResNet18(10, time_steps).to(dev)
+        base.load_state_dict(to_reference_state_dict(ours.state_dict()))
+    else:  # smoke sizes: the release has no width knob; race the reference loop backend instead
+        base_name, base = "loop", ms_resnet18(10, time_steps, "dta", width=width, lif_backend="loop").to(dev)
+        base.load_state_dict(ours.state_dict())
+    with torch.no_grad():
+        max_diff = float((ours(x) - base(x)).abs().max())
+    if channels_last:
+        ours = ours.to(memory_format=torch.channels_last)
+    x_ours = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    sides = {base_name: (base, x), "dta_lib": (ours, x_ours)}
+    opts = {k: torch.optim.SGD(m.parameters(), lr=lr) for k, (m, _) in sides.items()}
+    fns = {f"{k}/{prec}": _steps(m, opts[k], [(inp, y)], prec, dev) for prec in precisions for k, (m, inp) in sides.items()}
+    times = race(fns, repeats, dev)
+    mem = {k: peak_added_bytes(f, dev) for k, f in fns.items()}
+    floor = conv_floor(ours, x_ours, repeats, dev) if "fp32" in precisions else None
+    base_t = statistics.median(times[f"{base_name}/fp32"]) if f"{base_name}/fp32" in times else None
+    out = []
+    for key, ts in times.items():
+        impl, prec = key.split("/")
+        med = statistics.median(ts)
+        out.append({
+            "bench": "train", "impl": impl, "baseline": base_name, "precision": prec, "batch": batch,
+            "T": time_steps, "image_size": image_size, "width": width,
+            "channels_last": channels_last and impl == "dta_lib",
+            "median_s": med, "times_s": ts, "images_per_s": batch / med,
+            "speedup_vs_baseline_fp32": (base_t / med) if base_t else None,
+            "speedup_vs_baseline_same_precision": statistics.median(times[f"{base_name}/{prec}"]) / med,
+            "peak_added_bytes": mem[key],
+            "memory_ratio_vs_baseline_same_precision": mem[key] / max(mem[f"{base_name}/{prec}"], 1),
+            "max_abs_logit_diff_fp32": max_diff,
+        })
+        if floor is not None and impl == "dta_lib" and prec == "fp32":
+            fl = statistics.median(floor["times_s"])
+            out[-1].update({"conv_floor_s": fl, "conv_floor_times_s": floor["times_s"], "conv_calls": floor["calls"],
+                            "conv_share": fl / med, "speedup_cap_from_conv_floor": base_t / fl if base_t else None})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the training epoch
+#: (implementation, precision, channels_last, compile) of every candidate; the eager fp32 release comes first
+EPOCH_CANDIDATES: tuple[tuple[str, str, bool, bool], ...] = (
+    ("release", "fp32", False, False),
+    ("release", "fp32", True, False),
+    ("release", "fp32", False, True),
+    ("release", "fp32", True, True),
+    ("release", "bf16", False, True),
+    ("release", "bf16", True, True),
+    ("dta_lib", "fp32", False, False),
+    ("dta_lib", "fp32", True, False),
+    ("dta_lib", "fp32", False, True),
+    ("dta_lib", "fp32", True, True),
+    ("dta_lib", "bf16", True, False),
+    ("dta_lib", "bf16", False, True),
+    ("dta_lib", "bf16", True, True),
+)
+FULL_EPOCH = 60_000
+#: the epoch race's extra row: the convolutions of dta_lib's channels_last step alone (:func:`conv_step`)
+CONV_FLOOR = "convolutions only"
+#: :func:`step_profile`'s groups: (group, substrings of torch.profiler event names); the first match wins, the rest
+#: is "other". Under torch.compile the fused kernels run inside the compiled graph's own events ("compiled graph").
+PROFILE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("convolution", ("conv",)),
+    ("batch norm", ("batch_norm",)),
+    ("LIF (dta_lib kernel)", ("FusedLIF",)),
+    ("optimizer", ("foreach", "Optimizer", "sgd")),
+    ("copies (dtype, layout, saved spikes)", ("copy", "clone", "contiguous")),
+    ("compiled graph", ("Compiled", "compiled", "cpp_fused", "inductor")),
+    ("elementwise", ("add", "mul", "sub", "div", "sigmoid", "gelu", "where", "gt", "mean", "sum", "threshold")),
+)
+
+
+def epoch_images(n: int, image_size: int = 28, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """``n`` normalised Fashion-MNIST training images ``[n, 1, s, s]`` (random ones when no copy is found), labels
+    and where they came from."""
+    from .data.fashion import load_fashion_mnist_samples
+    from .data.registry import dataset_info
+
+    try:
+        x, y = load_fashion_mnist_samples(n, split="train")
+        source = f"fashion-mnist train[0:{n}]"
+    except (FileNotFoundError, ValueError, OSError):
+        g = torch.Generator().manual_seed(seed)
+        x, y = torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+        source = "random (no Fashion-MNIST copy found)"
+    info = dataset_info("fashion-mnist")
+    x = (x - info.mean[0]) / info.std[0]
+    if image_size != 28:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    return x, y, source
+
+
+def step_profile(step: Callable[[], None], steps: int = 3) -> dict[str, float]:
+    """Seconds per call of ``step`` (already warm) spent in each group of :data:`PROFILE_GROUPS` and in "other":
+    the self CPU time of every torch.profiler event over ``steps`` calls after one profiled warm-up call (the
+    profiler's first call costs more), grouped by name. Self times add up to the profiled time, so the groups sum to
+    one step (the profiler's own overhead included)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]):
+        step()  # the warm-up call, not counted
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    out = {g: 0.0 for g, _ in PROFILE_GROUPS} | {"other": 0.0}
+    for e in prof.key_averages():
+        group = next((g for g, keys in PROFILE_GROUPS if any(k in e.key for k in keys)), "other")
+        out[group] += e.self_cpu_time_total / 1e6 / steps
+    return out
+
+
+def bench_epoch(
+    images: int = 1280,
+    batch: int = 64,
+    time_steps: int = 4,
+    width: float = 0.125,
+    image_size: int = 28,
+    precisions: Sequence[str] = ("fp32",),
+    candidates: Sequence[tuple[str, str, bool, bool]] = EPOCH_CANDIDATES,
+    repeats: int = 3,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Race one training epoch of ``images`` images (``images // batch`` full batches; SGD with momentum 0.9 and
+    weight decay, as the trainer does) on the CPU; one row per candidate whose precision is in ``precisions`` (the
+    eager fp32 release always runs), plus the convolutions-only floor per precision. bf16 belongs only where it is
+    native (AVX512-BF16 / AMX; emulated it is minutes slower)."""
+    if images < batch or batch < 1 or time_steps < 1 or repeats < 1:
+        raise ValueError(f"need images >= batch >= 1, time_steps >= 1, repeats >= 1; got images={images}, "
+                         f"batch={batch}, time_steps={time_steps}, repeats={repeats}")
+    if EPOCH_CANDIDATES[0] not in candidates:
+        raise ValueError("the candidates must include the eager fp32 release, ('release', 'fp32', False, False)")
+    from .train import compile_model
+
+    dev = torch.device("cpu")
+    x, y, source = epoch_images(images, image_size, seed)
+    steps = images // batch
+    batches = [(x[i * batch:(i + 1) * batch].contiguous(), y[i * batch:(i + 1) * batch]) for i in range(steps)]
+    batches_cl = [(b.contiguous(memory_format=torch.channels_last), t) for b, t in batches]
+    torch.manual_seed(seed)
+    ours = ms_resnet18(10, time_steps, "dta", in_channels=1, width=width)
+    release = ReferenceMSResNet18(10, time_steps, in_channels=1, width=width)
+    release.load_state_dict(to_reference_state_dict(ours.state_dict()))
+    with torch.no_grad():
+        max_diff = float((ours.eval()(batches[0][0]) - release.eval()(batches[0][0])).abs().max())
+
+    fns: dict[str, Callable[[], None]] = {}
+    one_step: dict[str, Callable[[], None]] = {}
+    for impl, prec, cl, comp in [c for c in candidates if c[1] in precisions or c == EPOCH_CANDIDATES[0]]:
+        m = copy.deepcopy(ours if impl == "dta_lib" else release)
+        if cl:
+            m = m.to(memory_format=torch.channels_last)
+        net = compile_model(m) if comp else m
+        key = f"{impl}{'+channels_last' * cl}{'+compile' * comp}/{prec}"
+        data = batches_cl if cl else batches
+        fns[key] = _steps(net, _sgd(m), data, prec, dev)
+        one_step[key] = _steps(net, _sgd(m), data[:1], prec, dev)
+    conv_net = copy.deepcopy(ours).to(memory_format=torch.channels_last)
+    for prec in dict.fromkeys(k.split("/")[1] for k in fns):
+        run, _ = conv_step(conv_net, batches_cl[0][0], prec, dev)
+        fns[f"{CONV_FLOOR}/{prec}"] = lambda run=run: [run() for _ in range(steps)]
+    times = race(fns, repeats, dev, warmup=1)
+    med = {k: statistics.median(ts) for k, ts in times.items()}
+    best_release = {prec: min(v for k, v in med.items() if k.startswith("release") and k.endswith(f"/{prec}"))
+                    for prec in {k.split("/")[1] for k in med}}
+    rows = []
+    for key, ts in times.items():
+        name, prec = key.split("/")
+        floor = med[f"{CONV_FLOOR}/{prec}"]
+        rows.append({
+            "bench": "epoch", "impl": name, "precision": prec, "images": steps * batch, "batch": batch,
+            "T": time_steps, "width": width, "image_size": image_size, "data": source,
+            "median_s": med[key], "times_s": ts, "images_per_s": steps * batch / med[key],
+            "speedup_vs_release_fp32": med["release/fp32"] / med[key],
+            "speedup_vs_best_release_same_precision": best_release[prec] / med[key],
+            "full_epoch_s": med[key] * FULL_EPOCH / (steps * batch),
+            "peak_added_bytes_per_step": peak_added_bytes(one_step[key], dev) if key in one_step else None,
+            # with everything but the (same) convolutions free, a candidate is at most this much faster
+            "conv_floor_s": floor, "conv_share": floor / med[key],
+            "speedup_cap_vs_best_release_same_precision": best_release[prec] / floor,
+            "max_abs_logit_diff_fp32": max_diff,
+        })
+    for side in ("release", "dta_lib"):  # where the fastest set-up of each side spends a step, per precision
+        for prec in best_release:
+            if mine := [r for r in rows if r["impl"].split("+")[0] == side and r["precision"] == prec]:
+                best = min(mine, key=lambda r: r["median_s"])
+                best["profile"] = step_profile(one_step[f"{best['impl']}/{prec}"])
+    return rows
+
+
+def _sgd(m: torch.nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-5)
+
+
+# ---------------------------------------------------------------------------------------------- results
+def bench_metadata(device: torch.device) -> dict[str, Any]:
+    from .snn.kernels.lif_cpu import c_extension_available
+
+    meta: dict[str, Any] = {
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(), "git_dirty": git_dirty(),
+        "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": str(device),
+        "lif_c_kernel": c_extension_available(),
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        # allocator settings change CPU timings a lot (page faults of fresh buffers): record them
+        "allocator_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "THP_MEM_ALLOC_ENABLE"},
+    }
+    if device.type == "cuda":
+        meta["gpu"] = torch.cuda.get_device_name(device)
+    return meta
+
+
+def plot(result: dict[str, Any], path: Path | None = None):
+    """Two panels: LIF speed-up vs T, training-step images/s per implementation and precision."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    lif = pd.DataFrame([r for r in result["lif"] if r["impl"] != "release"])
+    if len(lif):
+        lif["candidate"] = lif["impl"] + " " + lif["precision"]
+        sns.barplot(lif, x="T", y="speedup_vs_release", hue="candidate", ax=axes[0])
+        axes[0].axhline(1.0, color="k", lw=0.8)
+        axes[0].legend(fontsize=7)
+        axes[0].set(title="LIF forward+backward: speed-up over the release loop", ylabel="x release (same precision)")
+    tr = pd.DataFrame(result["train"])
+    if len(tr):
+        tr["label"] = tr["impl"] + "\n" + tr["precision"]
+        sns.barplot(tr, x="label", y="images_per_s", hue="impl", ax=axes[1], legend=False)
+        for i, (_, r) in enumerate(tr.iterrows()):
+            axes[1].annotate(f"{r['speedup_vs_baseline_fp32']:.2f}x", (i, r["images_per_s"]), ha="center", va="bottom")
+        axes[1].margins(y=0.15)
+        axes[1].set(title=f"MS-ResNet-18 + DTA training step (labels: x {tr['baseline'].iloc[0]} fp32)",
+                    ylabel="images / s", xlabel="")
+    m = result["meta"]
+    fig.suptitle(f"{m['device']} · {m['cpu'] if m['device'] == 'cpu' else m.get('gpu', '')} · "
+                 f"{m['threads']} threads · torch {m['torch']}", fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        from .viz import save_figure
+
+        save_figure(fig, Path(path).absolute(), dpi=120)  # a relative path means the working folder here
+        plt.close(fig)
+    return fig
+
+
+def summary(result: dict[str, Any]) -> str:
+    """A short table of the dta_lib rows (speed-ups and memory ratios)."""
+    lines = []
+    for r in result["lif"]:
+        if r["impl"] != "release":
+            vs_compiled = (f", {r['speedup_vs_compiled_release']:.2f}x the compiled release loop"
+                           if "speedup_vs_compiled_release" in r else "")
+            lines.append(f"LIF   {r['impl']:20s} T={r['T']:<3d} {r['precision']}: {r['speedup_vs_release']:.2f}x release"
+                         f"{vs_compiled}, memory {r['memory_ratio_vs_release']:.2f}x"
+                         + ("" if r.get("spikes_identical", True) else
+                            f"  WRONG: {r['spike_mismatches']} spikes differ from the release's, no speed claim"))
+    for r in result["train"]:
+        lines.append(f"train {r['impl']:8s} {r['precision']}: {r['images_per_s']:.2f} img/s, "
+                     f"{r['speedup_vs_baseline_fp32']:.2f}x {r['baseline']} fp32, peak added "
+                     f"{r['peak_added_bytes'] / 2**20:.0f} MiB ({r['memory_ratio_vs_baseline_same_precision']:.2f}x)")
+        if r.get("conv_floor_s"):
+            lines.append(f"      convolutions alone: {r['conv_floor_s']:.2f} s = {r['conv_share']:.0%} of the step; "
+                         f"ceiling without faster convolutions: {r['speedup_cap_from_conv_floor']:.2f}x {r['baseline']}")
+    return "\n".join(lines)
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    """Read a ``bench_*.json`` written by :func:`run_bench` (keys meta, lif, train) or ``run_epoch_bench`` (meta,
+    epoch)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no benchmark result at {path}; run `python -m dta_lib.bench` to create it")
+    data = json.loads(path.read_text())
+    if not ({"meta", "lif", "train"} <= set(data) or {"meta", "epoch"} <= set(data)):
+        raise ValueError(f"{path} is not a dta_lib.bench result (keys {sorted(data)}; expected meta, lif, train "
+                         "or meta, epoch)")
+    return data
+
+
+def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The performance targets of ``docs/performance.md`` evaluated on a result: one row per check with value,
+    target and pass."""
+    rows: list[dict[str, Any]] = []
+
+    def add(check: str, value: float | None, target: float, higher: bool = True) -> None:
+        ok = None if value is None else (value >= target if higher else value <= target)
+        rows.append({"check": check, "value": value, "target": (">= " if higher else "<= ") + f"{target:g}", "pass": ok})
+
+    lif6 = [r for r in result["lif"] if r["impl"] == "dta_lib" and r["T"] == 6 and r["precision"] == "fp32"]
+    add("LIF fwd+bwd speed-up, T=6 fp32", lif6[0]["speedup_vs_release"] if lif6 else None, 6.0)
+    train = {(r["impl"], r["precision"]): r for r in result["train"]}
+    ours32, ours16 = train.get(("dta_lib", "fp32")), train.get(("dta_lib", "bf16"))
+    gpu = result["meta"]["device"].startswith("cuda")
+    if gpu:
+        if lif6:
+            add("Triton LIF, fraction of copy bandwidth", lif6[0]["fraction_of_copy_bandwidth"], 0.8)
+        best = max((r["speedup_vs_baseline_fp32"] for r in result["train"] if r["impl"] == "dta_lib"), default=None)
+        add("training step vs release fp32 (best precision)", best, 3.0)
+    else:
+        add("training step fp32 vs release fp32", ours32["speedup_vs_baseline_fp32"] if ours32 else None, 1.3)
+        add("training step bf16 autocast vs release fp32", ours16["speedup_vs_baseline_fp32"] if ours16 else None, 2.5)
+        add("memory added by the fp32 step vs release", ours32["memory_ratio_vs_baseline_same_precision"] if ours32 else None,
+            0.6, higher=False)
+    return rows
+
+
+def plot_epoch(result: dict[str, Any], path: Path | None = None):
+    """Images/s of one training epoch per candidate, labelled with the speed-up over the release in fp32."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    rows = result["epoch"]
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.6))
+    labels = [f"{r['impl']} / {r['precision']}" for r in rows]
+    vals = [r["images_per_s"] for r in rows]
+    colors = [("0.45" if r["precision"] == "bf16" else "0.7") if r["impl"].startswith("release")
+              else ("C1" if r["precision"] == "bf16" else "C0") if r["impl"].startswith("dta_lib")
+              else "0.9" for r in rows]  # the convolutions-only floor in light grey
+    ax.barh(labels, vals, color=colors)
+    for i, r in enumerate(rows):
+        best = r.get("speedup_vs_best_release_same_precision")
+        ax.annotate(f" {r['speedup_vs_release_fp32']:.2f}x" + (f" · {best:.2f}x best release {r['precision']}"
+                                                               if best is not None else "")
+                    + f"  ({r['full_epoch_s'] / 60:.1f} min / 60k images)", (vals[i], i), va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.margins(x=0.45)
+    r0, m = rows[0], result["meta"]
+    ax.set(xlabel="training images / s (median of interleaved repetitions)",
+           title=f"One training epoch, MS-ResNet-18 + DTA, width {r0['width']:g}, T={r0['T']}, batch {r0['batch']}, "
+                 f"{r0['images']} images", )
+    ax.title.set_fontsize(9)
+    fig.suptitle(f"{m['cpu']} · {m['threads']} threads · torch {m['torch']} · labels: x release fp32", fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        from .viz import save_figure
+
+        save_figure(fig, Path(path).absolute(), dpi=120)
+        plt.close(fig)
+    return fig
+
+
+def epoch_summary(result: dict[str, Any]) -> str:
+    """One line per candidate of the epoch race."""
+    def best(r: dict[str, Any]) -> str:
+        x = r.get("speedup_vs_best_release_same_precision")
+        return f", {x:.2f}x the best release {r['precision']}" if x is not None else ""
+
+    def mem(r: dict[str, Any]) -> str:
+        return (f", {r['peak_added_bytes_per_step'] / 2**20:.0f} MiB per step"
+                if r.get("peak_added_bytes_per_step") is not None else "")
+
+    lines = [f"epoch {r['impl']:35s} {r['precision']}: {r['images_per_s']:6.1f} img/s, "
+             f"{r['speedup_vs_release_fp32']:.2f}x release fp32{best(r)}, {r['full_epoch_s'] / 60:.1f} min per 60,000 "
+             f"images{mem(r)}" for r in result["epoch"]]
+    caps = {r["precision"]: r for r in result["epoch"] if "speedup_cap_vs_best_release_same_precision" in r}
+    lines += [f"{p}: the convolutions alone take {r['conv_floor_s']:.2f} s per epoch; with everything else free a "
+              f"candidate could be at most {r['speedup_cap_vs_best_release_same_precision']:.2f}x the best release {p}"
+              for p, r in caps.items()]
+    for r in result["epoch"]:
+        if r.get("profile"):
+            total = sum(r["profile"].values())
+            parts = ", ".join(f"{g} {v * 1e3:.0f} ms ({v / total:.0%})" for g, v in
+                              sorted(r["profile"].items(), key=lambda kv: -kv[1]) if v / total >= 0.01)
+            lines.append(f"profile of one step, {r['impl']} {r['precision']} ({total * 1e3:.0f} ms): {parts}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- command line
+def _write(result: dict[str, Any], out_dir: str | Path | None, name: str, draw: Callable[..., Any]) -> None:
+    """``<name>.json`` and ``<name>.png`` into ``out_dir`` (default: ``bench/`` of the output root), atomically."""
+    out = Path(out_dir) if out_dir is not None else output_root() / "bench"
+    atomic_write(out / f"{name}.json", lambda p: p.write_text(json.dumps(result, indent=1)))
+    draw(result, out / f"{name}.png")
+
+
+def run_bench(
+    quick: bool = False,
+    repeats: int | None = None,
+    device: str = "cpu",
+    precisions: Sequence[str] = PRECISIONS,
+    out_dir: str | Path | None = None,
+    tag: str | None = None,
+    lif_time_steps: Sequence[int] = (4, 6, 10),
+    skip_train: bool = False,
+    channels_last: bool = True,
+    lif_shape: Sequence[int] | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
+    """The LIF and training-step races; writes ``bench_<tag or device>.json`` and ``.png`` unless ``write=False``.
+
+    ``quick`` shrinks everything (LIF ``[2, T, 8, 8, 8]``, a width-1/16 model with T=2 on 8x8 images, batch 2)
+    to check the machinery in seconds; its numbers mean nothing.
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
+    reps = repeats if repeats is not None else (2 if quick else 5)
+    result: dict[str, Any] = {"meta": {**bench_metadata(dev), "quick": quick, "repeats": reps, "precisions": list(precisions)}}
+    result["lif"] = bench_lif(lif_time_steps, lif_shape or ((2, 8, 8, 8) if quick else (16, 128, 32, 32)),
+                              precisions, reps, dev)
+    result["train"] = [] if skip_train else bench_train(
+        batch=2 if quick else 8, image_size=8 if quick else 32, width=0.0625 if quick else 1.0,
+        time_steps=2 if quick else 6, precisions=precisions, repeats=reps, device=dev, channels_last=channels_last)
+    if write:
+        _write(result, out_dir, f"bench_{tag or dev.type}", plot)
+    return result
+
+
+def run_epoch_bench(quick: bool = False, repeats: int | None = None, precisions: Sequence[str] = ("fp32",),
+                    out_dir: str | Path | None = None, tag: str | None = None, images: int | None = None,
+                    width: float = 0.125, time_steps: int = 4, batch: int = 64, write: bool = True) -> dict[str, Any]:
+    """The training-epoch race (:func:`bench_epoch`) at the study size; writes ``bench_epoch_<tag or cpu>.json`` and
+    ``.png`` unless ``write=False``. ``quick``: 2 batches of 8 images at width 1/16, T=2 (machinery only)."""
+    dev = torch.device("cpu")
+    reps = repeats if repeats is not None else (1 if quick else 3)
+    if quick:
+        images, batch, width, time_steps = 16, 8, 0.0625, 2
+    result: dict[str, Any] = {"meta": {**bench_metadata(dev), "quick": quick, "repeats": reps,
+                                       "precisions": list(precisions)}}
+    result["epoch"] = bench_epoch(images=images or 1280, batch=batch, time_steps=time_steps, width=width,
+                                  precisions=precisions, repeats=reps)
+    if write:
+        _write(result, out_dir, f"bench_epoch_{tag or dev.type}", plot_epoch)
+    return result
+
+
+def default_precisions(device: str | torch.device) -> list[str]:
+    """fp32 and bf16 where bf16 is native (CUDA, or a CPU with AVX512-BF16/AMX), else fp32 only."""
+    from . import train
+
+    native = torch.device(device).type == "cuda" or train.cpu_has_native_bf16()
+    return list(PRECISIONS) if native else ["fp32"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``python -m dta_lib bench`` / ``python -m dta_lib.bench``."""
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks the machinery in seconds")
+    p.add_argument("--repeats", type=int, default=None, help="timed repetitions per candidate (default 5; 2 quick)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--precision", nargs="+", default=None, choices=sorted(_DTYPES),
+                   help="default: fp32 and bf16 on CUDA or on a CPU with bf16 instructions, else fp32 "
+                        "(emulated bf16 takes minutes per training step)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: bench/ of $DTA_OUTPUT_DIR, else of ./reports)")
+    p.add_argument("--tag", default=None, help="file stem suffix (default: the device type)")
+    p.add_argument("--lif-T", nargs="+", type=int, default=[4, 6, 10], help="LIF time steps")
+    p.add_argument("--lif-shape", nargs="+", type=int, default=None, help="LIF [B, C, H, W] (default 16 128 32 32)")
+    p.add_argument("--skip-train", action="store_true", help="LIF race only")
+    p.add_argument("--no-channels-last", action="store_true", help="keep this library's model in NCHW")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--epoch", action="store_true",
+                   help="instead: race one training epoch at the CPU study size (width 1/8, T=4, batch 64, 28x28) "
+                        "against the release's computation; bench_epoch_<tag>.json/.png")
+    p.add_argument("--images", type=int, default=None, help="--epoch: images per timed epoch (default 1280)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of the ``bench`` subcommand."""
+    if args.repeats is not None and args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    precisions = args.precision or default_precisions(args.device)
+    if args.epoch:
+        if args.device != "cpu":
+            raise ValueError(f"--epoch races the CPU study size; got --device {args.device}")
+        print(epoch_summary(run_epoch_bench(args.quick, args.repeats, precisions, args.out, args.tag, args.images)))
+        return 0
+    print(summary(run_bench(args.quick, args.repeats, args.device, precisions, args.out, args.tag, args.lif_T,
+                            args.skip_train, not args.no_channels_last, args.lif_shape)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dta_lib.bench", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    a = p.parse_args(argv)
+    if a.repeats is not None and a.repeats < 1:
+        p.error(f"--repeats must be >= 1, got {a.repeats}")
+    return run(a)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

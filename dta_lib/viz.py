@@ -1,0 +1,796 @@
+"""All plotting (matplotlib + seaborn): every function returns its Figure; :func:`save_figure` writes it.
+
+In the order of the notebooks: mechanism figures (LIF dynamics, paper Eqs. 1-3; surrogate shapes, Eq. 5; T-XA maps
+``A_t`` / ``A_c``; T-NA maps, LTCA local and GTCA global; the DTA gate; a box diagram of MS-ResNet), block diagrams of
+the DTA block and the MS basic block drawn from their arguments (so the shapes in the picture are the shapes the code
+computes; paper Sec. 3.2-3.4), event frames of the emulator next to its image, and the study figures (training
+curves, the ablation, the time-step study, any study's per-seed runs, the paper's gaps beside ours). Inputs are
+``torch.Tensor`` or ``numpy.ndarray``.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyBboxPatch, Patch
+from torch import Tensor, nn
+
+from .atomic import atomic_write
+from .models.params import count_parameters
+from .paths import output_root
+from .snn.surrogate import Surrogate
+from .studies import ATTENTION_LABELS, PAPER_ABLATION_GAP, _check_columns, ablation_paired, t_interval
+
+ArrayLike = Tensor | np.ndarray
+
+
+def _np(x: ArrayLike, what: str, *dims: int) -> np.ndarray:
+    a = x.detach().cpu().double().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=float)
+    if a.ndim not in dims:
+        raise ValueError(f"{what} must have {' or '.join(map(str, dims))} dims, got shape {a.shape}")
+    return a
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Save ``fig`` atomically (temp file in the same folder, then ``os.replace``); returns the final path.
+
+    A relative ``path`` goes under ``figures/`` of :func:`dta_lib.paths.output_root`; the format comes from the suffix
+    (``.png``, ``.pdf`` or ``.svg``). The file gets mode ``0o666 & ~umask`` (like ``open``). PNG metadata is stripped
+    so the bytes do not depend on the matplotlib version string.
+    """
+    path = Path(path) if Path(path).is_absolute() else output_root() / "figures" / path
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("png", "pdf", "svg"):
+        raise ValueError(f"figure path must end in .png, .pdf or .svg, got {str(path)!r}")
+    meta = {"Software": None} if fmt == "png" else {}
+    atomic_write(path, lambda p: fig.savefig(p, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta))
+    return path
+
+
+def plot_image(image: ArrayLike, title: str = "", marks: Sequence[tuple[int, int]] = (), labels: Sequence[str] = (),
+               cbar_label: str = "intensity") -> Figure:
+    """Show a grey image ``[H, W]`` (or ``[1, H, W]``), optionally marking pixels ``(row, col)``.
+
+    The colour scale spans ``[min(0, image.min()), max(1, image.max())]``.
+    """
+    img = _np(image, "image", 2, 3)
+    img = img[0] if img.ndim == 3 else img
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    im = ax.imshow(img, cmap="gray", vmin=min(0.0, float(img.min())), vmax=max(1.0, float(img.max())))
+    palette = sns.color_palette("tab10", max(1, len(marks)))
+    for i, (r, c) in enumerate(marks):
+        ax.scatter([c], [r], s=70, facecolors="none", edgecolors=[palette[i]], linewidths=2)
+        if i < len(labels):
+            ax.annotate(labels[i], (c, r), xytext=(6, -6), textcoords="offset points", color=palette[i], fontsize=11,
+                        fontweight="bold")
+    ax.set(title=title, xlabel="column", ylabel="row")
+    fig.colorbar(im, ax=ax, fraction=0.046, label=cbar_label)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lif_traces(current: ArrayLike, membrane: ArrayLike, spikes: ArrayLike, threshold: float = 1.0,
+                    labels: Sequence[str] | None = None, title: str = "LIF membrane traces") -> Figure:
+    """Membrane traces of a few neurons, one panel each (paper Eqs. 1-3).
+
+    ``current`` (input ``x_t``), ``membrane`` (charged ``h_t`` before reset, from
+    :meth:`dta_lib.snn.neuron.LIF.trace`) and ``spikes`` ``s_t`` are ``[T, N]``. Spikes are drawn
+    as markers at the top; the dashed line is the threshold.
+    """
+    x, h, s = (_np(a, n, 2) for a, n in ((current, "current"), (membrane, "membrane"), (spikes, "spikes")))
+    if not (x.shape == h.shape == s.shape):
+        raise ValueError(f"current, membrane and spikes must share shape [T, N], got {x.shape}, {h.shape}, {s.shape}")
+    t_steps, n = h.shape
+    labels = list(labels) if labels is not None else [f"neuron {i}" for i in range(n)]
+    if len(labels) != n:
+        raise ValueError(f"need {n} labels (one per neuron), got {len(labels)}")
+    t = np.arange(1, t_steps + 1)
+    top = max(float(h.max()), threshold) * 1.25
+    fig, axes = plt.subplots(n, 1, figsize=(7, 1.6 * n + 0.6), sharex=True, squeeze=False)
+    palette = sns.color_palette("tab10", n)
+    for i, ax in enumerate(axes[:, 0]):
+        ax.step(t, x[:, i], where="mid", color="0.6", lw=1, label="input $x_t$")
+        ax.plot(t, h[:, i], "o-", color=palette[i], ms=3, lw=1.5, label="membrane $h_t$")
+        ax.axhline(threshold, ls="--", color="k", lw=0.8, label=r"threshold $\vartheta$")
+        fired = s[:, i] > 0
+        ax.plot(t[fired], np.full(fired.sum(), top * 0.93), "v", color="crimson", ms=6, label="spike $s_t=1$")
+        ax.set_ylim(min(0.0, float(h[:, i].min())) - 0.05, top)
+        ax.set_ylabel("value")
+        ax.set_title(f"{labels[i]}: {int(fired.sum())} spikes in {t_steps} steps", fontsize=9, loc="left")
+    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    axes[-1, 0].set_xlabel("time step $t$")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_spike_raster(spikes: ArrayLike, title: str = "Spike raster", ylabel: str = "neuron",
+                      yticklabels: Sequence[str] | None = None) -> Figure:
+    """Raster of ``spikes`` ``[T, N]`` (0/1): a tick per spike, neurons on the y axis."""
+    s = _np(spikes, "spikes", 2)
+    t_steps, n = s.shape
+    fig, (ax, axr) = plt.subplots(1, 2, figsize=(7.5, max(2.5, 0.12 * n + 1.2)), gridspec_kw={"width_ratios": [4, 1]},
+                                  sharey=True)
+    tt, nn_ = np.nonzero(s > 0)
+    ax.scatter(tt + 1, nn_, marker="|", s=60, color="k", linewidths=1.5)
+    ax.set(xlim=(0.5, t_steps + 0.5), ylim=(n - 0.5, -0.5), xlabel="time step $t$", ylabel=ylabel, title=title)
+    ax.set_xticks(np.arange(1, t_steps + 1, max(1, t_steps // 8)))
+    if yticklabels is not None:
+        ax.set_yticks(np.arange(n), list(yticklabels), fontsize=6)
+    axr.barh(np.arange(n), s.mean(0), color="steelblue")
+    axr.set(xlim=(0, 1), xlabel="firing rate", title="rate")
+    fig.tight_layout()
+    return fig
+
+
+def plot_surrogates(surrogates: Mapping[str, Surrogate], v_range: tuple[float, float] = (-3.0, 3.0),
+                    points: int = 601) -> Figure:
+    """Surrogate derivatives ``ds/dv`` (left) and their primitives next to the Heaviside step (right).
+
+    ``v = h - threshold`` is the centred membrane; each surrogate's ``derivative`` and
+    ``primitive`` are evaluated on a grid (paper Eq. 5 for the triangle).
+    """
+    if not surrogates:
+        raise ValueError("plot_surrogates needs at least one surrogate, got an empty mapping")
+    v = torch.linspace(*v_range, points, dtype=torch.float64)
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 3.6))
+    palette = sns.color_palette("tab10", len(surrogates))
+    for (name, sg), c in zip(surrogates.items(), palette):
+        a0.plot(v, sg.derivative(v), color=c, lw=1.8, label=name)
+        a1.plot(v, sg.primitive(v), color=c, lw=1.5, label=name)
+    a1.step(v, (v > 0).double(), where="post", color="k", ls="--", lw=1, label="Heaviside $H(v)$")
+    a0.set(xlabel=r"$v = h - \vartheta$", ylabel=r"surrogate $\partial s / \partial v$",
+           title="Surrogate derivatives (backward)")
+    a1.set(xlabel=r"$v = h - \vartheta$", ylabel="smooth primitive", title="Primitives vs. the forward step")
+    a0.legend(fontsize=8)
+    a1.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_tc_maps(maps: Mapping[str, ArrayLike], title: str = "", cmap: str = "viridis", center: float | None = None,
+                 shared_scale: bool = False) -> Figure:
+    """Heatmaps of ``[T, C]`` maps (time on y, channel on x), one panel each with its colorbar.
+
+    Used for the T-XA maps ``A_t`` (TLA) and ``A_c`` (CLA), the GTCA global map, and any
+    per-(t, c) statistic. ``center`` gives a diverging scale around that value.
+    """
+    if not maps:
+        raise ValueError("plot_tc_maps needs at least one map, got an empty mapping")
+    arrays = {k: _np(v, f"map {k!r}", 2) for k, v in maps.items()}
+    lo = min(a.min() for a in arrays.values()) if shared_scale else None
+    hi = max(a.max() for a in arrays.values()) if shared_scale else None
+    n, (t_steps, channels) = len(arrays), next(iter(arrays.values())).shape
+    fig, axes = plt.subplots(n, 1, figsize=(min(14, 3 + 0.16 * channels), (0.3 * t_steps + 1.1) * n + 0.4), squeeze=False)
+    for ax, (name, a) in zip(axes[:, 0], arrays.items()):
+        sns.heatmap(a, ax=ax, cmap="RdBu_r" if center is not None else cmap, center=center, vmin=lo, vmax=hi,
+                    cbar_kws={"label": "value", "pad": 0.01}, xticklabels=max(1, channels // 16),
+                    yticklabels=[str(i + 1) for i in range(a.shape[0])])
+        ax.set(title=name, xlabel="channel $c$", ylabel="time step $t$")
+        ax.tick_params(axis="y", rotation=0)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_spatial_maps(maps: ArrayLike, times: Sequence[int], channels: Sequence[int], title: str = "",
+                      cmap: str = "magma") -> Figure:
+    """Grid of spatial maps from ``maps`` ``[T, C, H, W]``: rows = time steps, columns = channels.
+
+    Each panel has its own colour scale and colorbar, so the spatial pattern stays visible even when
+    the offset changes with time; used for the LTCA local map and any per-(t, c) feature map.
+    """
+    m = _np(maps, "maps [T, C, H, W]", 4)
+    t_steps, c_total = m.shape[:2]
+    bad = [t for t in times if not 0 <= t < t_steps] + [c for c in channels if not 0 <= c < c_total]
+    if bad or not times or not channels:
+        raise ValueError(f"times must lie in [0, {t_steps}) and channels in [0, {c_total}), non-empty; "
+                         f"got {list(times)}, {list(channels)}")
+    fig, axes = plt.subplots(len(times), len(channels), figsize=(2.4 * len(channels) + 0.4, 2.0 * len(times) + 0.6),
+                             squeeze=False, layout="constrained")
+    for j, c in enumerate(channels):
+        for i, t in enumerate(times):
+            ax = axes[i, j]
+            im = ax.imshow(m[t, c], cmap=cmap)
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"channel {c}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"t = {t + 1}")
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_timestep_rows(rows: Mapping[str, ArrayLike], title: str = "", cmaps: Mapping[str, str] | None = None,
+                       limits: Mapping[str, tuple[float, float]] | None = None) -> Figure:
+    """One row per named ``[T, H, W]`` array, one column per time step, a colorbar per row.
+
+    Used for the DTA gate per time step next to the stem output, its spikes and the gated output.
+    """
+    arrays = {k: _np(v, f"row {k!r} [T, H, W]", 3) for k, v in rows.items()}
+    steps = {a.shape[0] for a in arrays.values()}
+    if len(steps) != 1:
+        raise ValueError(f"all rows need the same number of time steps, got {sorted(steps)}")
+    (t_steps,) = steps
+    cmaps, limits = dict(cmaps or {}), dict(limits or {})
+    fig, axes = plt.subplots(len(arrays), t_steps, figsize=(1.6 * t_steps + 1.2, 1.7 * len(arrays) + 0.5), squeeze=False)
+    for i, (name, a) in enumerate(arrays.items()):
+        lo, hi = limits.get(name, (float(a.min()), float(a.max())))
+        for t in range(t_steps):
+            ax = axes[i, t]
+            im = ax.imshow(a[t], cmap=cmaps.get(name, "viridis"), vmin=lo, vmax=hi)
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"t = {t + 1}", fontsize=9)
+            if t == 0:
+                ax.set_ylabel(name, fontsize=9)
+        fig.colorbar(im, ax=list(axes[i, :]), fraction=0.02, pad=0.01)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_architecture(model: nn.Module, title: str = "MS-ResNet with DTA") -> Figure:
+    """Box diagram of an :class:`~dta_lib.models.MSResNet` generated from its modules.
+
+    One box per top-level module in forward order (stem conv, BN, LIF, DTA, stages, head),
+    each with its parameter count; the DTA block is highlighted and the spike path into it drawn.
+    """
+    if not hasattr(model, "stem_conv") or not hasattr(model, "fc"):
+        raise ValueError(f"plot_architecture expects an MSResNet (stem_conv ... fc), got {type(model).__name__}")
+    boxes = [("input", "input\n[B, C, H, W]\n(repeated T times)", "io")]  # (name, label, kind) in forward order
+    for name, m in model.named_children():
+        kind = "layer"
+        if isinstance(m, nn.Conv2d):
+            label = f"{name}\nconv {m.kernel_size[0]}x{m.kernel_size[1]}/{m.stride[0]}\n{m.in_channels}->{m.out_channels}"
+        elif isinstance(m, nn.BatchNorm2d):
+            label = f"{name}\nBN({m.num_features})"
+        elif type(m).__name__ == "LIF":
+            label, kind = f"{name}\nLIF", "lif"
+        elif type(m).__name__ == "DTA":
+            label, kind = f"{name.upper()} ({m.mode}): " + r"$\sigma(\cdot)\odot$ spikes", "dta"
+            for p in ("txa", "tna"):
+                if getattr(m, p, None) is not None:
+                    label += f"\n{p.upper()[0]}-{p.upper()[1:]} {count_parameters(getattr(m, p)):,}"
+        elif isinstance(m, nn.Sequential):
+            label = f"{name}\n{len(m)} MS blocks\n{m[-1].conv2.out_channels} ch, stride {m[0].conv1.stride[0]}"
+            kind = "stage"
+        elif isinstance(m, nn.Linear):
+            boxes.append(("gap", "GAP\nover H, W", "layer"))
+            label = f"{name}\nLinear {m.in_features}->{m.out_features}"
+        elif isinstance(m, nn.MaxPool2d):
+            label = f"{name}\n3x3/2"
+        else:
+            label = name
+        n = count_parameters(m)
+        boxes.append((name, f"{label}\n{n:,} params" if n else label, kind))
+    boxes.append(("output", "logits\n[B, T, classes]\nmean over T", "io"))
+    colors = {"io": "#eeeeee", "layer": "#cfe2f3", "lif": "#fde9c8", "dta": "#f4a6a6", "stage": "#d9ead3"}
+    per_row = 6
+    n_rows = -(-len(boxes) // per_row)
+    fig, ax = plt.subplots(figsize=(13, 2.3 * n_rows + 0.6))
+    w, h, gx, gy = 1.7, 1.25, 0.55, 1.0
+    pos = {}
+    for i, (name, label, kind) in enumerate(boxes):
+        r, c = divmod(i, per_row)
+        c = c if r % 2 == 0 else per_row - 1 - c  # snake layout
+        x, y = c * (w + gx), -r * (h + gy)
+        pos[name] = (x, y)
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.04", fc=colors[kind],
+                                    ec="crimson" if kind == "dta" else "0.3", lw=2.5 if kind == "dta" else 1))
+        ax.text(x + w / 2, y + h / 2, label, ha="center", va="center", fontsize=8)
+    names = [b[0] for b in boxes]
+    for a, b in zip(names[:-1], names[1:]):
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        if y0 == y1:
+            xs, xe = (x0 + w, x1) if x1 > x0 else (x0, x1 + w)
+            ax.annotate("", (xe, y1 + h / 2), (xs, y0 + h / 2), arrowprops=dict(arrowstyle="->", lw=1.2))
+        else:
+            ax.annotate("", (x1 + w / 2, y1 + h), (x0 + w / 2, y0), arrowprops=dict(arrowstyle="->", lw=1.2))
+    if "dta" in pos and "stem_bn" in pos:  # DTA also reads the real-valued stem output X
+        (x0, y0), (x1, y1) = pos["stem_bn"], pos["dta"]
+        ax.annotate("", (x1 + w / 2, y1 + h), (x0 + w / 2, y0 + h), arrowprops=dict(arrowstyle="->", lw=1.2, ls="--",
+                    color="crimson", connectionstyle="arc3,rad=-0.35"))
+        ax.text((x0 + x1 + w) / 2, y0 + h + 0.45, "X (real-valued stem output)", color="crimson", ha="center", fontsize=8)
+    ax.set_xlim(-0.3, per_row * (w + gx))
+    ax.set_ylim(-(n_rows - 1) * (h + gy) - 0.4, h + 0.9)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(f"{title}: {count_parameters(model):,} parameters")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- event data
+def emulation_figure(image: np.ndarray | torch.Tensor, frames: torch.Tensor, events: np.ndarray,
+                     path_xy: torch.Tensor | None = None, title: str = "") -> Figure:
+    """Row 1: the static image (with the saccade path), then the ``T`` frames (ON red, OFF blue).
+    Row 2: events per polarity in each frame, and over time."""
+    img = np.asarray(image, dtype=np.float32).squeeze()
+    t_steps = frames.shape[0]
+    fig = plt.figure(figsize=(1.6 * (t_steps + 1), 4.6), constrained_layout=True)
+    grid = fig.add_gridspec(2, t_steps + 1, height_ratios=[1.0, 0.9])
+    ax = fig.add_subplot(grid[0, 0])
+    ax.imshow(img, cmap="gray", vmin=0, vmax=img.max() or 1)
+    if path_xy is not None:
+        p = (path_xy.numpy() - path_xy.numpy().mean(0)) * 4 + np.array([img.shape[1], img.shape[0]]) / 2
+        ax.plot(p[:, 0], p[:, 1], "-", color="gold", lw=1.5)
+    ax.set_title("image\n(saccade path x4)" if path_xy is not None else "image", fontsize=8)
+    ax.axis("off")
+    vmax = float(frames.max()) or 1.0
+    for t in range(t_steps):
+        ax = fig.add_subplot(grid[0, t + 1])
+        rgb = np.stack([frames[t, 1].numpy(), np.zeros(frames.shape[-2:], np.float32), frames[t, 0].numpy()], -1) / vmax
+        ax.imshow(np.clip(rgb * 2, 0, 1))
+        ax.set_title(f"frame {t}", fontsize=8)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[1, : (t_steps + 1) // 2])
+    idx = np.arange(t_steps)
+    ax.bar(idx - 0.2, frames[:, 1].sum(dim=(1, 2)).numpy(), width=0.4, color="tab:red", label="ON (p=1)")
+    ax.bar(idx + 0.2, frames[:, 0].sum(dim=(1, 2)).numpy(), width=0.4, color="tab:blue", label="OFF (p=0)")
+    ax.set(xlabel="frame (equal event count)", ylabel="events")
+    _legend_above(ax)
+    ax = fig.add_subplot(grid[1, (t_steps + 1) // 2:])
+    bins = np.linspace(0, max(int(events["t"].max()), 1), 31) / 1000 if len(events) else np.linspace(0, 1, 31)
+    ax.hist(events["t"][events["p"]] / 1000, bins=bins, color="tab:red", alpha=0.7, label=f"ON: {int(events['p'].sum())}")
+    ax.hist(events["t"][~events["p"]] / 1000, bins=bins, color="tab:blue", alpha=0.7,
+            label=f"OFF: {int((~events['p']).sum())}")
+    ax.set_xlabel("time (ms); saccades end at the dashed lines")
+    for k in (1, 2):
+        ax.axvline(bins[-1] * k / 3, color="k", ls="--", lw=0.8)
+    _legend_above(ax)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _legend_above(ax) -> None:
+    """The legend in one row just above the axes: it never covers a bar or a histogram bin."""
+    ax.legend(fontsize=7, ncol=2, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, borderaxespad=0.2)
+
+
+def event_bbox(frames: torch.Tensor, coverage: float = 0.99, margin: int = 8) -> tuple[int, int, int, int]:
+    """Where the events of ``frames`` (``[..., H, W]`` event counts) lie: ``(y0, y1, x0, x1)``, half-open, so
+    ``frames[..., y0:y1, x0:x1]`` is the crop.
+
+    Per axis, the smallest range holding ``coverage`` of the events (``(1 - coverage) / 2`` of them dropped on each
+    side, so a few isolated noise events far from the scene do not stretch the box to the whole sensor), widened by
+    ``margin`` pixels and clipped to the frame. No events: the whole frame.
+
+    >>> f = torch.zeros(1, 2, 10, 20); f[0, 1, 3, 5] = f[0, 0, 6, 12] = 1
+    >>> event_bbox(f, coverage=1.0, margin=1)
+    (2, 8, 4, 14)
+    """
+    if not 0 < coverage <= 1:
+        raise ValueError(f"coverage must be in (0, 1], got {coverage}")
+    h, w = frames.shape[-2:]
+    counts = frames.reshape(-1, h, w).abs().sum(0).double()
+    if float(counts.sum()) == 0:
+        return 0, h, 0, w
+    tail = (1 - coverage) / 2
+
+    def span(profile: torch.Tensor, size: int) -> tuple[int, int]:
+        cum = torch.cumsum(profile, 0) / profile.sum()
+        lo = int(torch.searchsorted(cum, torch.tensor(tail, dtype=cum.dtype), right=True))
+        hi = int(torch.searchsorted(cum, torch.tensor(1 - tail, dtype=cum.dtype)))
+        return max(lo - margin, 0), min(hi + 1 + margin, size)
+
+    y0, y1 = span(counts.sum(1), h)
+    x0, x1 = span(counts.sum(0), w)
+    return y0, y1, x0, x1
+
+
+def real_vs_emulated_figure(real: torch.Tensor, emulated: torch.Tensor, real_label: str, emulated_label: str,
+                            frames_shown: int = 5, row_height: float = 1.7) -> Figure:
+    """Signed event frames (ON - OFF) of a real recording and an emulated stream: one row per frame, the real
+    frame on the left, the emulated one on the right.
+
+    ``real`` / ``emulated``: ``[T, 2, H, W]`` event counts (channel 0 OFF, 1 ON, as tonic stores polarity), each
+    drawn at its own aspect ratio, ``row_height`` inches tall (crop a large, mostly empty sensor with
+    :func:`event_bbox` first, so a wide crop gets the width it needs). Each column has its own colour scale,
+    symmetric around 0 (red ON, blue OFF) and saturating at the 98th percentile of the non-zero counts shown, so a
+    few hot pixels do not wash out the edges.
+    """
+    for name, f in (("real", real), ("emulated", emulated)):
+        if f.dim() != 4 or f.shape[1] != 2:
+            raise ValueError(f"{name} frames must be [T, 2, H, W], got {tuple(f.shape)}")
+    n = min(frames_shown, real.shape[0], emulated.shape[0])
+    widths = [f.shape[-1] / f.shape[-2] for f in (real, emulated)]  # each column as wide as its frames' aspect needs
+    fig, axes = plt.subplots(n, 2, figsize=(row_height * sum(widths) + 1.0, row_height * n + 0.9), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    for col, (frames, label) in enumerate(((real, real_label), (emulated, emulated_label))):
+        signed = (frames[:, 1] - frames[:, 0]).float()
+        shown = signed[:n].abs()
+        nonzero = shown[shown > 0]
+        lim = max(float(torch.quantile(nonzero, 0.98)) if nonzero.numel() else 0.0, 1.0)
+        for k in range(n):
+            ax = axes[k, col]
+            ax.imshow(signed[k].numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+            ax.set(xticks=[], yticks=[])
+            if col == 0:
+                ax.set_ylabel(f"frame {k + 1}", fontsize=8)
+        axes[0, col].set_title(label, fontsize=8)
+    fig.suptitle("Real DAVIS346 recording vs. emulated stream (red ON, blue OFF events per frame)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- block diagrams
+_COLORS = {"input": "#f0f0f0", "txa": "#deebf7", "tna": "#e5f5e0", "gate": "#fee6ce", "spike": "#fcbba1",
+           "conv": "#efedf5", "out": "#f0f0f0"}
+
+
+def _box(ax, x: float, y: float, text: str, kind: str, w: float = 2.3, h: float = 0.62) -> tuple[float, float]:
+    ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.08",
+                                fc=_COLORS[kind], ec="0.35", lw=0.8))
+    ax.text(x, y, text, ha="center", va="center", fontsize=6.6, wrap=True)
+    return x, y
+
+
+def _arrow(ax, a: tuple[float, float], b: tuple[float, float], h: float = 0.31) -> None:
+    ax.annotate("", xy=(b[0], b[1] + h), xytext=(a[0], a[1] - h), arrowprops=dict(arrowstyle="->", lw=0.8, color="0.25"))
+
+
+def plot_dta_block(time_steps: int = 6, channels: int = 64, height: int = 32, width: int = 32,
+                   gtca_hidden: int = 16, title: str = "") -> Figure:
+    """The DTA block with the shape of every tensor: T-XA's two branches, T-NA's encode / LTCA / GTCA / decode,
+    and the gate ``sigmoid(T-NA(X) * T-XA(X)) * S`` (batch dimension B omitted)."""
+    t, c, h, w, d = time_steps, channels, height, width, time_steps * channels
+    fig, ax = plt.subplots(figsize=(9.2, 6.4))
+    ax.set(xlim=(0, 12), ylim=(0, 10))
+    ax.axis("off")
+    x_in = _box(ax, 6, 9.4, f"stem output X (real)\n[T={t}, C={c}, H={h}, W={w}]", "input", w=3.2)
+    s = _box(ax, 10.6, 7.9, f"LIF -> spikes S\n[{t}, {c}, {h}, {w}] in {{0, 1}}", "spike")
+    _arrow(ax, x_in, s)
+    z = _box(ax, 2.2, 7.9, f"spatial mean z\n[{t}, {c}]", "txa")
+    tla = _box(ax, 1.0, 6.6, f"TLA: Conv1d {t}->{t}, k=3\nalong C, sigmoid\nA_t [{t}, {c}]", "txa", w=2.0, h=0.8)
+    cla = _box(ax, 3.4, 6.6, f"CLA: Conv1d {c}->{c}, k=6\nalong T, sigmoid\nA_c [{t}, {c}]", "txa", w=2.2, h=0.8)
+    yxa = _box(ax, 2.2, 5.1, f"(X + a A_t) * (X + b A_c)\nY_XA [{t}, {c}, {h}, {w}]", "txa", w=3.0)
+    for a, b, hh in ((x_in, z, 0.31), (z, tla, 0.4), (z, cla, 0.4), (tla, yxa, 0.4), (cla, yxa, 0.4)):
+        _arrow(ax, a, b, hh)
+    ax.text(0.1, 8.6, "T-XA (identical: a shared 1-D kernel per axis)", fontsize=7, color="#08519c")
+    zr = _box(ax, 6.6, 7.9, f"reshape: time into channels\nZ [D = T*C = {d}, {h}, {w}]", "tna", w=2.9)
+    enc = _box(ax, 6.6, 6.9, f"encode 1x1 conv {d}->{d}, GELU\nE [{d}, {h}, {w}]", "tna", w=2.9)
+    ltca = _box(ax, 5.2, 5.6, f"LTCA: depthwise 5x5,\n'dilated' (1x1), pointwise\n{d}->{d}: L [{d}, {h}, {w}]",
+                "tna", w=2.6, h=0.95)
+    gtca = _box(ax, 8.1, 5.6, f"GTCA: GAP, FC {d}->{gtca_hidden},\nReLU, FC {gtca_hidden}->{d}\n"
+                f"G [{d}] (no sigmoid)", "tna", w=2.5, h=0.95)
+    dec = _box(ax, 6.6, 4.1, f"decode 1x1 conv (G * L * E) + Z\nY_NA [{t}, {c}, {h}, {w}]", "tna", w=3.1)
+    for a, b, hh in ((x_in, zr, 0.31), (zr, enc, 0.31), (enc, ltca, 0.47), (enc, gtca, 0.47), (ltca, dec, 0.47),
+                     (gtca, dec, 0.47)):
+        _arrow(ax, a, b, hh)
+    ax.text(4.9, 8.6, "T-NA (non-identical: own weights per (t, c))", fontsize=7, color="#006d2c")
+    gate = _box(ax, 5.2, 2.6, f"gate = sigmoid(Y_NA * Y_XA)\n[{t}, {c}, {h}, {w}] in (0, 1)", "gate", w=3.2)
+    out = _box(ax, 7.6, 1.1, f"gate * S  -> stage 1\n[{t}, {c}, {h}, {w}], 0 where S = 0", "out", w=3.2)
+    for a, b in ((yxa, gate), (dec, gate), (gate, out), (s, out)):
+        _arrow(ax, a, b)
+    ax.set_title(title or f"The DTA block (T={t}, C={c}, {h}x{w}; batch dimension omitted)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ms_block(channels_in: int = 64, channels_out: int = 128, height: int = 32, width: int = 32,
+                  stride: int = 1, time_steps: int = 6, title: str = "") -> Figure:
+    """The MS-ResNet basic block: ``BN(conv(LIF(BN(conv(LIF(x)))))) + shortcut(x)``; the shortcut (identity, or
+    1x1 conv + BN) acts on the real-valued membrane input ``x``, not on spikes."""
+    t, ho, wo = time_steps, (height - 1) // stride + 1, (width - 1) // stride + 1
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    ax.set(xlim=(0, 8), ylim=(0, 10))
+    ax.axis("off")
+    x = _box(ax, 3.0, 9.3, f"x (real membrane input)\n[T={t}, {channels_in}, {height}, {width}]", "input", w=3.0)
+    l1 = _box(ax, 3.0, 8.0, "LIF -> spikes", "spike")
+    c1 = _box(ax, 3.0, 6.8, f"conv 3x3 {channels_in}->{channels_out}, stride {stride}\n+ BN (over B*T)", "conv",
+              w=3.0)
+    l2 = _box(ax, 3.0, 5.6, "LIF -> spikes", "spike")
+    c2 = _box(ax, 3.0, 4.4, f"conv 3x3 {channels_out}->{channels_out} + BN", "conv", w=3.0)
+    add = _box(ax, 3.0, 2.9, "+", "gate", w=0.8, h=0.55)
+    out = _box(ax, 3.0, 1.5, f"out (real) [T, {channels_out}, {ho}, {wo}]\n-> next block's LIF", "out", w=3.0)
+    short = "identity" if stride == 1 and channels_in == channels_out else (
+        f"1x1 conv {channels_in}->{channels_out},\nstride {stride} + BN")
+    sc = _box(ax, 6.6, 5.6, f"shortcut on x\n(real, not spikes):\n{short}", "conv", w=2.3, h=1.1)
+    for a, b in ((x, l1), (l1, c1), (c1, l2), (l2, c2), (c2, add), (add, out)):
+        _arrow(ax, a, b)
+    ax.annotate("", xy=(sc[0], sc[1] + 0.55), xytext=(x[0] + 1.5, x[1]),
+                arrowprops=dict(arrowstyle="->", lw=0.8, color="0.25", connectionstyle="angle,angleA=0,angleB=90"))
+    ax.annotate("", xy=(add[0] + 0.4, add[1]), xytext=(sc[0], sc[1] - 0.55),
+                arrowprops=dict(arrowstyle="->", lw=0.8, color="0.25", connectionstyle="angle,angleA=-90,angleB=0"))
+    ax.set_title(title or "MS-ResNet basic block (membrane shortcut)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- studies
+def _finish(fig: Any, title: str) -> Any:
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(history: pd.DataFrame, axes: Sequence[Any] | None = None, title: str = "") -> Any:
+    """Loss and accuracy (train / test) per epoch; draws into ``axes`` (2 axes) or a new figure."""
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    else:
+        fig = axes[0].figure
+        for ax in axes:
+            ax.clear()
+    if len(history):
+        ep = history["epoch"]
+        axes[0].plot(ep, history["train_loss"], "o-", label="train")
+        axes[0].plot(ep, history["test_loss"], "s-", label="test")
+        axes[1].plot(ep, history["train_acc"], "o-", label="train (augmented batches)")
+        axes[1].plot(ep, history["test_acc"], "s-", label="test")
+        for ax in axes:
+            ax.set_xticks(list(ep))
+            ax.legend(fontsize=8)
+    axes[0].set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    axes[1].set(xlabel="epoch", ylabel="accuracy (%)", title="top-1 accuracy")
+    return _finish(fig, title)
+
+
+def plot_curve_comparison(histories: dict[str, pd.DataFrame], title: str = "") -> Any:
+    """Test accuracy and training loss per epoch of several runs (one line per label of ``histories``)."""
+
+    if not histories:
+        raise ValueError("plot_curve_comparison: no histories given")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for i, (label, h) in enumerate(histories.items()):
+        axes[0].plot(h["epoch"], h["test_acc"], "os^v"[i % 4] + "-", label=label)
+        axes[1].plot(h["epoch"], h["train_loss"], "os^v"[i % 4] + "-", label=label)
+    axes[0].set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
+    axes[1].set(xlabel="epoch", ylabel="cross-entropy", title="training loss")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    return _finish(fig, title)
+
+
+def plot_ablation(df: pd.DataFrame, metric: str = "best_test_acc", title: str = "", baseline: str = "dta") -> Any:
+    """The ablation as the paired design it is. Left: each seed's runs joined by a line across the variants, each
+    variant's mean +- sample std beside them. Right: the per-seed differences ``baseline`` - variant, their mean with
+    the 95 % t-interval (:func:`dta_lib.studies.ablation_paired`; one pair: a hollow marker) and, for T-XA / T-NA
+    against DTA, the paper's CIFAR10 gap band. One legend, right of the panels."""
+
+    _check_columns(df, ["attention", "seed", metric], "plot_ablation")
+    order = [a for a in ATTENTION_LABELS if a in set(df["attention"])]
+    wide = df.pivot_table(index="seed", columns="attention", values=metric).reindex(columns=order)
+    seeds = list(wide.index)
+    cb = sns.color_palette("colorblind", 10)  # reordered: the first five are far apart (no orange beside vermilion)
+    colors = {s: cb[[0, 1, 2, 4, 5, 7, 9, 6, 3, 8][i % 10]] for i, s in enumerate(seeds)}
+    step = min(0.06, 0.3 / max(len(seeds), 1))
+    dodge = {s: (i - (len(seeds) - 1) / 2) * step for i, s in enumerate(seeds)}  # fixed offsets: no RNG, no overlap
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(11.5, 4.0), gridspec_kw={"width_ratios": [4, 3]})
+    x = np.arange(len(order), dtype=float)
+    for s in seeds:
+        y = wide.loc[s].to_numpy(dtype=float)
+        a0.plot(x + dodge[s], y, "-", color=colors[s], lw=1.1, alpha=0.7, zorder=2)
+        a0.scatter(x + dodge[s], y, color=colors[s], s=30, zorder=3)
+    a0.errorbar(x + 0.3, wide.mean(), yerr=wide.std(ddof=1).fillna(0.0), fmt="D", ms=6, color="0.2", capsize=4,
+                lw=1.2, zorder=4)
+    a0.set_xticks(x, [ATTENTION_LABELS[a].replace(" (", "\n(") for a in order], fontsize=8)
+    a0.set_xlim(-0.5, len(order) - 0.3)
+    a0.set(ylabel=f"{metric.replace('_', ' ')} (%)", title="per-seed runs (a line joins one seed)")
+
+    others = [a for a in order if a != baseline]
+    handles = [Line2D([], [], color=colors[s], marker="o", ms=5, lw=1.1, label=f"seed {s}") for s in seeds]
+    handles.append(Line2D([], [], color="0.2", marker="D", ms=5, lw=0, label="mean +- std (left)"))
+    if baseline in order and others:
+        paired = ablation_paired(df, metric, baseline=baseline).set_index("attention").reindex(others)
+        lo_gap, hi_gap = PAPER_ABLATION_GAP
+        banded = baseline == "dta" and bool({"txa", "tna"} & set(others))
+        for xi, a in enumerate(others):
+            if baseline == "dta" and a in ("txa", "tna"):
+                a1.fill_between([xi - 0.4, xi + 0.45], lo_gap, hi_gap, color="#fdae6b", alpha=0.6, lw=0, zorder=1)
+            d = wide[baseline] - wide[a]
+            a1.scatter(xi + np.array([dodge[s] for s in d.index]), d, c=[colors[s] for s in d.index], s=30, zorder=3)
+            r = paired.loc[a]
+            if math.isfinite(r["ci95_low"]):
+                err = [[r["diff_mean"] - r["ci95_low"]], [r["ci95_high"] - r["diff_mean"]]]
+                a1.errorbar([xi + 0.3], [r["diff_mean"]], yerr=err, fmt="o", ms=6, color="black", capsize=4, lw=1.3,
+                            zorder=4)
+            else:
+                a1.plot([xi + 0.3], [r["diff_mean"]], "o", ms=6, mfc="white", color="black", zorder=4)
+        a1.axhline(0, color="0.5", lw=0.8, zorder=0)
+        base = ATTENTION_LABELS.get(baseline, baseline).split(" (")[0]
+        a1.set_xticks(np.arange(len(others), dtype=float),
+                      [f"{base} -\n{ATTENTION_LABELS[a].split(' (')[0]}" for a in others], fontsize=8)
+        a1.set_xlim(-0.5, len(others) - 0.3)
+        a1.set(ylabel=f"{base} - variant (points)\npositive: {base} better",
+               title="paired differences, mean and 95% t-interval")
+        handles.append(Line2D([], [], color="black", marker="o", ms=5, lw=1.3,
+                              label="mean difference,\n95% t-interval (right)"))
+        if banded:
+            handles.append(Patch(color="#fdae6b", alpha=0.6,
+                                 label=f"paper's gap, CIFAR10\nfull scale: {lo_gap}-{hi_gap}"))
+    else:
+        a1.text(0.5, 0.5, f"nothing to pair: the differences need\n{baseline!r} runs and at least one other variant",
+                ha="center", va="center", transform=a1.transAxes, fontsize=9)
+        a1.set_axis_off()
+    a1.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    fig.suptitle(title or "Ablation: paired per-seed runs and differences", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_time_steps(table: pd.DataFrame, title: str = "") -> Any:
+    """Accuracy, seconds per epoch and step memory against T (one panel each)."""
+
+    metric = next(c for c in table.columns if c.endswith("_mean"))
+    std = metric.replace("_mean", "_std")
+    panels = [(metric, "accuracy (%)", "test accuracy"),
+              ("seconds_per_epoch", "s / epoch (wall)", "wall time per epoch\n(as recorded; shared machine)"),
+              ("step_cpu_s", "CPU s / step (1 thread)", "CPU time of one step"),
+              ("step_mib", "MiB", "memory of one training step")]
+    panels = [p for p in panels if p[0] in (metric, "seconds_per_epoch") or
+              (p[0] in table.columns and table[p[0]].notna().any())]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2))
+    for ax, (col, ylabel, name) in zip(axes, panels):
+        ax.plot(table["time_steps"], table[col], "o-")
+        if col == metric and table[std].notna().any():
+            ax.errorbar(table["time_steps"], table[col], yerr=table[std], fmt="none", capsize=3)
+        ax.set(xlabel="time steps T", ylabel=ylabel, title=name, xticks=list(table["time_steps"]))
+    return _finish(fig, title)
+
+
+def plot_study(runs: pd.DataFrame, study: str, metric: str = "best_test_acc", title: str = "") -> Any:
+    """Per-seed points and mean +- std of ``metric`` for each variant of ``study``, the axis zoomed to the data."""
+
+    sub = runs[runs["study"] == study].copy()
+    if sub.empty:
+        raise ValueError(f"no runs of study {study!r}")
+    sub["label"] = sub["dataset"] + "\n" + sub["variant"].str.replace(",", "\n")
+    order = sorted(set(sub["label"]))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(order)), 3.8))
+    state = np.random.get_state()  # seaborn's jitter draws from NumPy's global RNG: seed it, then restore it
+    np.random.seed(0)
+    try:
+        sns.stripplot(data=sub, x="label", y=metric, order=order, color="#08519c", size=6, jitter=0.1, ax=ax)
+    finally:
+        np.random.set_state(state)
+    stats = sub.groupby("label")[metric].agg(["mean", "std"]).reindex(order)
+    ax.errorbar(range(len(order)), stats["mean"], yerr=stats["std"].fillna(0.0), fmt="_", markersize=28,
+                color="#e6550d", ecolor="#e6550d", capsize=5, lw=1.5, zorder=3, label="mean +- std over seeds")
+    ax.legend(fontsize=7, loc="best")
+    ax.set(xlabel="", ylabel=f"{metric.replace('_', ' ')} (%)", title=title or study)
+    ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_paper_gaps(gaps: pd.DataFrame, title: str = "") -> Any:
+    """Our paired differences (mean and 95 % t-interval over seeds; one seed: a hollow marker) beside the paper's
+    gap (shaded range or marker), one row per comparison (its ``preset``, when given, in the label)."""
+
+    if gaps.empty:
+        raise ValueError("plot_paper_gaps: no comparisons to draw")
+    labels = [(f"{r.preset} " if "preset" in gaps else "") + f"{r.study}: {r.comparison} (n={r.n_pairs})"
+              for r in gaps.itertuples()]
+    y = list(range(len(gaps)))[::-1]
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(gaps) + 1.4))
+
+    def once(label: str) -> str | None:  # each legend entry once
+        return None if label in ax.get_legend_handles_labels()[1] else label
+
+    for yi, r in zip(y, gaps.itertuples()):
+        if math.isfinite(r.paper_low) and r.paper_high > r.paper_low:
+            ax.fill_betweenx([yi - 0.3, yi + 0.3], r.paper_low, r.paper_high, color="#fdae6b", alpha=0.8,
+                             label=once("paper (its setting)"))
+        elif math.isfinite(r.paper_low):
+            ax.plot([r.paper_low], [yi], "D", color="#e6550d", label=once("paper (its setting)"))
+        lo, hi = t_interval(r.ours_mean, r.ours_std, int(r.n_pairs))
+        if math.isfinite(lo):
+            ax.errorbar([r.ours_mean], [yi], xerr=[[r.ours_mean - lo], [hi - r.ours_mean]], fmt="o", color="#08519c",
+                        capsize=4, label=once("ours: mean, 95% t-interval"))
+        else:
+            ax.plot([r.ours_mean], [yi], "o", mfc="white", color="#08519c", label=once("ours: one seed, no interval"))
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set(xlabel="difference (accuracy points)", title=title or "Paper vs ours: differences between settings")
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def _ordered_palette(values: Any) -> dict[Any, Any]:
+    """Viridis colours for ordered values (the surrogate widths), its pale yellow end cut off (lines read on white)."""
+    import matplotlib
+
+    levels = sorted(set(values))
+    return {v: matplotlib.colormaps["viridis"](0.72 * i / max(len(levels) - 1, 1)) for i, v in enumerate(levels)}
+
+
+def plot_grad_norms(curves: pd.DataFrame, title: str = "", hue: str = "surrogate_width") -> Any:
+    """One panel per epoch: gradient L2 norm per layer, input to output (log scale), one line per ``hue`` value
+    (mean, band: sd over seeds). ``curves`` is :func:`dta_lib.studies.grad_norm_curves`' long form."""
+
+    layers = list(dict.fromkeys(curves["layer"]))  # forward order
+    epochs = sorted(curves["epoch"].unique())
+    palette = _ordered_palette(curves[hue])
+    fig, axes = plt.subplots(1, len(epochs), figsize=(4.2 * len(epochs) + 1.0, 3.8), sharey=True, squeeze=False)
+    for ax, e in zip(axes[0], epochs):
+        sub = curves[curves["epoch"] == e].copy()
+        sub["layer"] = pd.Categorical(sub["layer"], layers, ordered=True)
+        sns.lineplot(data=sub.sort_values("layer"), x="layer", y="grad_norm", hue=hue, marker="o",
+                     palette=palette, ax=ax, errorbar="sd", sort=False)
+        ax.set(yscale="log", title=f"epoch {e}", xlabel="layer (input -> output)",
+               ylabel="gradient L2 norm (RMS over steps)")
+        ax.tick_params(axis="x", rotation=60)
+        ax.get_legend().remove()
+    handles, labels = axes[0][0].get_legend_handles_labels()  # one legend, right of the last panel, over no data
+    axes[0][-1].legend(handles, labels, title="gamma", fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                       borderaxespad=0.0)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_vanishing_check(ratio: pd.DataFrame, accuracy: pd.DataFrame, title: str = "", vanishing: float = 0.1,
+                         exploding: float = 10.0, chance: float = 10.0, hue: str = "surrogate_width") -> Any:
+    """Left: the stem/fc gradient ratio per epoch (log scale, :func:`dta_lib.studies.gradient_ratio`) with the
+    rule's ``vanishing`` / ``exploding`` lines inside the axis; right: test accuracy per epoch (``accuracy``: per-epoch
+    records with ``epoch``, ``test_acc`` and ``hue``) with ``chance``; one legend below the panels."""
+
+    _check_columns(ratio, ["epoch", "ratio", hue], "plot_vanishing_check")
+    _check_columns(accuracy, ["epoch", "test_acc", hue], "plot_vanishing_check")
+    palette = _ordered_palette([*ratio[hue], *accuracy[hue]])
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(11, 4.2))
+    sns.lineplot(data=ratio, x="epoch", y="ratio", hue=hue, marker="o", palette=palette, ax=a0, errorbar="sd")
+    a0.set(yscale="log", title="stem / fc gradient norm", ylabel="ratio (log scale)")
+    rules = [a0.axhline(vanishing, ls="--", c="crimson", lw=1, label=f"{vanishing:g} (vanishing rule)"),
+             a0.axhline(exploding, ls="--", c="darkorange", lw=1, label=f"{exploding:g} (exploding rule)")]
+    y0, y1 = a0.get_ylim()
+    a0.set_ylim(min(y0, vanishing / 2), max(y1, exploding * 2))  # both rule lines inside, off the frame
+    sns.lineplot(data=accuracy, x="epoch", y="test_acc", hue=hue, marker="o", palette=palette, ax=a1, errorbar="sd")
+    rules.append(a1.axhline(chance, ls=":", c="0.4", lw=1, label=f"{chance:g}% (chance)"))
+    a1.set(title="test accuracy", ylabel="top-1 (%)")
+    for a in (a0, a1):
+        a.set_xticks(sorted(ratio["epoch"].unique()))
+        a.get_legend().remove()
+    handles = [Line2D([], [], color=c, marker="o", ms=5, label=f"gamma = {v:g}") for v, c in palette.items()] + rules
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
+
+
+def plot_firing_rates(rates: pd.DataFrame, per_step: pd.DataFrame, order: Sequence[str], title: str = "") -> Any:
+    """Left: mean firing rate per LIF layer and model (bars, ``order``); right: rate per time step (mean over
+    layers, band: min-max). Inputs: :func:`dta_lib.studies.firing_rates_by_model`."""
+
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(14, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    sns.barplot(data=rates, x="name", y="rate", hue="model", order=list(order), ax=a0, palette="Set2")
+    a0.set(title="mean firing rate per LIF layer", xlabel="LIF layer (input -> output)", ylabel="spikes / neuron / step")
+    a0.tick_params(axis="x", rotation=70)
+    sns.lineplot(data=per_step, x="t", y="rate", hue="model", style="model", estimator="mean", errorbar=("pi", 100),
+                 ax=a1, palette="Set2", marker="o")
+    a1.set(title="firing rate per time step (mean over layers; band: min-max)", xlabel="time step t", ylabel="rate",
+           xticks=sorted(per_step["t"].unique()))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_energy_per_layer(per_layer: pd.DataFrame, order: Sequence[str], title: str = "") -> Any:
+    """Energy per layer and image (log scale), one panel per model, bars coloured by the kind of arithmetic
+    (input: :func:`dta_lib.studies.energy_per_layer`)."""
+    g = sns.catplot(data=per_layer, x="name", y="energy (nJ)", hue="kind", col="model", kind="bar", order=list(order),
+                    height=4.2, aspect=2.0,
+                    palette={"AC (spike-fed)": "tab:blue", "MAC (real-fed)": "tab:red", "mixed": "0.5"}, dodge=False)
+    for ax in g.axes.flat:
+        ax.tick_params(axis="x", rotation=80, labelsize=7)
+        ax.set(yscale="log", xlabel="layer")
+    g.figure.suptitle(title, y=1.03)
+    return g.figure
