@@ -1,28 +1,12 @@
-"""Spike and energy analysis: firing rates, synaptic operations, energy, attention maps.
+"""Spike and energy analysis: firing rates, synaptic operations, energy, attention maps (see ``docs/analysis.md``).
 
-:class:`SpikeRecorder` is a context manager that puts forward hooks on a model and records,
-during ordinary forward passes,
+:class:`SpikeRecorder` hooks every LIF (firing rates per step) and every Conv/Linear: a layer whose input is all
+0/1 is *fed by spikes* and performs accumulates (SOPs, counted exactly by :func:`exact_sops`; the field's estimate
+``rate_in x T x FLOPs`` is kept beside it), any other performs real-valued MACs. Energy (45 nm, Horowitz 2014)::
 
-- for every :class:`~dta_lib.snn.neuron.LIF`: firing rate = spikes / (neurons x time steps x samples),
-  per time step and overall (:meth:`SpikeRecorder.firing_rates`);
-- for every ``Conv1d/2d/3d`` and ``Linear``: its dense cost and the *actual* input it received.
-  A layer whose input tensor holds only 0/1 values is *fed by spikes*: it performs
-  accumulates only: one accumulate per (input spike, synapse it reaches). :func:`exact_sops` counts
-  them exactly, convolving the spike map with all-ones weights of the layer's geometry, so taps on
-  zero padding (which the dense FLOPs include) are not counted; the field's estimate
-  ``rate_in x T x FLOPs`` (FLOPs = MACs of one time step's dense computation) is kept beside it
-  as ``sops_rate_x_flops``. Any other layer performs real-valued ``MACs`` (the stem conv, the DTA
-  block's convs and linears, the MS shortcut 1x1 conv on the membrane, the classifier on
-  pooled spikes). Energy (45 nm, Horowitz 2014, the SNN field's convention)::
+    E = E_MAC * MACs + E_AC * SOPs,   E_MAC = 4.6 pJ, E_AC = 0.9 pJ
 
-      E = E_MAC * MACs + E_AC * SOPs,   E_MAC = 4.6 pJ, E_AC = 0.9 pJ
-
-  (:meth:`SpikeRecorder.energy_table`, one row per layer, :func:`energy_totals`).
-
-:func:`attention_maps` returns the T-XA maps (``A_t``, ``A_c``), the T-NA maps (LTCA local,
-GTCA global) and the DTA gate for a batch, per time step; :meth:`SpikeRecorder.raster` gives
-spike rasters ``[T, N]`` of chosen neurons of a named LIF (plot with
-:func:`dta_lib.viz.plot_spike_raster`). The assumptions are listed in ``docs/analysis.md``.
+:func:`attention_maps` returns the DTA block's maps per time step; :meth:`SpikeRecorder.raster` spike rasters.
 """
 from __future__ import annotations
 
@@ -76,10 +60,8 @@ def layer_flops(module: nn.Module, output: Tensor) -> int:
 def exact_sops(module: nn.Module, x: Tensor) -> float:
     """Accumulates a conv/linear ``module`` performs on the 0/1 input ``x``: one per spike and synapse it reaches.
 
-    Conv: ``sum(conv(x, ones)) x C_out / groups`` with all-ones weights of shape ``[groups, C_in/groups, *kernel]``
-    and the layer's stride, padding and dilation, i.e. every (output position, kernel tap) pair whose input is a
-    spike; taps that fall on zero padding are not counted (the dense ``rate x FLOPs`` estimate counts them).
-    Linear: ``sum(x) x out_features``.
+    Conv: ``sum(conv(x, ones)) x C_out / groups`` (all-ones weights ``[groups, C_in/groups, *kernel]``, the layer's
+    stride, padding and dilation): taps on zero padding are not counted. Linear: ``sum(x) x out_features``.
     """
     if isinstance(module, nn.Linear):
         return float(x.sum(dtype=torch.float64)) * module.out_features
@@ -92,22 +74,6 @@ def exact_sops(module: nn.Module, x: Tensor) -> float:
     ones = torch.ones(g, module.in_channels // g, *module.kernel_size, dtype=torch.float64, device=x.device)
     hits = conv(x.to(torch.float64), ones, None, module.stride, module.padding, module.dilation, g)
     return float(hits.sum()) * (module.out_channels // g)
-
-
-def _elementwise_mults(module: nn.Module, x: Tensor) -> int:
-    """Real x real element-wise multiplications of one call of a DTA sub-block (outside its layers).
-
-    T-XA: the cross product ``(X + a A_t)(X + b A_c)`` (``T C H W``) and the scalings ``a A_t``,
-    ``b A_c`` (``2 T C``). T-NA: ``GTCA(E) * LTCA(E) * E`` (``2 D H W``, D = T C). DTA: the product
-    of the two branches (``T C H W``, mode ``"dta"`` only); ``gate * spikes`` is a mask, not counted.
-    Additions, pooling sums, sigmoid and GELU are not counted.
-    """
-    b, t, c, h, w = x.shape
-    if isinstance(module, TXA):
-        return b * (t * c * h * w + 2 * t * c)
-    if isinstance(module, TNA):
-        return b * 2 * t * c * h * w
-    return b * t * c * h * w if module.mode == "dta" else 0
 
 
 def _group(name: str) -> str:
@@ -140,26 +106,12 @@ class _LIFStats:
 
 
 class SpikeRecorder:
-    """Record firing rates, SOPs and MACs of a model with forward hooks.
+    """Record firing rates, SOPs and MACs of a model with forward hooks (``with SpikeRecorder(model) as rec:``).
 
-    >>> with SpikeRecorder(model) as rec:          # doctest: +SKIP
-    ...     model(x)
-    >>> rec.firing_rates(); rec.energy_table()     # doctest: +SKIP
-
-    Counts are accumulated over every forward pass of ``model`` inside the ``with`` block and
-    reported **per sample** (divided by the number of samples the model received; the batch
-    size is read from dim 0 of the model's first positional input).
-
-    Args:
-        model: any module containing :class:`LIF` and/or Conv/Linear layers whose LIFs take
-            ``[B, T, ...]``.
-        keep: names of LIF modules whose output spikes are kept (for :meth:`raster`).
-        kinds: per-layer override of the input-kind rule, ``{"fc": "spike"}``; values
-            ``"spike"`` or ``"real"``.
-        static_stem: for an :class:`MSResNet` fed a static image ``[B, C, H, W]``, the stem conv
-            runs once per sample and is broadcast over time. ``"per_step"`` (default, the
-            field's convention for direct encoding) counts it ``T`` times, ``"once"`` counts
-            what this implementation executes.
+    Counts are summed over every forward pass inside the ``with`` block and reported **per sample**. ``keep``:
+    LIF names whose spikes are kept (:meth:`raster`); ``kinds``: per-layer override of the input kind,
+    ``{"fc": "spike"}`` (``"spike"`` or ``"real"``); ``static_stem``: for an :class:`MSResNet` fed a static image,
+    ``"per_step"`` (default, the field's convention) counts the stem conv ``T`` times, ``"once"`` once.
     """
 
     def __init__(self, model: nn.Module, keep: Iterable[str] = (), kinds: Mapping[str, str] | None = None,
@@ -209,11 +161,8 @@ class SpikeRecorder:
 
     def _on_lif(self, name: str, module: nn.Module, args: tuple[Any, ...], out: Tensor) -> None:
         s = out.detach()
-        b, t, neurons = s.shape[0], s.shape[1], math.prod(s.shape[2:])
-        st = self._lif.setdefault(name, _LIFStats(neurons, t, torch.zeros(t, dtype=torch.float64)))
-        if (st.time_steps, st.neurons) != (t, neurons):
-            raise ValueError(f"LIF {name!r} got output {tuple(s.shape)}, expected [B, {st.time_steps}, ...] "
-                             f"with {st.neurons} neurons per step as in earlier calls")
+        b, t = s.shape[:2]
+        st = self._lif.setdefault(name, _LIFStats(math.prod(s.shape[2:]), t, torch.zeros(t, dtype=torch.float64)))
         st.counts += s.transpose(0, 1).reshape(t, -1).sum(1, dtype=torch.float64).cpu()
         st.samples += b
         if name in self._spikes:
@@ -224,23 +173,18 @@ class SpikeRecorder:
         st = self._layers.setdefault(name, _LayerStats(type(module).__name__))
         dense = float(layer_flops(module, out))
         # independent rows of one call: leading dims of a Linear input, the batch dim of a conv input
-        if isinstance(module, nn.Linear):
-            rows = x.numel() // module.in_features
-        else:
-            rows = int(x.shape[0]) if x.dim() == len(module.kernel_size) + 2 else 1
+        rows = x.numel() // module.in_features if isinstance(module, nn.Linear) else (
+            int(x.shape[0]) if x.dim() == len(module.kernel_size) + 2 else 1)
         repeat = 1  # how many times this call counts (the static stem: T times under "per_step")
-        if self._static_input and isinstance(self.model, MSResNet) and module is self.model.stem_conv:
-            if self.static_stem == "per_step":
-                repeat = self.model.time_steps
-                st.notes.add("static image: executed once per sample, counted T times (static_stem='per_step')")
-            else:
-                st.notes.add("static image: executed once per sample and counted once (static_stem='once')")
+        if self._static_input and module is self.model.stem_conv:
+            per_step = self.static_stem == "per_step"
+            repeat = self.model.time_steps if per_step else 1
+            st.notes.add("static image: executed once per sample, counted T times (static_stem='per_step')" if per_step
+                         else "static image: executed once per sample and counted once (static_stem='once')")
             dense, rows = dense * repeat, rows * repeat
         binary = is_binary(x)
-        if name in self.kinds:
-            kind, rule = self.kinds[name], f"override: {self.kinds[name]}"
-        else:
-            kind, rule = ("spike", "input is 0/1 -> AC") if binary else ("real", "input not 0/1 -> MAC")
+        kind = self.kinds.get(name, "spike" if binary else "real")
+        rule = f"override: {kind}" if name in self.kinds else "input is 0/1 -> AC" if binary else "input not 0/1 -> MAC"
         st.rows += rows
         st.dense += dense
         st.kinds.add(kind)
@@ -255,7 +199,15 @@ class SpikeRecorder:
             st.macs += dense
 
     def _on_elementwise(self, name: str, module: nn.Module, args: tuple[Any, ...], out: Tensor) -> None:
-        self._elementwise[name] += _elementwise_mults(module, args[0])
+        # real x real products outside the block's layers: T-XA (X + a A_t)(X + b A_c) and a A_t, b A_c; T-NA
+        # GTCA * LTCA * E; DTA the product of its branches ("dta" only; gate * spikes is a mask). Additions,
+        # pooling, sigmoid and GELU are not counted.
+        b, t, c, h, w = args[0].shape
+        if isinstance(module, TXA):
+            n = b * (t * c * h * w + 2 * t * c)
+        else:
+            n = b * 2 * t * c * h * w if isinstance(module, TNA) else b * t * c * h * w if module.mode == "dta" else 0
+        self._elementwise[name] += n
 
     def _check_samples(self) -> None:
         if self.samples == 0:
@@ -284,18 +236,10 @@ class SpikeRecorder:
         return df
 
     def energy_table(self, e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ, elementwise: bool = False) -> pd.DataFrame:
-        """One row per Conv/Linear layer that ran (model order), counts per sample.
-
-        Columns: ``name, type, group`` (stem / DTA / backbone / head / first name part),
-        ``input`` (``spike``, ``real`` or ``mixed`` over calls), ``rule`` (why), ``input_rate``
-        (mean of the 0/1 input; NaN for real input), ``steps`` (rows per sample: T for
-        time-folded layers), ``flops`` (dense MACs of one step), ``dense_macs = steps x flops``,
-        ``macs`` (real-input calls), ``sops`` (0/1-input calls: exact accumulates, :func:`exact_sops`),
-        ``sops_rate_x_flops`` (the field's estimate ``input_rate x steps x flops``, which also counts taps on
-        zero padding), ``energy_pj = e_mac x macs + e_ac x sops`` and ``note``.
-        ``elementwise=True`` appends one row per T-XA / T-NA / DTA block with its real
-        element-wise multiplications (see :func:`_elementwise_mults`) counted as MACs.
-        """
+        """One row per Conv/Linear layer that ran (model order), counts per sample (columns: ``docs/analysis.md``):
+        ``name, type, group, input, rule, input_rate, steps, flops, dense_macs, macs, sops, sops_rate_x_flops``,
+        ``energy_pj = e_mac x macs + e_ac x sops`` and ``note``. ``elementwise=True`` appends one row per
+        T-XA / T-NA / DTA block with its real element-wise multiplications counted as MACs."""
         self._check_samples()
         n, rows = self.samples, []
         for name in (x for x in self._layer_names if x in self._layers):
@@ -331,11 +275,8 @@ class SpikeRecorder:
         return torch.cat(self._spikes[name]).float()
 
     def raster(self, name: str, sample: int = 0, neurons: Sequence[int] | Tensor | None = None) -> Tensor:
-        """Spike raster ``[T, N]`` of one sample of the kept LIF ``name``.
-
-        ``neurons`` index the flattened per-step neuron axis (``C*H*W`` for a conv layer);
-        default: all of them.
-        """
+        """Spike raster ``[T, N]`` of one sample of the kept LIF ``name``; ``neurons`` index the flattened per-step
+        neuron axis (``C*H*W`` for a conv layer), default all."""
         r = self.spikes(name)[sample].flatten(1)
         if neurons is None:
             return r
@@ -346,11 +287,8 @@ class SpikeRecorder:
 
 
 def energy_totals(table: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
-    """Sum ``macs``, ``sops`` and energy of an :meth:`SpikeRecorder.energy_table`.
-
-    Returns one row ``total`` (or one row per value of column ``by``, e.g. ``"group"``, plus
-    ``total``) with ``macs, sops, energy_mac_pj, energy_ac_pj, energy_pj`` and ``energy_uj``.
-    """
+    """Sum ``macs``, ``sops`` and energy of an :meth:`SpikeRecorder.energy_table`: one row ``total`` (or one row per
+    value of column ``by``, plus ``total``) with ``macs, sops, energy_mac_pj, energy_ac_pj, energy_pj, energy_uj``."""
     need = {"macs", "sops", "energy_pj"}
     if not need <= set(table.columns):
         raise ValueError(f"expected an energy table with columns {sorted(need)}, got {list(table.columns)}")
@@ -377,12 +315,8 @@ def _eval(model: nn.Module) -> Iterator[None]:
 
 def profile(model: nn.Module, batches: Tensor | Iterable[Any], max_batches: int | None = None,
             **recorder: Any) -> SpikeRecorder:
-    """Run ``model`` in eval mode without gradients over ``batches`` inside a :class:`SpikeRecorder`.
-
-    ``batches``: one input tensor, or an iterable of tensors or ``(x, y, ...)`` tuples (a
-    DataLoader); ``max_batches`` stops early. Keyword arguments go to :class:`SpikeRecorder`.
-    The model's train/eval mode is restored afterwards.
-    """
+    """Run ``model`` in eval mode without gradients (mode restored) over ``batches`` (a tensor, or an iterable of
+    tensors or ``(x, y, ...)`` tuples) inside a :class:`SpikeRecorder` built with ``recorder`` keywords."""
     items = [batches] if isinstance(batches, Tensor) else batches
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     with _eval(model), SpikeRecorder(model, **recorder) as rec:
@@ -392,15 +326,12 @@ def profile(model: nn.Module, batches: Tensor | Iterable[Any], max_batches: int 
 
 
 def attention_maps(model: MSResNet, x: Tensor) -> dict[str, Tensor]:
-    """The DTA block's maps for a batch ``x`` (an input of ``model``), each on the CPU.
+    """The DTA block's maps for a batch ``x``, each on the CPU (eval mode, no gradients; the mode is restored).
 
-    Keys (present when the branch exists): ``stem`` (X ``[B, T, C, H, W]``), ``spikes``
-    (``LIF(X)``), ``txa_temporal`` (``A_t`` ``[B, T, C]``), ``txa_channel`` (``A_c``
-    ``[B, T, C]``), ``tna_local`` (``LTCA(E)`` ``[B, T, C, H, W]``), ``tna_global``
-    (``GTCA(E)`` ``[B, T, C]``), ``gate`` (``sigmoid(T-NA(X) T-XA(X))`` ``[B, T, C, H, W]``) and
-    ``output`` (``gate * spikes``, DTA's output). Runs in eval mode without gradients
-    (BatchNorm uses its running statistics and is not updated); the mode is restored.
-    """
+    Keys (present when the branch exists): ``stem`` (X ``[B, T, C, H, W]``), ``spikes`` (``LIF(X)``),
+    ``txa_temporal`` / ``txa_channel`` (``A_t`` / ``A_c`` ``[B, T, C]``), ``tna_local`` (``LTCA(E)``
+    ``[B, T, C, H, W]``), ``tna_global`` (``GTCA(E)`` ``[B, T, C]``), ``gate`` (``sigmoid(T-NA(X) T-XA(X))``) and
+    ``output`` (``gate * spikes``)."""
     if not isinstance(model, MSResNet) or model.dta is None or model.stem_lif is None:
         raise ValueError("attention_maps expects an MSResNet built with attention in {'txa', 'tna', 'dta'}")
     with _eval(model):
@@ -420,14 +351,9 @@ _MAP_KEYS = ("txa_temporal", "txa_channel", "tna_global", "tna_local", "gate")
 
 
 def map_statistics(maps: dict[str, Tensor]) -> pd.DataFrame:
-    """How far each attention map of :func:`attention_maps` is from a constant gate, one row per map.
-
-    Columns: ``mean`` and ``std`` over all entries; ``std_over_t`` and ``std_over_c``, the spread of the
-    map's mean per time step ``t`` and per channel ``c`` (averaged over the batch, and over ``H, W``
-    for the spatial maps): how much the map tells time steps or channels apart; ``near_half`` (the
-    fraction of entries within 0.05 of 0.5, the value of a sigmoid whose input is ~0). Maps are
-    ``[B, T, C]`` or ``[B, T, C, H, W]``.
-    """
+    """How far each attention map of :func:`attention_maps` is from a constant gate, one row per map: ``mean`` and
+    ``std`` over all entries, ``std_over_t`` / ``std_over_c`` (spread of the map's mean per time step / channel) and
+    ``near_half`` (fraction of entries within 0.05 of 0.5)."""
     rows = []
     for key in (k for k in _MAP_KEYS if k in maps):
         m = maps[key].float()

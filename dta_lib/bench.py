@@ -1,26 +1,9 @@
 """``python -m dta_lib.bench``: this library against the release's computation, same process, same inputs.
 
-Three races, each with interleaved repetitions (A, B, A, B, ...) after a warm-up round, median times:
-
-- **LIF** (:func:`bench_lif`), forward + backward on ``[16, T, 128, 32, 32]``, ``T`` in {4, 6, 10}: the release's
-  per-step loop (:func:`dta_lib.models.reference.reference_lif`), that loop under ``torch.compile``, ``lif_multistep``
-  with the automatic backend (fused C kernel on CPU, Triton on CUDA) and, when importable (an optional peer, never a
-  dependency), spikingjelly's multi-step ``LIFNode`` with the release's constants, eager and compiled.
-- **Training step** (:func:`bench_train`; forward, cross-entropy on the mean over T, backward, plain SGD step) of
-  ``ms_resnet18(num_classes=10, time_steps=6, attention="dta")`` against
-  :class:`~dta_lib.models.reference.ReferenceMSResNet18` holding the same weights (the logits are checked equal
-  first), and the time its convolutions alone take (:func:`conv_floor`).
-- **Training epoch** (``--epoch``, :func:`bench_epoch`) at the CPU study size (width 1/8, T=4, batch 64, real 28x28
-  Fashion-MNIST): the release's computation eager and with the one-liners any user adds (``channels_last``,
-  ``torch.compile``, both, bf16 autocast where native) against this library in the same set-ups. Each row carries
-  its speed-up over the eager fp32 release and over the *fastest release set-up of its precision*, the peak memory
-  one step adds, and the cap the convolutions alone put on any gain; the fastest set-up of each side is profiled
-  (:func:`step_profile`).
-
-Precisions: ``fp32``, and ``bf16`` (``torch.autocast`` for the models; bf16 tensors for the LIF). Peak memory is the
-peak of bytes allocated by PyTorch during one call above the bytes allocated before it:
-``torch.cuda.max_memory_allocated`` on CUDA; on CPU the running sum of the allocation/free events of
-``torch.profiler(profile_memory=True)`` (RSS is useless: glibc keeps freed pages). Results go atomically to
+Three races (docs/performance.md), interleaved repetitions (A, B, A, B, ...) after a warm-up round, median times:
+LIF forward + backward (:func:`bench_lif`), the training step (:func:`bench_train`) and, with ``--epoch``, one
+training epoch at the CPU study size (:func:`bench_epoch`). Precisions: ``fp32``, and ``bf16`` (``torch.autocast``
+for the models; bf16 tensors for the LIF). Peak memory: :func:`peak_added_bytes`. Results go atomically to
 ``bench/bench_<tag>.json`` and ``.png`` of the output root (:func:`dta_lib.paths.output_root`).
 """
 from __future__ import annotations
@@ -35,6 +18,7 @@ import os
 import platform
 import statistics
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -80,7 +64,9 @@ def _quiet_profiler() -> Iterator[None]:
 
 
 def peak_added_bytes(fn: Callable[[], Any], device: torch.device) -> int:
-    """Peak bytes allocated by PyTorch during ``fn()`` above what was allocated before it."""
+    """Peak bytes allocated by PyTorch during ``fn()`` above what was allocated before it:
+    ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the running sum of the allocation/free events of
+    ``torch.profiler(profile_memory=True)`` (RSS is useless: glibc keeps freed pages)."""
     if device.type == "cuda":
         _sync(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -123,33 +109,37 @@ def _check_precisions(precisions: Sequence[str]) -> None:
 
 
 def _steps(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: list[tuple[torch.Tensor, torch.Tensor]],
-           precision: str, device: torch.device) -> Callable[[], None]:
+           precision: str, device: torch.device, scaler: torch.amp.GradScaler | None = None) -> Callable[[], None]:
     """A training pass over ``batches``: zero_grad, forward under ``precision``, cross-entropy on the mean over T,
-    backward, optimizer step."""
+    backward, optimizer step (through ``scaler`` when given)."""
     def run() -> None:
         model.train()
         for x, y in batches:
             opt.zero_grad(set_to_none=True)
             with _autocast(device, precision):
                 logits = model(x)
-            F.cross_entropy(logits.float().mean(1), y).backward()
-            opt.step()
+            loss = F.cross_entropy(logits.float().mean(1), y)
+            if scaler is None:
+                loss.backward()
+                opt.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
 
     return run
 
 
 # ---------------------------------------------------------------------------------------------- the LIF race
-def bench_lif(
-    time_steps: Sequence[int] = (4, 6, 10),
-    shape: Sequence[int] = (16, 128, 32, 32),
-    precisions: Sequence[str] = PRECISIONS,
-    repeats: int = 5,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """Forward + backward of the release's LIF loop, the loop compiled, ``lif_multistep(backend="auto")`` and the
-    optional peers; ``shape`` is ``[B, C, H, W]``, the input ``[B, T, C, H, W]``. One record per (candidate, T,
-    precision), each with its spike mismatches against the release's loop (a wrong candidate's speed is no claim)."""
+def bench_lif(time_steps: Sequence[int] = (4, 6, 10), shape: Sequence[int] = (16, 128, 32, 32),
+              precisions: Sequence[str] = PRECISIONS, repeats: int = 5, device: str | torch.device = "cpu",
+              seed: int = 0) -> list[dict[str, Any]]:
+    """Forward + backward of the release's per-step loop (:func:`~dta_lib.models.reference.reference_lif`), that
+    loop under ``torch.compile``, ``lif_multistep`` with the automatic backend (fused C kernel on CPU, Triton on
+    CUDA) and, when importable (an optional peer, never a dependency), spikingjelly's multi-step ``LIFNode`` with the
+    release's constants, eager and compiled; ``shape`` is ``[B, C, H, W]``, the input ``[B, T, C, H, W]``. One
+    record per (candidate, T, precision), each with its spike mismatches against the release's loop (a wrong
+    candidate's speed is no claim)."""
     dev = torch.device(device)
     if len(shape) < 2:
         raise ValueError(f"shape must be [B, ...] with at least 2 dims, got {tuple(shape)}")
@@ -184,16 +174,10 @@ def bench_lif(
                     "spike_mismatches": wrong[k], "spike_mismatch_fraction": wrong[k] / want.numel(),
                     "min_bytes_moved": moved, "achieved_GBps": moved / med[k] / 1e9,
                     "copy_GBps": copy_bw, "fraction_of_copy_bandwidth": moved / med[k] / 1e9 / copy_bw,
-                    "version": _version(k),
+                    # the package behind the candidate: torch for the release's loop and this library's kernel
+                    "version": version("spikingjelly" if k.startswith("spikingjelly") else "torch"),
                 })
     return out
-
-
-def _version(impl: str) -> str:
-    """The version of the package behind a candidate: torch for the release's loop and this library's kernel."""
-    from importlib.metadata import version
-
-    return version("spikingjelly" if impl.startswith("spikingjelly") else "torch")
 
 
 def _spikingjelly() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
@@ -219,11 +203,8 @@ def _spikingjelly() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
 def _lif_bytes_moved(x: torch.Tensor) -> int:
     """Bytes a fused LIF forward + backward must move at least: read ``x``, write spikes; read the saved
     tensor and the spike gradient, write ``dL/dx`` (the fp32 membrane on CUDA, ``x`` itself on CPU)."""
-    e = x.element_size()
-    saved = 4 if x.is_cuda else e
-    fwd = x.numel() * (e + e + (4 if x.is_cuda else 0))
-    bwd = x.numel() * (saved + e + e)
-    return int(fwd + bwd)
+    e, membrane = x.element_size(), (4 if x.is_cuda else 0)
+    return int(x.numel() * (2 * e + membrane) + x.numel() * ((membrane or e) + 2 * e))
 
 
 def _copy_bandwidth(x: torch.Tensor, repeats: int, device: torch.device) -> float:
@@ -238,14 +219,10 @@ def _copy_bandwidth(x: torch.Tensor, repeats: int, device: torch.device) -> floa
 def conv_step(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32",
               device: torch.device | None = None) -> tuple[Callable[[], None], int]:
     """``(run, calls)``: ``run()`` performs the convolutions of one training step of ``model`` on ``x`` and nothing
-    else; ``calls`` is the number of convolution calls in a forward pass.
-
-    Every ``nn.Conv1d``/``nn.Conv2d`` call of a forward pass is recorded with its real input; ``run`` then runs each
+    else: every ``nn.Conv1d``/``nn.Conv2d`` call of a forward pass (``calls`` of them), recorded with its real input,
     alone, forward + backward (input gradient when the network needs it, weight and bias gradients), in the module's
-    own memory format and under ``precision``'s autocast. Its time is what a step would cost if everything but the
-    convolutions were free: ``step / conv time`` bounds the speed-up any LIF, DTA or memory work can give without
-    faster convolution kernels.
-    """
+    own memory format under ``precision``'s autocast. ``step / conv time`` bounds the speed-up any LIF, DTA or memory
+    work can give without faster convolution kernels."""
     device = device or x.device
     calls: list[tuple[torch.nn.Module, torch.Tensor, bool]] = []
 
@@ -262,24 +239,19 @@ def conv_step(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32",
 
     def one(mod: torch.nn.Module, inp: torch.Tensor, needs_grad: bool) -> Callable[[], None]:
         leaf = inp.requires_grad_(needs_grad)
-        params = [p for p in mod.parameters() if p.requires_grad]
+        wrt = ([leaf] if needs_grad else []) + [p for p in mod.parameters() if p.requires_grad]
         with torch.no_grad(), _autocast(device, precision):
             gy = torch.ones_like(mod(leaf))
 
         def run() -> None:
             with _autocast(device, precision):
                 y = mod(leaf)
-            torch.autograd.grad(y, ([leaf] if needs_grad else []) + params, gy)
+            torch.autograd.grad(y, wrt, gy)
 
         return run
 
     fns = [one(*c) for c in calls]
-
-    def all_convs() -> None:
-        for f in fns:
-            f()
-
-    return all_convs, len(calls)
+    return (lambda: [f() for f in fns] and None), len(calls)
 
 
 def conv_floor(model: torch.nn.Module, x: torch.Tensor, repeats: int, device: torch.device) -> dict[str, Any]:
@@ -289,26 +261,21 @@ def conv_floor(model: torch.nn.Module, x: torch.Tensor, repeats: int, device: to
     return {"times_s": race({"convs": run}, repeats, device)["convs"], "calls": calls}
 
 
-def bench_train(
-    batch: int = 8,
-    time_steps: int = 6,
-    image_size: int = 32,
-    width: float = 1.0,
-    precisions: Sequence[str] = PRECISIONS,
-    repeats: int = 5,
-    device: str | torch.device = "cpu",
-    channels_last: bool = True,
-    lr: float = 0.01,
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """Training step of ``ms_resnet18(attention="dta")`` vs the release's model with the same weights.
+def _release_twin(ours: torch.nn.Module, time_steps: int, **kw: Any) -> ReferenceMSResNet18:
+    """The release's model (10 classes) holding the weights of this library's ``ours``."""
+    twin = ReferenceMSResNet18(10, time_steps, **kw)
+    twin.load_state_dict(to_reference_state_dict(ours.state_dict()))
+    return twin
 
-    The release runs as released (NCHW, its own loops); this library runs with the automatic LIF
-    backend and, when ``channels_last``, ``model.to(memory_format=torch.channels_last)``.
-    ``width != 1`` is for smoke runs: the release's model has no width, so the baseline is then this
-    library's model with the reference ``"loop"`` LIF backend in NCHW (impl ``"loop"``).
-    The logits of both sides are compared first (``max_abs_logit_diff_fp32``).
-    """
+
+def bench_train(batch: int = 8, time_steps: int = 6, image_size: int = 32, width: float = 1.0,
+                precisions: Sequence[str] = PRECISIONS, repeats: int = 5, device: str | torch.device = "cpu",
+                channels_last: bool = True, lr: float = 0.01, seed: int = 0) -> list[dict[str, Any]]:
+    """Training step (:func:`_steps`, plain SGD) of ``ms_resnet18(attention="dta")`` vs the release's model holding
+    the same weights (logits compared first: ``max_abs_logit_diff_fp32``), plus its convolutions alone
+    (:func:`conv_floor`). The release runs as released (NCHW, its own loops); this library with the automatic LIF
+    backend, in ``channels_last`` when asked. ``width != 1`` (smoke runs; the release has no width) races this
+    library's ``"loop"`` LIF backend in NCHW instead (impl ``"loop"``)."""
     dev = torch.device(device)
     if batch < 1 or time_steps < 1 or image_size < 4:
         raise ValueError(f"need batch >= 1, time_steps >= 1, image_size >= 4; got {batch}, {time_steps}, {image_size}")
@@ -319,8 +286,7 @@ def bench_train(
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)
     ours = ms_resnet18(10, time_steps, "dta", width=width).to(dev)
     if width == 1.0:  # the release's own model, holding our weights
-        base_name, base = "release", ReferenceMSResNet18(10, time_steps).to(dev)
-        base.load_state_dict(to_reference_state_dict(ours.state_dict()))
+        base_name, base = "release", _release_twin(ours, time_steps).to(dev)
     else:  # smoke sizes: the release has no width knob; race the reference loop backend instead
         base_name, base = "loop", ms_resnet18(10, time_steps, "dta", width=width, lif_backend="loop").to(dev)
         base.load_state_dict(ours.state_dict())
@@ -360,21 +326,11 @@ def bench_train(
 
 # ---------------------------------------------------------------------------------------------- the training epoch
 #: (implementation, precision, channels_last, compile) of every candidate; the eager fp32 release comes first
-EPOCH_CANDIDATES: tuple[tuple[str, str, bool, bool], ...] = (
-    ("release", "fp32", False, False),
-    ("release", "fp32", True, False),
-    ("release", "fp32", False, True),
-    ("release", "fp32", True, True),
-    ("release", "bf16", False, True),
-    ("release", "bf16", True, True),
-    ("dta_lib", "fp32", False, False),
-    ("dta_lib", "fp32", True, False),
-    ("dta_lib", "fp32", False, True),
-    ("dta_lib", "fp32", True, True),
-    ("dta_lib", "bf16", True, False),
-    ("dta_lib", "bf16", False, True),
-    ("dta_lib", "bf16", True, True),
-)
+_SETUPS = ((False, False), (True, False), (False, True), (True, True))
+EPOCH_CANDIDATES: tuple[tuple[str, str, bool, bool], ...] = tuple(
+    (impl, prec, cl, comp) for impl, prec, setups in (("release", "fp32", _SETUPS), ("release", "bf16", _SETUPS[2:]),
+                                                      ("dta_lib", "fp32", _SETUPS), ("dta_lib", "bf16", _SETUPS[1:]))
+    for cl, comp in setups)
 FULL_EPOCH = 60_000
 #: the epoch race's extra row: the convolutions of dta_lib's channels_last step alone (:func:`conv_step`)
 CONV_FLOOR = "convolutions only"
@@ -412,10 +368,9 @@ def epoch_images(n: int, image_size: int = 28, seed: int = 0) -> tuple[torch.Ten
 
 
 def step_profile(step: Callable[[], None], steps: int = 3) -> dict[str, float]:
-    """Seconds per call of ``step`` (already warm) spent in each group of :data:`PROFILE_GROUPS` and in "other":
-    the self CPU time of every torch.profiler event over ``steps`` calls after one profiled warm-up call (the
-    profiler's first call costs more), grouped by name. Self times add up to the profiled time, so the groups sum to
-    one step (the profiler's own overhead included)."""
+    """Seconds per call of ``step`` (already warm) in each group of :data:`PROFILE_GROUPS` and "other": the self CPU
+    time of every torch.profiler event over ``steps`` calls after one profiled warm-up call, grouped by name; the
+    groups sum to one step (the profiler's own overhead included)."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]):
@@ -430,21 +385,15 @@ def step_profile(step: Callable[[], None], steps: int = 3) -> dict[str, float]:
     return out
 
 
-def bench_epoch(
-    images: int = 1280,
-    batch: int = 64,
-    time_steps: int = 4,
-    width: float = 0.125,
-    image_size: int = 28,
-    precisions: Sequence[str] = ("fp32",),
-    candidates: Sequence[tuple[str, str, bool, bool]] = EPOCH_CANDIDATES,
-    repeats: int = 3,
-    seed: int = 0,
-) -> list[dict[str, Any]]:
+def bench_epoch(images: int = 1280, batch: int = 64, time_steps: int = 4, width: float = 0.125, image_size: int = 28,
+                precisions: Sequence[str] = ("fp32",),
+                candidates: Sequence[tuple[str, str, bool, bool]] = EPOCH_CANDIDATES,
+                repeats: int = 3, seed: int = 0) -> list[dict[str, Any]]:
     """Race one training epoch of ``images`` images (``images // batch`` full batches; SGD with momentum 0.9 and
-    weight decay, as the trainer does) on the CPU; one row per candidate whose precision is in ``precisions`` (the
-    eager fp32 release always runs), plus the convolutions-only floor per precision. bf16 belongs only where it is
-    native (AVX512-BF16 / AMX; emulated it is minutes slower)."""
+    weight decay, as the trainer does) on the CPU: the release and this library eager and with the one-liners any
+    user adds (:data:`EPOCH_CANDIDATES`), one row per candidate whose precision is in ``precisions`` (the eager fp32
+    release always runs), plus the convolutions-only floor per precision; the fastest set-up of each side is profiled
+    (:func:`step_profile`). bf16 belongs only where native (AVX512-BF16 / AMX; emulated it is minutes slower)."""
     if images < batch or batch < 1 or time_steps < 1 or repeats < 1:
         raise ValueError(f"need images >= batch >= 1, time_steps >= 1, repeats >= 1; got images={images}, "
                          f"batch={batch}, time_steps={time_steps}, repeats={repeats}")
@@ -459,22 +408,21 @@ def bench_epoch(
     batches_cl = [(b.contiguous(memory_format=torch.channels_last), t) for b, t in batches]
     torch.manual_seed(seed)
     ours = ms_resnet18(10, time_steps, "dta", in_channels=1, width=width)
-    release = ReferenceMSResNet18(10, time_steps, in_channels=1, width=width)
-    release.load_state_dict(to_reference_state_dict(ours.state_dict()))
+    release = _release_twin(ours, time_steps, in_channels=1, width=width)
     with torch.no_grad():
         max_diff = float((ours.eval()(batches[0][0]) - release.eval()(batches[0][0])).abs().max())
 
     fns: dict[str, Callable[[], None]] = {}
     one_step: dict[str, Callable[[], None]] = {}
+    def sgd(m: torch.nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-5)
+
     for impl, prec, cl, comp in [c for c in candidates if c[1] in precisions or c == EPOCH_CANDIDATES[0]]:
         m = copy.deepcopy(ours if impl == "dta_lib" else release)
-        if cl:
-            m = m.to(memory_format=torch.channels_last)
-        net = compile_model(m) if comp else m
+        m = m.to(memory_format=torch.channels_last) if cl else m
+        net, data = (compile_model(m) if comp else m), (batches_cl if cl else batches)
         key = f"{impl}{'+channels_last' * cl}{'+compile' * comp}/{prec}"
-        data = batches_cl if cl else batches
-        fns[key] = _steps(net, _sgd(m), data, prec, dev)
-        one_step[key] = _steps(net, _sgd(m), data[:1], prec, dev)
+        fns[key], one_step[key] = _steps(net, sgd(m), data, prec, dev), _steps(net, sgd(m), data[:1], prec, dev)
     conv_net = copy.deepcopy(ours).to(memory_format=torch.channels_last)
     for prec in dict.fromkeys(k.split("/")[1] for k in fns):
         run, _ = conv_step(conv_net, batches_cl[0][0], prec, dev)
@@ -508,12 +456,8 @@ def bench_epoch(
     return rows
 
 
-def _sgd(m: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-5)
-
-
 # ---------------------------------------------------------------------------------------------- results
-def bench_metadata(device: torch.device) -> dict[str, Any]:
+def bench_metadata(device: torch.device, **extra: Any) -> dict[str, Any]:
     from .snn.kernels.lif_cpu import c_extension_available
 
     meta: dict[str, Any] = {
@@ -529,16 +473,31 @@ def bench_metadata(device: torch.device) -> dict[str, Any]:
     }
     if device.type == "cuda":
         meta["gpu"] = torch.cuda.get_device_name(device)
-    return meta
+    return meta | extra
 
 
-def plot(result: dict[str, Any], path: Path | None = None):
-    """Two panels: LIF speed-up vs T, training-step images/s per implementation and precision."""
+def _pyplot(path: Path | None):
     import matplotlib
 
     if path is not None:
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path | None):
+    if path is not None:
+        from .viz import save_figure
+
+        save_figure(fig, Path(path).absolute(), dpi=120)  # a relative path means the working folder here
+        _pyplot(None).close(fig)
+    return fig
+
+
+def plot(result: dict[str, Any], path: Path | None = None):
+    """Two panels: LIF speed-up vs T, training-step images/s per implementation and precision."""
+    plt = _pyplot(path)
     import pandas as pd
     import seaborn as sns
 
@@ -563,12 +522,7 @@ def plot(result: dict[str, Any], path: Path | None = None):
     fig.suptitle(f"{m['device']} · {m['cpu'] if m['device'] == 'cpu' else m.get('gpu', '')} · "
                  f"{m['threads']} threads · torch {m['torch']}", fontsize=9)
     fig.tight_layout()
-    if path is not None:
-        from .viz import save_figure
-
-        save_figure(fig, Path(path).absolute(), dpi=120)  # a relative path means the working folder here
-        plt.close(fig)
-    return fig
+    return _save(fig, path)
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -634,14 +588,8 @@ def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def plot_epoch(result: dict[str, Any], path: Path | None = None):
     """Images/s of one training epoch per candidate, labelled with the speed-up over the release in fp32."""
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     rows = result["epoch"]
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.6))
+    fig, ax = _pyplot(path).subplots(figsize=(8, 0.5 * len(rows) + 1.6))
     labels = [f"{r['impl']} / {r['precision']}" for r in rows]
     vals = [r["images_per_s"] for r in rows]
     colors = [("0.45" if r["precision"] == "bf16" else "0.7") if r["impl"].startswith("release")
@@ -662,12 +610,7 @@ def plot_epoch(result: dict[str, Any], path: Path | None = None):
     ax.title.set_fontsize(9)
     fig.suptitle(f"{m['cpu']} · {m['threads']} threads · torch {m['torch']} · labels: x release fp32", fontsize=8)
     fig.tight_layout()
-    if path is not None:
-        from .viz import save_figure
-
-        save_figure(fig, Path(path).absolute(), dpi=120)
-        plt.close(fig)
-    return fig
+    return _save(fig, path)
 
 
 def epoch_summary(result: dict[str, Any]) -> str:
@@ -704,29 +647,18 @@ def _write(result: dict[str, Any], out_dir: str | Path | None, name: str, draw: 
     draw(result, out / f"{name}.png")
 
 
-def run_bench(
-    quick: bool = False,
-    repeats: int | None = None,
-    device: str = "cpu",
-    precisions: Sequence[str] = PRECISIONS,
-    out_dir: str | Path | None = None,
-    tag: str | None = None,
-    lif_time_steps: Sequence[int] = (4, 6, 10),
-    skip_train: bool = False,
-    channels_last: bool = True,
-    lif_shape: Sequence[int] | None = None,
-    write: bool = True,
-) -> dict[str, Any]:
+def run_bench(quick: bool = False, repeats: int | None = None, device: str = "cpu",
+              precisions: Sequence[str] = PRECISIONS, out_dir: str | Path | None = None, tag: str | None = None,
+              lif_time_steps: Sequence[int] = (4, 6, 10), skip_train: bool = False, channels_last: bool = True,
+              lif_shape: Sequence[int] | None = None, write: bool = True) -> dict[str, Any]:
     """The LIF and training-step races; writes ``bench_<tag or device>.json`` and ``.png`` unless ``write=False``.
-
-    ``quick`` shrinks everything (LIF ``[2, T, 8, 8, 8]``, a width-1/16 model with T=2 on 8x8 images, batch 2)
-    to check the machinery in seconds; its numbers mean nothing.
-    """
+    ``quick`` shrinks everything (LIF ``[2, T, 8, 8, 8]``, a width-1/16 model with T=2 on 8x8 images, batch 2) to
+    check the machinery in seconds; its numbers mean nothing."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
     reps = repeats if repeats is not None else (2 if quick else 5)
-    result: dict[str, Any] = {"meta": {**bench_metadata(dev), "quick": quick, "repeats": reps, "precisions": list(precisions)}}
+    result: dict[str, Any] = {"meta": bench_metadata(dev, quick=quick, repeats=reps, precisions=list(precisions))}
     result["lif"] = bench_lif(lif_time_steps, lif_shape or ((2, 8, 8, 8) if quick else (16, 128, 32, 32)),
                               precisions, reps, dev)
     result["train"] = [] if skip_train else bench_train(
@@ -746,8 +678,7 @@ def run_epoch_bench(quick: bool = False, repeats: int | None = None, precisions:
     reps = repeats if repeats is not None else (1 if quick else 3)
     if quick:
         images, batch, width, time_steps = 16, 8, 0.0625, 2
-    result: dict[str, Any] = {"meta": {**bench_metadata(dev), "quick": quick, "repeats": reps,
-                                       "precisions": list(precisions)}}
+    result: dict[str, Any] = {"meta": bench_metadata(dev, quick=quick, repeats=reps, precisions=list(precisions))}
     result["epoch"] = bench_epoch(images=images or 1280, batch=batch, time_steps=time_steps, width=width,
                                   precisions=precisions, repeats=reps)
     if write:
@@ -763,32 +694,33 @@ def default_precisions(device: str | torch.device) -> list[str]:
     return list(PRECISIONS) if native else ["fp32"]
 
 
+def _repeats(text: str) -> int:
+    if (n := int(text)) < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``python -m dta_lib bench`` / ``python -m dta_lib.bench``."""
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the machinery in seconds")
-    p.add_argument("--repeats", type=int, default=None, help="timed repetitions per candidate (default 5; 2 quick)")
+    p.add_argument("--repeats", type=_repeats, default=None, help="timed repetitions per candidate (default 5; 2 quick)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--precision", nargs="+", default=None, choices=sorted(_DTYPES),
-                   help="default: fp32 and bf16 on CUDA or on a CPU with bf16 instructions, else fp32 "
-                        "(emulated bf16 takes minutes per training step)")
-    p.add_argument("--out", default=None,
-                   help="output folder (default: bench/ of $DTA_OUTPUT_DIR, else of ./reports)")
+    p.add_argument("--precision", nargs="+", default=None, choices=sorted(_DTYPES), help="default: fp32 and bf16 on "
+                   "CUDA or on a CPU with bf16 instructions, else fp32 (emulated bf16 takes minutes per training step)")
+    p.add_argument("--out", default=None, help="output folder (default: bench/ of $DTA_OUTPUT_DIR, else of ./reports)")
     p.add_argument("--tag", default=None, help="file stem suffix (default: the device type)")
     p.add_argument("--lif-T", nargs="+", type=int, default=[4, 6, 10], help="LIF time steps")
     p.add_argument("--lif-shape", nargs="+", type=int, default=None, help="LIF [B, C, H, W] (default 16 128 32 32)")
     p.add_argument("--skip-train", action="store_true", help="LIF race only")
     p.add_argument("--no-channels-last", action="store_true", help="keep this library's model in NCHW")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--epoch", action="store_true",
-                   help="instead: race one training epoch at the CPU study size (width 1/8, T=4, batch 64, 28x28) "
-                        "against the release's computation; bench_epoch_<tag>.json/.png")
+    p.add_argument("--epoch", action="store_true", help="instead: race one training epoch at the CPU study size (width "
+                   "1/8, T=4, batch 64, 28x28) against the release's computation; bench_epoch_<tag>.json/.png")
     p.add_argument("--images", type=int, default=None, help="--epoch: images per timed epoch (default 1280)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of the ``bench`` subcommand."""
-    if args.repeats is not None and args.repeats < 1:
-        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads:
         torch.set_num_threads(args.threads)
     precisions = args.precision or default_precisions(args.device)
@@ -805,10 +737,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dta_lib.bench", description=__doc__.split("\n\n")[0])
     add_arguments(p)
-    a = p.parse_args(argv)
-    if a.repeats is not None and a.repeats < 1:
-        p.error(f"--repeats must be >= 1, got {a.repeats}")
-    return run(a)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,18 +1,10 @@
 """``python -m dta_lib.gpu_check``: the GPU check (``scripts/gpu_check.sh``), one JSON and one figure.
 
-Four sections, each under its own time budget (the script's ``timeout`` bounds the whole at 8 minutes):
-
-1. **agreement**: the Triton LIF against the PyTorch loop (fp32 membrane) in fp32, bf16 and fp16: spike mismatches
-   and the largest input-gradient difference, with the backend that actually ran;
-2. **lif**: the LIF race forward + backward on ``[16, 6, 128, 32, 32]`` (loop, the library's kernel,
-   ``torch.compile`` of the loop), with the achieved bandwidth as a fraction of a measured device copy;
-3. **step**: one training step of the full-width ``ms_resnet18`` + DTA (batch 64, 32x32, T=6, ``channels_last``,
-   ``cudnn.benchmark``) in bf16 and fp16 (GradScaler) autocast, eager and compiled, against the release's computation
-   (:class:`~dta_lib.models.reference.ReferenceMSResNet18`) in the same process; images/s and peak memory;
-4. **ddp**: a 2-process ``torchrun`` smoke run when two GPUs are visible.
-
-Without a CUDA GPU it prints one line and exits 2. ``--dry-run`` runs every section at toy sizes on the CPU (what
-the tests do, so the code that only a GPU session can run is still exercised in CI).
+Four sections (docs/performance.md, "GPU"), the JSON rewritten after each (the script's ``timeout`` bounds the whole
+at 8 minutes): **agreement** (:func:`agreement`), **lif** (:func:`lif_race` on ``[16, 6, 128, 32, 32]``), **step**
+(:func:`step_race`, batch 64, 32x32, full width) and **ddp** (:func:`ddp_smoke`). Without a CUDA GPU it prints one
+line and exits 2. ``--dry-run`` runs every section at toy sizes on the CPU (what the tests do, so the code that only
+a GPU session can run is still exercised in CI).
 """
 from __future__ import annotations
 
@@ -28,17 +20,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 
-from .bench import _DTYPES, peak_added_bytes, race
-from .models.compat import to_reference_state_dict
+from .bench import _DTYPES, _copy_bandwidth, _release_twin, _steps, peak_added_bytes, race
 from .models.ms_resnet import ms_resnet18
-from .models.reference import ReferenceMSResNet18
 from .snn.functional import lif_multistep
 from .snn.kernels import lif_backend_name
 from .snn.loop import lif_multistep_loop
 from .snn.surrogate import Triangle
 from .train import cuda_autocast_dtype
+
 
 def _median_seconds(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
     """Median wall time of ``fn`` after one warm-up call (compilation, cudnn.benchmark's search)."""
@@ -46,7 +36,8 @@ def _median_seconds(fn: Callable[[], Any], device: torch.device, repeats: int) -
 
 
 def agreement(device: torch.device, shape: tuple[int, ...]) -> list[dict[str, Any]]:
-    """Triton (or whatever ``auto`` runs here) against the loop, per dtype: spikes and input gradients."""
+    """Triton (or whatever ``auto`` runs here) against the PyTorch loop (fp32 membrane) in fp32, bf16 and fp16 (CUDA
+    only): spike mismatches and the largest input-gradient difference, with the backend that actually ran."""
     rows = []
     for name, dtype in _DTYPES.items():
         if dtype == torch.float16 and device.type != "cuda":
@@ -66,15 +57,14 @@ def agreement(device: torch.device, shape: tuple[int, ...]) -> list[dict[str, An
 
 
 def lif_race(device: torch.device, shape: tuple[int, ...], repeats: int, compile_too: bool) -> list[dict[str, Any]]:
-    """Forward + backward of the LIF per candidate and precision; bandwidth against a device copy."""
-    rows = []
-    sg = Triangle(1.0)
+    """Forward + backward of the LIF per precision: the loop, the library's kernel and ``torch.compile`` of the loop,
+    with the achieved bandwidth as a fraction of a measured device copy (``dta_lib.bench._copy_bandwidth``)."""
+    rows, sg = [], Triangle(1.0)
     compiled = torch.compile(lambda x: lif_multistep_loop(x, 0.5, 1.0, sg), dynamic=False)
     for name in ("fp32", "bf16"):
         x = torch.randn(shape, device=device, dtype=_DTYPES[name]).requires_grad_()
         gy = torch.ones_like(x)
-        copy_s = _median_seconds(lambda: x.detach().clone(), device, repeats)
-        copy_bw = 2 * x.numel() * x.element_size() / copy_s
+        copy_bw = _copy_bandwidth(x.detach(), repeats, device) * 1e9
         # bytes a fused LIF must move: read x, write spikes and the fp32 membrane; backward reads both, writes dx
         moved = x.numel() * (3 * x.element_size() + 2 * 4)
         candidates = [("loop", lambda: lif_multistep(x, backend="loop")), ("dta_lib auto", lambda: lif_multistep(x))]
@@ -94,8 +84,10 @@ def lif_race(device: torch.device, shape: tuple[int, ...], repeats: int, compile
 
 def step_race(device: torch.device, batch: int, size: int, width: float, repeats: int, compile_too: bool,
               rows: list[dict[str, Any]] | None = None, written: Callable[[], None] = lambda: None) -> list[dict[str, Any]]:
-    """One SGD training step per candidate: images/s and peak memory, this library against the release. Each row is
-    appended to ``rows`` and ``written()`` called, eager candidates first (compiling takes minutes)."""
+    """One SGD training step of ``ms_resnet18`` + DTA (T=6, ``channels_last``, ``cudnn.benchmark``) per candidate in
+    bf16 and fp16 (GradScaler; CUDA only) autocast, eager and compiled (bf16), against the release's computation:
+    images/s and peak memory. Each row is appended to ``rows`` and ``written()`` called, eager candidates first
+    (compiling takes minutes)."""
     torch.backends.cudnn.benchmark = True
     rows = [] if rows is None else rows
     x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
@@ -106,34 +98,19 @@ def step_race(device: torch.device, batch: int, size: int, width: float, repeats
     for prec, side, compiled in plan:
         torch.manual_seed(0)
         ours = ms_resnet18(10, 6, "dta", width=width)
-        model = ours
-        if side == "release":
-            model = ReferenceMSResNet18(10, 6, width=width)
-            model.load_state_dict(to_reference_state_dict(ours.state_dict()))
+        model = ours if side == "dta_lib" else _release_twin(ours, 6, width=width)
         model = model.to(device).to(memory_format=torch.channels_last)
         net = torch.compile(model, dynamic=False) if compiled else model
-        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        scaler = torch.amp.GradScaler(device.type, enabled=prec == "fp16")
-
-        def step() -> None:
-            with torch.autocast(device.type, dtype=_DTYPES[prec]):
-                loss = F.cross_entropy(net(x).float().mean(1), y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-
+        step = _steps(net, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), [(x, y)], prec, device,
+                      torch.amp.GradScaler(device.type, enabled=prec == "fp16"))
         name = f"{side} {'compiled' if compiled else 'eager'} {prec}"
         try:
-            s = _median_seconds(step, device, repeats)
-            peak = peak_added_bytes(step, device)
+            s, peak = _median_seconds(step, device, repeats), peak_added_bytes(step, device)
+            rows.append({"candidate": name, "precision": prec, "compiled": compiled, "images_per_s": batch / s,
+                         "peak_mib": peak / 2**20, "backend": lif_backend_name(device, compiled) if side ==
+                         "dta_lib" else "release loop", "cudnn_benchmark": True, "channels_last": True})
         except Exception as e:  # noqa: BLE001
             rows.append({"candidate": name, "error": f"{type(e).__name__}: {str(e)[:200]}"})
-            written()
-            continue
-        rows.append({"candidate": name, "precision": prec, "compiled": compiled, "images_per_s": batch / s,
-                     "peak_mib": peak / 2**20, "backend": lif_backend_name(device, compiled) if side ==
-                     "dta_lib" else "release loop", "cudnn_benchmark": True, "channels_last": True})
         written()
     return rows
 
@@ -168,16 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     from .paths import output_root
     from .viz import save_figure
 
-    device = torch.device("cuda" if not a.dry_run else "cpu")
-    small = a.dry_run
-    t0 = time.perf_counter()
+    small, t0 = a.dry_run, time.perf_counter()
+    device, gpu = torch.device("cpu" if small else "cuda"), not small
     folder = (Path(a.out) if a.out else output_root() / "bench").absolute()
     folder.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {"torch": torch.__version__, "dry_run": small, "device": str(device),
-                            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                            "capability": list(torch.cuda.get_device_capability(device)) if device.type == "cuda"
-                            else None,
-                            "auto_precision": str(cuda_autocast_dtype(device)) if device.type == "cuda" else None}
+                            "gpu": torch.cuda.get_device_name(device) if gpu else None,
+                            "capability": list(torch.cuda.get_device_capability(device)) if gpu else None,
+                            "auto_precision": str(cuda_autocast_dtype(device)) if gpu else None}
     result: dict[str, Any] = {"meta": meta}
     sections: list[tuple[str, Callable[[], Any]]] = [
         ("agreement", lambda: agreement(device, (2, 6, 8, 9, 9) if small else (16, 6, 64, 32, 32))),
@@ -188,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                                    written=write)),
         ("ddp", lambda: {"skipped": "dry run"} if small else ddp_smoke(90)),
     ]
+
     def write() -> None:  # after each section and each step row: a timeout keeps what finished
         meta["lif_backend"] = lif_backend_name(device)  # after the runs: a kernel that failed shows its fallback
         meta["wall_seconds"] = time.perf_counter() - t0

@@ -13,10 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 from .analysis import E_AC_PJ, E_MAC_PJ, energy_totals
 from .checkpoint import read_metrics
@@ -25,10 +23,7 @@ from .runs import (AUGMENTED_TRAIN_LABEL, CLEAN_TRAIN_FILE, STUDIES, Study, load
 from .train import PROBE_FIELDS, RUN_FREE_FIELDS, TrainConfig, config_diff, make_config
 
 
-# ----------------------------------------------------------------------------------------------------
-# stats: mean +- sample std, paired differences with t-based intervals, the minimum detectable effect, and whether a
-# difference exceeds the seed noise.
-
+# ---- stats ---------------------------------------------------------------------------------------------------------
 def summarize(df: pd.DataFrame, by: Sequence[str], metric: str = "best_test_acc") -> pd.DataFrame:
     """Mean, sample std and count of ``metric`` per group (std is NaN for a single seed)."""
     out = df.groupby(list(by), sort=False)[metric].agg(["mean", "std", "count"]).reset_index()
@@ -80,9 +75,7 @@ def _excludes_zero(interval: tuple[float, float]) -> bool:
 def exceeds_noise(diff_mean: float, diff_std: float, n: int, level: float = 0.95) -> bool | None:
     """Whether the t-based ``level`` interval of the mean paired difference excludes 0; ``None`` ("n/a") with
     fewer than 2 pairs or an undefined std."""
-    if n < 2 or not math.isfinite(diff_std):
-        return None
-    return _excludes_zero(t_interval(diff_mean, diff_std, n, level))
+    return None if n < 2 or not math.isfinite(diff_std) else _excludes_zero(t_interval(diff_mean, diff_std, n, level))
 
 
 def min_detectable_effect(std: float, n: int, level: float = 0.95, power: float = 0.8) -> float:
@@ -97,9 +90,7 @@ def min_detectable_effect(std: float, n: int, level: float = 0.95, power: float 
 
 def format_mean_std(mean: float, std: float, digits: int = 2) -> str:
     """``"91.23 +- 0.45"`` (or ``"91.23"`` when std is undefined)."""
-    if std is None or not math.isfinite(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} +- {std:.{digits}f}"
+    return f"{mean:.{digits}f}" + ("" if std is None or not math.isfinite(std) else f" +- {std:.{digits}f}")
 
 
 def _ms(values: pd.Series) -> str:
@@ -111,8 +102,7 @@ def _fmt_ci(interval: tuple[float, float]) -> str:
 
 
 def _check_columns(df: pd.DataFrame, need: Sequence[str], what: str) -> None:
-    missing = [c for c in need if c not in df.columns]
-    if missing:
+    if missing := [c for c in need if c not in df.columns]:
         raise ValueError(f"{what}: the runs table lacks columns {missing}; expected run_study/load_runs rows")
 
 
@@ -141,23 +131,19 @@ def _with_intervals(diffs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """``diffs`` plus ``comparisons`` (m, its rows), the ``level`` t-interval ``ci95_low`` / ``_high`` and the
     Bonferroni-corrected one ``ci95_bonferroni_low`` / ``_high`` of each row."""
     m, rows = len(diffs), list(zip(diffs["diff_mean"], diffs["diff_std"], diffs["n_pairs"]))
-    plain = [t_interval(mu, sd, n, level) for mu, sd, n in rows]
-    corrected = [bonferroni_interval(mu, sd, n, m, level) for mu, sd, n in rows]
-    return diffs.assign(comparisons=m, ci95_low=[lo for lo, _ in plain], ci95_high=[hi for _, hi in plain],
-                        ci95_bonferroni_low=[lo for lo, _ in corrected],
-                        ci95_bonferroni_high=[hi for _, hi in corrected])
+    (lo, hi), (blo, bhi) = (zip(*[f(mu, sd, n, *a, level) for mu, sd, n in rows]) for f, a in
+                            ((t_interval, ()), (bonferroni_interval, (m,))))
+    return diffs.assign(comparisons=m, ci95_low=lo, ci95_high=hi, ci95_bonferroni_low=blo, ci95_bonferroni_high=bhi)
 
 
-# ----------------------------------------------------------------------------------------------------
-# paper: the paper's numbers (headline top-1 accuracies, ablation gaps) and ours beside them.
-
+# ---- paper ---------------------------------------------------------------------------------------------------------
 #: Headline top-1 accuracies from the paper summary (docs/reference.md, "Headline results").
 PAPER_RESULTS = pd.DataFrame(
     [("cifar10", 6, "dta", 96.73), ("cifar100", 6, "dta", 81.16), ("cifar100", 4, "dta", 79.94),
      ("imagenet", 6, "dta", 71.29), ("cifar10-dvs", 10, "dta", 81.3), ("cifar10-dvs", 10, "none", 80.4)],
     columns=["dataset", "time_steps", "attention", "paper_top1"])
-#: CIFAR10 ablation: T-XA only and T-NA only trail full DTA by about 0.4-0.8 points.
-PAPER_ABLATION_GAP = (0.4, 0.8)
+_DVS_TOP1 = PAPER_RESULTS[PAPER_RESULTS["dataset"] == "cifar10-dvs"].set_index("attention")["paper_top1"]
+PAPER_ABLATION_GAP = (0.4, 0.8)  # CIFAR10 ablation: T-XA only and T-NA only trail full DTA by about 0.4-0.8 points
 #: training images of the paper's datasets (the recipes' ``subset=None``), for the compute estimate
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167, "cifar10-dvs": 9_000}
 
@@ -165,10 +151,6 @@ TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167, "c
 def paper_vs_ours(ours: pd.DataFrame, keys: Sequence[str] = ("dataset", "time_steps", "attention")) -> pd.DataFrame:
     """Join our summarised runs with :data:`PAPER_RESULTS` on ``keys`` (outer: shows both sides' gaps)."""
     return PAPER_RESULTS.merge(ours, on=list(keys), how="outer")
-
-
-def _paper_top1(dataset: str) -> pd.Series:
-    return PAPER_RESULTS[PAPER_RESULTS["dataset"] == dataset].set_index("attention")["paper_top1"]
 
 
 def training_macs_per_image(dataset: str, time_steps: int, attention: str = "dta") -> int:
@@ -189,9 +171,8 @@ def training_macs_per_image(dataset: str, time_steps: int, attention: str = "dta
 
 
 def headline_table(runs: pd.DataFrame, sustained_tflops: float, metric: str = "best_test_acc") -> pd.DataFrame:
-    """Every headline number of the paper beside ours (mean +- std over seeds, else "not run at this scale"), with
-    the command that reproduces it and an **assumption-based estimate** of its GPU hours,
-    ``6 x MACs/image x images x epochs / sustained_tflops`` (forward 2 FLOPs per MAC, backward twice the forward)."""
+    """The paper's headline numbers beside ours (mean +- std over seeds), the command reproducing each and an
+    **assumption-based estimate** of its GPU hours, ``6 x MACs/image x images x epochs / sustained_tflops``."""
     if not sustained_tflops > 0:
         raise ValueError(f"sustained_tflops must be > 0, got {sustained_tflops!r}")
     keyed = not runs.empty and {"dataset", "time_steps", "attention"} <= set(runs.columns)
@@ -200,22 +181,17 @@ def headline_table(runs: pd.DataFrame, sustained_tflops: float, metric: str = "b
         t = int(t)
         mine = runs[(runs["dataset"] == ds) & (runs["time_steps"] == t) & (runs["attention"] == att)] if keyed else []
         epochs, macs = make_config(ds, "paper", time_steps=t, attention=att).epochs, training_macs_per_image(ds, t, att)
-        rows.append({
-            "dataset": ds, "T": t, "attention": att, "paper top-1 (%)": float(top1),
-            "ours (%)": _ms(mine[metric]) if len(mine) else "not run at this scale",
-            "command": f"python -m dta_lib train --dataset {ds} --preset paper --attention {att} -T {t} "
-                       f"--out runs/{ds}-{att}-T{t}",
-            "epochs": epochs, "train images": TRAIN_IMAGES[ds], "GMACs / image": round(macs / 1e9, 2),
-            f"GPU hours at {sustained_tflops:g} TFLOP/s (estimate)":
-                round(6.0 * macs * TRAIN_IMAGES[ds] * epochs / (sustained_tflops * 1e12) / 3600, 1),
-        })
+        rows.append({"dataset": ds, "T": t, "attention": att, "paper top-1 (%)": float(top1),
+                     "ours (%)": _ms(mine[metric]) if len(mine) else "not run at this scale",
+                     "command": f"python -m dta_lib train --dataset {ds} --preset paper --attention {att} -T {t} "
+                                f"--out runs/{ds}-{att}-T{t}",
+                     "epochs": epochs, "train images": TRAIN_IMAGES[ds], "GMACs / image": round(macs / 1e9, 2),
+                     f"GPU hours at {sustained_tflops:g} TFLOP/s (estimate)":
+                         round(6.0 * macs * TRAIN_IMAGES[ds] * epochs / (sustained_tflops * 1e12) / 3600, 1)})
     return pd.DataFrame(rows)
 
 
-# ----------------------------------------------------------------------------------------------------
-# ablation (paper Table 3): none / T-XA / T-NA / DTA as mean +- std per variant, and per-seed paired differences
-# against full DTA with t-based intervals, beside the paper's CIFAR10 gaps.
-
+# ---- ablation (06) -------------------------------------------------------------------------------------------------
 #: display names of the attention variants (paper Table "ablation")
 ATTENTION_LABELS = {"none": "none (MS-ResNet)", "txa": "T-XA only", "tna": "T-NA only", "dta": "DTA (T-XA x T-NA)"}
 
@@ -230,9 +206,8 @@ def ablation_summary(df: pd.DataFrame, metric: str = "best_test_acc") -> pd.Data
 
 
 def ablation_paired(df: pd.DataFrame, metric: str = "best_test_acc", baseline: str = "dta") -> pd.DataFrame:
-    """Per variant, paper order: the mean +- std over seeds of (DTA - variant) with its t-intervals
-    (:func:`_with_intervals`: plain and Bonferroni-corrected for the ``comparisons`` made at once), the
-    ``min_detectable_effect`` (80 % power, 95 % level), the paper's gap and ``exceeds_noise`` (None with one seed)."""
+    """Per variant, paper order: mean +- std over seeds of (DTA - variant), its plain and Bonferroni t-intervals
+    (:func:`_with_intervals`), ``min_detectable_effect`` (80 % power), the paper's gap and ``exceeds_noise``."""
     _check_columns(df, ["attention", "seed", metric], "ablation_paired")
     if baseline not in set(df["attention"]):
         raise ValueError(f"ablation_paired: no {baseline!r} runs among attention={sorted(set(df['attention']))}")
@@ -240,18 +215,18 @@ def ablation_paired(df: pd.DataFrame, metric: str = "best_test_acc", baseline: s
     if d.empty:
         return d
     d = _with_intervals(d)
-    lo, hi = PAPER_ABLATION_GAP
     d["comparison"] = [f"DTA - {ATTENTION_LABELS.get(a, a)}" for a in d["attention"]]
-    d["std_error"] = d["diff_std"] / np.sqrt(d["n_pairs"])
+    d["std_error"] = d["diff_std"] / d["n_pairs"].map(math.sqrt)
     d["min_detectable_effect"] = [min_detectable_effect(s, n) for s, n in zip(d["diff_std"], d["n_pairs"])]
     d["ours (points)"] = [format_mean_std(m, s) for m, s in zip(d["diff_mean"], d["diff_std"])]
-    d["paper CIFAR10 (points)"] = [f"{lo}-{hi}" if a in ("txa", "tna") else "not reported" for a in d["attention"]]
+    d["paper CIFAR10 (points)"] = ["{}-{}".format(*PAPER_ABLATION_GAP) if a in ("txa", "tna") else "not reported"
+                                   for a in d["attention"]]
     d = d.rename(columns={"exceeds seed noise": "exceeds_noise"})[[
         "comparison", "attention", "n_pairs", "diff_mean", "diff_std", "std_error", "ci95_low", "ci95_high",
         "comparisons", "ci95_bonferroni_low", "ci95_bonferroni_high", "min_detectable_effect", "ours (points)",
         "paper CIFAR10 (points)", "exceeds_noise"]]
-    order = {a: i for i, a in enumerate(ATTENTION_LABELS)}
-    return d.sort_values("attention", key=lambda s: s.map(order)).reset_index(drop=True)
+    return d.sort_values("attention", key=lambda s: s.map({a: i for i, a in enumerate(ATTENTION_LABELS)})
+                         ).reset_index(drop=True)
 
 
 def noise_verdicts(paired: pd.DataFrame) -> list[str]:
@@ -263,42 +238,33 @@ def noise_verdicts(paired: pd.DataFrame) -> list[str]:
         if n < 2 or not math.isfinite(r["diff_std"]):
             out.append(head + "); with fewer than 2 seeds seed noise cannot be estimated, so this says nothing.")
             continue
-        head += (f"; 95% t-interval {_fmt_ci((r['ci95_low'], r['ci95_high']))} (mean +- {t_critical(n):.2f} x std "
-                 f"error {r['std_error']:.2f})): the interval ")
-        if not r["exceeds_noise"]:
-            out.append(head + f"includes 0: no difference shown (the smallest effect {n} seeds detect with 80% "
-                       f"power: {r['min_detectable_effect']:.2f} points).")
-            continue
         corrected = (r["ci95_bonferroni_low"], r["ci95_bonferroni_high"])
-        out.append(head + f"excludes 0, {'DTA better' if r['diff_mean'] > 0 else 'DTA worse'}; corrected for the "
-                   f"{int(r['comparisons'])} comparisons (Bonferroni) it is {_fmt_ci(corrected)} and "
-                   + ("still excludes 0." if _excludes_zero(corrected) else
-                      "includes 0, so the family of comparisons shows nothing."))
+        out.append(head + f"; 95% t-interval {_fmt_ci((r['ci95_low'], r['ci95_high']))} (mean +- {t_critical(n):.2f} x "
+                   f"std error {r['std_error']:.2f})): the interval " + (
+                       f"includes 0: no difference shown (the smallest effect {n} seeds detect with 80% power: "
+                       f"{r['min_detectable_effect']:.2f} points)." if not r["exceeds_noise"] else
+                       f"excludes 0, {'DTA better' if r['diff_mean'] > 0 else 'DTA worse'}; corrected for the "
+                       f"{int(r['comparisons'])} comparisons (Bonferroni) it is {_fmt_ci(corrected)} and "
+                       + ("still excludes 0." if _excludes_zero(corrected) else
+                          "includes 0, so the family of comparisons shows nothing.")))
     return out
 
 
-# ----------------------------------------------------------------------------------------------------
-# time_steps: accuracy per T over seeds, seconds per epoch, and the peak memory of one BPTT step measured in a fresh
-# subprocess (Linux ``VmHWM`` after resetting it through ``/proc/self/clear_refs``).
-
-#: extra environment of the measuring subprocess (tests may pin glibc's mmap threshold here)
-MALLOC_ENV: dict[str, str] = {}
+# ---- time_steps (07) -----------------------------------------------------------------------------------------------
+MALLOC_ENV: dict[str, str] = {}  # extra environment of the measuring subprocess (tests pin glibc's mmap threshold)
 
 
 def measure_step_memory(specs: Sequence[dict[str, Any]], timeout: float = 600.0) -> pd.DataFrame:
-    """Per spec (``make_config`` keyword arguments), measured by :mod:`dta_lib.step_memory` in a fresh subprocess
-    (Linux only): ``step_mib``, the peak RSS of one training step (forward, BPTT backward, SGD step) minus the RSS
-    before it; ``peak_rss_mib``, the whole process's; ``step_cpu_s``, the CPU time of one step on one thread."""
+    """Per spec (``make_config`` kwargs), from :mod:`dta_lib.step_memory` in a fresh Linux subprocess: ``step_mib``
+    (peak RSS of one training step minus RSS before it), ``peak_rss_mib`` and ``step_cpu_s`` (one thread)."""
     if not specs:
         raise ValueError("measure_step_memory: expected at least one config spec, got none")
     if not Path("/proc/self/clear_refs").exists():
         raise FileNotFoundError("/proc/self/clear_refs not found: peak-RSS reset needs Linux >= 4.0")
     for s in specs:
         make_config(**s)  # bad specs fail here, with the config's own message
-    # glibc's default allocator: the footprint a training process really has
-    env = dict(os.environ, OMP_NUM_THREADS="1", **MALLOC_ENV)
     proc = subprocess.run([sys.executable, "-m", "dta_lib.step_memory", json.dumps(list(specs))], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+                          text=True, timeout=timeout, env=dict(os.environ, OMP_NUM_THREADS="1", **MALLOC_ENV))
     if proc.returncode != 0:
         raise RuntimeError(f"memory measurement subprocess failed (exit {proc.returncode}): {proc.stderr[-800:]}")
     return pd.DataFrame(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -318,9 +284,8 @@ def time_step_table(df: pd.DataFrame, memory: pd.DataFrame | None = None, metric
 
 
 def time_step_costs(dataset: str, width: float, time_steps: Sequence[int], attention: str = "dta") -> pd.DataFrame:
-    """Per T: ``parameters`` and ``dense_macs`` per image of the model at ``width``, and of its DTA block alone
-    (``dta_parameters``, ``dta_macs``: T-NA's 1x1 convs on D = T*C channels grow with T^2), counted by
-    :func:`dta_lib.analysis.profile` on one zero image (shapes only, not weights)."""
+    """Per T: ``parameters`` and ``dense_macs`` per image of the model at ``width`` and of its DTA block alone
+    (``dta_parameters``, ``dta_macs``), counted by :func:`dta_lib.analysis.profile` on one zero image."""
     from .analysis import profile
     from .data.registry import dataset_info
     from .models.ms_resnet import ms_resnet18
@@ -328,8 +293,7 @@ def time_step_costs(dataset: str, width: float, time_steps: Sequence[int], atten
 
     if not time_steps or any(int(t) < 1 for t in time_steps):
         raise ValueError(f"time_steps must be a non-empty list of integers >= 1, got {list(time_steps)}")
-    info = dataset_info(dataset)
-    rows = []
+    info, rows = dataset_info(dataset), []
     for t in map(int, time_steps):
         model = ms_resnet18(num_classes=info.num_classes, time_steps=t, attention=attention,
                             in_channels=info.in_channels, width=width)
@@ -342,31 +306,19 @@ def time_step_costs(dataset: str, width: float, time_steps: Sequence[int], atten
     return pd.DataFrame(rows)
 
 
-# ----------------------------------------------------------------------------------------------------
-# dvs (notebook 08): which event dataset a static dataset is paired with, the overfitting signature of the paper
-# summary (train - test gap on the un-augmented training subset) and the time-order control.
-
-#: a clean train - test gap above this many points is the overfitting signature of the paper summary
-OVERFIT_GAP = 10.0
+# ---- dvs (08) ------------------------------------------------------------------------------------------------------
+OVERFIT_GAP = 10.0  # a clean train - test gap above this many points: the paper summary's overfitting signature
 #: static dataset -> the event dataset notebook 08 studies for it (``make reproduce`` injects DATASET)
 EVENT_COUNTERPART = {"fashion-mnist": "fashion-mnist-dvs", "cifar10": "cifar10-dvs", "synthetic": "synthetic-dvs"}
 _EVENT = ("fashion-mnist-dvs", "cifar10-dvs", "cifar10-emulated-dvs", "synthetic-dvs")
-#: the orders :func:`time_order_control` evaluates a model's test streams in
-TIME_ORDERS = ("original", "shuffled", "reversed")
-#: where :func:`time_order_table` caches a run's control (the run folder, like ``clean_train.json``)
-TIME_ORDER_FILE = "time_order.json"
+TIME_ORDERS = ("original", "shuffled", "reversed")  # the orders of :func:`time_order_control`
+TIME_ORDER_FILE = "time_order.json"  # :func:`time_order_table`'s cache in the run folder, like ``clean_train.json``
 
 
 def event_dataset(name: str) -> str:
-    """The event dataset for ``name``: itself if it is one, else its DVS counterpart.
-
-    >>> event_dataset("fashion-mnist"), event_dataset("cifar10-dvs")
-    ('fashion-mnist-dvs', 'cifar10-dvs')
-    """
-    if name in _EVENT:
-        return name
-    if name in EVENT_COUNTERPART:
-        return EVENT_COUNTERPART[name]
+    """The event dataset for ``name``: itself if it is one, else its DVS counterpart."""
+    if name in _EVENT or name in EVENT_COUNTERPART:
+        return EVENT_COUNTERPART.get(name, name)
     raise ValueError(f"no event dataset for {name!r}; expected one of {sorted(set(_EVENT) | set(EVENT_COUNTERPART))}")
 
 
@@ -392,14 +344,13 @@ def _load(run: str | os.PathLike, checkpoint: str, hint: str) -> tuple[torch.nn.
 def _accuracy(model: torch.nn.Module, dataset: Any, batch_size: int, collate_fn: Callable | None = None) -> float:
     from .train import evaluate_model
 
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
     return float(evaluate_model(model, loader, torch.device("cpu"))["test_acc"])
 
 
 def clean_train_accuracy(run: str | os.PathLike, checkpoint: str = "last.pt", batch_size: int | None = None) -> float:
-    """Top-1 accuracy (percent) of ``run/<checkpoint>`` on the run's own training subset without augmentation or
-    MixUp/CutMix (``metrics.jsonl``'s ``train_acc`` is measured on augmented, mixed batches), in batches of
-    ``batch_size`` (default: the training loop's test batch, 2x the training one)."""
+    """Top-1 accuracy (%) of ``run/<checkpoint>`` on the run's training subset without augmentation or MixUp/CutMix
+    (``metrics.jsonl``'s ``train_acc`` is on augmented batches); ``batch_size`` defaults to 2x the training one."""
     from .train import build_data
 
     model, cfg = _load(run, checkpoint, "train the run first (checkpoints are not committed)")
@@ -408,27 +359,24 @@ def clean_train_accuracy(run: str | os.PathLike, checkpoint: str = "last.pt", ba
 
 def time_order_control(run: str | os.PathLike, checkpoint: str = "best.pt", seed: int = 0,
                        batch_size: int | None = None) -> dict[str, float]:
-    """Test accuracy (percent) of a trained event-data model on its test streams in each of :data:`TIME_ORDERS`:
-    as recorded, shuffled in time (one permutation of the T steps per batch, drawn from ``seed``) and reversed.
-    The drop from ``original`` measures how much the model relies on temporal order (refused on static data)."""
+    """Test accuracy (%) of a trained event-data model with its test streams in each of :data:`TIME_ORDERS` (shuffled:
+    one permutation of the T steps per batch, from ``seed``); the drops measure its reliance on temporal order."""
     from .train import build_data, get_data_info
 
     model, cfg = _load(run, checkpoint, "train the run first")
     if not get_data_info(cfg.dataset).is_event:
         raise ValueError(f"time_order_control needs event data; {run} trained on {cfg.dataset}, whose T steps are "
                          "copies of one image")
-    test_ds = build_data(cfg, train=False)[1]
-    g = torch.Generator().manual_seed(seed)
+    test_ds, g = build_data(cfg, train=False)[1], torch.Generator().manual_seed(seed)
     reorder = {"original": lambda x: x, "shuffled": lambda x: x[:, torch.randperm(x.shape[1], generator=g)],
                "reversed": lambda x: x.flip(1)}
 
-    def collate(f: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[list], tuple[torch.Tensor, torch.Tensor]]:
-        def batch(items: list) -> tuple[torch.Tensor, torch.Tensor]:
-            x, y = torch.utils.data.default_collate(items)
-            return f(x), y  # x: [B, T, C, H, W]
-        return batch
+    def batch(items: list, order: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = torch.utils.data.default_collate(items)  # x: [B, T, C, H, W]
+        return reorder[order](x), y
 
-    return {o: _accuracy(model, test_ds, batch_size or cfg.batch_size * 2, collate(reorder[o])) for o in TIME_ORDERS}
+    return {o: _accuracy(model, test_ds, batch_size or cfg.batch_size * 2, lambda items, o=o: batch(items, o))
+            for o in TIME_ORDERS}
 
 
 def _cached(run: str | os.PathLike, name: str, checkpoint: str,
@@ -443,30 +391,25 @@ def _cached(run: str | os.PathLike, name: str, checkpoint: str,
         return d
     if not (Path(run) / checkpoint).is_file():
         return None
-    d = compute()
-    atomic_write_text(path, json.dumps(d) + "\n")
+    atomic_write_text(path, json.dumps(d := compute()) + "\n")
     return d
 
 
 def train_test_gaps(runs: pd.DataFrame, checkpoint: str = "last.pt") -> pd.DataFrame:
-    """``runs`` plus ``clean_train_acc`` (:func:`clean_train_accuracy`, cached as ``clean_train.json`` in the run
-    folder, which :func:`~dta_lib.runs.load_run` reads too) and ``train_test_gap`` (clean train minus final test
-    accuracy, points); NaN for a run with neither the cache nor the checkpoint."""
+    """``runs`` plus ``clean_train_acc`` (:func:`clean_train_accuracy`, cached as ``clean_train.json``) and
+    ``train_test_gap`` (clean train minus final test accuracy); NaN with neither cache nor checkpoint."""
     values = []
     for run in runs["run"]:
         d = _cached(run, CLEAN_TRAIN_FILE, checkpoint, lambda: {
             "clean_train_acc": clean_train_accuracy(run, checkpoint), "checkpoint": checkpoint})
         values.append(float(d["clean_train_acc"]) if d else math.nan)
-    out = runs.copy()
-    out["clean_train_acc"] = values
-    out["train_test_gap"] = out["clean_train_acc"] - out["final_test_acc"]
-    return out
+    out = runs.assign(clean_train_acc=values)
+    return out.assign(train_test_gap=out["clean_train_acc"] - out["final_test_acc"])
 
 
 def time_order_table(runs: pd.DataFrame, checkpoint: str = "best.pt") -> pd.DataFrame:
-    """``runs`` (event-data runs) plus the :func:`time_order_control` accuracies (cached as :data:`TIME_ORDER_FILE`
-    in the run folder), one column per order of :data:`TIME_ORDERS`, and ``drop_shuffled`` / ``drop_reversed``
-    (original minus that order, points). A run with neither the cache nor the checkpoint is an error."""
+    """``runs`` plus the :func:`time_order_control` accuracy per order (cached as :data:`TIME_ORDER_FILE`) and
+    ``drop_shuffled`` / ``drop_reversed`` (original minus that order); neither cache nor checkpoint is an error."""
     rows = []
     for run in runs["run"]:
         d = _cached(run, TIME_ORDER_FILE, checkpoint,
@@ -476,15 +419,12 @@ def time_order_table(runs: pd.DataFrame, checkpoint: str = "best.pt") -> pd.Data
                                     "again or restore its checkpoint")
         rows.append({o: float(d[o]) for o in TIME_ORDERS})
     out = pd.concat([runs.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
-    for o in TIME_ORDERS[1:]:
-        out[f"drop_{o}"] = out["original"] - out[o]
-    return out
+    return out.assign(**{f"drop_{o}": out["original"] - out[o] for o in TIME_ORDERS[1:]})
 
 
 def time_order_verdicts(orders: pd.DataFrame, baseline: str = "none") -> list[str]:
-    """The time-order control in sentences (``orders``: :func:`time_order_table`): per variant, the mean accuracy
-    drop with frames shuffled and reversed and its 95% t-interval over seeds (above 0: the model uses the order of
-    the frames), then DTA's drop minus ``baseline``'s, paired by seed (above 0: DTA relies on order more)."""
+    """Per variant and order: the mean accuracy drop (``orders``: :func:`time_order_table`) with its 95% t-interval
+    over seeds, then DTA's drop minus ``baseline``'s, paired by seed."""
     lines = []
     for what in ("shuffled", "reversed"):
         col = f"drop_{what}"
@@ -499,8 +439,7 @@ def time_order_verdicts(orders: pd.DataFrame, baseline: str = "none") -> list[st
                                       "no drop beyond seed noise." if lo <= 0 <= hi else "order-free accuracy rises."))
         d = paired_differences(orders, "attention", "dta", col)
         d = d[d["attention"] == baseline]
-        if len(d) and d.n_pairs.iloc[0] > 1:
-            r = d.iloc[0]
+        if len(d) and (r := d.iloc[0]).n_pairs > 1:
             lo, hi = t_interval(r.diff_mean, r.diff_std, int(r.n_pairs))
             lines.append(f"DTA's drop minus {baseline}'s ({what}): {r.diff_mean:+.2f} points, 95% t-interval "
                          f"{_fmt_ci((lo, hi))} over {int(r.n_pairs)} seed pairs: "
@@ -517,19 +456,17 @@ def dvs_table(runs: pd.DataFrame, order: Sequence[str] | None = None) -> pd.Data
         "clean train acc. (%)": "clean_train_acc", "train/test gap (points)": "train_test_gap",
         f"{AUGMENTED_TRAIN_LABEL} (%)": "final_train_acc",
     }, order=order if order is not None else list(dict.fromkeys(runs["attention"])))
-    table["paper CIFAR10-DVS top-1 (%)"] = _paper_top1("cifar10-dvs").reindex(table.index)
+    table["paper CIFAR10-DVS top-1 (%)"] = _DVS_TOP1.reindex(table.index)
     gap = runs.groupby("attention")["train_test_gap"].mean()
     table[f"gap > {OVERFIT_GAP:g} points"] = gap.gt(OVERFIT_GAP).reindex(table.index)
     return table.reset_index()
 
 
 def dvs_verdicts(runs: pd.DataFrame, diffs: pd.DataFrame, order: Sequence[str] | None = None) -> list[str]:
-    """The study's reading in sentences: DTA minus the baseline with the noise verdict (``diffs``:
-    :func:`paired_verdicts` against ``dta``), the paper's full-scale gap, and each variant's clean train - test gap
-    against :data:`OVERFIT_GAP`."""
+    """DTA minus the baseline with the noise verdict (``diffs``: :func:`paired_verdicts` against ``dta``), the
+    paper's full-scale gap and each variant's clean train - test gap against :data:`OVERFIT_GAP`, as sentences."""
     order = list(order) if order is not None else list(dict.fromkeys(runs["attention"]))
-    paper, d = _paper_top1("cifar10-dvs"), diffs.iloc[0]
-    n = int(d.n_pairs)
+    paper, d, n = _DVS_TOP1, diffs.iloc[0], int(diffs.iloc[0].n_pairs)
     spread = "" if n < 2 else (
         f" (sd {d.diff_std:.2f}; 95% t-interval {_fmt_ci(t_interval(d.diff_mean, d.diff_std, n))}; the smallest "
         f"difference these seeds detect with 80% power: {min_detectable_effect(d.diff_std, n):.2f} points)")
@@ -546,23 +483,14 @@ def dvs_verdicts(runs: pd.DataFrame, diffs: pd.DataFrame, order: Sequence[str] |
     return lines
 
 
-# ----------------------------------------------------------------------------------------------------
-# surrogate_width (notebook 09): accuracy per triangle half-width, per-layer gradient norms over training
-# (``metrics.jsonl`` ``grad_norms``), the first-to-last-layer ratio and the vanishing-gradient rule applied to it.
-#
+# ---- surrogate_width (09) ------------------------------------------------------------------------------------------
 # The rule (:func:`diagnose_widths`), per width at the last epoch: **vanishing** when the stem/fc gradient ratio is
 # below :data:`VANISHING_RATIO` and below the release width's; **exploding** when it is above :data:`EXPLODING_RATIO`
 # and above the release width's; **not learning** when the final test accuracy is within :data:`CHANCE_MARGIN`
 # points of chance; otherwise **healthy**.
 
-#: the release's triangle half-width gamma
-RELEASE_WIDTH = 1.0
-#: stem/fc gradient ratio below which (and below the release width's) a width is "vanishing"
-VANISHING_RATIO = 0.1
-#: stem/fc gradient ratio above which (and above the release width's) a width is "exploding"
-EXPLODING_RATIO = 10.0
-#: a final test accuracy within this many points of chance is "not learning"
-CHANCE_MARGIN = 5.0
+RELEASE_WIDTH = 1.0  # the release's triangle half-width gamma
+VANISHING_RATIO, EXPLODING_RATIO, CHANCE_MARGIN = 0.1, 10.0, 5.0  # the rule's thresholds (above)
 _GAMMA = "surrogate width gamma"
 
 
@@ -573,8 +501,7 @@ def grad_norm_curves(runs: pd.DataFrame, by: Sequence[str] = ("surrogate_width",
     rows = []
     for _, r in runs.iterrows():
         for rec in read_metrics(r["run"]):
-            norms = rec.get("grad_norms")
-            if not norms:
+            if not (norms := rec.get("grad_norms")):
                 raise ValueError(f"run {r['run']} has no grad_norms at epoch {rec.get('epoch')}; "
                                  "train it with record_grad_norms=True")
             rows += [{**{c: r[c] for c in by}, "epoch": rec["epoch"], "layer": k, "grad_norm": norms[k]}
@@ -599,15 +526,13 @@ def layer_order(names: Iterable[str]) -> list[str]:
 
 def gradient_ratio(curves: pd.DataFrame, first: str = "stem", last: str = "fc",
                    by: Sequence[str] = ("surrogate_width", "seed")) -> pd.DataFrame:
-    """``first``-layer over ``last``-layer gradient norm per run and epoch (columns ``*by, epoch, ratio``). A ratio far
-    below 1 that falls over training is the vanishing-gradient signature (each spiking layer multiplies the loss
-    signal by the surrogate derivative, paper Eq. 5)."""
+    """``first``-layer over ``last``-layer gradient norm per run and epoch (columns ``*by, epoch, ratio``); far below 1
+    and falling over training is the vanishing-gradient signature."""
     for name in (first, last):
         if name not in set(curves["layer"]):
             raise ValueError(f"layer {name!r} not in the gradient norms; layers: {sorted(set(curves['layer']))}")
     wide = curves.pivot_table(index=[*by, "epoch"], columns="layer", values="grad_norm").reset_index()
-    wide["ratio"] = wide[first] / wide[last]
-    return wide[[*by, "epoch", first, last, "ratio"]]
+    return wide.assign(ratio=wide[first] / wide[last])[[*by, "epoch", first, last, "ratio"]]
 
 
 def width_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -620,9 +545,8 @@ def width_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def width_differences(runs: pd.DataFrame, reference: float = RELEASE_WIDTH,
                       metric: str = "best_test_acc", level: float = 0.95) -> pd.DataFrame:
-    """Seed-paired ``reference`` minus each other width (positive: the reference is better; empty when ``reference``
-    was not run) with the plain and the Bonferroni-corrected t-intervals of the ``m`` comparisons
-    (:func:`_with_intervals`) and whether each excludes 0 (``exceeds seed noise``, ``... (Bonferroni)``)."""
+    """Seed-paired ``reference`` minus each other width (empty without ``reference``) with plain and Bonferroni
+    t-intervals (:func:`_with_intervals`) and whether each excludes 0 (``exceeds seed noise``, ``... (Bonferroni)``)."""
     if reference not in set(runs["surrogate_width"]):
         return pd.DataFrame()
     diffs = paired_verdicts(runs, "surrogate_width", reference, metric, level)
@@ -639,10 +563,8 @@ def diagnose_widths(ratio: pd.DataFrame, runs: pd.DataFrame, reference: float = 
                     chance: float = 10.0) -> pd.DataFrame:
     """Per width: the stem/fc ratio at the first and last epoch (mean over seeds), relative to ``reference``'s, the
     mean final test accuracy and the diagnosis of the module's rule (``chance``: accuracy of guessing, %)."""
-    def at(epoch: Any) -> pd.Series:
-        return ratio[ratio["epoch"] == epoch].groupby("surrogate_width")["ratio"].mean()
-
-    first, last = at(ratio["epoch"].min()), at(ratio["epoch"].max())
+    first, last = (ratio[ratio["epoch"] == e].groupby("surrogate_width")["ratio"].mean()
+                   for e in (ratio["epoch"].min(), ratio["epoch"].max()))
     final_acc = runs.groupby("surrogate_width")["final_test_acc"].mean()
     ref = last.get(reference, float("nan"))
     summary = pd.DataFrame({
@@ -650,13 +572,9 @@ def diagnose_widths(ratio: pd.DataFrame, runs: pd.DataFrame, reference: float = 
         f"ratio vs gamma={reference:g}": (last / ref).round(2), "final test acc. (%)": final_acc.round(1),
     })
 
-    def diagnose(r: float, a: float) -> str:
-        flags = [name for name, hit in (("vanishing", r < VANISHING_RATIO and r < ref),
-                                        ("exploding", r > EXPLODING_RATIO and r > ref),
-                                        ("not learning", a <= chance + CHANCE_MARGIN)) if hit]
-        return ", ".join(flags) or "healthy"
-
-    summary["diagnosis"] = [diagnose(r, a) for r, a in zip(last, final_acc)]
+    summary["diagnosis"] = [", ".join(name for name, hit in (
+        ("vanishing", r < VANISHING_RATIO and r < ref), ("exploding", r > EXPLODING_RATIO and r > ref),
+        ("not learning", a <= chance + CHANCE_MARGIN)) if hit) or "healthy" for r, a in zip(last, final_acc)]
     return summary.rename_axis(_GAMMA).reset_index()
 
 
@@ -698,13 +616,9 @@ def width_verdicts(summary: pd.DataFrame, runs: pd.DataFrame, diffs: pd.DataFram
     return lines + [line]
 
 
-# ----------------------------------------------------------------------------------------------------
-# precision: Does bf16 training keep fp32's accuracy? The trainer's ``precision="auto"`` picks bf16 autocast on a
-# CPU only when it has bf16 instructions (:func:`dta_lib.train.cpu_has_native_bf16`; emulated bf16 is several times
-# slower than fp32). The study runs the same models in both, paired by seed (notebook 11); the LIF membrane and
-# threshold comparison stay fp32 under autocast (:mod:`dta_lib.kernels`).
+# ---- precision (11) ------------------------------------------------------------------------------------------------
+# Does bf16 autocast keep fp32's accuracy? The same models in both, paired by seed (LIF state stays fp32).
 
-#: the two arms of the study; everything else comes from the preset and recipe
 PRECISION_VARIANTS = ({"precision": "fp32"}, {"precision": "bf16"})
 
 
@@ -726,20 +640,17 @@ def precision_verdict(runs: pd.DataFrame, metric: str = "best_test_acc") -> dict
             "within_noise": None if n < 2 else not exceeds_noise(mean, std, n)}
 
 
-# ----------------------------------------------------------------------------------------------------
-# energy: The energy study (notebook 12): reuse or train a run, energy tables per model (paper convention
-# ``E = E_MAC * MACs + E_AC * SOPs``, ``docs/analysis.md``), extrapolation to the paper's size and the cost of DTA.
+# ---- energy (12) ---------------------------------------------------------------------------------------------------
+# paper convention ``E = E_MAC * MACs + E_AC * SOPs`` (docs/analysis.md)
 
 def find_trained_run(dataset: str, preset: str, variant: dict[str, Any], seed: int,
                      studies: Iterable[str] = ("ablation", "energy"), root: str | os.PathLike[str] | None = None,
                      **common: Any) -> Path | None:
-    """The first completed run under ``studies`` (any variant folder) that still holds ``best.pt`` and whose config
-    equals ``make_config(dataset, preset, seed=seed, **common, **variant)`` up to threads, progress bars and probes;
-    ``None`` if there is none. Nothing is written."""
+    """The first completed run of ``studies`` holding ``best.pt`` whose config equals ``make_config(dataset, preset,
+    seed=seed, **common, **variant)`` up to threads, progress bars and probes; ``None`` if none."""
     cfg = make_config(dataset, preset, seed=seed, **{**common, **variant})
     for study in studies:
-        for path in sorted(run_dir(study, cfg, variant, root).parent.glob("*/config.json")):
-            path = path.parent
+        for path in sorted(p.parent for p in run_dir(study, cfg, variant, root).parent.glob("*/config.json")):
             try:
                 saved = json.loads((path / "config.json").read_text())
                 status = json.loads((path / "run.json").read_text()).get("status")
@@ -754,9 +665,8 @@ def find_trained_run(dataset: str, preset: str, variant: dict[str, Any], seed: i
 def trained_run(dataset: str, preset: str, variant: dict[str, Any], seed: int, reuse: bool = True,
                 studies: Sequence[str] = ("ablation", "surrogate_width", "train"), own_study: str = "energy",
                 root: str | os.PathLike[str] | None = None, **common: Any) -> tuple[dict[str, Any], str]:
-    """A trained run with ``best.pt`` as ``(row, the study its weights came from)``: an equal run of ``studies``
-    (:func:`find_trained_run`, in that order; ``reuse`` governs only ``own_study``'s runs), else one trained under
-    ``own_study`` through :func:`run_one`."""
+    """``(row, source study)`` of a run with ``best.pt``: an equal run of ``studies`` (:func:`find_trained_run`;
+    ``reuse`` governs ``own_study``'s runs only), else one trained under ``own_study`` by :func:`run_one`."""
     found = find_trained_run(dataset, preset, variant, seed, (*studies, *((own_study,) if reuse else ())), root,
                              **common)
     if found is None:
@@ -770,20 +680,16 @@ def energy_summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     model label to its :meth:`~dta_lib.analysis.SpikeRecorder.energy_table`."""
     out = pd.concat([energy_totals(table, by="group").rename_axis("group").reset_index().assign(model=label)
                      for label, table in tables.items()], ignore_index=True)
-    out["energy_mac_uj"] = out["energy_mac_pj"] * 1e-6
-    out["energy_ac_uj"] = out["energy_ac_pj"] * 1e-6
+    out = out.assign(energy_mac_uj=out["energy_mac_pj"] * 1e-6, energy_ac_uj=out["energy_ac_pj"] * 1e-6)
     return out[["model", "group", "macs", "sops", "energy_mac_uj", "energy_ac_uj", "energy_uj"]]
 
 
 def extrapolate_energy(full: pd.DataFrame, measured: pd.DataFrame, e_mac: float = E_MAC_PJ,
                        e_ac: float = E_AC_PJ) -> pd.DataFrame:
-    """Energy table of a larger model of the same layout (``full``, exact dense counts) with the input rates of
-    ``measured`` (a trained model's energy table, by layer name): ``sops = input_rate(measured) * dense_macs(full)``
-    for spike-fed layers, ``macs = dense_macs(full)`` for real-fed ones. An **extrapolation**: firing rates are
-    assumed not to change with width, ``T``, input size or dataset."""
+    """Energy table of a larger model of the same layout (``full``) with the input rates of ``measured`` (by layer
+    name): ``sops = input_rate * dense_macs`` spike-fed, ``macs = dense_macs`` real-fed. An **extrapolation**."""
     m = measured.set_index("name")
-    missing = sorted(set(full["name"]) - set(m.index))
-    if missing:
+    if missing := sorted(set(full["name"]) - set(m.index)):
         raise ValueError(f"layers {missing} of the full model are not in the measured table; same layout needed")
     out = full[["name", "type", "group", "steps", "flops", "dense_macs"]].copy()
     out["input"] = out["name"].map(m["input"])
@@ -818,8 +724,7 @@ def _joined(df: pd.DataFrame, col: str, sep: str = ", ", missing: str = "unknown
 
 def _wall_seconds(runs: pd.DataFrame) -> pd.Series:
     """``run.json``'s ``wall_seconds`` per run, else the summed epoch seconds."""
-    wall = runs["wall_seconds"] if "wall_seconds" in runs.columns else runs["train_seconds"]
-    return wall.fillna(runs["train_seconds"])
+    return runs.get("wall_seconds", runs["train_seconds"]).fillna(runs["train_seconds"])
 
 
 def runs_provenance(rows: pd.DataFrame) -> dict[str, Any]:
@@ -831,11 +736,6 @@ def runs_provenance(rows: pd.DataFrame) -> dict[str, Any]:
             "runs": len(rows), "wall_minutes": round(float(wall) / 60, 1)}
 
 
-def _forward_order(first: Sequence[str], names: Iterable[str]) -> list[str]:
-    order = list(dict.fromkeys(first))
-    return order + [n for n in dict.fromkeys(names) if n not in order]
-
-
 def firing_rates_by_model(recorders: dict[str, Any], reference: str = "DTA"
                           ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """``(rates, per_step, order)`` of :class:`~dta_lib.analysis.SpikeRecorder` s by model label: mean firing rate per
@@ -845,7 +745,7 @@ def firing_rates_by_model(recorders: dict[str, Any], reference: str = "DTA"
     rates = pd.concat([r.firing_rates().assign(model=label) for label, r in recorders.items()], ignore_index=True)
     per_step = pd.concat([r.firing_rates(long=True).assign(model=label) for label, r in recorders.items()],
                          ignore_index=True)
-    return rates, per_step, _forward_order(recorders[reference].firing_rates()["name"], rates["name"])
+    return rates, per_step, list(dict.fromkeys([*recorders[reference].firing_rates()["name"], *rates["name"]]))
 
 
 def energy_per_layer(tables: dict[str, pd.DataFrame], reference: str = "DTA") -> tuple[pd.DataFrame, list[str]]:
@@ -856,24 +756,19 @@ def energy_per_layer(tables: dict[str, pd.DataFrame], reference: str = "DTA") ->
     per_layer = pd.concat([t.assign(model=label) for label, t in tables.items()], ignore_index=True)
     per_layer["energy (nJ)"] = per_layer["energy_pj"] / 1e3
     per_layer["kind"] = per_layer["input"].map({"spike": "AC (spike-fed)", "real": "MAC (real-fed)"}).fillna("mixed")
-    return per_layer, _forward_order(tables[reference]["name"], per_layer["name"])
+    return per_layer, list(dict.fromkeys([*tables[reference]["name"], *per_layer["name"]]))
 
 
-# ----------------------------------------------------------------------------------------------------
-# summary (notebook 10): every run recorded under a preset's runs folder, per study: mean +- std per variant, the
-# paper's gaps beside ours, wall time and provenance.
-
+# ---- summary (10) --------------------------------------------------------------------------------------------------
 def load_study_runs(preset_root: str | os.PathLike[str], preset: str | None = None,
                     registry: Mapping[str, Study] | None = None) -> pd.DataFrame:
     """Exactly the runs ``registry`` (default :data:`~dta_lib.runs.STUDIES`) expects of ``preset`` (default: the
-    folder's name) under ``<preset_root>/<study>/<dataset>/<variant>-s<seed>/``: load_run's rows plus ``study`` and
-    ``variant`` (empty without the folder). A missing, unfinished, extra or copied run raises ``ValueError`` naming
-    each such folder and the fix, instead of averaging what happens to be there."""
+    folder's name) under ``<preset_root>/<study>/<dataset>/<variant>-s<seed>/``, as load_run rows plus ``study``
+    and ``variant``; any missing, unfinished, extra or copied run raises ``ValueError`` naming it and the fix."""
     root = Path(preset_root)
     if not root.is_dir():
         return pd.DataFrame()
-    preset, studies = preset or root.name, STUDIES if registry is None else registry
-    rows, problems = [], []
+    preset, studies, rows, problems = preset or root.name, STUDIES if registry is None else registry, [], []
 
     def visible(folder: Path) -> list[Path]:  # .ipynb_checkpoints and other hidden folders are not runs
         return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -900,17 +795,16 @@ def load_study_runs(preset_root: str | os.PathLike[str], preset: str | None = No
                 except (OSError, ValueError) as e:
                     problems.append(f"{run}: unreadable ({' '.join(str(e).split())[:200]}); retrain it: {fix}")
                     continue
+                said = f"{variant_key({k: row.get(k) for k in sorted(study.variants[0])})}-s{row.get('seed')}"
                 if status != "completed":
                     problems.append(f"{run}: not finished (run.json status {status!r}); finish it: {fix}")
-                    continue
-                said = f"{variant_key({k: row.get(k) for k in sorted(study.variants[0])})}-s{row.get('seed')}"
-                if said != name or row.get("preset") != preset or row.get("dataset") != data_dir.name:
+                elif said != name or row.get("preset") != preset or row.get("dataset") != data_dir.name:
                     problems.append(f"{run}: its config.json is {said} of preset {row.get('preset')!r} on "
                                     f"{row.get('dataset')!r}, not what its folder says; a copied or moved run: "
                                     f"retrain it: {fix}")
-                    continue
-                rows.append({**row, "study": study.name, "variant": name.rsplit("-s", 1)[0],
-                             "run": str(run.relative_to(root))})
+                else:
+                    rows.append({**row, "study": study.name, "variant": name.rsplit("-s", 1)[0],
+                                 "run": str(run.relative_to(root))})
     if problems:
         raise ValueError(f"{root} does not hold exactly the runs the registry expects at preset {preset} "
                          f"({len(problems)} problem(s)):\n  " + "\n  ".join(problems))
@@ -922,9 +816,8 @@ _KEYS = ("dataset", "attention", "time_steps", "surrogate_width", "surrogate", "
 
 
 def study_summary(runs: pd.DataFrame, study: str, metric: str = "best_test_acc") -> pd.DataFrame:
-    """One row per (dataset, variant) of ``study``: the varying config fields and mean +- std of ``metric``, final
-    test accuracy, the train/test gap (:func:`~dta_lib.runs.load_run`'s; only when a run has it, ``n/a`` for a
-    variant where any run lacks it) and :data:`~dta_lib.runs.AUGMENTED_TRAIN_LABEL` (never a gap)."""
+    """One row per (dataset, variant) of ``study``: varying config fields, mean +- std of ``metric``, final test
+    accuracy, train/test gap (``n/a`` if a run lacks it) and :data:`~dta_lib.runs.AUGMENTED_TRAIN_LABEL`."""
     sub = runs[runs["study"] == study]
     if sub.empty:
         raise ValueError(f"no runs of study {study!r}; have {sorted(set(runs.get('study', [])))}")
@@ -947,10 +840,9 @@ def study_summary(runs: pd.DataFrame, study: str, metric: str = "best_test_acc")
 
 
 def paper_gaps(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFrame:
-    """The paper's comparisons (ablation: DTA - each variant; time_steps: T=6 - T=4; dvs and train: DTA - none)
-    beside ours, for the studies present: mean +- std of per-seed differences, their 95 % t-interval (``ci95``),
-    ``exceeds_noise`` (``"n/a"`` with one seed), the minimum detectable effect (80 % power) and whether it
-    ``resolves the paper's gap`` (is at most the paper's difference)."""
+    """The paper's comparisons (ablation, time_steps, dvs, train) beside ours: mean +- std of per-seed differences,
+    95 % t-interval (``ci95``), ``exceeds_noise`` (``"n/a"`` with one seed), the minimum detectable effect (80 %
+    power) and whether it ``resolves the paper's gap`` (is at most the paper's difference)."""
     lo, hi = PAPER_ABLATION_GAP
     p = PAPER_RESULTS.set_index(["dataset", "time_steps", "attention"])["paper_top1"]
     t_gap = p[("cifar100", 6, "dta")] - p[("cifar100", 4, "dta")]
@@ -977,26 +869,20 @@ def paper_gaps(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFram
                     continue
                 d = (g[g[col] == a].set_index("seed")[metric] - g[g[col] == b].set_index("seed")[metric]).dropna()
                 mean, std, n = float(d.mean()), float(d.std()), len(d)
+                ci, mde = t_interval(mean, std, n), min_detectable_effect(std, n)
                 rows.append({"study": study, "comparison": comparison, "paper setting": setting, "paper (points)": text,
                              "our setting": ours, "ours (points)": format_mean_std(mean, std), "n_pairs": n,
                              "exceeds_noise": "n/a" if n < 2 else exceeds_noise(mean, std, n), "ours_mean": mean,
-                             "ours_std": std, "paper_low": low, "paper_high": high})
-    out = pd.DataFrame(rows)
-    if out.empty:
-        return out
-    ci = [t_interval(m, sd, int(n)) for m, sd, n in zip(out["ours_mean"], out["ours_std"], out["n_pairs"])]
-    out["ci95 (points)"] = [_fmt_ci(c) if math.isfinite(c[0]) else "n/a (1 seed)" for c in ci]
-    out["ci95_low"], out["ci95_high"] = [lo for lo, _ in ci], [hi for _, hi in ci]
-    out["min_detectable_effect"] = [min_detectable_effect(sd, int(n)) for sd, n in zip(out["ours_std"], out["n_pairs"])]
-    out["resolves the paper's gap"] = [_resolves(r) for r in out.itertuples()]
-    return out
+                             "ours_std": std, "paper_low": low, "paper_high": high,
+                             "ci95 (points)": _fmt_ci(ci) if math.isfinite(ci[0]) else "n/a (1 seed)",
+                             "ci95_low": ci[0], "ci95_high": ci[1], "min_detectable_effect": mde,
+                             "resolves the paper's gap": _resolves(mde, low, high)})
+    return pd.DataFrame(rows)
 
 
-def _resolves(r: Any) -> str:
-    """Can these seeds tell the paper's difference from zero? Only if the smallest effect they detect (80 % power,
-    95 % level) is at most the paper's (its lower bound for a range)."""
-    paper = min(abs(r.paper_low), abs(r.paper_high)) if math.isfinite(r.paper_low) else math.nan
-    mde = r.min_detectable_effect
+def _resolves(mde: float, low: float, high: float) -> str:
+    """Whether the seeds resolve the paper's gap: their MDE (80 % power, 95 %) is at most it (a range: its low end)."""
+    paper = min(abs(low), abs(high)) if math.isfinite(low) else math.nan
     if not math.isfinite(mde):
         return "no: one seed, no noise estimate"
     if not math.isfinite(paper):
@@ -1009,12 +895,8 @@ def paper_gaps_by_preset(presets: Sequence[str], metric: str = "best_test_acc") 
     table with a ``preset`` column; presets without runs are left out."""
     from .paths import recorded
 
-    frames = []
-    for preset in presets:
-        runs = load_study_runs(recorded(f"runs/{preset}"), preset)
-        gaps = paper_gaps(runs, metric) if not runs.empty else pd.DataFrame()
-        if not gaps.empty:
-            frames.append(gaps.assign(preset=preset))
+    frames = [gaps for preset in presets if not (runs := load_study_runs(recorded(f"runs/{preset}"), preset)).empty
+              and not (gaps := paper_gaps(runs, metric).assign(preset=preset)).empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -1023,8 +905,7 @@ def provenance(runs: pd.DataFrame) -> pd.DataFrame:
     wall = _wall_seconds(runs).groupby(runs["study"]).sum()
     rows = []
     for study, g in runs.groupby("study", sort=True):
-        def col(name: str) -> str:
-            return _joined(g, name, "; ") or "unknown"
+        col = lambda name: _joined(g, name, "; ") or "unknown"  # noqa: E731
         rows.append({"study": study, "preset": col("preset"), "dataset": col("dataset"),
                      "seeds": ",".join(str(s) for s in sorted(set(g["seed"]))), "runs": len(g),
                      "hardware": col("hardware.cpu"), "torch threads": col("hardware.torch_threads"),
@@ -1049,9 +930,8 @@ RECORDED_BLOCK = re.compile(r"<!-- recorded: (?P<pattern>\S+) -->(?P<text>.*?)<!
 
 
 def recorded_hardware(pattern: str, root: str | os.PathLike[str] = ".") -> str:
-    """What the files matching ``pattern`` under ``root`` (a bench file's ``meta``, a run's ``run.json``) recorded
-    about their machine and precision, as one phrase for the ``<!-- recorded: PATTERN -->`` blocks of README and
-    docs (:func:`sync_recorded`)."""
+    """The machine and precision recorded by the files matching ``pattern`` under ``root`` (bench ``meta`` or run
+    ``run.json``), as one phrase for :func:`sync_recorded`."""
     files = sorted(Path(root).glob(pattern))
     if not files:
         raise FileNotFoundError(f"no recorded file matches {pattern} under {root}")

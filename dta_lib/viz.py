@@ -1,12 +1,6 @@
-"""All plotting (matplotlib + seaborn): every function returns its Figure; :func:`save_figure` writes it.
-
-In the order of the notebooks: mechanism figures (LIF dynamics, paper Eqs. 1-3; surrogate shapes, Eq. 5; T-XA maps
-``A_t`` / ``A_c``; T-NA maps, LTCA local and GTCA global; the DTA gate; a box diagram of MS-ResNet), block diagrams of
-the DTA block and the MS basic block drawn from their arguments (so the shapes in the picture are the shapes the code
-computes; paper Sec. 3.2-3.4), event frames of the emulator next to its image, and the study figures (training
-curves, the ablation, the time-step study, any study's per-seed runs, the paper's gaps beside ours). Inputs are
-``torch.Tensor`` or ``numpy.ndarray``.
-"""
+"""All plotting (matplotlib + seaborn), in the order of the notebooks: mechanism figures (LIF, surrogates, T-XA / T-NA
+maps, the DTA gate, MS-ResNet), block diagrams drawn from their arguments, event frames and the study figures. Every
+function returns its Figure (inputs: ``torch.Tensor`` or ``numpy.ndarray``); :func:`save_figure` writes it."""
 from __future__ import annotations
 
 import math
@@ -18,6 +12,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyBboxPatch, Patch
@@ -39,13 +34,18 @@ def _np(x: ArrayLike, what: str, *dims: int) -> np.ndarray:
     return a
 
 
-def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Save ``fig`` atomically (temp file in the same folder, then ``os.replace``); returns the final path.
+def _finish(fig: Any, title: str = "", tight: bool = True, **suptitle: Any) -> Any:
+    if title:
+        fig.suptitle(title, **suptitle)
+    if tight:
+        fig.tight_layout()
+    return fig
 
-    A relative ``path`` goes under ``figures/`` of :func:`dta_lib.paths.output_root`; the format comes from the suffix
-    (``.png``, ``.pdf`` or ``.svg``). The file gets mode ``0o666 & ~umask`` (like ``open``). PNG metadata is stripped
-    so the bytes do not depend on the matplotlib version string.
-    """
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Save ``fig`` atomically (:func:`dta_lib.atomic.atomic_write`); returns the final path. A relative ``path`` goes
+    under ``figures/`` of :func:`dta_lib.paths.output_root`; ``.png``, ``.pdf`` or ``.svg``. PNG metadata is stripped
+    so the bytes do not depend on the matplotlib version."""
     path = Path(path) if Path(path).is_absolute() else output_root() / "figures" / path
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("png", "pdf", "svg"):
@@ -57,10 +57,7 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
 
 def plot_image(image: ArrayLike, title: str = "", marks: Sequence[tuple[int, int]] = (), labels: Sequence[str] = (),
                cbar_label: str = "intensity") -> Figure:
-    """Show a grey image ``[H, W]`` (or ``[1, H, W]``), optionally marking pixels ``(row, col)``.
-
-    The colour scale spans ``[min(0, image.min()), max(1, image.max())]``.
-    """
+    """Show a grey image ``[H, W]`` (or ``[1, H, W]``) on ``[min(0, min), max(1, max)]``, marking pixels (row, col)."""
     img = _np(image, "image", 2, 3)
     img = img[0] if img.ndim == 3 else img
     fig, ax = plt.subplots(figsize=(4.2, 4.0))
@@ -73,18 +70,13 @@ def plot_image(image: ArrayLike, title: str = "", marks: Sequence[tuple[int, int
                         fontweight="bold")
     ax.set(title=title, xlabel="column", ylabel="row")
     fig.colorbar(im, ax=ax, fraction=0.046, label=cbar_label)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def plot_lif_traces(current: ArrayLike, membrane: ArrayLike, spikes: ArrayLike, threshold: float = 1.0,
                     labels: Sequence[str] | None = None, title: str = "LIF membrane traces") -> Figure:
-    """Membrane traces of a few neurons, one panel each (paper Eqs. 1-3).
-
-    ``current`` (input ``x_t``), ``membrane`` (charged ``h_t`` before reset, from
-    :meth:`dta_lib.snn.neuron.LIF.trace`) and ``spikes`` ``s_t`` are ``[T, N]``. Spikes are drawn
-    as markers at the top; the dashed line is the threshold.
-    """
+    """Membrane traces of a few neurons, one panel each (paper Eqs. 1-3): ``current`` ``x_t``, ``membrane`` ``h_t``
+    (before reset, :meth:`dta_lib.snn.neuron.LIF.trace`) and ``spikes`` ``s_t``, each ``[T, N]``."""
     x, h, s = (_np(a, n, 2) for a, n in ((current, "current"), (membrane, "membrane"), (spikes, "spikes")))
     if not (x.shape == h.shape == s.shape):
         raise ValueError(f"current, membrane and spikes must share shape [T, N], got {x.shape}, {h.shape}, {s.shape}")
@@ -127,17 +119,13 @@ def plot_spike_raster(spikes: ArrayLike, title: str = "Spike raster", ylabel: st
         ax.set_yticks(np.arange(n), list(yticklabels), fontsize=6)
     axr.barh(np.arange(n), s.mean(0), color="steelblue")
     axr.set(xlim=(0, 1), xlabel="firing rate", title="rate")
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def plot_surrogates(surrogates: Mapping[str, Surrogate], v_range: tuple[float, float] = (-3.0, 3.0),
                     points: int = 601) -> Figure:
-    """Surrogate derivatives ``ds/dv`` (left) and their primitives next to the Heaviside step (right).
-
-    ``v = h - threshold`` is the centred membrane; each surrogate's ``derivative`` and
-    ``primitive`` are evaluated on a grid (paper Eq. 5 for the triangle).
-    """
+    """Surrogate derivatives ``ds/dv`` (left) and their primitives next to the Heaviside step (right),
+    ``v = h - threshold`` (paper Eq. 5 for the triangle)."""
     if not surrogates:
         raise ValueError("plot_surrogates needs at least one surrogate, got an empty mapping")
     v = torch.linspace(*v_range, points, dtype=torch.float64)
@@ -152,22 +140,16 @@ def plot_surrogates(surrogates: Mapping[str, Surrogate], v_range: tuple[float, f
     a1.set(xlabel=r"$v = h - \vartheta$", ylabel="smooth primitive", title="Primitives vs. the forward step")
     a0.legend(fontsize=8)
     a1.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def plot_tc_maps(maps: Mapping[str, ArrayLike], title: str = "", cmap: str = "viridis", center: float | None = None,
                  shared_scale: bool = False) -> Figure:
-    """Heatmaps of ``[T, C]`` maps (time on y, channel on x), one panel each with its colorbar.
-
-    Used for the T-XA maps ``A_t`` (TLA) and ``A_c`` (CLA), the GTCA global map, and any
-    per-(t, c) statistic. ``center`` gives a diverging scale around that value.
-    """
-    if not maps:
-        raise ValueError("plot_tc_maps needs at least one map, got an empty mapping")
+    """Heatmaps of ``[T, C]`` maps (time on y, channel on x; A_t, A_c, GTCA), one panel each with its colorbar;
+    ``center`` gives a diverging scale around that value."""
     arrays = {k: _np(v, f"map {k!r}", 2) for k, v in maps.items()}
-    lo = min(a.min() for a in arrays.values()) if shared_scale else None
-    hi = max(a.max() for a in arrays.values()) if shared_scale else None
+    vals = arrays.values()
+    lo, hi = (min(a.min() for a in vals), max(a.max() for a in vals)) if shared_scale else (None, None)
     n, (t_steps, channels) = len(arrays), next(iter(arrays.values())).shape
     fig, axes = plt.subplots(n, 1, figsize=(min(14, 3 + 0.16 * channels), (0.3 * t_steps + 1.1) * n + 0.4), squeeze=False)
     for ax, (name, a) in zip(axes[:, 0], arrays.items()):
@@ -176,19 +158,13 @@ def plot_tc_maps(maps: Mapping[str, ArrayLike], title: str = "", cmap: str = "vi
                     yticklabels=[str(i + 1) for i in range(a.shape[0])])
         ax.set(title=name, xlabel="channel $c$", ylabel="time step $t$")
         ax.tick_params(axis="y", rotation=0)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def plot_spatial_maps(maps: ArrayLike, times: Sequence[int], channels: Sequence[int], title: str = "",
                       cmap: str = "magma") -> Figure:
-    """Grid of spatial maps from ``maps`` ``[T, C, H, W]``: rows = time steps, columns = channels.
-
-    Each panel has its own colour scale and colorbar, so the spatial pattern stays visible even when
-    the offset changes with time; used for the LTCA local map and any per-(t, c) feature map.
-    """
+    """Grid of spatial maps (LTCA) from ``maps`` ``[T, C, H, W]``: rows = time steps, columns = channels, each panel
+    with its own colour scale."""
     m = _np(maps, "maps [T, C, H, W]", 4)
     t_steps, c_total = m.shape[:2]
     bad = [t for t in times if not 0 <= t < t_steps] + [c for c in channels if not 0 <= c < c_total]
@@ -198,26 +174,17 @@ def plot_spatial_maps(maps: ArrayLike, times: Sequence[int], channels: Sequence[
     fig, axes = plt.subplots(len(times), len(channels), figsize=(2.4 * len(channels) + 0.4, 2.0 * len(times) + 0.6),
                              squeeze=False, layout="constrained")
     for j, c in enumerate(channels):
+        axes[0, j].set_title(f"channel {c}", fontsize=9)
         for i, t in enumerate(times):
-            ax = axes[i, j]
-            im = ax.imshow(m[t, c], cmap=cmap)
-            ax.set_xticks([]), ax.set_yticks([])
-            if i == 0:
-                ax.set_title(f"channel {c}", fontsize=9)
-            if j == 0:
-                ax.set_ylabel(f"t = {t + 1}")
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
-    if title:
-        fig.suptitle(title)
-    return fig
+            im = axes[i, j].imshow(m[t, c], cmap=cmap)
+            axes[i, j].set(xticks=[], yticks=[], ylabel=f"t = {t + 1}" if j == 0 else "")
+            fig.colorbar(im, ax=axes[i, j], fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+    return _finish(fig, title, tight=False)
 
 
 def plot_timestep_rows(rows: Mapping[str, ArrayLike], title: str = "", cmaps: Mapping[str, str] | None = None,
                        limits: Mapping[str, tuple[float, float]] | None = None) -> Figure:
-    """One row per named ``[T, H, W]`` array, one column per time step, a colorbar per row.
-
-    Used for the DTA gate per time step next to the stem output, its spikes and the gated output.
-    """
+    """One row per named ``[T, H, W]`` array (e.g. the DTA gate), one column per time step, a colorbar per row."""
     arrays = {k: _np(v, f"row {k!r} [T, H, W]", 3) for k, v in rows.items()}
     steps = {a.shape[0] for a in arrays.values()}
     if len(steps) != 1:
@@ -227,26 +194,19 @@ def plot_timestep_rows(rows: Mapping[str, ArrayLike], title: str = "", cmaps: Ma
     fig, axes = plt.subplots(len(arrays), t_steps, figsize=(1.6 * t_steps + 1.2, 1.7 * len(arrays) + 0.5), squeeze=False)
     for i, (name, a) in enumerate(arrays.items()):
         lo, hi = limits.get(name, (float(a.min()), float(a.max())))
+        axes[i, 0].set_ylabel(name, fontsize=9)
         for t in range(t_steps):
-            ax = axes[i, t]
-            im = ax.imshow(a[t], cmap=cmaps.get(name, "viridis"), vmin=lo, vmax=hi)
-            ax.set_xticks([]), ax.set_yticks([])
+            im = axes[i, t].imshow(a[t], cmap=cmaps.get(name, "viridis"), vmin=lo, vmax=hi)
+            axes[i, t].set(xticks=[], yticks=[])
             if i == 0:
-                ax.set_title(f"t = {t + 1}", fontsize=9)
-            if t == 0:
-                ax.set_ylabel(name, fontsize=9)
+                axes[i, t].set_title(f"t = {t + 1}", fontsize=9)
         fig.colorbar(im, ax=list(axes[i, :]), fraction=0.02, pad=0.01)
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, title, tight=False)
 
 
 def plot_architecture(model: nn.Module, title: str = "MS-ResNet with DTA") -> Figure:
-    """Box diagram of an :class:`~dta_lib.models.MSResNet` generated from its modules.
-
-    One box per top-level module in forward order (stem conv, BN, LIF, DTA, stages, head),
-    each with its parameter count; the DTA block is highlighted and the spike path into it drawn.
-    """
+    """Box diagram of an :class:`~dta_lib.models.MSResNet`: one box per top-level module in forward order with its
+    parameter count; the DTA block highlighted."""
     if not hasattr(model, "stem_conv") or not hasattr(model, "fc"):
         raise ValueError(f"plot_architecture expects an MSResNet (stem_conv ... fc), got {type(model).__name__}")
     boxes = [("input", "input\n[B, C, H, W]\n(repeated T times)", "io")]  # (name, label, kind) in forward order
@@ -308,8 +268,7 @@ def plot_architecture(model: nn.Module, title: str = "MS-ResNet with DTA") -> Fi
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(f"{title}: {count_parameters(model):,} parameters")
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 # ---------------------------------------------------------------------------------------------- event data
@@ -350,9 +309,7 @@ def emulation_figure(image: np.ndarray | torch.Tensor, frames: torch.Tensor, eve
     for k in (1, 2):
         ax.axvline(bins[-1] * k / 3, color="k", ls="--", lw=0.8)
     _legend_above(ax)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
+    return _finish(fig, title, tight=False, fontsize=10)
 
 
 def _legend_above(ax) -> None:
@@ -361,12 +318,8 @@ def _legend_above(ax) -> None:
 
 
 def event_bbox(frames: torch.Tensor, coverage: float = 0.99, margin: int = 8) -> tuple[int, int, int, int]:
-    """Where the events of ``frames`` (``[..., H, W]`` event counts) lie: ``(y0, y1, x0, x1)``, half-open, so
-    ``frames[..., y0:y1, x0:x1]`` is the crop.
-
-    Per axis, the smallest range holding ``coverage`` of the events (``(1 - coverage) / 2`` of them dropped on each
-    side, so a few isolated noise events far from the scene do not stretch the box to the whole sensor), widened by
-    ``margin`` pixels and clipped to the frame. No events: the whole frame.
+    """Crop ``(y0, y1, x0, x1)`` (half-open) of the events of ``frames`` (``[..., H, W]`` counts): per axis the smallest
+    range holding ``coverage`` of them (isolated noise dropped), widened by ``margin`` and clipped. No events: all.
 
     >>> f = torch.zeros(1, 2, 10, 20); f[0, 1, 3, 5] = f[0, 0, 6, 12] = 1
     >>> event_bbox(f, coverage=1.0, margin=1)
@@ -393,15 +346,8 @@ def event_bbox(frames: torch.Tensor, coverage: float = 0.99, margin: int = 8) ->
 
 def real_vs_emulated_figure(real: torch.Tensor, emulated: torch.Tensor, real_label: str, emulated_label: str,
                             frames_shown: int = 5, row_height: float = 1.7) -> Figure:
-    """Signed event frames (ON - OFF) of a real recording and an emulated stream: one row per frame, the real
-    frame on the left, the emulated one on the right.
-
-    ``real`` / ``emulated``: ``[T, 2, H, W]`` event counts (channel 0 OFF, 1 ON, as tonic stores polarity), each
-    drawn at its own aspect ratio, ``row_height`` inches tall (crop a large, mostly empty sensor with
-    :func:`event_bbox` first, so a wide crop gets the width it needs). Each column has its own colour scale,
-    symmetric around 0 (red ON, blue OFF) and saturating at the 98th percentile of the non-zero counts shown, so a
-    few hot pixels do not wash out the edges.
-    """
+    """Signed event frames (ON - OFF) of ``real`` (left) and ``emulated`` (right), ``[T, 2, H, W]`` counts (channel 1
+    ON), one row per frame at its own aspect ratio; each column's colour scale saturates at the 98th percentile."""
     for name, f in (("real", real), ("emulated", emulated)):
         if f.dim() != 4 or f.shape[1] != 2:
             raise ValueError(f"{name} frames must be [T, 2, H, W], got {tuple(f.shape)}")
@@ -421,9 +367,7 @@ def real_vs_emulated_figure(real: torch.Tensor, emulated: torch.Tensor, real_lab
             if col == 0:
                 ax.set_ylabel(f"frame {k + 1}", fontsize=8)
         axes[0, col].set_title(label, fontsize=8)
-    fig.suptitle("Real DAVIS346 recording vs. emulated stream (red ON, blue OFF events per frame)", fontsize=9)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, "Real DAVIS346 recording vs. emulated stream (red ON, blue OFF events per frame)", fontsize=9)
 
 
 # ---------------------------------------------------------------------------------------------- block diagrams
@@ -476,8 +420,7 @@ def plot_dta_block(time_steps: int = 6, channels: int = 64, height: int = 32, wi
     for a, b in ((yxa, gate), (dec, gate), (gate, out), (s, out)):
         _arrow(ax, a, b)
     ax.set_title(title or f"The DTA block (T={t}, C={c}, {h}x{w}; batch dimension omitted)", fontsize=9)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def plot_ms_block(channels_in: int = 64, channels_out: int = 128, height: int = 32, width: int = 32,
@@ -506,18 +449,10 @@ def plot_ms_block(channels_in: int = 64, channels_out: int = 128, height: int = 
     ax.annotate("", xy=(add[0] + 0.4, add[1]), xytext=(sc[0], sc[1] - 0.55),
                 arrowprops=dict(arrowstyle="->", lw=0.8, color="0.25", connectionstyle="angle,angleA=-90,angleB=0"))
     ax.set_title(title or "MS-ResNet basic block (membrane shortcut)", fontsize=9)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 # ---------------------------------------------------------------------------------------------- studies
-def _finish(fig: Any, title: str) -> Any:
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 def plot_curves(history: pd.DataFrame, axes: Sequence[Any] | None = None, title: str = "") -> Any:
     """Loss and accuracy (train / test) per epoch; draws into ``axes`` (2 axes) or a new figure."""
 
@@ -538,14 +473,11 @@ def plot_curves(history: pd.DataFrame, axes: Sequence[Any] | None = None, title:
             ax.legend(fontsize=8)
     axes[0].set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     axes[1].set(xlabel="epoch", ylabel="accuracy (%)", title="top-1 accuracy")
-    return _finish(fig, title)
+    return _finish(fig, title, fontsize=10)
 
 
 def plot_curve_comparison(histories: dict[str, pd.DataFrame], title: str = "") -> Any:
     """Test accuracy and training loss per epoch of several runs (one line per label of ``histories``)."""
-
-    if not histories:
-        raise ValueError("plot_curve_comparison: no histories given")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for i, (label, h) in enumerate(histories.items()):
         axes[0].plot(h["epoch"], h["test_acc"], "os^v"[i % 4] + "-", label=label)
@@ -554,15 +486,13 @@ def plot_curve_comparison(histories: dict[str, pd.DataFrame], title: str = "") -
     axes[1].set(xlabel="epoch", ylabel="cross-entropy", title="training loss")
     for ax in axes:
         ax.legend(fontsize=8)
-    return _finish(fig, title)
+    return _finish(fig, title, fontsize=10)
 
 
 def plot_ablation(df: pd.DataFrame, metric: str = "best_test_acc", title: str = "", baseline: str = "dta") -> Any:
-    """The ablation as the paired design it is. Left: each seed's runs joined by a line across the variants, each
-    variant's mean +- sample std beside them. Right: the per-seed differences ``baseline`` - variant, their mean with
-    the 95 % t-interval (:func:`dta_lib.studies.ablation_paired`; one pair: a hollow marker) and, for T-XA / T-NA
-    against DTA, the paper's CIFAR10 gap band. One legend, right of the panels."""
-
+    """The ablation as the paired design it is. Left: each seed's runs joined across the variants, each variant's mean
+    +- std beside them. Right: the per-seed differences ``baseline`` - variant, their mean with the 95 % t-interval
+    (:func:`dta_lib.studies.ablation_paired`) and, for T-XA / T-NA against DTA, the paper's CIFAR10 gap band."""
     _check_columns(df, ["attention", "seed", metric], "plot_ablation")
     order = [a for a in ATTENTION_LABELS if a in set(df["attention"])]
     wide = df.pivot_table(index="seed", columns="attention", values=metric).reindex(columns=order)
@@ -619,14 +549,11 @@ def plot_ablation(df: pd.DataFrame, metric: str = "best_test_acc", title: str = 
                 ha="center", va="center", transform=a1.transAxes, fontsize=9)
         a1.set_axis_off()
     a1.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
-    fig.suptitle(title or "Ablation: paired per-seed runs and differences", fontsize=11)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title or "Ablation: paired per-seed runs and differences", fontsize=11)
 
 
 def plot_time_steps(table: pd.DataFrame, title: str = "") -> Any:
     """Accuracy, seconds per epoch and step memory against T (one panel each)."""
-
     metric = next(c for c in table.columns if c.endswith("_mean"))
     std = metric.replace("_mean", "_std")
     panels = [(metric, "accuracy (%)", "test accuracy"),
@@ -641,15 +568,12 @@ def plot_time_steps(table: pd.DataFrame, title: str = "") -> Any:
         if col == metric and table[std].notna().any():
             ax.errorbar(table["time_steps"], table[col], yerr=table[std], fmt="none", capsize=3)
         ax.set(xlabel="time steps T", ylabel=ylabel, title=name, xticks=list(table["time_steps"]))
-    return _finish(fig, title)
+    return _finish(fig, title, fontsize=10)
 
 
 def plot_study(runs: pd.DataFrame, study: str, metric: str = "best_test_acc", title: str = "") -> Any:
     """Per-seed points and mean +- std of ``metric`` for each variant of ``study``, the axis zoomed to the data."""
-
     sub = runs[runs["study"] == study].copy()
-    if sub.empty:
-        raise ValueError(f"no runs of study {study!r}")
     sub["label"] = sub["dataset"] + "\n" + sub["variant"].str.replace(",", "\n")
     order = sorted(set(sub["label"]))
     fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(order)), 3.8))
@@ -665,16 +589,12 @@ def plot_study(runs: pd.DataFrame, study: str, metric: str = "best_test_acc", ti
     ax.legend(fontsize=7, loc="best")
     ax.set(xlabel="", ylabel=f"{metric.replace('_', ' ')} (%)", title=title or study)
     ax.tick_params(axis="x", labelsize=7)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def plot_paper_gaps(gaps: pd.DataFrame, title: str = "") -> Any:
     """Our paired differences (mean and 95 % t-interval over seeds; one seed: a hollow marker) beside the paper's
     gap (shaded range or marker), one row per comparison (its ``preset``, when given, in the label)."""
-
-    if gaps.empty:
-        raise ValueError("plot_paper_gaps: no comparisons to draw")
     labels = [(f"{r.preset} " if "preset" in gaps else "") + f"{r.study}: {r.comparison} (n={r.n_pairs})"
               for r in gaps.itertuples()]
     y = list(range(len(gaps)))[::-1]
@@ -699,22 +619,18 @@ def plot_paper_gaps(gaps: pd.DataFrame, title: str = "") -> Any:
     ax.set_yticks(y, labels, fontsize=8)
     ax.set(xlabel="difference (accuracy points)", title=title or "Paper vs ours: differences between settings")
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def _ordered_palette(values: Any) -> dict[Any, Any]:
     """Viridis colours for ordered values (the surrogate widths), its pale yellow end cut off (lines read on white)."""
-    import matplotlib
-
     levels = sorted(set(values))
-    return {v: matplotlib.colormaps["viridis"](0.72 * i / max(len(levels) - 1, 1)) for i, v in enumerate(levels)}
+    return {v: colormaps["viridis"](0.72 * i / max(len(levels) - 1, 1)) for i, v in enumerate(levels)}
 
 
 def plot_grad_norms(curves: pd.DataFrame, title: str = "", hue: str = "surrogate_width") -> Any:
     """One panel per epoch: gradient L2 norm per layer, input to output (log scale), one line per ``hue`` value
     (mean, band: sd over seeds). ``curves`` is :func:`dta_lib.studies.grad_norm_curves`' long form."""
-
     layers = list(dict.fromkeys(curves["layer"]))  # forward order
     epochs = sorted(curves["epoch"].unique())
     palette = _ordered_palette(curves[hue])
@@ -741,7 +657,6 @@ def plot_vanishing_check(ratio: pd.DataFrame, accuracy: pd.DataFrame, title: str
     """Left: the stem/fc gradient ratio per epoch (log scale, :func:`dta_lib.studies.gradient_ratio`) with the
     rule's ``vanishing`` / ``exploding`` lines inside the axis; right: test accuracy per epoch (``accuracy``: per-epoch
     records with ``epoch``, ``test_acc`` and ``hue``) with ``chance``; one legend below the panels."""
-
     _check_columns(ratio, ["epoch", "ratio", hue], "plot_vanishing_check")
     _check_columns(accuracy, ["epoch", "test_acc", hue], "plot_vanishing_check")
     palette = _ordered_palette([*ratio[hue], *accuracy[hue]])
@@ -769,7 +684,6 @@ def plot_vanishing_check(ratio: pd.DataFrame, accuracy: pd.DataFrame, title: str
 def plot_firing_rates(rates: pd.DataFrame, per_step: pd.DataFrame, order: Sequence[str], title: str = "") -> Any:
     """Left: mean firing rate per LIF layer and model (bars, ``order``); right: rate per time step (mean over
     layers, band: min-max). Inputs: :func:`dta_lib.studies.firing_rates_by_model`."""
-
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(14, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     sns.barplot(data=rates, x="name", y="rate", hue="model", order=list(order), ax=a0, palette="Set2")
     a0.set(title="mean firing rate per LIF layer", xlabel="LIF layer (input -> output)", ylabel="spikes / neuron / step")
