@@ -1,9 +1,4 @@
-"""Command line: ``python -m dta_lib {train,evaluate,...} --help``.
-
-Subcommands live in :data:`COMMANDS` (name -> ``(help, add_arguments, run)``). Another module adds one with
-:func:`register_command`, or by being listed in :data:`PLUGIN_MODULES` and defining
-``add_arguments(parser)`` and ``run(args) -> int`` (plus a module docstring for the help).
-"""
+"""Command line: ``python -m dta_lib {train,evaluate,...} --help``; adding a subcommand: docs/training.md."""
 from __future__ import annotations
 
 import argparse
@@ -64,8 +59,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config: type | None = 
         if f.name in ("dataset", "preset"):
             continue
         meta = f.metadata
-        group = meta.get("group", "run")
-        if group not in groups:
+        if (group := meta.get("group", "run")) not in groups:
             groups[group] = parser.add_argument_group(group)
         g, flag = groups[group], "--" + f.name.replace("_", "-")
         kind = str(f.type).replace(" | None", "")
@@ -142,10 +136,8 @@ register_command("evaluate", "evaluate a checkpoint (python -m dta_lib evaluate 
 
 def _load_plugins() -> None:
     for name, module in PLUGIN_MODULES.items():
-        if name in COMMANDS:
-            continue
         try:
-            mod = importlib.import_module(module)
+            mod = None if name in COMMANDS else importlib.import_module(module)
         except Exception:  # a missing or broken tool must not break train / evaluate
             continue
         if hasattr(mod, "add_arguments") and hasattr(mod, "run"):
@@ -177,27 +169,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
-        out = getattr(args, "out", None) if args.command == "train" else None
         kept = ("; the run folder keeps its last finished epoch: continue it with --resume"
-                if out and os.path.isfile(os.path.join(out, "last.pt")) else "")
+                if args.command == "train" and _has_last(args) else "")
         print(f"error: interrupted (SIGINT/SIGTERM){kept}", file=sys.stderr)
         return 130
-    except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except (ValueError, FileNotFoundError, NotADirectoryError, CheckpointError, ImportError, RunLockedError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # disk full, read-only folder, file too large, no network for --download, ...
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        out = getattr(args, "out", None)
-        kept = "; the run folder keeps its last finished epoch (continue with --resume)" if (
-            out and os.path.isfile(os.path.join(out, "last.pt"))) else ""
+        kept = "; the run folder keeps its last finished epoch (continue with --resume)" if _has_last(args) else ""
         what = "download failed: " if type(e).__name__ == "URLError" else ""
         print(f"error: {what}{_one_line(e) if not e.strerror else e.strerror}{where}{kept}", file=sys.stderr)
         return 1
-    except RuntimeError as e:  # e.g. an unusable device string that torch refuses
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+    except RuntimeError as e:  # a non-finite loss, or e.g. an unusable device string that torch refuses
+        print(f"error: {e if isinstance(e, NonFiniteLossError) else _one_line(e)}", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -205,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _has_last(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "out", None)) and os.path.isfile(os.path.join(args.out, "last.pt"))
 
 
 def _one_line(e: BaseException) -> str:

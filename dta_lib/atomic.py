@@ -4,10 +4,7 @@ Every writer in ``dta_lib`` (checkpoints, metrics, tables, figures, caches) goes
 :func:`atomic_write`: the content is written to a temp file in the same folder, flushed to
 disk, given the usual mode of a new file (``0o666 & ~umask``, not ``mkstemp``'s ``0o600``)
 and moved onto the target with ``os.replace``. On any error the temp file is removed and the
-previous file, if any, is left untouched.
-
-``tests/test_run_folder.py`` kills a run at every write point by wrapping :func:`_publish` (the step after
-the temp file is complete) in a forked child.
+previous file, if any, is left untouched (tests/test_run_folder.py kills runs inside :func:`_publish`).
 """
 from __future__ import annotations
 

@@ -31,13 +31,12 @@ def _work(args: tuple[str, str, dict[str, Any], int, dict[str, Any]]) -> tuple[s
     from .runs import run_one
 
     name, preset, variant, seed, common = args
-    study = STUDIES[name]
-    t0 = time.perf_counter()
+    study, t0 = STUDIES[name], time.perf_counter()
     try:
         row = run_one(study.name, study.dataset, preset, variant, seed, reuse=True, **{**study.common, **common})
     except RunLockedError as e:  # another campaign works on this run
-        return (f"{variant}", seed, f"skipped: {e}")
-    return (f"{variant}", seed, f"best {row.get('best_test_acc')} in {time.perf_counter() - t0:.0f}s")
+        return (str(variant), seed, f"skipped: {e}")
+    return (str(variant), seed, f"best {row.get('best_test_acc')} in {time.perf_counter() - t0:.0f}s")
 
 
 def run_jobs(name: str, preset: str, seeds: Sequence[int] | None = None, workers: int = 1, threads: int = 1,
@@ -48,10 +47,11 @@ def run_jobs(name: str, preset: str, seeds: Sequence[int] | None = None, workers
         raise ValueError(f"unknown study {name!r}; expected one of {sorted(STUDIES)}")
     if workers < 1 or threads < 1:
         raise ValueError(f"need workers >= 1 and threads >= 1, got workers={workers}, threads={threads}")
-    todo = [(name, preset, v, s, {"threads": threads, "progress": False, **common}) for v, s in jobs(STUDIES[name], preset, seeds)]
+    common = {"threads": threads, "progress": False, **common}
+    todo = [(name, preset, v, s, common) for v, s in jobs(STUDIES[name], preset, seeds)]
     out: list[tuple[str, int, str]] = []
-    spawn = mp.get_context("spawn")  # a clean interpreter per worker (no forked OpenMP state)
-    with spawn.Pool(workers, maxtasksperchild=1) if workers > 1 else contextlib.nullcontext() as pool:
+    # spawn: a clean interpreter per worker (no forked OpenMP state)
+    with mp.get_context("spawn").Pool(workers, maxtasksperchild=1) if workers > 1 else contextlib.nullcontext() as pool:
         for r in pool.imap_unordered(_work, todo) if pool else map(_work, todo):
             out.append(r)
             print(f"[{name}/{preset}] {r[0]} seed {r[1]}: {r[2]}", flush=True)

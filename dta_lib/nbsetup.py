@@ -39,7 +39,6 @@ def _notebook_path(notebook: str | os.PathLike[str]) -> Path:
 @dataclass(frozen=True)
 class NotebookSetup:
     """What :func:`setup` decided: the name tag and the output folders."""
-
     tag: str
     reports: Path
     tables: Path
@@ -67,10 +66,9 @@ def setup(notebook: str, namespace: Mapping[str, Any], *, width: int | None = 16
     os.environ["DTA_OUTPUT_DIR"] = str(reports)
     warnings.filterwarnings("ignore", message="IProgress not found")
     torch.use_deterministic_algorithms(True)
-    for option, value in (("display.width", width), ("display.max_colwidth", max_colwidth),
-                          ("display.max_columns", max_columns)):
+    for option, value in (("width", width), ("max_colwidth", max_colwidth), ("max_columns", max_columns)):
         if value is not None:
-            pd.set_option(option, value)
+            pd.set_option("display." + option, value)
     if dpi is not None:
         plt.rcParams["figure.dpi"] = dpi
     return NotebookSetup(param_tag(notebook, namespace), reports, reports / "tables", reports / "figures")
@@ -109,9 +107,8 @@ def _parameter_cell(notebook: str | os.PathLike[str]) -> dict[str, tuple[str | N
     cells = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise ValueError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
-    src = "".join(cells[0]["source"]) if isinstance(cells[0]["source"], list) else cells[0]["source"]
     out: dict[str, tuple[str | None, Any]] = {}
-    for node in ast.parse(src).body:
+    for node in ast.parse("".join(cells[0]["source"])).body:  # a list of lines, or one string
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
             ann = node.annotation
             text = ann.value if isinstance(ann, ast.Constant) and isinstance(ann.value, str) else ast.unparse(ann)
@@ -153,8 +150,8 @@ def normalize_notebook(nb: dict[str, Any]) -> dict[str, Any]:
     only says "model not found"), and store JupyterLab's kernelspec; returns ``nb`` (changed in place)."""
     meta = nb.setdefault("metadata", {})
     meta["kernelspec"] = dict(KERNELSPEC)
-    meta.pop("papermill", None)
-    meta.pop("widgets", None)
+    for key in ("papermill", "widgets"):
+        meta.pop(key, None)
     for cell in nb.get("cells", []):
         for key in ("papermill", "execution"):  # per-run metadata of papermill / nbclient
             cell.get("metadata", {}).pop(key, None)

@@ -29,10 +29,8 @@ _REPORTS = CHECKOUT / "reports" if CHECKOUT is not None else None
 
 
 def output_root(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The folder outputs go under: ``explicit``, else ``$DTA_OUTPUT_DIR``, else ``./reports`` (read per call).
-
-    Raises ``ValueError`` for an empty or whitespace-only path (it would mean the current folder by accident).
-    """
+    """The folder outputs go under: ``explicit``, else ``$DTA_OUTPUT_DIR``, else ``./reports`` (read per call);
+    ``ValueError`` for an empty or whitespace-only path (it would mean the current folder by accident)."""
     if explicit is not None:
         text, what = os.fspath(explicit), "output folder"
     elif os.environ.get("DTA_OUTPUT_DIR"):  # an exported but empty variable means "not set"
@@ -47,27 +45,20 @@ def output_root(explicit: str | os.PathLike[str] | None = None) -> Path:
 def cache_dir() -> Path:
     """Folder for derived files (compiled kernels, unpacked or emulated data): ``$DTA_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/dta_lib``, else ``~/.cache/dta_lib`` (not created here)."""
-    value = os.environ.get("DTA_CACHE_DIR", "").strip()
-    if value:
+    if value := os.environ.get("DTA_CACHE_DIR", "").strip():
         return Path(value).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME", "").strip() or Path.home() / ".cache") / "dta_lib"
 
 
 def recorded(relative: str | os.PathLike[str]) -> Path:
-    """A recorded result by its path relative to a reports folder (``runs/cpu``, ``bench/x.json``).
-
-    Looks under :func:`output_root` first, then under the checkout's ``reports/``; an absolute path is returned
-    as it is. Returns the first that exists, else the output-root candidate (so the caller's error names it).
-    """
+    """A recorded result by its path relative to a reports folder (``runs/cpu``, ``bench/x.json``): the first that
+    exists under :func:`output_root`, then the checkout's ``reports/``, else the output-root candidate (so the caller's
+    error names it). An absolute path is returned as it is."""
     rel = Path(relative)
     if rel.is_absolute():
         return rel
     first = output_root() / rel
-    if first.exists():
-        return first
-    if _REPORTS is not None and (_REPORTS / rel).exists():
-        return _REPORTS / rel
-    return first
+    return _REPORTS / rel if not first.exists() and _REPORTS is not None and (_REPORTS / rel).exists() else first
 
 
 def recorded_glob(folder: str | os.PathLike[str], pattern: str) -> list[Path]:

@@ -20,37 +20,29 @@ from .runs import NO_TRAIN_ENV, REUSE_SINCE_ENV
 from .paths import CHECKOUT, output_root
 
 
-def _checkout() -> Path:
+def notebooks(selection: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks ``notebooks/NN_*.ipynb`` in order, optionally filtered by number or name."""
     if CHECKOUT is None:
         raise SystemExit("dta_lib.reproduce runs the repository's notebooks: it needs dta_lib imported from a clone "
                          "of the repository (make setup), not an installed copy")
-    return CHECKOUT
-
-
-def notebooks(selection: list[str] | None = None) -> list[Path]:
-    """The numbered notebooks ``notebooks/NN_*.ipynb`` in order, optionally filtered by number or name."""
-    found = sorted(p for p in (_checkout() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    if not selection:
-        return found
-    chosen = [p for p in found if any(p.name.startswith(s) or p.stem == s for s in selection)]
-    missing = [s for s in selection if not any(p.name.startswith(s) or p.stem == s for p in found)]
+    found = sorted((CHECKOUT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    hit = lambda p, s: p.name.startswith(s) or p.stem == s  # noqa: E731
+    missing = [s for s in selection or [] if not any(hit(p, s) for p in found)]
     if missing:
         raise SystemExit(f"no notebook matches {missing}; have {[p.name for p in found]}")
-    return chosen
+    return [p for p in found if not selection or any(hit(p, s) for s in selection)]
 
 
 def refresh_committed(paths: list[Path]) -> int:
     """Execute each notebook with its defaults (nothing injected) and atomically replace it, metadata normalised."""
     import nbformat
-    import papermill as pm
 
     from .nbsetup import normalize_notebook
 
     for nb in paths:
         t0, tmp = time.perf_counter(), nb.with_name(_partial_name(nb))
         try:
-            pm.execute_notebook(str(nb), str(tmp), cwd=str(nb.parent), kernel_name="python3", progress_bar=False,
-                                extra_arguments=KERNEL_ARGS)
+            _papermill(nb, tmp)
             nbformat.write(normalize_notebook(nbformat.read(str(tmp), as_version=4)), str(tmp))
             tmp.replace(nb)
         finally:
@@ -85,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [p for p in chosen if p.name[:2] in STUDY_PLAN]
         if skipped:
             print(f"[reproduce] PRESET=study: not yet at this preset, skipped: {', '.join(skipped)}", flush=True)
-    reports = output_root() if os.environ.get("DTA_OUTPUT_DIR") else _checkout() / "reports"
+    reports = output_root() if os.environ.get("DTA_OUTPUT_DIR") else CHECKOUT / "reports"
     out = Path(args.out) if args.out else reports / "notebooks" / args.preset
     t0 = time.perf_counter()
     try:
@@ -155,6 +147,13 @@ def _partial_name(nb: Path) -> str:
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
 
+def _papermill(nb: Path, tmp: Path, parameters: dict[str, Any] | None = None) -> None:
+    import papermill as pm
+
+    pm.execute_notebook(str(nb), str(tmp), parameters=parameters, cwd=str(nb.parent), kernel_name="python3",
+                        progress_bar=False, extra_arguments=KERNEL_ARGS)
+
+
 def _execute(nb: Path, out: Path, wanted: dict[str, Any]) -> None:
     """Run notebook ``nb`` with the parameters of ``wanted`` that it declares; write it to ``out`` atomically.
 
@@ -162,10 +161,8 @@ def _execute(nb: Path, out: Path, wanted: dict[str, Any]) -> None:
     import papermill as pm
 
     declared = pm.inspect_notebook(str(nb))
-    params = {k: v for k, v in wanted.items() if k in declared}
     t0, tmp = time.perf_counter(), out / _partial_name(nb)
-    pm.execute_notebook(str(nb), str(tmp), parameters=params, cwd=str(nb.parent), kernel_name="python3",
-                        progress_bar=False, extra_arguments=KERNEL_ARGS)
+    _papermill(nb, tmp, {k: v for k, v in wanted.items() if k in declared})
     tmp.replace(out / nb.name)
     print(f"[reproduce]    done in {time.perf_counter() - t0:.0f} s -> {out / nb.name}", flush=True)
 
@@ -210,13 +207,12 @@ def preflight(preset: str, dataset: str, chosen: list[Path], download: bool = Fa
     (the report) read recorded runs."""
     import papermill as pm
 
-    from .data.datasets import build_datasets
+    from .data.datasets import EMULATION_SOURCE, build_datasets
     from .data.registry import dataset_info
-    from .data.datasets import EMULATION_SOURCE
     from .studies import event_dataset
 
     dataset_info(dataset)  # an unknown name: ValueError listing the valid ones
-    needed: list[str] = []
+    needed: dict[str, None] = {}  # in order, once each
     for nb in chosen:
         declared = pm.inspect_notebook(str(nb))
         if "DATASET" in declared:
@@ -227,10 +223,9 @@ def preflight(preset: str, dataset: str, chosen: list[Path], download: bool = Fa
             name = "fashion-mnist"
         else:
             continue
-        if name not in needed:
-            needed.append(name)
-    if preset == "paper" and dataset.startswith("cifar") and "cifar10-dvs" not in needed:
-        needed.append("cifar10-dvs")
+        needed[name] = None
+    if preset == "paper" and dataset.startswith("cifar"):
+        needed["cifar10-dvs"] = None
     problems = []
     for name in needed:
         try:
@@ -249,7 +244,7 @@ def preflight(preset: str, dataset: str, chosen: list[Path], download: bool = Fa
                             "GPU and none is visible; use PRESET=cpu here")
     if problems:
         raise ValueError("\n       ".join(problems))
-    return needed
+    return list(needed)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,8 @@
 """``python -m dta_lib.step_memory SPECS_JSON``: peak resident memory of one BPTT training step per config.
 
-Run in a fresh process by :func:`dta_lib.studies.measure_step_memory`, so the caller's own memory does not
-count. Per spec (``make_config`` keyword arguments): build the model and a random batch of the config's shape, run
-one warm-up step, hand freed heap back to the OS (``malloc_trim``), reset Linux's peak-RSS counter
-(``echo 5 > /proc/self/clear_refs``), run one step and read ``VmHWM``; then two more steps for the CPU time.
-Prints one JSON list (one object per spec) on the last line of stdout. Linux only.
+Run in a fresh process by :func:`dta_lib.studies.measure_step_memory`, so the caller's own memory does not count
+(the method: docs/experiments.md, "Memory method"). Prints one JSON list (one object per spec, ``make_config``
+keyword arguments) on the last line of stdout. Linux only.
 """
 from __future__ import annotations
 
@@ -26,7 +24,7 @@ __all__ = ["vm_status", "measure", "main"]
 def vm_status() -> dict[str, int]:
     """``VmHWM`` (peak) and ``VmRSS`` of this process in KiB, from ``/proc/self/status``."""
     with open("/proc/self/status") as f:
-        d = dict(line.split(":", 1) for line in f.read().splitlines() if line.startswith("Vm"))
+        d = dict(line.split(":", 1) for line in f if line.startswith("Vm"))
     return {k: int(d[k].split()[0]) for k in ("VmHWM", "VmRSS")}
 
 

@@ -483,41 +483,39 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Train
     """``(state, config, data_info)`` of a training checkpoint (:func:`~dta_lib.checkpoint.load_checkpoint`), its
     fields checked: :class:`~dta_lib.checkpoint.CheckpointError` names the file and the field."""
     state = load_checkpoint(path)
-
-    def bad(field_: str, why: str) -> CheckpointError:
-        return CheckpointError(f"checkpoint {path}: field {field_!r} {why}")
-
     missing = [k for k in ("optimizer", "scheduler", "scaler", "best_acc", "best_epoch", "history", "rng", "data_info",
                            "world_size", "autocast_dtype", "wall_seconds") if k not in state]  # what the trainer writes
     if missing:
         raise CheckpointError(f"checkpoint {path} misses keys {missing}")
+
+    def need(ok: bool, name: str, why: str) -> None:  # checked in this order: the first bad field is named
+        if not ok:
+            raise CheckpointError(f"checkpoint {path}: field {name!r} {why}") from None
+
+    def nat(v: Any, lo: int = 0, hi: float = math.inf) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
     for name in ("epoch", "best_epoch"):
-        if isinstance(state[name], bool) or not isinstance(state[name], int) or state[name] < 0:
-            raise bad(name, f"must be an integer >= 0, got {state[name]!r}")
-    if isinstance(state["best_acc"], bool) or not isinstance(state["best_acc"], (int, float)):
-        raise bad("best_acc", f"must be a number, got {state['best_acc']!r}")
-    if not isinstance(state["config"], dict):
-        raise bad("config", f"must be a dict, got {type(state['config']).__name__}")
+        need(nat(state[name]), name, f"must be an integer >= 0, got {state[name]!r}")
+    acc, di = state["best_acc"], state["data_info"]
+    need(isinstance(acc, (int, float)) and not isinstance(acc, bool), "best_acc", f"must be a number, got {acc!r}")
+    need(isinstance(state["config"], dict), "config", f"must be a dict, got {type(state['config']).__name__}")
     try:
         cfg = TrainConfig.from_dict(state["config"])
     except (TypeError, ValueError) as e:
-        raise bad("config", f"is invalid: {e}") from None
-    if not isinstance(state["history"], list):
-        raise bad("history", "must be a list of per-epoch records")
-    if state["autocast_dtype"] not in _DTYPE_TO_PRECISION:
-        raise bad("autocast_dtype", f"must be one of {sorted(_DTYPE_TO_PRECISION)}, got {state['autocast_dtype']!r}")
-    di = state["data_info"]
-    if not isinstance(di, dict) or set(di) != set(MODEL_FIELDS):
-        got = sorted(di) if isinstance(di, dict) else type(di).__name__
-        raise bad("data_info", f"must have exactly the keys {sorted(MODEL_FIELDS)}, got {got}")
+        need(False, "config", f"is invalid: {e}")
+    need(isinstance(state["history"], list), "history", "must be a list of per-epoch records")
+    need(state["autocast_dtype"] in _DTYPE_TO_PRECISION, "autocast_dtype",
+         f"must be one of {sorted(_DTYPE_TO_PRECISION)}, got {state['autocast_dtype']!r}")
+    need(isinstance(di, dict) and set(di) == set(MODEL_FIELDS), "data_info", f"must have exactly the keys "
+         f"{sorted(MODEL_FIELDS)}, got {sorted(di) if isinstance(di, dict) else type(di).__name__}")
     for k in ("num_classes", "in_channels", "image_size", "default_time_steps"):
-        if isinstance(di[k], bool) or not isinstance(di[k], int) or not 1 <= di[k] <= 1_000_000:
-            raise bad(f"data_info.{k}", f"must be an integer in 1..1000000, got {di[k]!r}")
+        need(nat(di[k], 1, 1_000_000), f"data_info.{k}", f"must be an integer in 1..1000000, got {di[k]!r}")
     info = DataInfo(**di)
     try:
         check_model_size(cfg, info)
     except ValueError as e:
-        raise bad("config", str(e)) from None
+        need(False, "config", str(e))
     return state, cfg, info
 
 
@@ -695,18 +693,16 @@ class Trainer:
             last = self.out / "last.pt"  # type: ignore[operator]
             self._lock_out()
             state, _, _ = read_checkpoint(last)
-            if state["world_size"] != self.dist.world_size:  # each rank's data order and RNG streams are its own
-                raise ValueError(f"cannot resume {last}: it was trained by {state['world_size']} process(es) and this "
-                                 f"run has {self.dist.world_size}; resume with the same number (torchrun "
-                                 f"--nproc_per_node {state['world_size']})")
-            if state["autocast_dtype"] != dtype_name(self.amp_dtype):  # e.g. auto: an fp16 (V100) run on an A100
-                raise ValueError(f"cannot resume {last}: it trained in {state['autocast_dtype']} and this run would "
-                                 f"train in {dtype_name(self.amp_dtype)} on {self.device}; pass the --precision (and "
-                                 "--device) it trained with")
-            diff = config_diff(state["config"], cfg)
-            if diff:
-                detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in sorted(diff.items()))
-                raise ValueError(f"cannot resume {last}: the config differs ({detail})")
+            ws, amp, diff = state["world_size"], state["autocast_dtype"], config_diff(state["config"], cfg)
+            for bad, why in (  # each rank's data order and RNG streams are its own; auto: an fp16 (V100) run on an A100
+                    (ws != self.dist.world_size, f"it was trained by {ws} process(es) and this run has "
+                     f"{self.dist.world_size}; resume with the same number (torchrun --nproc_per_node {ws})"),
+                    (amp != dtype_name(self.amp_dtype), f"it trained in {amp} and this run would train in "
+                     f"{dtype_name(self.amp_dtype)} on {self.device}; pass the --precision (and --device) it trained with"),
+                    (diff, "the config differs ({})".format(", ".join(
+                        f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in sorted(diff.items()))))):
+                if bad:
+                    raise ValueError(f"cannot resume {last}: {why}")
         # data before any write: missing or corrupt files fail here, leaving no folder behind
         RESOLVED_ROOTS.clear()
         if self._datasets is not None:
@@ -764,12 +760,11 @@ class Trainer:
             test_ds = Subset(test_ds, D.shard_indices(len(test_ds), self.dist))  # type: ignore[arg-type]
         else:
             self.train_sampler = RandomSampler(train_ds, generator=self.loader_gen)  # type: ignore[arg-type]
-        self.train_loader = DataLoader(  # a full last batch unless the set is smaller than one
-            train_ds, batch_size=cfg.batch_size, sampler=self.train_sampler, num_workers=workers, pin_memory=pin,
-            drop_last=len(train_ds) // self.dist.world_size > cfg.batch_size,  # type: ignore[arg-type]
-            worker_init_fn=worker_init, generator=self.loader_gen)
-        self.test_loader = DataLoader(test_ds, batch_size=cfg.batch_size * 2, shuffle=False, num_workers=workers,
-                                      pin_memory=pin, worker_init_fn=worker_init)
+        loader = functools.partial(DataLoader, num_workers=workers, pin_memory=pin, worker_init_fn=worker_init)
+        self.train_loader = loader(  # a full last batch unless the set is smaller than one
+            train_ds, batch_size=cfg.batch_size, sampler=self.train_sampler, generator=self.loader_gen,
+            drop_last=len(train_ds) // self.dist.world_size > cfg.batch_size)  # type: ignore[arg-type]
+        self.test_loader = loader(test_ds, batch_size=cfg.batch_size * 2, shuffle=False)
         self.start_epoch, self.best_acc, self.best_epoch = 1, -1.0, 0
         self.history: list[dict[str, Any]] = []
         self.repaired: list[str] = []

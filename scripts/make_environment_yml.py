@@ -35,23 +35,19 @@ PLATFORM_SPECIFIC = ("nvidia-", "cuda-", "triton")
 def render() -> str:
     pins = [line.strip() for line in (ROOT / "constraints.txt").read_text().splitlines()
             if line.strip() and not line.lstrip().startswith("#")]
-    bad = [p for p in pins if "==" not in p]
-    if bad:
+    if bad := [p for p in pins if "==" not in p]:
         raise SystemExit(f"constraints.txt: expected exact pins NAME==VERSION, got {bad}")
     pins = [p for p in pins if not p.lower().startswith(PLATFORM_SPECIFIC)]
-    body = "".join(f"      - {p}\n" for p in sorted(pins, key=str.lower))
-    return HEADER + body + "      - -e .[dev]\n"
+    return HEADER + "".join(f"      - {p}\n" for p in sorted(pins, key=str.lower)) + "      - -e .[dev]\n"
 
 
 def main(argv: list[str]) -> int:
-    text = render()
-    target = ROOT / "environment.yml"
-    if "--check" in argv:
-        if target.read_text() != text:
-            print("environment.yml is out of date: run python scripts/make_environment_yml.py", file=sys.stderr)
-            return 1
-        return 0
-    target.write_text(text)
+    text, target = render(), ROOT / "environment.yml"
+    if "--check" not in argv:
+        target.write_text(text)
+    elif target.read_text() != text:
+        print("environment.yml is out of date: run python scripts/make_environment_yml.py", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,9 +1,5 @@
-"""Batch mixing (CutMix / MixUp with soft labels) and the event-frame TrivialAugment-style op.
-
-The release draws the CutMix coin once per epoch and, for CIFAR10-DVS, turns the mixed soft labels
-back into hard labels before the loss. Here the coin is drawn per batch and the loss is the
-cross-entropy against the soft targets (:func:`soft_cross_entropy`), the intended behaviour.
-"""
+"""Batch mixing (CutMix / MixUp with soft labels; coin drawn per batch, unlike the release's per epoch, see
+docs/data.md) and the event-frame TrivialAugment-style op."""
 from __future__ import annotations
 
 import math
@@ -74,15 +70,10 @@ EVENT_OPS = ("identity", "shear_x", "translate_x", "translate_y", "rotate", "cut
 
 
 class EventAugment(torch.nn.Module):
-    """Horizontal flip (p=0.5), then one op drawn uniformly from :data:`EVENT_OPS`, applied identically to every
-    frame of ``[T, C, H, W]`` (torchvision ops treat the leading dims as a batch of one geometry).
-
-    As the release's ``SNNAugmentWide``: the magnitude is one of ``bins`` (31) evenly spaced values of the op's
-    signed range (shear x +-0.3, translate +-5 px, rotate +-30 deg), its sign flipped with probability 0.5; the
-    shear magnitude is used as an angle in radians (``shear = degrees(m)``, at most 17.2 deg), a translation is
-    ``int(m)`` pixels (truncated toward zero: |m| < 1 does not move), cutout is random erasing of a *square*
-    (aspect ratio 1) covering 0.1-11 % of the frame, filled with 0; nearest-neighbour interpolation.
-    """
+    """Horizontal flip (p=0.5), then one op drawn uniformly from :data:`EVENT_OPS`, identical on every frame of
+    ``[T, C, H, W]``. As the release's ``SNNAugmentWide`` (docs/data.md): magnitude one of ``bins`` evenly spaced
+    values of the signed range, sign flipped at p=0.5; shear angle ``degrees(m)``, translation ``int(m)`` px,
+    cutout a square random erasing filled with 0; nearest-neighbour interpolation."""
 
     def __init__(self, flip: bool = True, shear: float = 0.3, translate: float = 5.0, rotate: float = 30.0,
                  erase_scale: tuple[float, float] = (0.001, 0.11), erase_ratio: tuple[float, float] = (1.0, 1.0),
@@ -98,17 +89,13 @@ class EventAugment(torch.nn.Module):
         if op not in EVENT_OPS:
             raise ValueError(f"op={op!r}: valid choices {EVENT_OPS}")
         if op == "shear_x":  # the release passes the magnitude, in radians, as the shear angle
-            return TF.affine(frames, angle=0.0, translate=[0, 0], scale=1.0,
-                             shear=[math.degrees(magnitude * self.shear), 0.0])
+            return TF.affine(frames, angle=0.0, translate=[0, 0], scale=1.0, shear=[math.degrees(magnitude * self.shear), 0.0])
         if op in ("translate_x", "translate_y"):
             shift = int(magnitude * self.translate)  # the release truncates toward zero
-            return TF.affine(frames, angle=0.0, translate=[shift, 0] if op == "translate_x" else [0, shift],
-                             scale=1.0, shear=[0.0, 0.0])
+            return TF.affine(frames, angle=0.0, translate=[shift, 0] if op == "translate_x" else [0, shift], scale=1.0, shear=[0.0, 0.0])
         if op == "rotate":
             return TF.rotate(frames, magnitude * self.rotate)
-        if op == "cutout":
-            return self.erase(frames)
-        return frames
+        return self.erase(frames) if op == "cutout" else frames
 
     def draw(self) -> tuple[str, float]:
         """One ``(op, magnitude)``: uniform op, magnitude from the ``bins`` grid of [-1, 1], sign flipped at 0.5."""
@@ -121,6 +108,5 @@ class EventAugment(torch.nn.Module):
             raise ValueError(f"frames of shape {tuple(frames.shape)}: expected [T, C, H, W]")
         if self.flip and float(torch.rand(())) < 0.5:
             frames = TF.horizontal_flip(frames)
-        op, m = self.draw()
         with single_threaded():
-            return self.apply(frames, op, m)
+            return self.apply(frames, *self.draw())

@@ -82,9 +82,8 @@ def balanced_pair(train: Dataset, test: Dataset, subset: int | None, test_subset
 def image_transform(mean: Sequence[float], std: Sequence[float], train: bool, crop: int | None = None,
                     padding: int = 0, resize: int | None = None, ops: Sequence[torch.nn.Module] = ()
                     ) -> SingleThreaded:
-    """PIL image -> normalised float ``[C,H,W]``; with ``train``: random crop (``padding``) and flip.
-
-    ``ops`` replaces the geometric ops (run first, on the PIL image: fast) when given."""
+    """PIL image -> normalised float ``[C,H,W]``; with ``train``: random crop (``padding``) and flip. ``ops``, when
+    given, replaces the geometric ops (run first, on the PIL image: fast)."""
     if not ops:
         ops = [v2.Resize(resize, antialias=True)] if resize is not None else []
         ops += [v2.RandomCrop(crop, padding=padding)] if train and crop is not None else []

@@ -1,23 +1,20 @@
 r"""Event-camera emulator: static images -> polarity event streams, as CIFAR10-DVS / N-MNIST were recorded.
 
-Model (the DVS pixel of Lichtsteiner et al. 2008, as in ESIM / v2e):
+Model (the DVS pixel of Lichtsteiner et al. 2008, as in ESIM / v2e; see docs/data.md):
 
 * **Motion.** The image sits on a black canvas of ``H + 2*margin`` by ``W + 2*margin`` sensor pixels and
-  moves along a closed triangle of three saccades (like N-MNIST's three ATIS saccades; CIFAR10-DVS moved
-  the image on a monitor in small repeated closed-loop steps): offsets ``(0,0) -> (A/2, A) -> (A, 0) -> (0,0)``
-  pixels, ``A = amplitude``, each saccade ``saccade_us`` microseconds, sampled at ``steps_per_saccade``
-  sub-steps with bilinear interpolation.
+  moves along a closed triangle of three saccades (as N-MNIST's ATIS saccades): offsets
+  ``(0,0) -> (A/2, A) -> (A, 0) -> (0,0)`` pixels, ``A = amplitude``, each saccade ``saccade_us`` microseconds,
+  sampled at ``steps_per_saccade`` sub-steps with bilinear interpolation.
 * **Log intensity.** Each pixel sees ``L = log(eps + I)``, ``I`` in [0, 1], ``eps = log_eps``.
 * **Events.** A pixel remembers the level ``L_ref`` of its last event. When ``|L - L_ref| >= C`` it emits
   ``n = floor(|L - L_ref| / C)`` events of polarity ``sign(L - L_ref)`` (ON = 1, OFF = 0) and moves
   ``L_ref`` by ``n*C``. Crossing ``k`` is time-stamped by linear interpolation of ``L`` between sub-steps.
 * **Mismatch.** ``C`` varies per pixel, ``C * (1 + threshold_sigma * N(0,1))`` (clamped at ``0.1 C``), a
-  fixed pattern of the sensor drawn once from ``seed`` (the same "camera" for every image), so the
-  emulation is deterministic. Noise events, refractory period and bandwidth limits are not modelled.
+  fixed pattern drawn once from ``seed`` (the same "camera" for every image): deterministic. Noise events,
+  refractory period and bandwidth limits are not modelled.
 
-Everything runs vectorised over a chunk of images (torch), so 70,000 Fashion-MNIST images take minutes
-on two CPU cores; results are cached on disk, keyed by a hash of the images and every parameter.
-"""
+Vectorised over chunks of images (torch); cached on disk, keyed by a hash of the images and every parameter."""
 from __future__ import annotations
 
 import hashlib
@@ -68,8 +65,7 @@ class EmulatorConfig:
             "steps_per_saccade": isinstance(self.steps_per_saccade, int) and self.steps_per_saccade >= 1,
             "saccade_us": isinstance(self.saccade_us, int) and self.steps_per_saccade <= self.saccade_us < 2**31 // 3,
         }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
+        if bad := [k for k, ok in checks.items() if not ok]:
             raise ValueError(f"EmulatorConfig: invalid {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}; expected "
                              "contrast_threshold > 0, threshold_sigma >= 0, log_eps > 0, amplitude >= 0, int margin >= "
                              "amplitude/2, int steps_per_saccade >= 1, int saccade_us in [steps, 2**31/3)")
@@ -81,12 +77,10 @@ class EmulatorConfig:
 
 def saccade_path(config: EmulatorConfig) -> torch.Tensor:
     """Image offsets ``[3*steps + 1, 2]`` (x, y in pixels) along the three saccades, starting at rest."""
-    a = config.amplitude
+    a, s = config.amplitude, config.steps_per_saccade
     vertices = torch.tensor([[0.0, 0.0], [a / 2, a], [a, 0.0], [0.0, 0.0]], dtype=torch.float64)
-    s = config.steps_per_saccade
     frac = torch.arange(1, s + 1, dtype=torch.float64)[:, None] / s
-    legs = [vertices[i] + frac * (vertices[i + 1] - vertices[i]) for i in range(3)]
-    return torch.cat([vertices[:1]] + legs).float()
+    return torch.cat([vertices[:1]] + [vertices[i] + frac * (vertices[i + 1] - vertices[i]) for i in range(3)]).float()
 
 
 def _as_gray(images: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -111,15 +105,12 @@ def _as_gray(images: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 def _emulate_chunk(gray: torch.Tensor, config: EmulatorConfig) -> tuple[torch.Tensor, ...]:
     """Events of a chunk as flat tensors ``(image, t_us, x, y, p)`` (unsorted)."""
-    n, _, h, w = gray.shape
-    m = config.margin
+    (n, _, h, w), m = gray.shape, config.margin
     hc, wc = h + 2 * m, w + 2 * m
-    path = saccade_path(config)
-    centre = torch.tensor([config.amplitude / 2, config.amplitude / 2])
+    path, centre = saccade_path(config), torch.tensor([config.amplitude / 2, config.amplitude / 2])
     uu, vv = torch.arange(wc, dtype=torch.float32), torch.arange(hc, dtype=torch.float32)
-    gen = torch.Generator().manual_seed(config.seed)  # the sensor's fixed pattern of thresholds
-    thr = config.contrast_threshold * (1 + config.threshold_sigma * torch.randn(hc, wc, generator=gen))
-    thr = thr.clamp_min(0.1 * config.contrast_threshold)
+    c, gen = config.contrast_threshold, torch.Generator().manual_seed(config.seed)  # the sensor's fixed pattern
+    thr_flat = (c * (1 + config.threshold_sigma * torch.randn(hc, wc, generator=gen))).clamp_min(0.1 * c).flatten().repeat(n)
     dt = config.saccade_us / config.steps_per_saccade
 
     def log_frame(offset: torch.Tensor) -> torch.Tensor:
@@ -129,35 +120,26 @@ def _emulate_chunk(gray: torch.Tensor, config: EmulatorConfig) -> tuple[torch.Te
         img = F.grid_sample(gray, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[:, 0]
         return torch.log(config.log_eps + img)
 
-    thr_flat = thr.reshape(1, -1).expand(n, -1).reshape(-1)
-    prev = log_frame(path[0]).reshape(-1)
-    ref = prev.clone()
-    out: list[tuple[torch.Tensor, ...]] = []
+    ref = (prev := log_frame(path[0]).reshape(-1)).clone()
+    empty = torch.zeros(0, dtype=torch.int64)
+    out: list[tuple[torch.Tensor, ...]] = [(empty, empty.int(), empty.bool())]
     for step in range(1, len(path)):
-        cur = log_frame(path[step]).reshape(-1)
-        diff = cur - ref
+        diff = (cur := log_frame(path[step]).reshape(-1)) - ref
         count = torch.floor(diff.abs() / thr_flat + 1e-5)  # |dL| >= C fires, robust to float round-off
         idx = torch.nonzero(count, as_tuple=True)[0]
         if idx.numel():
             k_n = count[idx].to(torch.int64)
-            sgn, base, th, p0 = torch.sign(diff[idx]), ref[idx], thr_flat[idx], prev[idx]
-            dp = cur[idx] - p0
-            ref[idx] = base + sgn * k_n * th
+            sgn, base, th, p0, dp = torch.sign(diff[idx]), ref[idx], thr_flat[idx], prev[idx], cur[idx] - prev[idx]
+            ref[idx], k = base + sgn * k_n * th, torch.ones(())
             if int(k_n.max()) > 1:  # pixels crossing several thresholds in one sub-step
                 rep = torch.repeat_interleave(torch.arange(len(idx)), k_n)
                 k = (torch.arange(len(rep)) - torch.repeat_interleave(torch.cumsum(k_n, 0) - k_n, k_n) + 1).float()
                 idx, sgn, base, th, p0, dp = idx[rep], sgn[rep], base[rep], th[rep], p0[rep], dp[rep]
-            else:
-                k = torch.ones(())
             frac = ((base + sgn * k * th - p0) / dp.where(dp.abs() > 1e-12, torch.ones(()))).clamp(0, 1)
             out.append((idx, ((step - 1 + frac) * dt).round().to(torch.int32), sgn > 0))
         prev = cur
-    if not out:
-        empty = torch.zeros(0, dtype=torch.int64)
-        return empty, empty.int(), empty, empty, empty.bool()
     flat, t, p = (torch.cat(parts) for parts in zip(*out))
-    hw = hc * wc
-    return flat // hw, t, flat % wc, (flat % hw) // wc, p
+    return flat // (hc * wc), t, flat % wc, (flat % (hc * wc)) // wc, p
 
 
 @torch.no_grad()
@@ -177,7 +159,7 @@ def emulate(images: torch.Tensor | np.ndarray, config: EmulatorConfig | None = N
             counts[start:start + chunk] = np.bincount(b.numpy(), minlength=min(chunk, len(gray) - start))
             parts.append(ev)
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    return (np.concatenate(parts) if parts else np.empty(0, _STORE_DTYPE)), offsets
+    return np.concatenate(parts), offsets  # parts: one per chunk, never empty (N >= 1)
 
 
 def to_tonic(stored: np.ndarray) -> np.ndarray:
@@ -205,8 +187,8 @@ def emulate_cached(images: torch.Tensor | np.ndarray, config: EmulatorConfig | N
         if cached := _load_cache(ev_path, off_path, len(arr)):
             return cached
         events, offsets = emulate(arr, config, progress=progress)
-        atomic_write(ev_path, lambda tmp: np.save(open(tmp, "wb"), events))
-        atomic_write(off_path, lambda tmp: np.save(open(tmp, "wb"), offsets))
+        for path, a in ((ev_path, events), (off_path, offsets)):
+            atomic_write(path, lambda tmp, a=a: np.save(open(tmp, "wb"), a))
     return events, offsets
 
 
@@ -221,11 +203,9 @@ def _load_cache(ev_path: Path, off_path: Path, n_images: int, warn: bool = True)
         reason = f"its {off_path.name} does not index {n_images} images of its {len(events)} events"
     except (OSError, ValueError, EOFError) as e:  # truncated: "mmap length is greater than file size", ...
         ok, reason = False, " ".join(str(e).split())
-    if ok:
-        return events, offsets
-    if warn:
+    if not ok and warn:
         warnings.warn(f"emulator cache {ev_path} is corrupt ({reason}); rebuilding it", stacklevel=3)
-    return None
+    return (events, offsets) if ok else None
 
 
 class EmulatedEvents(EventFrames):

@@ -1,10 +1,7 @@
-"""Event-camera data: reading AEDAT4, framing (tonic ``ToFrame``), CIFAR10-DVS with the sorted 9:1
-split, and an on-disk frame cache keyed by every framing parameter.
+"""Event-camera data: AEDAT4 reading, framing (tonic ``ToFrame``), CIFAR10-DVS (sorted 9:1 split), frame cache.
 
-Frames are ``[T, 2, H, W]`` float tensors of per-polarity event counts (channel 0 = OFF, ``p=0``;
-channel 1 = ON, ``p=1``), sliced into ``T`` bins of equal event count (tonic ``n_event_bins``; the
-``len % T`` last events are dropped, as tonic does), then resized (bilinear, antialiased).
-"""
+Frames: ``[T, 2, H, W]`` float per-polarity event counts (channel 0 = OFF, ``p=0``; 1 = ON, ``p=1``) in ``T`` bins
+of equal event count (tonic ``n_event_bins``; the ``len % T`` last events dropped), resized (bilinear, antialiased)."""
 from __future__ import annotations
 
 import os
@@ -70,8 +67,7 @@ def split_per_class(files: Sequence[str | os.PathLike], targets: Sequence[int], 
     release's ``split_to_train_test_set``: 900 / 100 of CIFAR10-DVS's 1,000 per class; 10 / 1 of 11)."""
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction={train_fraction!r}: expected a value in (0, 1)")
-    train: list[int] = []
-    test: list[int] = []
+    train, test = [], []
     for label in sorted(set(int(t) for t in targets)):
         idx = sorted((i for i, t in enumerate(targets) if int(t) == label),
                      key=lambda i: (Path(files[i]).name, str(files[i])))
@@ -104,16 +100,14 @@ class FramedEvents(EventFrames):
                  cache: str | os.PathLike | None | bool = None, classes: Sequence[str] | None = None) -> None:
         self.files, self.targets = [Path(f) for f in files], [int(t) for t in targets]
         self.sensor_size, self.time_steps = tuple(int(s) for s in sensor_size), int(time_steps)
-        self.frame_size, self.transform = frame_size, transform
-        self.classes = list(classes) if classes is not None else None
+        self.frame_size, self.transform, self.classes = frame_size, transform, None if classes is None else list(classes)
         self.cache = None if cache is False else Path(cache) if cache not in (None, True) else cache_dir() / "frames"
 
     def cache_path(self, index: int) -> Path | None:
         """Where sample ``index``'s frames are cached (None without a cache)."""
         if self.cache is None:
             return None
-        path = self.files[index].resolve()
-        st = path.stat()
+        st = (path := self.files[index].resolve()).stat()
         key = cache_key(file=str(path), size=st.st_size, mtime_ns=st.st_mtime_ns, time_steps=self.time_steps,
                         sensor_size=self.sensor_size, frame_size=self.frame_size, slicing="n_event_bins",
                         version=FRAME_CACHE_VERSION)
@@ -140,18 +134,14 @@ class CIFAR10DVS(tonic.datasets.CIFAR10DVS):
     def __init__(self, save_to: str, **kwargs: Any) -> None:
         super().__init__(save_to, **kwargs)
         order = sorted(range(len(self.data)), key=lambda i: (self.targets[i], os.path.basename(self.data[i]), self.data[i]))
-        self.data = [self.data[i] for i in order]
-        self.targets = [self.targets[i] for i in order]
+        self.data, self.targets = [self.data[i] for i in order], [self.targets[i] for i in order]
 
 
 def _tree_present(folder: Path) -> bool:
     dirs = {p.parent for p in folder.rglob("*.aedat4")} if folder.is_dir() else set()
-    if not dirs:
-        return False
-    unknown = sorted(str(d) for d in dirs if d.name not in CIFAR10DVS_CLASSES)
-    if unknown:
+    if unknown := sorted(str(d) for d in dirs if d.name not in CIFAR10DVS_CLASSES):
         raise ValueError(f"CIFAR10-DVS folders {unknown} are not class names; valid choices: {list(CIFAR10DVS_CLASSES)}")
-    return True
+    return bool(dirs)
 
 
 def build_cifar10_dvs(root: str | os.PathLike | None = None, time_steps: int | None = None, download: bool = False,

@@ -1,14 +1,10 @@
 """Load checkpoints saved by the reference release into :mod:`dta_lib.models`.
 
-The release registers every conv and BN twice (``conv1`` and ``conv1_s.layer.module``,
-``bn1.bn`` and ``bn1.seqbn.module``), so its ``state_dict`` holds each tensor under
-two names. :func:`from_reference_state_dict` keeps one of each, renames it, and checks
-that aliases agree.
-
-Both of the release's models are converted: the CIFAR / DVS ``MS_ResNet`` (``input_conv``, ``layer1-3``,
-``fc``) and the ImageNet ``MS_ResNet_34`` (``conv1`` / ``bn1`` with their ``conv1_s`` aliases, stages
-``layer0-3``, classifier ``fc1_s``), whose stages become this project's ``layer1-4``.
-"""
+The release registers every conv and BN twice (``conv1`` and ``conv1_s.layer.module``, ``bn1.bn`` and
+``bn1.seqbn.module``), so its ``state_dict`` holds each tensor under two names; :func:`from_reference_state_dict`
+keeps one of each, renames it and checks that aliases agree. Both release models convert: the CIFAR / DVS
+``MS_ResNet`` (``input_conv``, ``layer1-3``, ``fc``) and the ImageNet ``MS_ResNet_34`` (``conv1`` / ``bn1`` with
+their ``conv1_s`` aliases, stages ``layer0-3`` -> our ``layer1-4``, classifier ``fc1_s``)."""
 from __future__ import annotations
 
 import re
@@ -55,18 +51,9 @@ def _canonical(key: str) -> str | None:
 
 
 def from_reference_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Convert a release ``state_dict`` to this project's key layout.
-
-    Args:
-        sd: the release's ``model.state_dict()`` (optionally with DDP's ``module.`` prefix).
-
-    Returns:
-        a new dict for ``ms_resnet18(...).load_state_dict`` (shapes unchanged).
-
-    Raises:
-        ValueError: naming every key that is neither a known release key nor an alias,
-            or an alias whose tensor differs from its canonical key's.
-    """
+    """A release ``state_dict`` (optionally with DDP's ``module.`` prefix) as a new dict in this project's key
+    layout (shapes unchanged). ``ValueError`` names every key that is neither a release key nor an alias, or an
+    alias whose tensor differs from its canonical key's."""
     if not isinstance(sd, Mapping):
         raise ValueError(f"expected a state_dict mapping of key -> tensor, got {type(sd).__name__}")
     src = dict(sd)
@@ -75,8 +62,7 @@ def from_reference_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
     unknown: list[str] = []
     for key, value in src.items():
-        canon = _canonical(key)
-        if canon is not None:
+        if (canon := _canonical(key)) is not None:
             if canon in src and not torch.equal(src[canon], value):
                 raise ValueError(f"release checkpoint: alias {key!r} differs from {canon!r}; the file is inconsistent")
             continue
@@ -109,11 +95,9 @@ _INVERSE_34: list[tuple[str, list[str]]] = [
 
 
 def to_reference_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The inverse of :func:`from_reference_state_dict`, aliases included (for tests and export).
-
-    A model with a fourth stage (``layer4``: MS-ResNet-34) gets the release's ImageNet names (``conv1``,
-    ``bn1``, ``layer0-3``, ``fc1_s``); otherwise the CIFAR names (``input_conv``, ``layer1-3``, ``fc``).
-    """
+    """The inverse of :func:`from_reference_state_dict`, aliases included (for tests and export). A model with a
+    ``layer4`` (MS-ResNet-34) gets the release's ImageNet names (``conv1``, ``bn1``, ``layer0-3``, ``fc1_s``), others
+    the CIFAR names (``input_conv``, ``layer1-3``, ``fc``)."""
     imagenet = any(k.startswith("layer4.") for k in sd)
     rules = _INVERSE_34 + _INVERSE if imagenet else _INVERSE
     out: dict[str, Tensor] = {}

@@ -49,12 +49,9 @@ def _component(name: str) -> tuple[float, str, str, str]:
 
 
 def parameter_table(model: nn.Module) -> pd.DataFrame:
-    """Parameters per component of an MS-ResNet, in model order.
-
-    Columns: ``group`` (stem / DTA: T-XA / DTA: T-NA / backbone / head / other), ``component``,
-    ``paper term``, ``parameters`` and ``share %`` of the model's total. Every parameter lands in
-    exactly one row (unknown names go to an ``other`` row), so the column sums to the total.
-    """
+    """Parameters per component of an MS-ResNet, in model order: columns ``group`` (stem / DTA: T-XA / DTA: T-NA /
+    backbone / head / other), ``component``, ``paper term``, ``parameters``, ``share %``. Every parameter lands in
+    exactly one row (unknown names in ``other``), so the column sums to the total."""
     rows: Counter[tuple[float, str, str, str]] = Counter()
     for name, p in model.named_parameters():
         rows[_component(name)] += p.numel()
@@ -65,11 +62,8 @@ def parameter_table(model: nn.Module) -> pd.DataFrame:
 
 
 def forward_shapes(model: nn.Module, x: Tensor) -> pd.DataFrame:
-    """Input and output shapes of each top-level module during ``model(x)`` (no grad).
-
-    Time-distributed 2-D layers see the folded ``[B*T, C, H, W]`` batch; LIF, DTA and the
-    stages see ``[B, T, C, H, W]``. The last row is the model output.
-    """
+    """Input and output shapes of each top-level module during ``model(x)`` (no grad); the last row is the model's.
+    Time-distributed 2-D layers see the folded ``[B*T, C, H, W]`` batch; LIF, DTA and stages ``[B, T, C, H, W]``."""
     records: list[tuple[str, str, tuple[int, ...], tuple[int, ...]]] = []
     handles = [m.register_forward_hook(lambda mod, inp, out, name=n: records.append(
         (name, type(mod).__name__, tuple(inp[0].shape), tuple(out.shape)))) for n, m in model.named_children()]
@@ -90,20 +84,14 @@ def release_configurations() -> list[dict[str, Any]]:
                                (10, 10, "dta", 2))]
 
 
-def _one_by_one(dim: int, groups: int = 1) -> int:
-    return count_parameters(nn.Conv2d(dim, dim, 1, groups=groups))
-
-
 def dta_parameter_variants(channels: int = 64, time_steps: int = 6) -> pd.DataFrame:
-    """DTA parameter counts for the release and alternative configurations (hypotheses).
+    """DTA parameter counts (columns ``configuration``, ``parameters``, ``M``: millions, 2 decimals) of the release
+    block and alternatives (which one the paper's "~0.09M" means cannot be decided here), all from modules built
+    here: T-XA / T-NA alone, T-NA's three ``D x D`` 1x1 convs (encode, LTCA pointwise, decode) removed, shared over
+    time (``C x C``) or grouped per step (``groups=T``), the block at other ``T``. Bad arguments: ``ValueError``."""
+    def one_by_one(d: int, groups: int = 1) -> int:
+        return count_parameters(nn.Conv2d(d, d, 1, groups=groups))
 
-    Every count comes from modules built here (not from formulas): the release block; T-XA or
-    T-NA alone; T-NA without its three ``D x D`` 1x1 convs (encode, LTCA pointwise, decode);
-    those convs shared over time (``C x C``) or grouped per time step (``groups=T``); the
-    release block at other ``T``. Columns: ``configuration``, ``parameters``, ``M`` (millions,
-    2 decimals). Which one the paper summary's "~0.09M" means cannot be decided from here. Bad ``channels`` or
-    ``time_steps``: ``ValueError`` (from :class:`TXA`).
-    """
     dim = channels * time_steps
     txa = count_parameters(TXA(channels, time_steps))
     tna_mod = TNA(channels, time_steps)
@@ -116,26 +104,20 @@ def dta_parameter_variants(channels: int = 64, time_steps: int = 6) -> pd.DataFr
         ("T-NA only", tna),
         ("  of which T-NA's three D x D 1x1 convs", convs),
         ("DTA without the three D x D 1x1 convs", txa + rest),
-        ("DTA with the 1x1 convs shared over time (C x C)", txa + rest + 3 * _one_by_one(channels)),
-        (f"DTA with the 1x1 convs grouped per time step (groups={time_steps})", txa + rest + 3 * _one_by_one(dim, time_steps)),
-        ("DTA with one D x D 1x1 conv (LTCA pointwise) only", txa + rest + _one_by_one(dim)),
+        ("DTA with the 1x1 convs shared over time (C x C)", txa + rest + 3 * one_by_one(channels)),
+        (f"DTA with the 1x1 convs grouped per time step (groups={time_steps})", txa + rest + 3 * one_by_one(dim, time_steps)),
+        ("DTA with one D x D 1x1 conv (LTCA pointwise) only", txa + rest + one_by_one(dim)),
         ("DTA with the paper text's 7x7 dilated LTCA conv (kernel_size=21)",
          count_parameters(DTA(channels, time_steps, kernel_size=21))),
     ]
-    for t in (1, 2, 4, 10):
-        if t != time_steps:
-            rows.append((f"release DTA at T={t}", count_parameters(DTA(channels, t))))
+    rows += [(f"release DTA at T={t}", count_parameters(DTA(channels, t))) for t in (1, 2, 4, 10) if t != time_steps]
     df = pd.DataFrame(rows, columns=["configuration", "parameters"])
     df["M"] = (df["parameters"] / 1e6).round(2)
     return df
 
 
 class _Forward(nn.Module):
-    """Wraps ``model`` so that ``update_bn`` calls ``forward`` (e.g. ``model.stem``) instead of ``model``."""
-
-    def __init__(self, model: nn.Module, forward: Callable[[Tensor], Any]) -> None:
-        super().__init__()
-        self.model, self.fn = model, forward
+    """Holds ``model`` (its BNs) so that ``update_bn`` calls ``fn`` (e.g. ``model.stem``) instead of ``model``."""
 
     def forward(self, x: Tensor) -> Any:
         return self.fn(x)
@@ -145,23 +127,21 @@ def calibrate_bn(model: nn.Module, images: Tensor, batch_size: int = 64,
                  forward: Callable[[Tensor], Any] | None = None) -> nn.Module:
     """Set every BatchNorm's running statistics from ``images``; returns ``model``, now in eval mode.
 
-    A fresh BN (mean 0, variance 1) does not fit real features, and one image normalised with its *own* batch
-    statistics (train mode) has spatial mean exactly 0 per channel, which erases T-XA's pooled input ``z``. This runs
-    ``forward`` (default ``model``; ``model.stem`` calibrates only the stem BN) over ``images`` in chunks of
-    ``batch_size`` with :func:`torch.optim.swa_utils.update_bn` (reset statistics, cumulative average over chunks);
-    each BN's momentum is restored, even on error. BNs that ``forward`` does not reach keep mean 0, variance 1.
-    """
+    (A fresh BN does not fit real features; one image in train mode has spatial mean exactly 0 per channel, which
+    erases T-XA's pooled input ``z``.) Runs ``forward`` (default ``model``; ``model.stem``: only the stem BN) over
+    ``batch_size`` chunks with :func:`torch.optim.swa_utils.update_bn` (reset, cumulative average); momenta are
+    restored even on error. BNs that ``forward`` does not reach keep mean 0, variance 1."""
     if not isinstance(images, Tensor) or images.dim() not in (4, 5) or images.shape[0] < 1 or not images.is_floating_point():
         got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"images must be a float tensor [N, C, H, W] or [N, T, C, H, W] with N >= 1, got {got}")
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
+    if not (bns := [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]):
         raise ValueError(f"calibrate_bn: {type(model).__name__} has no BatchNorm layer to calibrate")
-    momenta = [m.momentum for m in bns]
+    momenta, wrapper = [m.momentum for m in bns], _Forward()
+    wrapper.model, wrapper.fn = model, forward or model
     try:
-        update_bn(images.split(batch_size), _Forward(model, forward or model))
+        update_bn(images.split(batch_size), wrapper)
     finally:
         for m, mom in zip(bns, momenta):
             m.momentum = mom
