@@ -136,8 +136,10 @@ register_command("evaluate", "evaluate a checkpoint (python -m dta_lib evaluate 
 
 def _load_plugins() -> None:
     for name, module in PLUGIN_MODULES.items():
+        if name in COMMANDS:
+            continue
         try:
-            mod = None if name in COMMANDS else importlib.import_module(module)
+            mod = importlib.import_module(module)
         except Exception:  # a missing or broken tool must not break train / evaluate
             continue
         if hasattr(mod, "add_arguments") and hasattr(mod, "run"):

@@ -139,6 +139,8 @@ class SpikeRecorder:
         self._spikes: dict[str, list[Tensor]] = {n: [] for n in self.keep}
 
     def __enter__(self) -> "SpikeRecorder":
+        if self._handles:
+            raise ValueError("SpikeRecorder is already active; leave the previous `with` block first")
         self._handles.append(self.model.register_forward_pre_hook(self._on_model))
         for name, m in self.model.named_modules():
             if isinstance(m, LIF):
@@ -155,7 +157,9 @@ class SpikeRecorder:
         self._handles.clear()
 
     def _on_model(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        x = next(a for a in args if isinstance(a, Tensor))
+        x = next((a for a in args if isinstance(a, Tensor)), None)
+        if x is None or x.dim() == 0:
+            raise ValueError("SpikeRecorder needs the model's first tensor argument to be batch-first [B, ...]")
         self.samples += int(x.shape[0])
         self._static_input = isinstance(module, MSResNet) and x.dim() == 4
 
@@ -163,6 +167,9 @@ class SpikeRecorder:
         s = out.detach()
         b, t = s.shape[:2]
         st = self._lif.setdefault(name, _LIFStats(math.prod(s.shape[2:]), t, torch.zeros(t, dtype=torch.float64)))
+        if (st.time_steps, st.neurons) != (t, math.prod(s.shape[2:])):  # a rate needs the same neurons every call
+            raise ValueError(f"LIF {name!r} got output {tuple(s.shape)}, expected [B, {st.time_steps}, ...] "
+                             f"with {st.neurons} neurons per step as in earlier calls")
         st.counts += s.transpose(0, 1).reshape(t, -1).sum(1, dtype=torch.float64).cpu()
         st.samples += b
         if name in self._spikes:
@@ -182,7 +189,7 @@ class SpikeRecorder:
             st.notes.add("static image: executed once per sample, counted T times (static_stem='per_step')" if per_step
                          else "static image: executed once per sample and counted once (static_stem='once')")
             dense, rows = dense * repeat, rows * repeat
-        binary = is_binary(x)
+        binary = self.kinds.get(name) != "real" and is_binary(x)  # a full pass over x: only where it decides
         kind = self.kinds.get(name, "spike" if binary else "real")
         rule = f"override: {kind}" if name in self.kinds else "input is 0/1 -> AC" if binary else "input not 0/1 -> MAC"
         st.rows += rows

@@ -31,6 +31,7 @@ from .models.ms_resnet import ms_resnet18
 from .models.reference import ReferenceMSResNet18, reference_lif
 from .paths import output_root
 from .snn.functional import lif_multistep
+from . import train
 from .train import cpu_model, git_commit, git_dirty
 
 PRECISIONS = ("fp32", "bf16")
@@ -44,9 +45,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=_DTYPES[precision])
+    return train._autocast(device, None if precision == "fp32" else _DTYPES[precision])()
 
 
 @contextlib.contextmanager
@@ -688,8 +687,6 @@ def run_epoch_bench(quick: bool = False, repeats: int | None = None, precisions:
 
 def default_precisions(device: str | torch.device) -> list[str]:
     """fp32 and bf16 where bf16 is native (CUDA, or a CPU with AVX512-BF16/AMX), else fp32 only."""
-    from . import train
-
     native = torch.device(device).type == "cuda" or train.cpu_has_native_bf16()
     return list(PRECISIONS) if native else ["fp32"]
 

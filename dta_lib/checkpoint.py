@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_write, atomic_write_bytes, atomic_write_text
+from .paths import now
 
 LOCK_FILE = ".lock"
 HOLDER_FILE = ".lock.holder"
@@ -57,7 +58,7 @@ class RunLock:
         except filelock.Timeout:
             raise RunLockedError(f"run folder {self.out} is in use by {self._holder()}; wait for that run to "
                                  "finish or choose another --out") from None
-        info = {"pid": os.getpid(), "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        info = {"pid": os.getpid(), "host": platform.node(), "started": now(),
                 "command": " ".join(sys.argv)[:300]}
         self.holder.write_text(json.dumps(info) + "\n")
         return self

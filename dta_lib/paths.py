@@ -16,6 +16,7 @@ renders the committed studies.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
@@ -68,3 +69,12 @@ def recorded_glob(folder: str | os.PathLike[str], pattern: str) -> list[Path]:
     if not found and _REPORTS is not None:
         found = sorted((_REPORTS / folder).glob(pattern))
     return found
+
+
+#: how run.json, the run lock and reproduce's session stamp a time (parsed back by :mod:`dta_lib.runs`)
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+
+
+def now() -> str:
+    """The local time in :data:`TIME_FORMAT`."""
+    return time.strftime(TIME_FORMAT)

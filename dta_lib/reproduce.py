@@ -17,7 +17,7 @@ from typing import Any
 
 from .atomic import atomic_write_text
 from .runs import NO_TRAIN_ENV, REUSE_SINCE_ENV
-from .paths import CHECKOUT, output_root
+from .paths import CHECKOUT, now, output_root
 
 
 def notebooks(selection: list[str] | None = None) -> list[Path]:
@@ -192,7 +192,7 @@ def _session(out: Path, args: argparse.Namespace) -> dict[str, Any]:
         print(f"[reproduce] continuing the interrupted session started {old['started']}: runs finished since then "
               "are reused, unfinished ones resumed", flush=True)
         return old
-    session = {"key": key, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "completed": False}
+    session = {"key": key, "started": now(), "completed": False}
     atomic_write_text(path, json.dumps(session, indent=2) + "\n")
     return session
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .atomic import atomic_write_text
 from .checkpoint import METRICS_FILE, read_metrics
-from .paths import output_root
+from .paths import TIME_FORMAT, output_root
 from .train import TrainConfig, config_diff, make_config, train
 
 
@@ -133,7 +133,6 @@ def _finished(path: Path, cfg: TrainConfig) -> bool:
 #: ``$DTA_REUSE_SINCE`` (an ISO time, set by ``python -m dta_lib.reproduce``): runs finished after it are reused
 #: even with ``reuse=False``, so an interrupted ``make reproduce`` continues where it stopped
 REUSE_SINCE_ENV = "DTA_REUSE_SINCE"
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 #: ``$DTA_NO_TRAIN`` (set by ``python -m dta_lib.reproduce`` while it renders the studies from their committed runs):
 #: a run that is not recorded is an error instead of hours of training
 NO_TRAIN_ENV = "DTA_NO_TRAIN"
@@ -148,9 +147,9 @@ def _refuse_training(out: Path) -> None:
 
 def _finished_since(path: Path) -> bool:
     try:  # unset: strptime("") raises ValueError
-        since = datetime.strptime(os.environ.get(REUSE_SINCE_ENV, "").strip(), _TIME_FORMAT)
+        since = datetime.strptime(os.environ.get(REUSE_SINCE_ENV, "").strip(), TIME_FORMAT)
         finished = json.loads((path / "run.json").read_text()).get("finished") or ""
-        return datetime.strptime(finished, _TIME_FORMAT) >= since
+        return datetime.strptime(finished, TIME_FORMAT) >= since
     except (OSError, ValueError, TypeError):
         return False
 

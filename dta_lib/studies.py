@@ -47,6 +47,8 @@ def t_critical(n: int, level: float = 0.95) -> float:
     4.30 at n = 3, 2.78 at n = 5, 2.26 at n = 10 (the "2 standard errors" rule holds only for large n)."""
     from scipy import stats  # on use: slow to import
 
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
     if n < 2:
         raise ValueError(f"a t interval needs at least 2 paired differences, got n={n}")
     return float(stats.t.ppf(0.5 + level / 2, n - 1))
@@ -379,15 +381,17 @@ def time_order_control(run: str | os.PathLike, checkpoint: str = "best.pt", seed
             for o in TIME_ORDERS}
 
 
-def _cached(run: str | os.PathLike, name: str, checkpoint: str,
-            compute: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+def _cached(run: str | os.PathLike, name: str, checkpoint: str, compute: Callable[[], dict[str, Any]],
+            unnamed: str | None = None) -> dict[str, Any] | None:
     """The JSON file ``run/name`` if it was written for ``checkpoint``, else ``compute()`` written there (atomically:
-    a run re-rendered from its committed folder, without checkpoints, keeps the value); None with neither."""
+    a run re-rendered from its committed folder, without checkpoints, keeps the value); None with neither. A file
+    that names no checkpoint was written for ``unnamed`` (``clean_train.json``: ``last.pt``, as :func:`runs.load_run`
+    reads it)."""
     from .atomic import atomic_write_text
 
     path = Path(run) / name
     d = json.loads(path.read_text()) if path.is_file() else {}
-    if d and d.get("checkpoint", checkpoint) == checkpoint:
+    if d and d.get("checkpoint", unnamed) == checkpoint:
         return d
     if not (Path(run) / checkpoint).is_file():
         return None
@@ -401,7 +405,7 @@ def train_test_gaps(runs: pd.DataFrame, checkpoint: str = "last.pt") -> pd.DataF
     values = []
     for run in runs["run"]:
         d = _cached(run, CLEAN_TRAIN_FILE, checkpoint, lambda: {
-            "clean_train_acc": clean_train_accuracy(run, checkpoint), "checkpoint": checkpoint})
+            "clean_train_acc": clean_train_accuracy(run, checkpoint), "checkpoint": checkpoint}, unnamed="last.pt")
         values.append(float(d["clean_train_acc"]) if d else math.nan)
     out = runs.assign(clean_train_acc=values)
     return out.assign(train_test_gap=out["clean_train_acc"] - out["final_test_acc"])

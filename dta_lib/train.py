@@ -39,7 +39,7 @@ from .data.augment import BatchMix, soft_cross_entropy
 from .data.datasets import build_datasets
 from .data.registry import DatasetInfo, MODEL_FIELDS, RESOLVED_ROOTS, data_provenance, dataset_info
 from .models.ms_resnet import MSResNet, ms_resnet18, ms_resnet34
-from .paths import CHECKOUT
+from .paths import CHECKOUT, now
 from .snn.kernels import lif_backend_name
 from .snn.neuron import LIF
 from .snn.surrogate import SURROGATES
@@ -67,6 +67,11 @@ PROBE_FIELDS = frozenset({"record_grad_norms", "record_firing_rates"})
 def config_diff(saved: dict[str, Any], cfg: "TrainConfig", free: frozenset[str] = RUN_FREE_FIELDS) -> dict[str, tuple[Any, Any]]:
     """Fields of ``cfg`` (outside ``free``) where a recorded config dict differs: ``{name: (saved, now)}``."""
     return {k: (saved.get(k), v) for k, v in cfg.to_dict().items() if k not in free and saved.get(k) != v}
+
+
+def is_int(v: Any, lo: int = 0, hi: float = math.inf) -> bool:
+    """``v`` is an integer (not a bool) in ``lo..hi``."""
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
 
 def _f(default: Any, help: str, group: str = "run", choices: tuple[str, ...] | None = None,
@@ -142,7 +147,7 @@ class TrainConfig:
                     if getattr(self, k) is not None)
         for name, lo in ints.items():
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            if not is_int(v, lo):
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
         if self.seed >= 2**32:  # numpy and CUDA reduce seeds modulo 2**32: 2**32 would train exactly as seed 0
             raise ValueError(f"seed must be an integer in 0..{2**32 - 1} (the random generators use 32 bits), "
@@ -370,8 +375,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 # build: the data a config names (or the built-in synthetic sets) and the model it trains.
@@ -492,30 +495,27 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Train
         if not ok:
             raise CheckpointError(f"checkpoint {path}: field {name!r} {why}") from None
 
-    def nat(v: Any, lo: int = 0, hi: float = math.inf) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
-
     for name in ("epoch", "best_epoch"):
-        need(nat(state[name]), name, f"must be an integer >= 0, got {state[name]!r}")
+        need(is_int(state[name]), name, f"must be an integer >= 0, got {state[name]!r}")
     acc, di = state["best_acc"], state["data_info"]
     need(isinstance(acc, (int, float)) and not isinstance(acc, bool), "best_acc", f"must be a number, got {acc!r}")
     need(isinstance(state["config"], dict), "config", f"must be a dict, got {type(state['config']).__name__}")
     try:
         cfg = TrainConfig.from_dict(state["config"])
     except (TypeError, ValueError) as e:
-        need(False, "config", f"is invalid: {e}")
+        raise CheckpointError(f"checkpoint {path}: field 'config' is invalid: {e}") from None
     need(isinstance(state["history"], list), "history", "must be a list of per-epoch records")
     need(state["autocast_dtype"] in _DTYPE_TO_PRECISION, "autocast_dtype",
          f"must be one of {sorted(_DTYPE_TO_PRECISION)}, got {state['autocast_dtype']!r}")
     need(isinstance(di, dict) and set(di) == set(MODEL_FIELDS), "data_info", f"must have exactly the keys "
          f"{sorted(MODEL_FIELDS)}, got {sorted(di) if isinstance(di, dict) else type(di).__name__}")
     for k in ("num_classes", "in_channels", "image_size", "default_time_steps"):
-        need(nat(di[k], 1, 1_000_000), f"data_info.{k}", f"must be an integer in 1..1000000, got {di[k]!r}")
+        need(is_int(di[k], 1, 1_000_000), f"data_info.{k}", f"must be an integer in 1..1000000, got {di[k]!r}")
     info = DataInfo(**di)
     try:
         check_model_size(cfg, info)
     except ValueError as e:
-        need(False, "config", str(e))
+        raise CheckpointError(f"checkpoint {path}: field 'config' {e}") from None
     return state, cfg, info
 
 
@@ -581,12 +581,16 @@ def evaluate_model(
 def load_model(checkpoint: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[MSResNet, dict[str, Any]]:
     """Rebuild the model of a dta_lib checkpoint and load its weights: ``(model, checkpoint_dict)``."""
     state, cfg, info = read_checkpoint(checkpoint)
+    return _model_of(checkpoint, state, cfg, info).to(device).eval(), state
+
+
+def _model_of(checkpoint: str | os.PathLike[str], state: dict[str, Any], cfg: TrainConfig, info: DataInfo) -> MSResNet:
     model = build_model(cfg, info)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {checkpoint}: weights do not fit the model it describes: {str(e)[:300]}") from None
-    return model.to(device).eval(), state
+    return model
 
 
 def evaluate(checkpoint: str | os.PathLike[str], dataset: str | None = None, data_root: str | None = None,
@@ -599,22 +603,22 @@ def evaluate(checkpoint: str | os.PathLike[str], dataset: str | None = None, dat
     make the last bits of a convolution matter), so the result equals ``metrics.jsonl``. ``ValueError`` when the
     dataset's classes / input channels / kind differ from the checkpoint's.
     """
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+    if batch_size is not None and not is_int(batch_size, 1):
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    model, state = load_model(checkpoint)
-    cfg, trained = TrainConfig.from_dict(state["config"]), DataInfo(**state["data_info"])
-    name = dataset or cfg.dataset
+    state, trained_cfg, trained = read_checkpoint(checkpoint)
+    name = dataset or trained_cfg.dataset
     if precision is None:
         precision = _DTYPE_TO_PRECISION[state["autocast_dtype"]]
-        if precision == "fp16" and resolve_device(cfg.replace(device=device)).type != "cuda":
+        if precision == "fp16" and resolve_device(trained_cfg.replace(device=device)).type != "cuda":
             precision = "fp32"  # fp16 autocast needs CUDA; the closest on a CPU
-    cfg = cfg.replace(dataset=name, data_root=data_root, device=device, precision=precision, progress=progress,
-                      test_subset=subset if subset is not None else cfg.test_subset)
+    cfg = trained_cfg.replace(dataset=name, data_root=data_root, device=device, precision=precision, progress=progress,
+                              test_subset=subset if subset is not None else trained_cfg.test_subset)
     now = get_data_info(name)
     for attr in ("num_classes", "in_channels", "is_event"):
         if getattr(trained, attr) != getattr(now, attr):
             raise ValueError(f"checkpoint {checkpoint} was trained on {trained.name!r} ({attr}="
                              f"{getattr(trained, attr)}); dataset {name!r} has {attr}={getattr(now, attr)}")
+    model = _model_of(checkpoint, state, trained_cfg, trained).eval()
     dev = resolve_device(cfg)
     amp = resolve_precision(cfg, dev)
     _, test_ds, _ = build_data(cfg, train=False)
@@ -919,7 +923,7 @@ class Trainer:
                     "command": " ".join(sys.argv),
                 },
                 "lif_backend": lif_backend_name(dev, cfg.compile), "cudnn_benchmark": dev.type == "cuda",
-                "parameters": sum(p.numel() for p in self.model.parameters()), "started": _now(),
+                "parameters": sum(p.numel() for p in self.model.parameters()), "started": now(),
                 "resumed_from_epoch": self.start_epoch - 1 if self.resume else None, "data": self.data_provenance,
                 "repaired_on_resume": self.repaired,
             }
@@ -948,7 +952,7 @@ class Trainer:
             final = self.history[-1]["test_acc"] if self.history else None
             self._write_metadata(
                 "completed", lif_backend=lif_backend_name(dev, cfg.compile),  # a kernel that failed shows its fallback
-                wall_seconds=wall, finished=_now(), best_test_acc=self.best_acc, best_epoch=self.best_epoch,
+                wall_seconds=wall, finished=now(), best_test_acc=self.best_acc, best_epoch=self.best_epoch,
                 final_test_acc=final, param_digests=digests, ranks_in_sync=len(set(digests)) == 1)
             if self.dist.enabled:
                 torch.distributed.barrier()
@@ -961,7 +965,7 @@ class Trainer:
                 if self.meta is not None:
                     with contextlib.suppress(OSError):  # e.g. the disk is full: run.json keeps its last state
                         self._write_metadata("interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
-                                             error=f"{type(e).__name__}: {e}"[:2000], stopped=_now())
+                                             error=f"{type(e).__name__}: {e}"[:2000], stopped=now())
                 elif self._created_out:
                     clean_temp_files(self.out)
                     if {p.name for p in self.out.iterdir()} <= {LOCK_FILE, HOLDER_FILE}:

@@ -478,6 +478,8 @@ def plot_curves(history: pd.DataFrame, axes: Sequence[Any] | None = None, title:
 
 def plot_curve_comparison(histories: dict[str, pd.DataFrame], title: str = "") -> Any:
     """Test accuracy and training loss per epoch of several runs (one line per label of ``histories``)."""
+    if not histories:
+        raise ValueError("plot_curve_comparison: no histories given")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for i, (label, h) in enumerate(histories.items()):
         axes[0].plot(h["epoch"], h["test_acc"], "os^v"[i % 4] + "-", label=label)
@@ -574,6 +576,8 @@ def plot_time_steps(table: pd.DataFrame, title: str = "") -> Any:
 def plot_study(runs: pd.DataFrame, study: str, metric: str = "best_test_acc", title: str = "") -> Any:
     """Per-seed points and mean +- std of ``metric`` for each variant of ``study``, the axis zoomed to the data."""
     sub = runs[runs["study"] == study].copy()
+    if sub.empty:
+        raise ValueError(f"no runs of study {study!r}")
     sub["label"] = sub["dataset"] + "\n" + sub["variant"].str.replace(",", "\n")
     order = sorted(set(sub["label"]))
     fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(order)), 3.8))
@@ -595,6 +599,8 @@ def plot_study(runs: pd.DataFrame, study: str, metric: str = "best_test_acc", ti
 def plot_paper_gaps(gaps: pd.DataFrame, title: str = "") -> Any:
     """Our paired differences (mean and 95 % t-interval over seeds; one seed: a hollow marker) beside the paper's
     gap (shaded range or marker), one row per comparison (its ``preset``, when given, in the label)."""
+    if gaps.empty:
+        raise ValueError("plot_paper_gaps: no comparisons to draw")
     labels = [(f"{r.preset} " if "preset" in gaps else "") + f"{r.study}: {r.comparison} (n={r.n_pairs})"
               for r in gaps.itertuples()]
     y = list(range(len(gaps)))[::-1]

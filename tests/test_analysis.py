@@ -358,3 +358,18 @@ def test_energy_table_reports_exact_sops_beside_the_estimate():
     assert len(spiking) > 0 and (spiking["sops"] <= spiking["sops_rate_x_flops"] + 1e-9).all()
     assert (spiking["sops"] < spiking["sops_rate_x_flops"]).any()  # 3x3 convs on 8x8 maps lose padded taps
     assert (t.loc[t["input"] == "real", ["sops", "sops_rate_x_flops"]] == 0).all().all()
+
+
+def test_recorder_refuses_reentry_and_a_lif_that_changes_size():
+    """Firing rates divide by the neurons of the first call: a later call with other sizes would inflate them."""
+    from dta_lib.analysis import SpikeRecorder
+    from dta_lib.models.ms_resnet import ms_resnet18
+
+    model = ms_resnet18(10, 2, "none", width=1 / 16).eval()
+    rec = SpikeRecorder(model)
+    with rec, torch.no_grad():
+        with pytest.raises(ValueError, match="already active"):
+            rec.__enter__()
+        model(torch.rand(1, 3, 8, 8))
+        with pytest.raises(ValueError, match="neurons per step as in earlier calls"):
+            model(torch.rand(1, 3, 16, 16))

@@ -184,3 +184,13 @@ def test_bad_dtype_and_arguments():
         TXA(0, 2)
     with pytest.raises(ValueError, match="kernel_size"):
         TNA(2, 2, kernel_size=2)
+
+
+def test_public_sub_blocks_check_their_own_arguments():
+    """LTCA and GTCA are public: bad sizes fail at construction with the library's message, not in a forward."""
+    for build, name in ((lambda: LTCA(4, dilation=0), "dilation"), (lambda: LTCA(4, dw_kernel=0), "dw_kernel"),
+                        (lambda: LTCA(0), "dim"), (lambda: GTCA(0), "dim"), (lambda: GTCA(4, hidden=0), "hidden")):
+        with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+            build()
+    with pytest.raises(ValueError, match=r"DTA expects X of shape \[B, T=2, C=4"):
+        DTA(4, 2).gate(torch.zeros(1, 3, 4, 2, 2))

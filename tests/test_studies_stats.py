@@ -97,3 +97,11 @@ def test_mean_std_table_orders_rows_and_counts_seeds():
         mean_std_table(df, "attention", {"x": "final_test_acc"})
     v = paired_verdicts(df, "attention", "dta").set_index("attention")
     assert v.loc["none", "diff_mean"] == pytest.approx(9.0) and v.loc["txa", "exceeds seed noise"] is None
+
+
+def test_a_confidence_level_outside_0_1_is_refused():
+    from dta_lib.studies import exceeds_noise, t_interval
+
+    for call in (lambda: exceeds_noise(1.0, 0.1, 3, level=95), lambda: t_interval(1.0, 0.1, 3, level=1.5)):
+        with pytest.raises(ValueError, match=r"level must be in \(0, 1\)"):
+            call()

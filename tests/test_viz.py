@@ -358,3 +358,13 @@ def test_emulation_figure_legends_sit_above_the_data() -> None:
     assert len(legends) == 2
     for legend in legends:  # the legend box lies above its axes' plotting area: no bar or bin under it
         assert legend.get_window_extent(renderer).y0 >= legend.axes.get_window_extent(renderer).y1 - 1
+
+
+def test_study_plots_refuse_empty_input() -> None:
+    """A mistyped study name must not write a blank figure into reports/."""
+    with pytest.raises(ValueError, match="no runs of study 'nope'"):
+        viz.plot_study(pd.DataFrame({"study": ["ablation"], "best_test_acc": [1.0]}), "nope")
+    with pytest.raises(ValueError, match="no comparisons to draw"):
+        viz.plot_paper_gaps(pd.DataFrame())
+    with pytest.raises(ValueError, match="no histories given"):
+        viz.plot_curve_comparison({})

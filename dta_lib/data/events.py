@@ -98,6 +98,8 @@ class FramedEvents(EventFrames):
     def __init__(self, files: Sequence[str | os.PathLike], targets: Sequence[int], sensor_size: tuple[int, int, int],
                  time_steps: int, frame_size: int | None = None, transform: Callable | None = None,
                  cache: str | os.PathLike | None | bool = None, classes: Sequence[str] | None = None) -> None:
+        if len(files) != len(targets):
+            raise ValueError(f"{len(files)} files but {len(targets)} targets")
         self.files, self.targets = [Path(f) for f in files], [int(t) for t in targets]
         self.sensor_size, self.time_steps = tuple(int(s) for s in sensor_size), int(time_steps)
         self.frame_size, self.transform, self.classes = frame_size, transform, None if classes is None else list(classes)

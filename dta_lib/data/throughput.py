@@ -50,6 +50,7 @@ def train_step_throughput(name: str, batch_size: int = 64, steps: int = 3, time_
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     x = torch.rand(batch_size, *((t,) if info.is_event else ()), info.in_channels, size, size)
     inp, y = x if info.is_event else x.unsqueeze(1).expand(-1, t, -1, -1, -1), torch.randint(info.num_classes, (batch_size,))
+    start = time.perf_counter()
     for i in range(steps + 1):  # the first step warms up
         if i == 1:
             start = time.perf_counter()

@@ -99,6 +99,7 @@ class LTCA(nn.Module):
 
     def __init__(self, dim: int, kernel_size: int = 7, dw_kernel: int = 5, dilation: int = 3) -> None:
         super().__init__()
+        _positive(dim=dim, kernel_size=kernel_size, dw_kernel=dw_kernel, dilation=dilation)
         kd = dilated_kernel_size(kernel_size)
         if kd < 1:
             raise ValueError(f"LTCA kernel_size={kernel_size} gives a dilated kernel of {kd}; use kernel_size >= 3")
@@ -120,7 +121,7 @@ class GTCA(nn.Module):
     def __init__(self, dim: int, hidden: int | None = None) -> None:
         super().__init__()
         hidden = gtca_hidden(dim) if hidden is None else hidden
-        _positive(hidden=hidden)
+        _positive(dim=dim, hidden=hidden)
         self.fc1 = nn.Linear(dim, hidden, bias=False)
         self.fc2 = nn.Linear(hidden, dim, bias=False)
 
@@ -146,8 +147,7 @@ class TNA(nn.Module):
     def __init__(self, channels: int, time_steps: int, kernel_size: int = 7, dw_kernel: int = 5, dilation: int = 3,
                  gtca_hidden: int | None = None) -> None:
         super().__init__()
-        _positive(channels=channels, time_steps=time_steps, kernel_size=kernel_size, dw_kernel=dw_kernel,
-                  dilation=dilation)
+        _positive(channels=channels, time_steps=time_steps)  # LTCA and GTCA check their own arguments
         self.channels, self.time_steps = channels, time_steps
         dim = channels * time_steps
         self.encode = nn.Conv2d(dim, dim, 1)
@@ -195,7 +195,8 @@ class DTA(nn.Module):
         self.tna = TNA(channels, time_steps, kernel_size, dw_kernel, dilation, gtca_hidden) if mode in ("tna", "dta") else None
 
     def gate(self, x: Tensor) -> Tensor:
-        """The attention gate ``sigmoid(...)`` in ``[0, 1]``, shape of ``x`` (the branches check ``x``)."""
+        """The attention gate ``sigmoid(...)`` in ``[0, 1]``, shape of ``x``."""
+        _check_seq(x, self.channels, self.time_steps, "DTA")
         if self.txa is not None and self.tna is not None:
             return torch.sigmoid(self.tna(x) * self.txa(x))
         branch = self.txa if self.txa is not None else self.tna
