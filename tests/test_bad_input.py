@@ -83,6 +83,7 @@ def test_an_unfinished_run_is_named(cpu_runs):
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_notebook_10_fails_naming_a_missing_run(cpu_runs, tmp_path):
     import papermill as pm
 
@@ -192,6 +193,7 @@ def test_notebook_parameters_of_the_wrong_type_are_named():
         check_parameters(nb, {"THREADS": True})
 
 
+@pytest.mark.process
 def test_reproduce_refuses_an_output_root_that_is_a_file(tmp_path):
     target = tmp_path / "a-file"
     target.write_text("")

@@ -68,6 +68,7 @@ def _place_like_torchvision(cache: Path) -> Path:
 
 @needs_debian
 @pytest.mark.slow
+@pytest.mark.process
 def test_every_entry_point_finds_data_where_torchvision_downloaded_it(reader):
     from dta_lib.data.fashion import find_fashion_mnist, load_fashion_mnist_samples
     from dta_lib.data.registry import download_root
@@ -100,6 +101,7 @@ def test_every_entry_point_finds_data_where_torchvision_downloaded_it(reader):
     assert not list(out.glob(".*partial*"))
 
 
+@pytest.mark.process
 def test_no_data_and_no_download_fails_in_the_preflight_naming_the_fix(reader):
     tmp, env = reader
     r = subprocess.run([sys.executable, "-m", "dta_lib.reproduce", "--preset", "smoke", "--notebooks", "01", "05"],
@@ -111,6 +113,7 @@ def test_no_data_and_no_download_fails_in_the_preflight_naming_the_fix(reader):
     assert not (tmp / "reports").exists()  # nothing written
 
 
+@pytest.mark.process
 def test_reproduce_refuses_a_bad_selection_or_dataset_before_writing(reader):
     tmp, env = reader
     for args, expected in ((["--notebooks", "99"], "no notebook matches ['99']"),
@@ -121,6 +124,7 @@ def test_reproduce_refuses_a_bad_selection_or_dataset_before_writing(reader):
     assert not (tmp / "reports").exists()
 
 
+@pytest.mark.process
 def test_the_engine_works_without_fcntl(tmp_path):
     """As on Windows: ``fcntl`` cannot be imported; filelock falls back, and the lock still holds."""
     code = textwrap.dedent("""\
@@ -150,6 +154,7 @@ def test_the_engine_works_without_fcntl(tmp_path):
     assert (tmp_path / "a" / "last.pt").is_file() and (tmp_path / "b" / "last.pt").is_file()
 
 
+@pytest.mark.process
 def test_one_version_and_no_optional_import():
     import dta_lib
 
