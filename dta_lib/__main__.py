@@ -2,20 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-import importlib
 import json
 import os
 import signal
 import sys
 from typing import Any, Callable, Sequence
 
-__all__ = ["COMMANDS", "PLUGIN_MODULES", "register_command", "build_parser", "main"]
+__all__ = ["COMMANDS", "register_command", "build_parser", "main"]
 
 #: subcommand name -> ``(help, add_arguments(parser), run(args) -> exit status)``
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
-#: subcommand name -> module with ``add_arguments(parser)`` and ``run(args)``; skipped if not importable
-PLUGIN_MODULES: dict[str, str] = {"bench": "dta_lib.bench"}
 
 
 def register_command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None],
@@ -65,9 +63,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config: type | None = 
         kind = str(f.type).replace(" | None", "")
         help_ = meta.get("help", "") + f" [unset: the preset's, else the recipe's, else {f.default}]"
         if kind == "bool" and f.default is None:  # on / off / unset
-            both = g.add_mutually_exclusive_group()
-            both.add_argument(flag, dest=f.name, action="store_const", const=True, default=None, help=help_)
-            both.add_argument(f"--no-{flag[2:]}", dest=f.name, action="store_const", const=False, help="no " + help_)
+            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif kind == "bool":  # a flag turns the default around
             flags = meta.get("flags") or ((flag,) if not f.default else (f"--no-{flag[2:]}",))
             g.add_argument(*flags, dest=f.name, action="store_const", const=not f.default, default=None, help=help_)
@@ -116,9 +112,8 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="autocast precision (default: the one the run trained with, as recorded in the checkpoint)")
-    bar = p.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show tqdm bars")
-    bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show tqdm bars")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="always / never show tqdm bars [unset: when stderr is a terminal]")
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -134,21 +129,13 @@ register_command("train", "train a model (python -m dta_lib train --help)", _add
 register_command("evaluate", "evaluate a checkpoint (python -m dta_lib evaluate --help)", _add_evaluate, _run_evaluate)
 
 
-def _load_plugins() -> None:
-    for name, module in PLUGIN_MODULES.items():
-        if name in COMMANDS:
-            continue
-        try:
-            mod = importlib.import_module(module)
-        except Exception:  # a missing or broken tool must not break train / evaluate
-            continue
-        if hasattr(mod, "add_arguments") and hasattr(mod, "run"):
-            doc = (mod.__doc__ or name).strip().splitlines()[0].replace("``", "")
-            register_command(name, doc, mod.add_arguments, mod.run)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    _load_plugins()
+    if "bench" not in COMMANDS:
+        with contextlib.suppress(Exception):  # a missing or broken tool must not break train / evaluate
+            from . import bench
+
+            register_command("bench", bench.__doc__.strip().splitlines()[0].replace("``", ""), bench.add_arguments,
+                             bench.run)
     parser = argparse.ArgumentParser(
         prog="python -m dta_lib", description="DTA-SNN companion: training, evaluation and tools.",
         formatter_class=_Formatter,
@@ -205,4 +192,4 @@ def _one_line(e: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -37,6 +37,7 @@ E_AC_PJ = 0.9
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _COUNTED = (*_CONVS, nn.Linear)
+_RULES = {"spike": "input is 0/1 -> AC", "real": "input not 0/1 -> MAC"}  # the ``rule`` column per input kind
 
 
 def is_binary(x: Tensor) -> bool:
@@ -92,8 +93,7 @@ class _LayerStats:
     sops_dense: float = 0.0  # the same, estimated as rate x dense FLOPs (counts zero-padding taps)
     ones: float = 0.0        # sum of 0/1 inputs
     numel: float = 0.0       # number of 0/1 input elements
-    kinds: set[str] = field(default_factory=set)
-    rules: set[str] = field(default_factory=set)
+    kinds: set[str] = field(default_factory=set)  # "spike" (0/1 input -> AC) and / or "real" (-> MAC)
     notes: set[str] = field(default_factory=set)
 
 
@@ -109,13 +109,11 @@ class SpikeRecorder:
     """Record firing rates, SOPs and MACs of a model with forward hooks (``with SpikeRecorder(model) as rec:``).
 
     Counts are summed over every forward pass inside the ``with`` block and reported **per sample**. ``keep``:
-    LIF names whose spikes are kept (:meth:`raster`); ``kinds``: per-layer override of the input kind,
-    ``{"fc": "spike"}`` (``"spike"`` or ``"real"``); ``static_stem``: for an :class:`MSResNet` fed a static image,
+    LIF names whose spikes are kept (:meth:`raster`); ``static_stem``: for an :class:`MSResNet` fed a static image,
     ``"per_step"`` (default, the field's convention) counts the stem conv ``T`` times, ``"once"`` once.
     """
 
-    def __init__(self, model: nn.Module, keep: Iterable[str] = (), kinds: Mapping[str, str] | None = None,
-                 static_stem: str = "per_step") -> None:
+    def __init__(self, model: nn.Module, keep: Iterable[str] = (), static_stem: str = "per_step") -> None:
         if static_stem not in ("per_step", "once"):
             raise ValueError(f"static_stem must be one of ('per_step', 'once'), got {static_stem!r}")
         self.model, self.static_stem = model, static_stem
@@ -126,11 +124,6 @@ class SpikeRecorder:
         missing = [n for n in self.keep if n not in self._lif_names]
         if missing:
             raise ValueError(f"keep names {missing} are not LIF modules of the model; LIF modules: {self._lif_names}")
-        self.kinds = dict(kinds or {})
-        bad = {k: v for k, v in self.kinds.items() if k not in self._layer_names or v not in ("spike", "real")}
-        if bad:
-            raise ValueError(f"kinds overrides {bad} invalid: keys must be Conv/Linear layer names "
-                             f"{self._layer_names}, values one of ('spike', 'real')")
         self._handles: list[Any] = []
         self.samples, self._static_input = 0, False
         self._lif: dict[str, _LIFStats] = {}
@@ -189,17 +182,14 @@ class SpikeRecorder:
             st.notes.add("static image: executed once per sample, counted T times (static_stem='per_step')" if per_step
                          else "static image: executed once per sample and counted once (static_stem='once')")
             dense, rows = dense * repeat, rows * repeat
-        binary = self.kinds.get(name) != "real" and is_binary(x)  # a full pass over x: only where it decides
-        kind = self.kinds.get(name, "spike" if binary else "real")
-        rule = f"override: {kind}" if name in self.kinds else "input is 0/1 -> AC" if binary else "input not 0/1 -> MAC"
+        binary = is_binary(x)
         st.rows += rows
         st.dense += dense
-        st.kinds.add(kind)
-        st.rules.add(rule)
-        if kind == "spike":
+        st.kinds.add("spike" if binary else "real")
+        if binary:
             ones = float(x.sum(dtype=torch.float64))
             st.sops_dense += ones * dense / x.numel()
-            st.sops += exact_sops(module, x) * repeat if binary else ones * dense / x.numel()
+            st.sops += exact_sops(module, x) * repeat
             st.ones += ones
             st.numel += x.numel()
         else:
@@ -237,8 +227,7 @@ class SpikeRecorder:
                              **{f"t{i + 1}": r for i, r in enumerate(per_t)}))
         df = pd.DataFrame(rows)
         if long and not df.empty:
-            steps = [c for c in df.columns if c.startswith("t") and c[1:].isdigit()]
-            df = df[["name", *steps]].melt(id_vars="name", var_name="t", value_name="rate").dropna()
+            df = df.filter(regex=r"^(name|t\d+)$").melt(id_vars="name", var_name="t", value_name="rate").dropna()
             df["t"] = df["t"].str[1:].astype(int)
         return df
 
@@ -252,8 +241,9 @@ class SpikeRecorder:
         for name in (x for x in self._layer_names if x in self._layers):
             st = self._layers[name]
             kind = next(iter(st.kinds)) if len(st.kinds) == 1 else "mixed"
+            rule = "; ".join(sorted(_RULES[k] for k in st.kinds))
             rows.append(dict(
-                name=name, type=st.type, group=_group(name), input=kind, rule="; ".join(sorted(st.rules)),
+                name=name, type=st.type, group=_group(name), input=kind, rule=rule,
                 input_rate=st.ones / st.numel if st.numel else math.nan, steps=st.rows / n, flops=st.dense / st.rows,
                 dense_macs=st.dense / n, macs=st.macs / n, sops=st.sops / n, sops_rate_x_flops=st.sops_dense / n,
                 note="; ".join(sorted(st.notes)),

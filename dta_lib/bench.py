@@ -1,10 +1,10 @@
 """``python -m dta_lib.bench``: this library against the release's computation, same process, same inputs.
 
-Three races (docs/performance.md), interleaved repetitions (A, B, A, B, ...) after a warm-up round, median times:
-LIF forward + backward (:func:`bench_lif`), the training step (:func:`bench_train`) and, with ``--epoch``, one
-training epoch at the CPU study size (:func:`bench_epoch`). Precisions: ``fp32``, and ``bf16`` (``torch.autocast``
-for the models; bf16 tensors for the LIF). Peak memory: :func:`peak_added_bytes`. Results go atomically to
-``bench/bench_<tag>.json`` and ``.png`` of the output root (:func:`dta_lib.paths.output_root`).
+Two races (docs/performance.md), interleaved repetitions (A, B, A, B, ...) after a warm-up round, median times:
+LIF forward + backward (:func:`bench_lif`) and, with ``--epoch``, one training epoch at the CPU study size
+(:func:`bench_epoch`). Precisions: ``fp32``, and ``bf16`` (``torch.autocast`` for the models; bf16 tensors for the
+LIF). Peak memory: :func:`peak_added_bytes`. Results go atomically to ``bench/bench_<tag>.json`` and ``.png`` of the
+output root (:func:`dta_lib.paths.output_root`).
 """
 from __future__ import annotations
 
@@ -102,11 +102,6 @@ def race(fns: dict[str, Callable[[], Any]], repeats: int, device: torch.device, 
     return times
 
 
-def _check_precisions(precisions: Sequence[str]) -> None:
-    if bad := [p for p in precisions if p not in _DTYPES]:
-        raise ValueError(f"unknown precision {bad[0]!r}; expected one of {sorted(_DTYPES)}")
-
-
 def _steps(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: list[tuple[torch.Tensor, torch.Tensor]],
            precision: str, device: torch.device, scaler: torch.amp.GradScaler | None = None) -> Callable[[], None]:
     """A training pass over ``batches``: zero_grad, forward under ``precision``, cross-entropy on the mean over T,
@@ -142,7 +137,8 @@ def bench_lif(time_steps: Sequence[int] = (4, 6, 10), shape: Sequence[int] = (16
     dev = torch.device(device)
     if len(shape) < 2:
         raise ValueError(f"shape must be [B, ...] with at least 2 dims, got {tuple(shape)}")
-    _check_precisions(precisions)
+    if bad := [p for p in precisions if p not in _DTYPES]:
+        raise ValueError(f"unknown precision {bad[0]!r}; expected one of {sorted(_DTYPES)}")
     out = []
     for prec in precisions:
         for t in time_steps:
@@ -214,7 +210,7 @@ def _copy_bandwidth(x: torch.Tensor, repeats: int, device: torch.device) -> floa
     return 2 * x.numel() * x.element_size() / statistics.median(t) / 1e9
 
 
-# ---------------------------------------------------------------------------------------------- the training step
+# ---------------------------------------------------------------------------------------------- the training epoch
 def conv_step(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32",
               device: torch.device | None = None) -> tuple[Callable[[], None], int]:
     """``(run, calls)``: ``run()`` performs the convolutions of one training step of ``model`` on ``x`` and nothing
@@ -253,77 +249,13 @@ def conv_step(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32",
     return (lambda: [f() for f in fns] and None), len(calls)
 
 
-def conv_floor(model: torch.nn.Module, x: torch.Tensor, repeats: int, device: torch.device) -> dict[str, Any]:
-    """Seconds of the convolutions alone in one fp32 training step of ``model`` on ``x`` (:func:`conv_step`):
-    ``{"times_s": [...] (one per repetition), "calls": number of convolution calls in a forward pass}``."""
-    run, calls = conv_step(model, x, "fp32", device)
-    return {"times_s": race({"convs": run}, repeats, device)["convs"], "calls": calls}
-
-
 def _release_twin(ours: torch.nn.Module, time_steps: int, **kw: Any) -> ReferenceMSResNet18:
     """The release's model (10 classes) holding the weights of this library's ``ours``."""
     twin = ReferenceMSResNet18(10, time_steps, **kw)
-    twin.load_state_dict(to_reference_state_dict(ours.state_dict()))
+    twin.load_state_dict(to_reference_state_dict(ours.state_dict(), twin.state_dict()))
     return twin
 
 
-def bench_train(batch: int = 8, time_steps: int = 6, image_size: int = 32, width: float = 1.0,
-                precisions: Sequence[str] = PRECISIONS, repeats: int = 5, device: str | torch.device = "cpu",
-                channels_last: bool = True, lr: float = 0.01, seed: int = 0) -> list[dict[str, Any]]:
-    """Training step (:func:`_steps`, plain SGD) of ``ms_resnet18(attention="dta")`` vs the release's model holding
-    the same weights (logits compared first: ``max_abs_logit_diff_fp32``), plus its convolutions alone
-    (:func:`conv_floor`). The release runs as released (NCHW, its own loops); this library with the automatic LIF
-    backend, in ``channels_last`` when asked. ``width != 1`` (smoke runs; the release has no width) races this
-    library's ``"loop"`` LIF backend in NCHW instead (impl ``"loop"``)."""
-    dev = torch.device(device)
-    if batch < 1 or time_steps < 1 or image_size < 4:
-        raise ValueError(f"need batch >= 1, time_steps >= 1, image_size >= 4; got {batch}, {time_steps}, {image_size}")
-    _check_precisions(precisions)
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, 3, image_size, image_size, generator=g).to(dev)
-    y = torch.randint(0, 10, (batch,), generator=g).to(dev)
-    ours = ms_resnet18(10, time_steps, "dta", width=width).to(dev)
-    if width == 1.0:  # the release's own model, holding our weights
-        base_name, base = "release", _release_twin(ours, time_steps).to(dev)
-    else:  # smoke sizes: the release has no width knob; race the reference loop backend instead
-        base_name, base = "loop", ms_resnet18(10, time_steps, "dta", width=width, lif_backend="loop").to(dev)
-        base.load_state_dict(ours.state_dict())
-    with torch.no_grad():
-        max_diff = float((ours(x) - base(x)).abs().max())
-    if channels_last:
-        ours = ours.to(memory_format=torch.channels_last)
-    x_ours = x.contiguous(memory_format=torch.channels_last) if channels_last else x
-    sides = {base_name: (base, x), "dta_lib": (ours, x_ours)}
-    opts = {k: torch.optim.SGD(m.parameters(), lr=lr) for k, (m, _) in sides.items()}
-    fns = {f"{k}/{prec}": _steps(m, opts[k], [(inp, y)], prec, dev) for prec in precisions for k, (m, inp) in sides.items()}
-    times = race(fns, repeats, dev)
-    mem = {k: peak_added_bytes(f, dev) for k, f in fns.items()}
-    floor = conv_floor(ours, x_ours, repeats, dev) if "fp32" in precisions else None
-    base_t = statistics.median(times[f"{base_name}/fp32"]) if f"{base_name}/fp32" in times else None
-    out = []
-    for key, ts in times.items():
-        impl, prec = key.split("/")
-        med = statistics.median(ts)
-        out.append({
-            "bench": "train", "impl": impl, "baseline": base_name, "precision": prec, "batch": batch,
-            "T": time_steps, "image_size": image_size, "width": width,
-            "channels_last": channels_last and impl == "dta_lib",
-            "median_s": med, "times_s": ts, "images_per_s": batch / med,
-            "speedup_vs_baseline_fp32": (base_t / med) if base_t else None,
-            "speedup_vs_baseline_same_precision": statistics.median(times[f"{base_name}/{prec}"]) / med,
-            "peak_added_bytes": mem[key],
-            "memory_ratio_vs_baseline_same_precision": mem[key] / max(mem[f"{base_name}/{prec}"], 1),
-            "max_abs_logit_diff_fp32": max_diff,
-        })
-        if floor is not None and impl == "dta_lib" and prec == "fp32":
-            fl = statistics.median(floor["times_s"])
-            out[-1].update({"conv_floor_s": fl, "conv_floor_times_s": floor["times_s"], "conv_calls": floor["calls"],
-                            "conv_share": fl / med, "speedup_cap_from_conv_floor": base_t / fl if base_t else None})
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- the training epoch
 #: (implementation, precision, channels_last, compile) of every candidate; the eager fp32 release comes first
 _SETUPS = ((False, False), (True, False), (False, True), (True, True))
 EPOCH_CANDIDATES: tuple[tuple[str, str, bool, bool], ...] = tuple(
@@ -495,28 +427,19 @@ def _save(fig, path: Path | None):
 
 
 def plot(result: dict[str, Any], path: Path | None = None):
-    """Two panels: LIF speed-up vs T, training-step images/s per implementation and precision."""
+    """The LIF race: each candidate's speed-up over the release's loop per T and precision."""
     plt = _pyplot(path)
     import pandas as pd
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, ax = plt.subplots(figsize=(6, 4))
     lif = pd.DataFrame([r for r in result["lif"] if r["impl"] != "release"])
     if len(lif):
         lif["candidate"] = lif["impl"] + " " + lif["precision"]
-        sns.barplot(lif, x="T", y="speedup_vs_release", hue="candidate", ax=axes[0])
-        axes[0].axhline(1.0, color="k", lw=0.8)
-        axes[0].legend(fontsize=7)
-        axes[0].set(title="LIF forward+backward: speed-up over the release loop", ylabel="x release (same precision)")
-    tr = pd.DataFrame(result["train"])
-    if len(tr):
-        tr["label"] = tr["impl"] + "\n" + tr["precision"]
-        sns.barplot(tr, x="label", y="images_per_s", hue="impl", ax=axes[1], legend=False)
-        for i, (_, r) in enumerate(tr.iterrows()):
-            axes[1].annotate(f"{r['speedup_vs_baseline_fp32']:.2f}x", (i, r["images_per_s"]), ha="center", va="bottom")
-        axes[1].margins(y=0.15)
-        axes[1].set(title=f"MS-ResNet-18 + DTA training step (labels: x {tr['baseline'].iloc[0]} fp32)",
-                    ylabel="images / s", xlabel="")
+        sns.barplot(lif, x="T", y="speedup_vs_release", hue="candidate", ax=ax)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.legend(fontsize=7)
+    ax.set(title="LIF forward+backward: speed-up over the release loop", ylabel="x release (same precision)")
     m = result["meta"]
     fig.suptitle(f"{m['device']} · {m['cpu'] if m['device'] == 'cpu' else m.get('gpu', '')} · "
                  f"{m['threads']} threads · torch {m['torch']}", fontsize=9)
@@ -525,64 +448,29 @@ def plot(result: dict[str, Any], path: Path | None = None):
 
 
 def summary(result: dict[str, Any]) -> str:
-    """A short table of the dta_lib rows (speed-ups and memory ratios)."""
-    lines = []
-    for r in result["lif"]:
-        if r["impl"] != "release":
-            vs_compiled = (f", {r['speedup_vs_compiled_release']:.2f}x the compiled release loop"
-                           if "speedup_vs_compiled_release" in r else "")
-            lines.append(f"LIF   {r['impl']:20s} T={r['T']:<3d} {r['precision']}: {r['speedup_vs_release']:.2f}x release"
-                         f"{vs_compiled}, memory {r['memory_ratio_vs_release']:.2f}x"
-                         + ("" if r.get("spikes_identical", True) else
-                            f"  WRONG: {r['spike_mismatches']} spikes differ from the release's, no speed claim"))
-    for r in result["train"]:
-        lines.append(f"train {r['impl']:8s} {r['precision']}: {r['images_per_s']:.2f} img/s, "
-                     f"{r['speedup_vs_baseline_fp32']:.2f}x {r['baseline']} fp32, peak added "
-                     f"{r['peak_added_bytes'] / 2**20:.0f} MiB ({r['memory_ratio_vs_baseline_same_precision']:.2f}x)")
-        if r.get("conv_floor_s"):
-            lines.append(f"      convolutions alone: {r['conv_floor_s']:.2f} s = {r['conv_share']:.0%} of the step; "
-                         f"ceiling without faster convolutions: {r['speedup_cap_from_conv_floor']:.2f}x {r['baseline']}")
-    return "\n".join(lines)
+    """One line per LIF candidate but the release's loop: speed-ups and memory ratio."""
+    def vs_compiled(r: dict[str, Any]) -> str:  # absent from the files recorded before the compiled loop raced
+        x = r.get("speedup_vs_compiled_release")
+        return f", {x:.2f}x the compiled release loop" if x is not None else ""
+
+    return "\n".join(f"LIF   {r['impl']:20s} T={r['T']:<3d} {r['precision']}: {r['speedup_vs_release']:.2f}x release"
+                     f"{vs_compiled(r)}, memory {r['memory_ratio_vs_release']:.2f}x"
+                     + ("" if r.get("spikes_identical", True) else
+                        f"  WRONG: {r['spike_mismatches']} spikes differ from the release's, no speed claim")
+                     for r in result["lif"] if r["impl"] != "release")
 
 
 def load_result(path: str | Path) -> dict[str, Any]:
-    """Read a ``bench_*.json`` written by :func:`run_bench` (keys meta, lif, train) or ``run_epoch_bench`` (meta,
+    """Read a ``bench_*.json`` written by :func:`run_bench` (keys meta, lif) or :func:`run_epoch_bench` (meta,
     epoch)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no benchmark result at {path}; run `python -m dta_lib.bench` to create it")
     data = json.loads(path.read_text())
-    if not ({"meta", "lif", "train"} <= set(data) or {"meta", "epoch"} <= set(data)):
-        raise ValueError(f"{path} is not a dta_lib.bench result (keys {sorted(data)}; expected meta, lif, train "
-                         "or meta, epoch)")
+    if not ({"meta", "lif"} <= set(data) or {"meta", "epoch"} <= set(data)):
+        raise ValueError(f"{path} is not a dta_lib.bench result (keys {sorted(data)}; expected meta, lif or meta, "
+                         "epoch)")
     return data
-
-
-def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The performance targets of ``docs/performance.md`` evaluated on a result: one row per check with value,
-    target and pass."""
-    rows: list[dict[str, Any]] = []
-
-    def add(check: str, value: float | None, target: float, higher: bool = True) -> None:
-        ok = None if value is None else (value >= target if higher else value <= target)
-        rows.append({"check": check, "value": value, "target": (">= " if higher else "<= ") + f"{target:g}", "pass": ok})
-
-    lif6 = [r for r in result["lif"] if r["impl"] == "dta_lib" and r["T"] == 6 and r["precision"] == "fp32"]
-    add("LIF fwd+bwd speed-up, T=6 fp32", lif6[0]["speedup_vs_release"] if lif6 else None, 6.0)
-    train = {(r["impl"], r["precision"]): r for r in result["train"]}
-    ours32, ours16 = train.get(("dta_lib", "fp32")), train.get(("dta_lib", "bf16"))
-    gpu = result["meta"]["device"].startswith("cuda")
-    if gpu:
-        if lif6:
-            add("Triton LIF, fraction of copy bandwidth", lif6[0]["fraction_of_copy_bandwidth"], 0.8)
-        best = max((r["speedup_vs_baseline_fp32"] for r in result["train"] if r["impl"] == "dta_lib"), default=None)
-        add("training step vs release fp32 (best precision)", best, 3.0)
-    else:
-        add("training step fp32 vs release fp32", ours32["speedup_vs_baseline_fp32"] if ours32 else None, 1.3)
-        add("training step bf16 autocast vs release fp32", ours16["speedup_vs_baseline_fp32"] if ours16 else None, 2.5)
-        add("memory added by the fp32 step vs release", ours32["memory_ratio_vs_baseline_same_precision"] if ours32 else None,
-            0.6, higher=False)
-    return rows
 
 
 def plot_epoch(result: dict[str, Any], path: Path | None = None):
@@ -648,11 +536,10 @@ def _write(result: dict[str, Any], out_dir: str | Path | None, name: str, draw: 
 
 def run_bench(quick: bool = False, repeats: int | None = None, device: str = "cpu",
               precisions: Sequence[str] = PRECISIONS, out_dir: str | Path | None = None, tag: str | None = None,
-              lif_time_steps: Sequence[int] = (4, 6, 10), skip_train: bool = False, channels_last: bool = True,
-              lif_shape: Sequence[int] | None = None, write: bool = True) -> dict[str, Any]:
-    """The LIF and training-step races; writes ``bench_<tag or device>.json`` and ``.png`` unless ``write=False``.
-    ``quick`` shrinks everything (LIF ``[2, T, 8, 8, 8]``, a width-1/16 model with T=2 on 8x8 images, batch 2) to
-    check the machinery in seconds; its numbers mean nothing."""
+              lif_time_steps: Sequence[int] = (4, 6, 10), lif_shape: Sequence[int] | None = None,
+              write: bool = True) -> dict[str, Any]:
+    """The LIF race; writes ``bench_<tag or device>.json`` and ``.png`` unless ``write=False``. ``quick`` races
+    ``[2, T, 8, 8, 8]`` to check the machinery in seconds; its numbers mean nothing."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
@@ -660,9 +547,6 @@ def run_bench(quick: bool = False, repeats: int | None = None, device: str = "cp
     result: dict[str, Any] = {"meta": bench_metadata(dev, quick=quick, repeats=reps, precisions=list(precisions))}
     result["lif"] = bench_lif(lif_time_steps, lif_shape or ((2, 8, 8, 8) if quick else (16, 128, 32, 32)),
                               precisions, reps, dev)
-    result["train"] = [] if skip_train else bench_train(
-        batch=2 if quick else 8, image_size=8 if quick else 32, width=0.0625 if quick else 1.0,
-        time_steps=2 if quick else 6, precisions=precisions, repeats=reps, device=dev, channels_last=channels_last)
     if write:
         _write(result, out_dir, f"bench_{tag or dev.type}", plot)
     return result
@@ -708,8 +592,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tag", default=None, help="file stem suffix (default: the device type)")
     p.add_argument("--lif-T", nargs="+", type=int, default=[4, 6, 10], help="LIF time steps")
     p.add_argument("--lif-shape", nargs="+", type=int, default=None, help="LIF [B, C, H, W] (default 16 128 32 32)")
-    p.add_argument("--skip-train", action="store_true", help="LIF race only")
-    p.add_argument("--no-channels-last", action="store_true", help="keep this library's model in NCHW")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--epoch", action="store_true", help="instead: race one training epoch at the CPU study size (width "
                    "1/8, T=4, batch 64, 28x28) against the release's computation; bench_epoch_<tag>.json/.png")
@@ -727,7 +609,7 @@ def run(args: argparse.Namespace) -> int:
         print(epoch_summary(run_epoch_bench(args.quick, args.repeats, precisions, args.out, args.tag, args.images)))
         return 0
     print(summary(run_bench(args.quick, args.repeats, args.device, precisions, args.out, args.tag, args.lif_T,
-                            args.skip_train, not args.no_channels_last, args.lif_shape)))
+                            args.lif_shape)))
     return 0
 
 

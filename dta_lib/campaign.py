@@ -69,10 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     a = ap.parse_args(argv)
-    for name in a.study:
-        run_jobs(name, a.preset, a.seeds, a.workers, a.threads)
+    try:
+        for name in a.study:
+            run_jobs(name, a.preset, a.seeds, a.workers, a.threads)
+    except (ValueError, FileNotFoundError) as e:  # bad input, or a recorded run that cannot be continued
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -44,7 +44,9 @@ class RunLockedError(RuntimeError):
 class RunLock:
     """Exclusive, non-blocking lock of a run folder (:class:`filelock.FileLock` on ``<out>/.lock``): an OS lock that
     dies with its process (a SIGKILLed run leaves no stale lock). The holder (pid, host, start, command) is recorded
-    in ``.lock.holder`` for a second process's error; :meth:`release` removes both. A dropped lock is released."""
+    in ``.lock.holder`` for a second process's error; :meth:`release` removes both. A dropped lock is released.
+    The holder owns the folder: :meth:`acquire` removes the temp files of atomic writes a killed run left
+    (``.<name>.<random>.tmp``)."""
 
     def __init__(self, out: str | os.PathLike[str]) -> None:
         self.out = Path(out)
@@ -61,6 +63,9 @@ class RunLock:
         info = {"pid": os.getpid(), "host": platform.node(), "started": now(),
                 "command": " ".join(sys.argv)[:300]}
         self.holder.write_text(json.dumps(info) + "\n")
+        for p in self.out.glob(".*.tmp"):
+            if p.is_file():
+                p.unlink(missing_ok=True)
         return self
 
     def _holder(self) -> str:
@@ -85,13 +90,6 @@ class RunLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
-
-
-def clean_temp_files(out: str | os.PathLike[str]) -> None:
-    """Remove the temp files of interrupted atomic writes (``.<name>.<random>.tmp``); call under the lock."""
-    for p in Path(out).glob(".*.tmp"):
-        if p.is_file():
-            p.unlink(missing_ok=True)
 
 
 def read_metrics(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -180,7 +178,9 @@ def check_run_folder(out: str | os.PathLike[str], resume: bool) -> tuple[Path, b
 
 FORMAT = "dta_lib-checkpoint"
 VERSION = 1
-REQUIRED_KEYS = ("format", "version", "epoch", "model", "config")
+#: the file's layout, then what the training loop writes (:func:`dta_lib.train.train`)
+REQUIRED_KEYS = ("format", "version", "epoch", "model", "config", "optimizer", "scheduler", "scaler", "best_acc",
+                 "best_epoch", "history", "rng", "data_info", "world_size", "autocast_dtype", "wall_seconds")
 
 
 class CheckpointError(ValueError):
@@ -188,17 +188,13 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Save ``state`` (tensors and builtin types only) atomically, adding ``format`` / ``version``."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot save checkpoint {path}: folder {path.parent} does not exist")
-    missing = [k for k in REQUIRED_KEYS[2:] if k not in state]  # format and version are added here
-    if missing:
-        raise ValueError(f"checkpoint state for {path} misses keys {missing}")
+    """Save ``state`` (tensors and builtin types only) atomically, adding ``format`` / ``version``. The run folder
+    must exist: one deleted under a running run is an error, not silently made again without its lock."""
+    if not Path(path).parent.is_dir():
+        raise FileNotFoundError(f"cannot save checkpoint {path}: folder {Path(path).parent} does not exist")
     buf = io.BytesIO()  # serialise in memory: a failed file write then raises the OS error (disk full, EFBIG)
     torch.save({"format": FORMAT, "version": VERSION, **state}, buf)  # not torch's opaque "unexpected pos"
-    atomic_write_bytes(path, buf.getbuffer())
-    return path
+    return atomic_write_bytes(path, buf.getbuffer())
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -231,11 +227,12 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(
             f"{path} is not a dta_lib training checkpoint (expected a dict with format={FORMAT!r}, "
             f"got {type(obj).__name__}{' with keys ' + str(sorted(map(str, obj))[:8]) if isinstance(obj, dict) else ''})")
+    if obj.get("version") != VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {obj.get('version')!r}; this dta_lib reads {VERSION}")
     missing = [k for k in REQUIRED_KEYS if k not in obj]
     if missing:
         raise CheckpointError(f"checkpoint {path} misses keys {missing}")
-    if obj["version"] != VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {obj['version']!r}; this dta_lib reads {VERSION}")
     return obj
 
 

@@ -1,6 +1,6 @@
-"""Multi-process training with ``torchrun`` + DDP (thin helpers over ``torch.distributed``): :func:`setup` reads
-``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` and joins the process group (``nccl`` on CUDA, ``gloo`` on CPU). Only
-rank 0 writes files; metrics are summed across ranks.
+"""Multi-process training with ``torchrun`` + DDP (thin helpers over ``torch.distributed``): :func:`detect` reads
+``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``, :func:`setup` joins the process group (``nccl`` on CUDA, ``gloo`` on CPU).
+Only rank 0 writes files; metrics are summed across ranks.
 """
 from __future__ import annotations
 
@@ -45,14 +45,12 @@ def detect() -> DistInfo:
     return DistInfo(rank, world, env["LOCAL_RANK"], enabled=world > 1)
 
 
-def setup(device: torch.device) -> DistInfo:
-    """Join the process group when launched by ``torchrun`` with more than one process."""
-    info = detect()
+def setup(info: DistInfo, device: torch.device) -> None:
+    """Join the process group when launched by ``torchrun`` with more than one process (``info``: :func:`detect`'s)."""
     if info.enabled and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(info.local_rank)
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return info
 
 
 def cleanup() -> None:
@@ -68,13 +66,6 @@ def wrap_model(model: nn.Module, info: DistInfo, device: torch.device, sync_bn: 
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The bare module under DDP and ``torch.compile`` wrappers (whose state_dict keys are clean)."""
-    while isinstance(model, nn.parallel.DistributedDataParallel) or hasattr(model, "_orig_mod"):
-        model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model._orig_mod
-    return model  # type: ignore[return-value]
 
 
 def all_reduce_sum(values: Sequence[float], device: torch.device, info: DistInfo) -> list[float]:
@@ -96,17 +87,13 @@ def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
 
 
 def param_digest(model: nn.Module) -> str:
-    """SHA-256 of every parameter and buffer (bytes, in state_dict order): equal iff bit-identical."""
+    """SHA-256 of every parameter and buffer of the bare ``model`` (not DDP- or ``torch.compile``-wrapped; bytes, in
+    state_dict order): equal iff bit-identical."""
     h = hashlib.sha256()
-    for name, t in unwrap_model(model).state_dict().items():
+    for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
-
-
-def gather_digests(model: nn.Module, info: DistInfo) -> list[str]:
-    """Every rank's :func:`param_digest` (one entry per rank; a single entry when not distributed)."""
-    return [str(d) for d in gather_objects(param_digest(model), info)]
 
 
 def shard_indices(n: int, info: DistInfo) -> list[int]:

@@ -1,19 +1,18 @@
 """``python -m dta_lib.gpu_check``: the GPU check (``scripts/gpu_check.sh``), one JSON and one figure.
 
-Four sections (docs/performance.md, "GPU"), the JSON rewritten after each (the script's ``timeout`` bounds the whole
-at 8 minutes): **agreement** (:func:`agreement`), **lif** (:func:`lif_race` on ``[16, 6, 128, 32, 32]``), **step**
-(:func:`step_race`, batch 64, 32x32, full width) and **ddp** (:func:`ddp_smoke`). Without a CUDA GPU it prints one
-line and exits 2. ``--dry-run`` runs every section at toy sizes on the CPU (what the tests do, so the code that only
-a GPU session can run is still exercised in CI).
+Two sections (docs/performance.md, "GPU"), the JSON rewritten after each (the script's ``timeout`` bounds the
+whole at 8 minutes): **lif** (:func:`dta_lib.bench.bench_lif` on ``[16, 6, 128, 32, 32]``, fp32 and bf16) and
+**step** (:func:`step_race`, batch 64, 32x32, full width); a section that fails is recorded as an error row and the
+next one runs. The LIF kernels' agreement with the loop is checked by ``tests/test_snn_kernels.py``, which
+``scripts/gpu_check.sh`` runs next. Without a CUDA GPU it prints one line and exits 2.
+``--dry-run`` runs every section at toy sizes on the CPU (what the tests do, so the code that only a GPU session can
+run is still exercised in CI).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,65 +20,10 @@ from typing import Any, Callable
 
 import torch
 
-from .bench import _DTYPES, _copy_bandwidth, _release_twin, _steps, peak_added_bytes, race
+from .bench import _release_twin, _steps, bench_lif, peak_added_bytes, race
 from .models.ms_resnet import ms_resnet18
-from .snn.functional import lif_multistep
 from .snn.kernels import lif_backend_name
-from .snn.loop import lif_multistep_loop
-from .snn.surrogate import Triangle
 from .train import cuda_autocast_dtype
-
-
-def _median_seconds(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
-    """Median wall time of ``fn`` after one warm-up call (compilation, cudnn.benchmark's search)."""
-    return statistics.median(race({"fn": fn}, repeats, device)["fn"])
-
-
-def agreement(device: torch.device, shape: tuple[int, ...]) -> list[dict[str, Any]]:
-    """Triton (or whatever ``auto`` runs here) against the PyTorch loop (fp32 membrane) in fp32, bf16 and fp16 (CUDA
-    only): spike mismatches and the largest input-gradient difference, with the backend that actually ran."""
-    rows = []
-    for name, dtype in _DTYPES.items():
-        if dtype == torch.float16 and device.type != "cuda":
-            continue
-        torch.manual_seed(0)
-        x = (torch.randn(shape, device=device) * 1.5).to(dtype).requires_grad_()
-        gy = torch.randn(shape, device=device)
-        y = lif_multistep(x, 0.5, 1.0, Triangle(1.0))
-        (g,) = torch.autograd.grad(y, x, gy.to(dtype))
-        x32 = x.detach().float().requires_grad_()
-        y32 = lif_multistep_loop(x32, 0.5, 1.0, Triangle(1.0))
-        (g32,) = torch.autograd.grad(y32, x32, gy.to(dtype).float())
-        rows.append({"dtype": name, "backend": lif_backend_name(device), "elements": x.numel(),
-                     "spike_mismatches": int((y.float() != y32).sum()),
-                     "max_grad_diff": float((g.float() - g32).abs().max())})
-    return rows
-
-
-def lif_race(device: torch.device, shape: tuple[int, ...], repeats: int, compile_too: bool) -> list[dict[str, Any]]:
-    """Forward + backward of the LIF per precision: the loop, the library's kernel and ``torch.compile`` of the loop,
-    with the achieved bandwidth as a fraction of a measured device copy (``dta_lib.bench._copy_bandwidth``)."""
-    rows, sg = [], Triangle(1.0)
-    compiled = torch.compile(lambda x: lif_multistep_loop(x, 0.5, 1.0, sg), dynamic=False)
-    for name in ("fp32", "bf16"):
-        x = torch.randn(shape, device=device, dtype=_DTYPES[name]).requires_grad_()
-        gy = torch.ones_like(x)
-        copy_bw = _copy_bandwidth(x.detach(), repeats, device) * 1e9
-        # bytes a fused LIF must move: read x, write spikes and the fp32 membrane; backward reads both, writes dx
-        moved = x.numel() * (3 * x.element_size() + 2 * 4)
-        candidates = [("loop", lambda: lif_multistep(x, backend="loop")), ("dta_lib auto", lambda: lif_multistep(x))]
-        if compile_too:
-            candidates.append(("torch.compile(loop)", lambda: compiled(x)))
-        for cand, fn in candidates:
-            try:
-                s = _median_seconds(lambda: torch.autograd.grad(fn(), x, gy), device, repeats)
-            except Exception as e:  # noqa: BLE001 - a candidate that cannot run here is reported, not fatal
-                rows.append({"precision": name, "candidate": cand, "error": f"{type(e).__name__}: {str(e)[:200]}"})
-                continue
-            rows.append({"precision": name, "candidate": cand, "seconds": s, "shape": list(shape),
-                         "backend": lif_backend_name(device) if cand == "dta_lib auto" else cand,
-                         "bandwidth_fraction_of_copy": (moved / s) / copy_bw})
-    return rows
 
 
 def step_race(device: torch.device, batch: int, size: int, width: float, repeats: int, compile_too: bool,
@@ -105,7 +49,8 @@ def step_race(device: torch.device, batch: int, size: int, width: float, repeats
                       torch.amp.GradScaler(device.type, enabled=prec == "fp16"))
         name = f"{side} {'compiled' if compiled else 'eager'} {prec}"
         try:
-            s, peak = _median_seconds(step, device, repeats), peak_added_bytes(step, device)
+            s = statistics.median(race({"step": step}, repeats, device)["step"])  # after one warm-up step
+            peak = peak_added_bytes(step, device)
             rows.append({"candidate": name, "precision": prec, "compiled": compiled, "images_per_s": batch / s,
                          "peak_mib": peak / 2**20, "backend": lif_backend_name(device, compiled) if side ==
                          "dta_lib" else "release loop", "cudnn_benchmark": True, "channels_last": True})
@@ -113,24 +58,6 @@ def step_race(device: torch.device, batch: int, size: int, width: float, repeats
             rows.append({"candidate": name, "error": f"{type(e).__name__}: {str(e)[:200]}"})
         written()
     return rows
-
-
-def ddp_smoke(timeout: int) -> dict[str, Any]:
-    """``torchrun --nproc_per_node 2`` on synthetic data, one epoch; skipped below two GPUs."""
-    if torch.cuda.device_count() < 2:
-        return {"skipped": f"{torch.cuda.device_count()} GPU(s) visible; needs 2"}
-    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"gpu_check_ddp_{os.getpid()}"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "dta_lib",
-           "train", "--dataset", "synthetic", "--preset", "smoke", "--epochs", "1", "--device", "cuda",
-           "--no-progress", "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:  # torchrun and both workers: no orphan keeps GPU memory
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        return {"returncode": None, "error": f"timed out after {timeout} s", "tail": (out or "")[-800:]}
-    return {"returncode": proc.returncode, "tail": out[-800:]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,13 +82,11 @@ def main(argv: list[str] | None = None) -> int:
                             "auto_precision": str(cuda_autocast_dtype(device)) if gpu else None}
     result: dict[str, Any] = {"meta": meta}
     sections: list[tuple[str, Callable[[], Any]]] = [
-        ("agreement", lambda: agreement(device, (2, 6, 8, 9, 9) if small else (16, 6, 64, 32, 32))),
-        ("lif", lambda: lif_race(device, (2, 4, 8, 8, 8) if small else (16, 6, 128, 32, 32), 1 if small else 20,
-                                 compile_too=not small)),
+        ("lif", lambda: bench_lif((4,) if small else (6,), (2, 8, 8, 8) if small else (16, 128, 32, 32),
+                                  ("fp32",) if small else ("fp32", "bf16"), 1 if small else 20, device)),
         ("step", lambda: step_race(device, 2 if small else 64, 16 if small else 32, 0.0625 if small else 1.0,
                                    1 if small else 10, compile_too=not small, rows=result.setdefault("step", []),
                                    written=write)),
-        ("ddp", lambda: {"skipped": "dry run"} if small else ddp_smoke(90)),
     ]
 
     def write() -> None:  # after each section and each step row: a timeout keeps what finished
@@ -170,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(folder / "gpu_check.json", json.dumps(result, indent=2, default=str) + "\n")
 
     for name, run in sections:
-        result[name] = run()
+        try:
+            result[name] = run()
+        except Exception as e:  # noqa: BLE001 - reported; the sections after it still run
+            result[name] = [{"error": f"{type(e).__name__}: {str(e)[:200]}"}]
         write()
     import matplotlib.pyplot as plt
 

@@ -28,11 +28,9 @@ IGNORED_PARAMETERS = frozenset({"PRESET", "REUSE", "THREADS", "PRECISION_REUSE",
 
 def _notebook_path(notebook: str | os.PathLike[str]) -> Path:
     p = Path(notebook).with_suffix(".ipynb")
-    if p.is_file():
-        return p
-    for folder in ([CHECKOUT / "notebooks"] if CHECKOUT is not None else []) + [Path.cwd()]:
-        if (folder / p.name).is_file():
-            return folder / p.name
+    for found in [p] + ([CHECKOUT / "notebooks" / p.name] if CHECKOUT is not None else []) + [Path.cwd() / p.name]:
+        if found.is_file():
+            return found
     raise FileNotFoundError(f"notebook {p.name} not found (looked in the checkout's notebooks/ and {Path.cwd()})")
 
 
@@ -60,9 +58,8 @@ def setup(notebook: str, namespace: Mapping[str, Any], *, width: int | None = 16
     import torch
 
     check_parameters(notebook, namespace)
-    reports, project = output_root(), _notebook_path(notebook).resolve().parent.parent
-    if not os.environ.get("DTA_OUTPUT_DIR") and (project / "pyproject.toml").is_file():
-        reports = project / "reports"
+    project = _notebook_path(notebook).resolve().parent.parent
+    reports = output_root(fallback=project / "reports" if (project / "pyproject.toml").is_file() else None)
     os.environ["DTA_OUTPUT_DIR"] = str(reports)
     warnings.filterwarnings("ignore", message="IProgress not found")
     torch.use_deterministic_algorithms(True)

@@ -1,17 +1,11 @@
 """Where dta_lib writes its outputs and where it finds recorded results.
 
-Outputs (runs, figures, tables, benchmark results) go under one *output root*:
-
-1. the folder the caller passes (``out=``, ``--out``, ``root=``);
-2. else ``$DTA_OUTPUT_DIR`` when it is set (CI and tests point it at a scratch folder);
-3. else ``./reports`` of the current working directory.
-
-Nothing is ever written under the installed package. The repo's notebooks pass the repo's ``reports/``
-(:func:`dta_lib.nbsetup.setup` sets ``$DTA_OUTPUT_DIR`` for the kernel), and so does ``make reproduce``.
-
-*Recorded* results (the committed ``reports/runs/cpu`` runs, benchmark JSON files) are read from the output root
-first and, failing that, from the checkout's ``reports/`` (:func:`recorded`), so a scratch output root still
-renders the committed studies.
+Outputs (runs, figures, tables, benchmark results) go under one *output root*: the folder the caller passes
+(``out=``, ``--out``, ``root=``), else ``$DTA_OUTPUT_DIR`` when set (CI, tests, and the notebooks and ``make
+reproduce``, which point it at the repo's ``reports/``), else ``./reports``. Nothing is ever written under the
+installed package. *Recorded* results (the committed runs, benchmark JSON files) are read from the output root
+first, then from the checkout's ``reports/`` (:func:`recorded`), so a scratch output root still renders the
+committed studies.
 """
 from __future__ import annotations
 
@@ -29,15 +23,16 @@ CHECKOUT: Path | None = (
 _REPORTS = CHECKOUT / "reports" if CHECKOUT is not None else None
 
 
-def output_root(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The folder outputs go under: ``explicit``, else ``$DTA_OUTPUT_DIR``, else ``./reports`` (read per call);
-    ``ValueError`` for an empty or whitespace-only path (it would mean the current folder by accident)."""
+def output_root(explicit: str | os.PathLike[str] | None = None, fallback: Path | None = None) -> Path:
+    """The folder outputs go under: ``explicit``, else ``$DTA_OUTPUT_DIR``, else ``fallback`` (``make reproduce``: the
+    checkout's ``reports/``; a notebook: its project's), else ``./reports`` (read per call); ``ValueError`` for an
+    empty or whitespace-only path (it would mean the current folder by accident)."""
     if explicit is not None:
         text, what = os.fspath(explicit), "output folder"
     elif os.environ.get("DTA_OUTPUT_DIR"):  # an exported but empty variable means "not set"
         text, what = os.environ["DTA_OUTPUT_DIR"], "$DTA_OUTPUT_DIR"
     else:
-        return Path.cwd() / "reports"
+        return fallback or Path.cwd() / "reports"
     if not text.strip():
         raise ValueError(f"{what} is {text!r}: expected a folder path, not an empty string")
     return Path(text).expanduser().absolute()  # a later chdir does not move it

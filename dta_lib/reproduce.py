@@ -72,12 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = notebooks(args.notebooks)  # validated before anything is written
     if args.refresh_committed:
         return refresh_committed(chosen)
-    if args.preset == "study":
-        skipped = [p.name for p in chosen if p.name[:2] not in STUDY_PLAN]
+    if args.preset == "study" and (skipped := [p.name for p in chosen if p.name[:2] not in STUDY_PLAN]):
         chosen = [p for p in chosen if p.name[:2] in STUDY_PLAN]
-        if skipped:
-            print(f"[reproduce] PRESET=study: not yet at this preset, skipped: {', '.join(skipped)}", flush=True)
-    reports = output_root() if os.environ.get("DTA_OUTPUT_DIR") else CHECKOUT / "reports"
+        print(f"[reproduce] PRESET=study: not yet at this preset, skipped: {', '.join(skipped)}", flush=True)
+    reports = output_root(fallback=CHECKOUT / "reports")
     out = Path(args.out) if args.out else reports / "notebooks" / args.preset
     t0 = time.perf_counter()
     try:
@@ -88,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"[reproduce] preflight passed in {time.perf_counter() - t0:.0f} s; data found: {', '.join(needed) or 'none needed'}"
-          + (" (downloads allowed)" if args.download else ""), flush=True)
+    print(f"[reproduce] preflight passed in {time.perf_counter() - t0:.0f} s; data found: "
+          f"{', '.join(needed) or 'none needed'}" + (" (downloads allowed)" if args.download else ""), flush=True)
     os.environ["DTA_OUTPUT_DIR"] = str(reports)  # the notebooks' kernels inherit it: runs, tables, figures go there
     out.mkdir(parents=True, exist_ok=True)
     if args.preset == "study":
@@ -98,20 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[REUSE_SINCE_ENV] = session["started"]  # the notebooks' kernels inherit it (runs redone since: reused)
     common = {"DATASET": args.dataset, "DOWNLOAD": args.download}
     plan = [(nb, out, {**common, "PRESET": args.preset, "REUSE": args.reuse,
-                       **(STUDY_PLAN.get(nb.name[:2], {}) if args.preset == "study" else {})}) for nb in chosen]
-    study_plan = []
-    if args.preset == "cpu" and not args.no_study_render:
-        # the default also renders the studies from their committed runs (no training: $DTA_NO_TRAIN)
-        study_out = Path(args.out).parent / "study" if args.out else reports / "notebooks" / "study"
-        study_plan = [(nb, study_out, {**common, "PRESET": "study", "REUSE": True, **STUDY_PLAN[nb.name[:2]]})
-                      for nb in chosen if nb.name[:2] in STUDY_PLAN]
+                       **(STUDY_PLAN[nb.name[:2]] if args.preset == "study" else {})}) for nb in chosen]
+    study_out = Path(args.out).parent / "study" if args.out else reports / "notebooks" / "study"
+    # the cpu preset also renders the studies from their committed runs (no training: $DTA_NO_TRAIN)
+    study_plan = [(nb, study_out, {**common, "PRESET": "study", "REUSE": True, **STUDY_PLAN[nb.name[:2]]})
+                  for nb in chosen if nb.name[:2] in STUDY_PLAN and args.preset == "cpu" and not args.no_study_render]
     total = len(plan) + len(study_plan)
     try:
         for i, (nb, folder, wanted) in enumerate(plan + study_plan, start=1):
             if i == len(plan) + 1:
                 os.environ[NO_TRAIN_ENV] = "1"
-                print(f"[reproduce] the study notebooks, rendered from their committed runs (no training) into {folder}",
-                      flush=True)
+                print("[reproduce] the study notebooks, rendered from their committed runs (no training) into "
+                      f"{folder}", flush=True)
             folder.mkdir(parents=True, exist_ok=True)
             print(f"[reproduce] {i}/{total} {nb.name} ({wanted['PRESET']} preset), "
                   f"{_clock(time.perf_counter() - t0)} elapsed", flush=True)
@@ -127,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop(NO_TRAIN_ENV, None)
     atomic_write_text(out / SESSION_FILE, json.dumps({**session, "completed": True}, indent=2) + "\n")
     print(f"[reproduce] done: {total} notebook(s) in {_clock(time.perf_counter() - t0)}; executed copies in {out}"
-          + (f" and {study_plan[0][1]}" if study_plan else "") + f"; runs, tables and figures under {reports}",
-          flush=True)
+          + (f" and {study_out}" if study_plan else "") + f"; runs, tables and figures under {reports}", flush=True)
     return 0
 
 
@@ -143,15 +138,12 @@ def _partial_name(nb: Path) -> str:
     return f".{nb.stem}.partial.ipynb"
 
 
-#: the kernel's start-up warning about TCP without encryption (a local kernel, for us) is noise: log errors only
-KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
-
-
 def _papermill(nb: Path, tmp: Path, parameters: dict[str, Any] | None = None) -> None:
     import papermill as pm
 
+    # the kernel's start-up warning about TCP without encryption (a local kernel, for us) is noise: log errors only
     pm.execute_notebook(str(nb), str(tmp), parameters=parameters, cwd=str(nb.parent), kernel_name="python3",
-                        progress_bar=False, extra_arguments=KERNEL_ARGS)
+                        progress_bar=False, extra_arguments=["--IPKernelApp.log_level=ERROR"])
 
 
 def _execute(nb: Path, out: Path, wanted: dict[str, Any]) -> None:
@@ -248,4 +240,4 @@ def preflight(preset: str, dataset: str, chosen: list[Path], download: bool = Fa
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

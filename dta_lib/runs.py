@@ -5,7 +5,6 @@ and the report all read.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -99,8 +98,7 @@ def write_table(df: pd.DataFrame, stem: str | os.PathLike, caption: str = "") ->
     """Write ``<stem>.csv`` and ``<stem>.md`` (markdown table, caption above) atomically."""
     csv, md = Path(stem).with_suffix(".csv"), Path(stem).with_suffix(".md")
     atomic_write_text(csv, df.to_csv(index=False))
-    body = df.to_markdown(index=False) if importlib.util.find_spec("tabulate") else df.to_string(index=False)
-    atomic_write_text(md, (f"{caption}\n\n" if caption else "") + body + "\n")
+    atomic_write_text(md, (f"{caption}\n\n" if caption else "") + df.to_markdown(index=False) + "\n")
     return csv, md
 
 
@@ -167,22 +165,28 @@ def _settle_swap(out: Path) -> tuple[Path, Path]:
 
 def run_one(study: str, dataset: str, preset: str, variant: dict[str, Any], seed: int,
             root: str | os.PathLike[str] | None = None, reuse: bool = True,
-            on_epoch: Callable[[list[dict[str, Any]]], None] | None = None, **common: Any) -> dict[str, Any]:
-    """Train, resume or reuse one run (``on_epoch``: see :func:`dta_lib.train.train`); returns :func:`load_run`'s row
-    plus the variant's fields.
+            on_epoch: Callable[[pd.DataFrame], None] | None = None, **common: Any) -> dict[str, Any]:
+    """Train, resume or reuse one run; returns :func:`load_run`'s row plus the variant's fields.
 
     Never deletes a run it could continue: a folder with ``last.pt`` is resumed (``--resume`` semantics; a different
     config is an error naming the fields). ``reuse=True`` reads a finished run with the same config. With
     ``reuse=False`` a finished run is retrained into ``<run>.retrain`` (itself resumable) and only replaces the
     old folder once it has finished; runs finished since ``$DTA_REUSE_SINCE`` count as already retrained.
+
+    ``on_epoch(history)`` (live curves: the per-epoch records as a frame) is called after every finished epoch, once
+    its files are written, and once more at the end with the whole history (a reused run: that call only). The run
+    trains in the caller's thread: interrupting it (``KeyboardInterrupt``: the stop button of a notebook cell, or
+    raised by ``on_epoch``) stops the training at once; the run folder keeps its last finished epoch, its lock is
+    released, and the same call resumes it exactly.
     """
     cfg = make_config(dataset, preset, seed=seed, **{**common, **variant})
     out = run_dir(study, cfg, variant, root)
     new, old = _settle_swap(out)
+    live = (lambda history: on_epoch(pd.DataFrame(history))) if on_epoch is not None else None
     if _finished(out, cfg):
         if not (reuse or _finished_since(out)):
             _refuse_training(out)
-            train(cfg, out=new, resume=new.is_dir() and any(new.iterdir()), on_epoch=on_epoch)
+            train(cfg, out=new, resume=new.is_dir() and any(new.iterdir()), on_epoch=live)
             os.replace(out, old)
             os.replace(new, out)
             shutil.rmtree(old)
@@ -198,7 +202,9 @@ def run_one(study: str, dataset: str, preset: str, variant: dict[str, Any], seed
     else:
         _refuse_training(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        train(cfg, out=out, resume=(out / "last.pt").is_file() or (out / "config.json").is_file(), on_epoch=on_epoch)
+        train(cfg, out=out, resume=(out / "last.pt").is_file() or (out / "config.json").is_file(), on_epoch=live)
+    if on_epoch is not None:
+        on_epoch(read_history(out))
     return {**load_run(out), "study": study, "variant": variant_key(variant), **variant}
 
 
@@ -212,24 +218,6 @@ def run_study(study: str, dataset: str, preset: str, variants: Sequence[dict[str
 def read_history(out: str | os.PathLike[str]) -> pd.DataFrame:
     """The per-epoch records of a run folder (empty frame while no epoch has finished)."""
     return pd.DataFrame(read_metrics(out) if (Path(out) / METRICS_FILE).is_file() else [])
-
-
-def live_run(study: str, dataset: str, preset: str, variant: dict[str, Any], seed: int,
-             on_epoch: Callable[[pd.DataFrame], None] | None = None, reuse: bool = True,
-             root: str | os.PathLike[str] | None = None, **common: Any) -> dict[str, Any]:
-    """:func:`dta_lib.runs.run_one` with ``on_epoch(history)`` after every finished epoch.
-
-    The run trains in the caller's thread; the training loop calls back once an epoch's files are written, and this
-    calls once more at the end with the whole history (a reused run: that call only). Interrupting the caller
-    (``KeyboardInterrupt``: the stop button of a notebook cell, or raised by ``on_epoch``) stops the training at
-    once; the run folder keeps its last finished epoch, its lock is released, and the same call resumes it exactly.
-    Returns ``run_one``'s row.
-    """
-    callback = (lambda history: on_epoch(pd.DataFrame(history))) if on_epoch is not None else None
-    row = run_one(study, dataset, preset, variant, seed, root=root, reuse=reuse, on_epoch=callback, **common)
-    if on_epoch is not None:
-        on_epoch(read_history(row["run"]))
-    return row
 
 
 # registry: which runs each notebook records at each preset, declared once: the notebooks, the campaign and the report

@@ -6,10 +6,10 @@ keyword arguments) on the last line of stdout. Linux only.
 """
 from __future__ import annotations
 
+import argparse
 import ctypes
 import gc
 import json
-import sys
 import time
 from typing import Any
 
@@ -63,11 +63,10 @@ def measure(spec: dict[str, Any]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m dta_lib.step_memory SPECS_JSON", file=sys.stderr)
-        return 2
-    print(json.dumps([measure(spec) for spec in json.loads(args[0])]))  # each spec's model is freed with its frame
+    ap = argparse.ArgumentParser(prog="python -m dta_lib.step_memory", description=__doc__.split("\n\n")[0])
+    ap.add_argument("specs", metavar="SPECS_JSON", help="a JSON list of make_config keyword arguments")
+    specs = json.loads(ap.parse_args(argv).specs)
+    print(json.dumps([measure(spec) for spec in specs]))  # each spec's model is freed with its frame
     return 0
 
 

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -28,18 +29,6 @@ def summarize(df: pd.DataFrame, by: Sequence[str], metric: str = "best_test_acc"
     """Mean, sample std and count of ``metric`` per group (std is NaN for a single seed)."""
     out = df.groupby(list(by), sort=False)[metric].agg(["mean", "std", "count"]).reset_index()
     return out.rename(columns={"mean": f"{metric}_mean", "std": f"{metric}_std", "count": "n"})
-
-
-def paired_differences(df: pd.DataFrame, by: str, baseline: Any, metric: str = "best_test_acc",
-                       pair_on: str = "seed") -> pd.DataFrame:
-    """Per variant of ``by``: mean and std over the ``pair_on`` pairs present for both of (baseline - variant)
-    (positive: the baseline is better)."""
-    base = df[df[by] == baseline].set_index(pair_on)[metric]
-    rows = []
-    for variant, sub in df[df[by] != baseline].groupby(by, sort=False):
-        d = (base - sub.set_index(pair_on)[metric]).dropna()
-        rows.append({by: variant, "vs": baseline, "diff_mean": d.mean(), "diff_std": d.std(), "n_pairs": len(d)})
-    return pd.DataFrame(rows)
 
 
 def t_critical(n: int, level: float = 0.95) -> float:
@@ -119,23 +108,52 @@ def mean_std_table(df: pd.DataFrame, by: str, columns: dict[str, str], order: Se
     return (table.reindex(list(order)) if order is not None else table).rename_axis(by)
 
 
-def paired_verdicts(df: pd.DataFrame, by: str, baseline: Any, metric: str = "best_test_acc",
-                    level: float = 0.95) -> pd.DataFrame:
-    """:func:`paired_differences` with an ``exceeds seed noise`` column (:func:`exceeds_noise` of each row)."""
-    diffs = paired_differences(df, by, baseline, metric)
-    if not diffs.empty:
-        diffs["exceeds seed noise"] = [exceeds_noise(m, s, n, level)
-                                       for m, s, n in zip(diffs.diff_mean, diffs.diff_std, diffs.n_pairs)]
-    return diffs
+def paired_comparison(df: pd.DataFrame, by: str, baseline: Any, metric: str = "best_test_acc",
+                      label: Callable[[Any], str] | None = None, more: str | None = None, less: str | None = None,
+                      pair_on: str = "seed") -> pd.DataFrame:
+    """Per other value ``v`` of ``by`` (order of appearance): the differences ``d = baseline - v`` of ``metric`` over
+    the ``pair_on`` values both have (positive: the baseline is higher), one row each with ``comparison``
+    (``label(v)``), ``by``, ``vs``, ``diff_mean``, ``diff_std``, ``n_pairs``, ``exceeds seed noise`` (the 95 %
+    t-interval ``ci95_low`` / ``_high`` excludes 0; None below 2 pairs), ``comparisons`` (m, the rows), the Bonferroni
+    interval ``ci95_bonferroni_low`` / ``_high`` (each at 1 - 0.05 / m) and whether it excludes 0, ``std_error``
+    (``sd(d) / sqrt(n)``), ``min_detectable_effect`` (80 % power) and a ``verdict`` sentence that reads an interval
+    excluding 0 as ``more`` (d > 0) or ``less``. Empty (no columns) without another value of ``by``."""
+    base, rows = df[df[by] == baseline].set_index(pair_on)[metric], []
+    for v, sub in df[df[by] != baseline].groupby(by, sort=False):
+        d = (base - sub.set_index(pair_on)[metric]).dropna()
+        rows.append({"comparison": label(v) if label else f"{baseline} - {v} ({metric})", by: v, "vs": baseline,
+                     "diff_mean": d.mean(), "diff_std": d.std(), "n_pairs": len(d)})
+    m = len(rows)
+    for r in rows:
+        mean, sd, n = r["diff_mean"], r["diff_std"], r["n_pairs"]
+        ci, bonf = t_interval(mean, sd, n), bonferroni_interval(mean, sd, n, m)
+        plain = exceeds_noise(mean, sd, n)
+        r.update({"exceeds seed noise": plain, "comparisons": m, "ci95_low": ci[0], "ci95_high": ci[1],
+                  "ci95_bonferroni_low": bonf[0], "ci95_bonferroni_high": bonf[1],
+                  "exceeds seed noise (Bonferroni)": None if plain is None else _excludes_zero(bonf),
+                  "std_error": sd / math.sqrt(n) if n else math.nan,
+                  "min_detectable_effect": min_detectable_effect(sd, n)})
+        r["verdict"] = _verdict(r, more or f"{baseline} higher", less or f"{baseline} lower")
+    return pd.DataFrame(rows)
 
 
-def _with_intervals(diffs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """``diffs`` plus ``comparisons`` (m, its rows), the ``level`` t-interval ``ci95_low`` / ``_high`` and the
-    Bonferroni-corrected one ``ci95_bonferroni_low`` / ``_high`` of each row."""
-    m, rows = len(diffs), list(zip(diffs["diff_mean"], diffs["diff_std"], diffs["n_pairs"]))
-    (lo, hi), (blo, bhi) = (zip(*[f(mu, sd, n, *a, level) for mu, sd, n in rows]) for f, a in
-                            ((t_interval, ()), (bonferroni_interval, (m,))))
-    return diffs.assign(comparisons=m, ci95_low=lo, ci95_high=hi, ci95_bonferroni_low=blo, ci95_bonferroni_high=bhi)
+def _verdict(r: Mapping[str, Any], more: str, less: str) -> str:
+    """One sentence on a :func:`paired_comparison` row: mean difference, 95 % t-interval, and beyond seed noise
+    (``more`` / ``less``; with several comparisons also the Bonferroni interval) or not (then the MDE)."""
+    n, m = int(r["n_pairs"]), int(r["comparisons"])
+    head = f"{r['comparison']}: {r['diff_mean'] + 0.0:+.2f} points (mean of {n} per-seed difference{'s' * (n != 1)}"
+    if r["exceeds seed noise"] is None:
+        return head + "); with fewer than 2 seeds seed noise cannot be estimated, so this says nothing."
+    head += (f"; 95% t-interval {_fmt_ci((r['ci95_low'], r['ci95_high']))} (mean +- {t_critical(n):.2f} x std error "
+             f"{r['std_error']:.2f})): the interval ")
+    if not r["exceeds seed noise"]:
+        return head + (f"includes 0: no difference shown (the smallest effect {n} seeds detect with 80% power: "
+                       f"{r['min_detectable_effect']:.2f} points).")
+    head += f"excludes 0, {more if r['diff_mean'] > 0 else less}"
+    return head + ("." if m == 1 else f"; corrected for the {m} comparisons (Bonferroni) it is "
+                   f"{_fmt_ci((r['ci95_bonferroni_low'], r['ci95_bonferroni_high']))} and " + (
+                       "still excludes 0." if r["exceeds seed noise (Bonferroni)"] else
+                       "includes 0, so the family of comparisons shows nothing."))
 
 
 # ---- paper ---------------------------------------------------------------------------------------------------------
@@ -148,11 +166,6 @@ _DVS_TOP1 = PAPER_RESULTS[PAPER_RESULTS["dataset"] == "cifar10-dvs"].set_index("
 PAPER_ABLATION_GAP = (0.4, 0.8)  # CIFAR10 ablation: T-XA only and T-NA only trail full DTA by about 0.4-0.8 points
 #: training images of the paper's datasets (the recipes' ``subset=None``), for the compute estimate
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167, "cifar10-dvs": 9_000}
-
-
-def paper_vs_ours(ours: pd.DataFrame, keys: Sequence[str] = ("dataset", "time_steps", "attention")) -> pd.DataFrame:
-    """Join our summarised runs with :data:`PAPER_RESULTS` on ``keys`` (outer: shows both sides' gaps)."""
-    return PAPER_RESULTS.merge(ours, on=list(keys), how="outer")
 
 
 def training_macs_per_image(dataset: str, time_steps: int, attention: str = "dta") -> int:
@@ -208,48 +221,24 @@ def ablation_summary(df: pd.DataFrame, metric: str = "best_test_acc") -> pd.Data
 
 
 def ablation_paired(df: pd.DataFrame, metric: str = "best_test_acc", baseline: str = "dta") -> pd.DataFrame:
-    """Per variant, paper order: mean +- std over seeds of (DTA - variant), its plain and Bonferroni t-intervals
-    (:func:`_with_intervals`), ``min_detectable_effect`` (80 % power), the paper's gap and ``exceeds_noise``."""
+    """Per variant, paper order: :func:`paired_comparison` of DTA - variant (mean +- std over seeds, plain and
+    Bonferroni t-intervals, ``min_detectable_effect``, the ``verdict`` sentence), the paper's gap, ``exceeds_noise``."""
     _check_columns(df, ["attention", "seed", metric], "ablation_paired")
     if baseline not in set(df["attention"]):
         raise ValueError(f"ablation_paired: no {baseline!r} runs among attention={sorted(set(df['attention']))}")
-    d = paired_verdicts(df, "attention", baseline, metric)
+    d = paired_comparison(df, "attention", baseline, metric, lambda a: f"DTA - {ATTENTION_LABELS.get(a, a)}",
+                          "DTA better", "DTA worse")
     if d.empty:
         return d
-    d = _with_intervals(d)
-    d["comparison"] = [f"DTA - {ATTENTION_LABELS.get(a, a)}" for a in d["attention"]]
-    d["std_error"] = d["diff_std"] / d["n_pairs"].map(math.sqrt)
-    d["min_detectable_effect"] = [min_detectable_effect(s, n) for s, n in zip(d["diff_std"], d["n_pairs"])]
     d["ours (points)"] = [format_mean_std(m, s) for m, s in zip(d["diff_mean"], d["diff_std"])]
     d["paper CIFAR10 (points)"] = ["{}-{}".format(*PAPER_ABLATION_GAP) if a in ("txa", "tna") else "not reported"
                                    for a in d["attention"]]
     d = d.rename(columns={"exceeds seed noise": "exceeds_noise"})[[
         "comparison", "attention", "n_pairs", "diff_mean", "diff_std", "std_error", "ci95_low", "ci95_high",
         "comparisons", "ci95_bonferroni_low", "ci95_bonferroni_high", "min_detectable_effect", "ours (points)",
-        "paper CIFAR10 (points)", "exceeds_noise"]]
+        "paper CIFAR10 (points)", "exceeds_noise", "verdict"]]
     return d.sort_values("attention", key=lambda s: s.map({a: i for i, a in enumerate(ATTENTION_LABELS)})
                          ).reset_index(drop=True)
-
-
-def noise_verdicts(paired: pd.DataFrame) -> list[str]:
-    """One plain sentence per comparison, computed from :func:`ablation_paired`'s numbers."""
-    out = []
-    for _, r in paired.iterrows():
-        n = int(r["n_pairs"])
-        head = f"{r['comparison']}: {r['diff_mean']:+.2f} points (mean of {n} per-seed difference{'s' if n != 1 else ''}"
-        if n < 2 or not math.isfinite(r["diff_std"]):
-            out.append(head + "); with fewer than 2 seeds seed noise cannot be estimated, so this says nothing.")
-            continue
-        corrected = (r["ci95_bonferroni_low"], r["ci95_bonferroni_high"])
-        out.append(head + f"; 95% t-interval {_fmt_ci((r['ci95_low'], r['ci95_high']))} (mean +- {t_critical(n):.2f} x "
-                   f"std error {r['std_error']:.2f})): the interval " + (
-                       f"includes 0: no difference shown (the smallest effect {n} seeds detect with 80% power: "
-                       f"{r['min_detectable_effect']:.2f} points)." if not r["exceeds_noise"] else
-                       f"excludes 0, {'DTA better' if r['diff_mean'] > 0 else 'DTA worse'}; corrected for the "
-                       f"{int(r['comparisons'])} comparisons (Bonferroni) it is {_fmt_ci(corrected)} and "
-                       + ("still excludes 0." if _excludes_zero(corrected) else
-                          "includes 0, so the family of comparisons shows nothing.")))
-    return out
 
 
 # ---- time_steps (07) -----------------------------------------------------------------------------------------------
@@ -426,29 +415,17 @@ def time_order_table(runs: pd.DataFrame, checkpoint: str = "best.pt") -> pd.Data
     return out.assign(**{f"drop_{o}": out["original"] - out[o] for o in TIME_ORDERS[1:]})
 
 
-def time_order_verdicts(orders: pd.DataFrame, baseline: str = "none") -> list[str]:
-    """Per variant and order: the mean accuracy drop (``orders``: :func:`time_order_table`) with its 95% t-interval
-    over seeds, then DTA's drop minus ``baseline``'s, paired by seed."""
-    lines = []
-    for what in ("shuffled", "reversed"):
-        col = f"drop_{what}"
-        for a, g in orders.groupby("attention", sort=False):
-            m, n = g[col].mean(), len(g)
-            if n < 2:
-                lines.append(f"{a}, frames {what}: drop {m:+.2f} points (one seed: no interval).")
-                continue
-            lo, hi = t_interval(m, g[col].std(), n)
-            lines.append(f"{a}, frames {what}: drop {m:+.2f} points, 95% t-interval {_fmt_ci((lo, hi))} over {n} "
-                         "seeds: " + ("the model uses the order of the frames." if lo > 0 else
-                                      "no drop beyond seed noise." if lo <= 0 <= hi else "order-free accuracy rises."))
-        d = paired_differences(orders, "attention", "dta", col)
-        d = d[d["attention"] == baseline]
-        if len(d) and (r := d.iloc[0]).n_pairs > 1:
-            lo, hi = t_interval(r.diff_mean, r.diff_std, int(r.n_pairs))
-            lines.append(f"DTA's drop minus {baseline}'s ({what}): {r.diff_mean:+.2f} points, 95% t-interval "
-                         f"{_fmt_ci((lo, hi))} over {int(r.n_pairs)} seed pairs: "
-                         + ("DTA relies on the order more." if lo > 0 else "DTA relies on it less." if hi < 0 else
-                            "no difference beyond seed noise."))
+def time_order_verdicts(orders: pd.DataFrame) -> list[str]:
+    """Per variant, its accuracy with the frames in order minus shuffled / reversed, then DTA's drop minus each other
+    variant's, paired by seed (``orders``: :func:`time_order_table`), as :func:`paired_comparison` sentences."""
+    long = orders.melt(["attention", "seed"], list(TIME_ORDERS), "order", "accuracy")
+    lines = [v for a, g in long.groupby("attention", sort=False) for v in paired_comparison(
+        g, "order", "original", "accuracy", lambda o, a=a: f"{a}, original minus {o} frames",
+        "the model uses the order of the frames", "accuracy rises without the order").get("verdict", [])]
+    for o in TIME_ORDERS[1:]:
+        lines += list(paired_comparison(orders, "attention", "dta", f"drop_{o}", lambda b, o=o: f"DTA's drop minus "
+                                        f"{b}'s ({o})", "DTA relies on the order more", "DTA relies on it less"
+                                        ).get("verdict", []))
     return lines
 
 
@@ -467,18 +444,12 @@ def dvs_table(runs: pd.DataFrame, order: Sequence[str] | None = None) -> pd.Data
 
 
 def dvs_verdicts(runs: pd.DataFrame, diffs: pd.DataFrame, order: Sequence[str] | None = None) -> list[str]:
-    """DTA minus the baseline with the noise verdict (``diffs``: :func:`paired_verdicts` against ``dta``), the
-    paper's full-scale gap and each variant's clean train - test gap against :data:`OVERFIT_GAP`, as sentences."""
+    """The ``verdict`` of each of ``diffs`` (:func:`paired_comparison` against ``dta``), the paper's full-scale gap and
+    each variant's clean train - test gap against :data:`OVERFIT_GAP`, as sentences."""
     order = list(order) if order is not None else list(dict.fromkeys(runs["attention"]))
-    paper, d, n = _DVS_TOP1, diffs.iloc[0], int(diffs.iloc[0].n_pairs)
-    spread = "" if n < 2 else (
-        f" (sd {d.diff_std:.2f}; 95% t-interval {_fmt_ci(t_interval(d.diff_mean, d.diff_std, n))}; the smallest "
-        f"difference these seeds detect with 80% power: {min_detectable_effect(d.diff_std, n):.2f} points)")
-    lines = [f"DTA minus baseline, best test accuracy: {d.diff_mean + 0.0:+.2f} points over {n} seed pair(s)" + spread
-             + "; " + ("exceeds seed noise." if d["exceeds seed noise"]
-                       else "does NOT exceed seed noise (or too few seeds to tell): not a win."),
-             f"Paper, CIFAR10-DVS: {paper['dta'] - paper['none']:+.1f} points ({paper['dta']:g} vs {paper['none']:g}) "
-             "at full scale."]
+    paper = _DVS_TOP1
+    lines = [*diffs.get("verdict", []), f"Paper, CIFAR10-DVS: {paper['dta'] - paper['none']:+.1f} points "
+             f"({paper['dta']:g} vs {paper['none']:g}) at full scale."]
     for a, gap in runs.groupby("attention")["train_test_gap"].mean().reindex(order).items():
         lines.append(f"{a}: no train/test gap (no clean training accuracy: neither clean_train.json nor the final "
                      "checkpoint is in the run folder)." if math.isnan(gap) else
@@ -548,19 +519,14 @@ def width_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def width_differences(runs: pd.DataFrame, reference: float = RELEASE_WIDTH,
-                      metric: str = "best_test_acc", level: float = 0.95) -> pd.DataFrame:
-    """Seed-paired ``reference`` minus each other width (empty without ``reference``) with plain and Bonferroni
-    t-intervals (:func:`_with_intervals`) and whether each excludes 0 (``exceeds seed noise``, ``... (Bonferroni)``)."""
+                      metric: str = "best_test_acc") -> pd.DataFrame:
+    """:func:`paired_comparison` of ``reference`` minus each other width, seed-paired (empty without ``reference``),
+    the comparison named in a ``difference`` column."""
     if reference not in set(runs["surrogate_width"]):
         return pd.DataFrame()
-    diffs = paired_verdicts(runs, "surrogate_width", reference, metric, level)
-    if diffs.empty:
-        return diffs
-    diffs = _with_intervals(diffs, level)
-    diffs["exceeds seed noise (Bonferroni)"] = [None if e is None else _excludes_zero(ci) for e, ci in zip(
-        diffs["exceeds seed noise"], zip(diffs["ci95_bonferroni_low"], diffs["ci95_bonferroni_high"]))]
-    diffs.insert(0, "difference", [f"gamma={reference} minus gamma={w}" for w in diffs["surrogate_width"]])
-    return diffs.drop(columns=["vs"])
+    return paired_comparison(runs, "surrogate_width", reference, metric, lambda w: f"gamma={reference} minus gamma={w}",
+                             f"gamma={reference:g} better", f"gamma={reference:g} worse"
+                             ).rename(columns={"comparison": "difference"})
 
 
 def diagnose_widths(ratio: pd.DataFrame, runs: pd.DataFrame, reference: float = RELEASE_WIDTH,
@@ -582,42 +548,16 @@ def diagnose_widths(ratio: pd.DataFrame, runs: pd.DataFrame, reference: float = 
     return summary.rename_axis(_GAMMA).reset_index()
 
 
-def width_verdicts(summary: pd.DataFrame, runs: pd.DataFrame, diffs: pd.DataFrame,
-                   reference: float = RELEASE_WIDTH) -> list[str]:
-    """One sentence per width (ratio trend, diagnosis), then whether any width differs from ``reference`` by more
-    than seed noise, read from :func:`width_differences`' Bonferroni-corrected intervals (one seed: no verdict)."""
+def width_verdicts(summary: pd.DataFrame, diffs: pd.DataFrame, reference: float = RELEASE_WIDTH) -> list[str]:
+    """One sentence per width (ratio trend, diagnosis), then the ``verdict`` of each of :func:`width_differences`
+    (its Bonferroni-corrected interval decides when there are several widths; one seed: no verdict)."""
     first, last, rel = "stem/fc ratio, first epoch", "stem/fc ratio, last epoch", f"ratio vs gamma={reference:g}"
     lines = [f"gamma = {r[_GAMMA]:g}: stem/fc gradient ratio {r[first]:.3g} -> {r[last]:.3g} over training "
              f"({'falls' if r[last] < r[first] else 'rises'}), {r[rel]:.2f}x the release width's; final test accuracy "
              f"{r['final test acc. (%)']:.1f}% -> diagnosis by the rule above: {r['diagnosis'].upper()}."
              for _, r in summary.iterrows()]
-    best = runs.groupby("surrogate_width")["final_test_acc"].mean().idxmax()
-    if runs["seed"].nunique() < 2:
-        return lines + [f"No t-interval from a single seed per width: seed noise is not estimated, and no "
-                        f"width is declared better or worse than gamma = {reference:g} (the highest single-seed final "
-                        f"accuracy, gamma = {best:g}, is not a result)."]
-    if diffs.empty:
-        return lines + [f"No paired differences against gamma = {reference:g}: no width is declared better or worse."]
-    m = len(diffs)
-    corrected = "exceeds seed noise (Bonferroni)" in diffs and m > 1
-    sig = diffs[diffs["exceeds seed noise (Bonferroni)" if corrected else "exceeds seed noise"] == True]  # noqa: E712
-    plain = diffs[diffs["exceeds seed noise"] == True]["surrogate_width"]  # noqa: E712
-    widths = ", ".join(f"{w:g}" for w in diffs["surrogate_width"])
-    head = (f"{m} paired comparisons against gamma = {reference:g} (gamma = {widths}), read with Bonferroni-corrected "
-            f"95% t-intervals (each at {100 * (1 - 0.05 / m):.4g}%)" if corrected
-            else f"Paired comparison against gamma = {reference:g} (gamma = {widths}), read with the 95% t-interval")
-    if sig.empty:
-        line = (f"{head}: every interval includes 0, so the widths tie within the t-intervals; no width is declared "
-                f"better or worse (the highest mean final accuracy, gamma = {best:g}, is within seed noise).")
-        if corrected and len(plain):
-            line += (f" The uncorrected 95% interval of gamma = {', '.join(f'{w:g}' for w in plain)} excludes 0; "
-                     f"with {m} comparisons that is not enough.")
-    else:
-        who = "; ".join(f"gamma = {w:g} ({'trails' if d > 0 else 'beats'} gamma = {reference:g} by {abs(d):.2f} points)"
-                        for w, d in zip(sig["surrogate_width"], sig["diff_mean"]))
-        line = f"{head}: the interval excludes 0 for {who}" + (
-            f"; the other widths tie with gamma = {reference:g} within their intervals." if len(sig) < m else ".")
-    return lines + [line]
+    return lines + (list(diffs["verdict"]) if len(diffs) else
+                    [f"No paired differences against gamma = {reference:g}: no width is declared better or worse."])
 
 
 # ---- precision (11) ------------------------------------------------------------------------------------------------
@@ -633,15 +573,15 @@ def precision_study(dataset: str, preset: str, seeds: Iterable[int], root: str |
 
 
 def precision_verdict(runs: pd.DataFrame, metric: str = "best_test_acc") -> dict[str, Any]:
-    """Mean +- std per precision (``table``) and the seed-paired difference fp32 - bf16; ``within_noise``: its 95 %
-    t-interval includes 0 (None with one seed)."""
+    """Mean +- std per precision (``table``) and the seed-paired difference fp32 - bf16 (:func:`paired_comparison`);
+    ``within_noise``: its 95 % t-interval includes 0 (None with one seed); ``verdict``: the sentence."""
     _check_columns(runs, ["precision", "seed", metric], "precision_verdict")
     if set(runs["precision"]) != {"fp32", "bf16"}:
         raise ValueError(f"precision_verdict needs fp32 and bf16 runs, got precisions {sorted(set(runs['precision']))}")
-    diff = paired_differences(runs, "precision", "fp32", metric).iloc[0]
-    mean, std, n = float(diff["diff_mean"]), float(diff["diff_std"]), int(diff["n_pairs"])
-    return {"table": summarize(runs, ["precision"], metric), "diff_mean": mean, "diff_std": std, "n_pairs": n,
-            "within_noise": None if n < 2 else not exceeds_noise(mean, std, n)}
+    r = paired_comparison(runs, "precision", "fp32", metric).iloc[0]
+    return {"table": summarize(runs, ["precision"], metric), "diff_mean": float(r["diff_mean"]),
+            "diff_std": float(r["diff_std"]), "n_pairs": int(r["n_pairs"]), "verdict": r["verdict"],
+            "within_noise": None if r["exceeds seed noise"] is None else not r["exceeds seed noise"]}
 
 
 # ---- energy (12) ---------------------------------------------------------------------------------------------------
@@ -728,16 +668,16 @@ def _joined(df: pd.DataFrame, col: str, sep: str = ", ", missing: str = "unknown
 
 def _wall_seconds(runs: pd.DataFrame) -> pd.Series:
     """``run.json``'s ``wall_seconds`` per run, else the summed epoch seconds."""
-    return runs.get("wall_seconds", runs["train_seconds"]).fillna(runs["train_seconds"])
+    train = runs.get("train_seconds", pd.Series(math.nan, runs.index))
+    return runs.get("wall_seconds", train).fillna(train)
 
 
 def runs_provenance(rows: pd.DataFrame) -> dict[str, Any]:
     """Preset, dataset(s), seeds, hardware and summed wall time of the runs of a study table (captions)."""
-    wall = rows["wall_seconds"].sum() if "wall_seconds" in rows.columns else rows["train_seconds"].sum()
     return {"preset": _joined(rows, "preset", missing=""), "dataset": _joined(rows, "dataset", missing=""),
             "seeds": _joined(rows, "seed", missing=""), "hardware": _joined(rows, "hardware.cpu") or "unknown",
             "threads": _joined(rows, "config.threads", missing="") or _joined(rows, "threads", missing=""),
-            "runs": len(rows), "wall_minutes": round(float(wall) / 60, 1)}
+            "runs": len(rows), "wall_minutes": round(float(_wall_seconds(rows).sum()) / 60, 1)}
 
 
 def firing_rates_by_model(recorders: dict[str, Any], reference: str = "DTA"
@@ -868,19 +808,20 @@ def paper_gaps(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFram
     for study, (col, a, setting, versus) in comparisons.items():
         for ds, g in runs[runs["study"] == study].groupby("dataset") if study in studies else ():
             ours = f"{ds}, DTA" if col == "time_steps" else f"{ds}, T={int(g['time_steps'].iloc[0])}"
+            diffs = paired_comparison(g, col, a, metric) if a in set(g[col]) else pd.DataFrame()
+            diffs = diffs.set_index(col) if len(diffs) else diffs
             for b, comparison, text, low, high in versus:
-                if not {a, b} <= set(g[col]):
+                if b not in diffs.index:
                     continue
-                d = (g[g[col] == a].set_index("seed")[metric] - g[g[col] == b].set_index("seed")[metric]).dropna()
-                mean, std, n = float(d.mean()), float(d.std()), len(d)
-                ci, mde = t_interval(mean, std, n), min_detectable_effect(std, n)
+                r = diffs.loc[b]
+                mean, std, n, ci = r["diff_mean"], r["diff_std"], int(r["n_pairs"]), (r["ci95_low"], r["ci95_high"])
                 rows.append({"study": study, "comparison": comparison, "paper setting": setting, "paper (points)": text,
                              "our setting": ours, "ours (points)": format_mean_std(mean, std), "n_pairs": n,
-                             "exceeds_noise": "n/a" if n < 2 else exceeds_noise(mean, std, n), "ours_mean": mean,
+                             "exceeds_noise": "n/a" if n < 2 else r["exceeds seed noise"], "ours_mean": mean,
                              "ours_std": std, "paper_low": low, "paper_high": high,
                              "ci95 (points)": _fmt_ci(ci) if math.isfinite(ci[0]) else "n/a (1 seed)",
-                             "ci95_low": ci[0], "ci95_high": ci[1], "min_detectable_effect": mde,
-                             "resolves the paper's gap": _resolves(mde, low, high)})
+                             "ci95_low": ci[0], "ci95_high": ci[1], "min_detectable_effect": r["min_detectable_effect"],
+                             "resolves the paper's gap": _resolves(r["min_detectable_effect"], low, high)})
     return pd.DataFrame(rows)
 
 
@@ -906,14 +847,13 @@ def paper_gaps_by_preset(presets: Sequence[str], metric: str = "best_test_acc") 
 
 def provenance(runs: pd.DataFrame) -> pd.DataFrame:
     """Per study: preset, datasets, seeds, runs, hardware, threads, total wall time and git commit(s)."""
-    wall = _wall_seconds(runs).groupby(runs["study"]).sum()
     rows = []
     for study, g in runs.groupby("study", sort=True):
         col = lambda name: _joined(g, name, "; ") or "unknown"  # noqa: E731
         rows.append({"study": study, "preset": col("preset"), "dataset": col("dataset"),
                      "seeds": ",".join(str(s) for s in sorted(set(g["seed"]))), "runs": len(g),
                      "hardware": col("hardware.cpu"), "torch threads": col("hardware.torch_threads"),
-                     "torch": col("hardware.torch"), "wall time (min)": round(float(wall[study]) / 60, 1),
+                     "torch": col("hardware.torch"), "wall time (min)": round(float(_wall_seconds(g).sum()) / 60, 1),
                      "git commit": ", ".join(c[:10] for c in col("hardware.git_commit").split("; "))})
     return pd.DataFrame(rows)
 
@@ -939,23 +879,19 @@ def recorded_hardware(pattern: str, root: str | os.PathLike[str] = ".") -> str:
     files = sorted(Path(root).glob(pattern))
     if not files:
         raise FileNotFoundError(f"no recorded file matches {pattern} under {root}")
-    seen: dict[str, int] = {}
-    for f in files:
-        d = json.loads(f.read_text())
-        if "meta" in d:  # a bench file
-            m = d["meta"]
-            what = (f"{m['cpu']} ({m['cpu_capability']} kernels), {m['cpu_count']} cores, {m['threads']} "
-                    f"thread{'s' * (m['threads'] != 1)}, torch {m['torch'].split('+')[0]}")
-        else:  # a run folder's run.json
-            h = d["hardware"]
-            kernels = f" ({h['cpu_capability']} kernels)" if "cpu_capability" in h else ""
-            what = (f"{h['cpu']}{kernels}, {h['cpu_count']} cores, {h['torch_threads']} thread{'s' * (h['torch_threads'] != 1)}"
-                    f" per run, {d.get('autocast_dtype') or 'fp32'}, torch {h['torch'].split('+')[0]}")
-        seen[what] = seen.get(what, 0) + 1
+
+    def what(d: dict[str, Any]) -> str:  # a bench file's meta, else a run folder's run.json
+        h, run = d.get("meta") or d["hardware"], "meta" not in d
+        t, kernels = h["torch_threads" if run else "threads"], h.get("cpu_capability")
+        return (f"{h['cpu']}{f' ({kernels} kernels)' if kernels else ''}, {h['cpu_count']} cores, {t} thread"
+                f"{'s' * (t != 1)}" + (f" per run, {d.get('autocast_dtype') or 'fp32'}" if run else "")
+                + f", torch {h['torch'].split('+')[0]}")
+
+    seen = Counter(what(json.loads(f.read_text())) for f in files)
     if len(files) == 1:
         return next(iter(seen))
-    return "; ".join(f"{what} ({n} of {len(files)} runs)" if len(seen) > 1 else f"{what} (all {n} runs)"
-                     for what, n in seen.items())
+    return "; ".join(f"{w} ({n} of {len(files)} runs)" if len(seen) > 1 else f"{w} (all {n} runs)"
+                     for w, n in seen.items())
 
 
 def sync_recorded(text: str, root: str | os.PathLike[str] = ".") -> str:

@@ -1,7 +1,7 @@
 """Training, top to bottom: the config (recipes, presets, the fields the CLI is generated from), device and
-precision, provenance, data and model, checkpoints and evaluation, the training loop (:class:`Trainer`, :func:`train`).
-Input is validated once, where it enters: a config when made, a checkpoint when read, a run folder when a
-:class:`Trainer` is made.
+precision, provenance, data and model, checkpoints and evaluation, the training loop (:func:`train`).
+Input is validated once, where it enters: a config when made, a checkpoint when read, a run folder when
+:func:`train` starts.
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ from tqdm.auto import tqdm
 from . import distributed as D
 from .atomic import atomic_write_text
 from .checkpoint import (
-    CheckpointError, HOLDER_FILE, LOCK_FILE, METRICS_FILE, RunLock, capture_rng_state, check_run_folder,
-    clean_temp_files, copy_checkpoint, load_checkpoint, repair, restore_rng_state, save_checkpoint, write_metrics,
+    CheckpointError, METRICS_FILE, RunLock, capture_rng_state, check_run_folder, copy_checkpoint, load_checkpoint,
+    repair, restore_rng_state, save_checkpoint, write_metrics,
 )
 from .data.augment import BatchMix, soft_cross_entropy
 from .data.datasets import build_datasets
@@ -375,13 +375,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-
-
 # build: the data a config names (or the built-in synthetic sets) and the model it trains.
-
-#: dataset metadata: the same type as :class:`dta_lib.data.DatasetInfo` (one definition)
-DataInfo = DatasetInfo
-
 
 def model_fields(info: DatasetInfo) -> dict[str, Any]:
     """The fields of ``info`` a model is built from (what a checkpoint records as ``data_info``)."""
@@ -411,16 +405,16 @@ def synthetic_datasets(name: str = "synthetic", time_steps: int = 4, n_train: in
     return make(n_train), make(n_test)
 
 
-def get_data_info(name: str) -> DataInfo:
+def get_data_info(name: str) -> DatasetInfo:
     """Dataset metadata: built in for the synthetic sets (identity normalisation), else ``dta_lib.data.registry.dataset_info``."""
     if name in SYNTHETIC_DATASETS:
         channels = 1 if name == "synthetic" else 2
-        return DataInfo(name, _SYNTH["num_classes"], channels, _SYNTH["image_size"], 4, name != "synthetic",
-                        (0.0,) * channels, (1.0,) * channels)
+        return DatasetInfo(name, _SYNTH["num_classes"], channels, _SYNTH["image_size"], 4, name != "synthetic",
+                           (0.0,) * channels, (1.0,) * channels)
     return dataset_info(name)
 
 
-def build_data(cfg: TrainConfig, train: bool = True) -> tuple[Dataset | None, Dataset, DataInfo]:
+def build_data(cfg: TrainConfig, train: bool = True) -> tuple[Dataset | None, Dataset, DatasetInfo]:
     """``(train_ds, test_ds, info)`` for ``cfg``, with ``subset`` / ``test_subset`` applied (class-balanced,
     seed-independent); ``train=False``: ``None`` for the training set."""
     info = get_data_info(cfg.dataset)
@@ -435,25 +429,25 @@ def build_data(cfg: TrainConfig, train: bool = True) -> tuple[Dataset | None, Da
     return (train_ds if train else None), test_ds, info
 
 
-def build_model(cfg: TrainConfig, info: DataInfo) -> MSResNet:
+def build_model(cfg: TrainConfig, info: DatasetInfo) -> MSResNet:
     """MS-ResNet-18 (or -34 for ImageNet) with ``cfg.attention`` after the stem."""
     return (ms_resnet34 if cfg.arch == "ms_resnet34" else ms_resnet18)(
         num_classes=info.num_classes, time_steps=cfg.time_steps, attention=cfg.attention, in_channels=info.in_channels,
         width=cfg.width, surrogate=cfg.surrogate, surrogate_width=cfg.surrogate_width)
 
 
-def infer_info(cfg: TrainConfig, ds: Dataset) -> DataInfo:
-    """DataInfo for user-supplied datasets: shape from a sample, classes from the labels."""
+def infer_info(cfg: TrainConfig, ds: Dataset) -> DatasetInfo:
+    """DatasetInfo for user-supplied datasets: shape from a sample, classes from the labels."""
     x = ds[0][0]
     channels = int(x.shape[-3])
     labels = (ds.tensors[1].tolist() if isinstance(ds, TensorDataset)
               else [int(t) for t in ds.targets] if hasattr(ds, "targets")  # type: ignore[attr-defined]
               else [int(ds[i][1]) for i in range(len(ds))])  # type: ignore[arg-type]
-    return DataInfo("custom", max(labels) + 1, channels, int(x.shape[-1]), cfg.time_steps, x.dim() == 4,
-                    (0.0,) * channels, (1.0,) * channels)
+    return DatasetInfo("custom", max(labels) + 1, channels, int(x.shape[-1]), cfg.time_steps, x.dim() == 4,
+                       (0.0,) * channels, (1.0,) * channels)
 
 
-def check_model_size(cfg: TrainConfig, info: DataInfo) -> int:
+def check_model_size(cfg: TrainConfig, info: DatasetInfo) -> int:
     """Parameters of ``cfg``'s model, counted on the meta device (nothing is allocated); ``ValueError`` when its
     training state (weights + gradients + momentum, fp32) alone exceeds the memory here (the largest GPU's, else
     the machine's RAM)."""
@@ -482,14 +476,10 @@ def check_model_size(cfg: TrainConfig, info: DataInfo) -> int:
 # checkpoints and evaluation: a training checkpoint is checked once, when it is read, before a model is built or data
 # read; accuracy and loss are those of the time-averaged logits.
 
-def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], TrainConfig, DataInfo]:
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], TrainConfig, DatasetInfo]:
     """``(state, config, data_info)`` of a training checkpoint (:func:`~dta_lib.checkpoint.load_checkpoint`), its
     fields checked: :class:`~dta_lib.checkpoint.CheckpointError` names the file and the field."""
     state = load_checkpoint(path)
-    missing = [k for k in ("optimizer", "scheduler", "scaler", "best_acc", "best_epoch", "history", "rng", "data_info",
-                           "world_size", "autocast_dtype", "wall_seconds") if k not in state]  # what the trainer writes
-    if missing:
-        raise CheckpointError(f"checkpoint {path} misses keys {missing}")
 
     def need(ok: bool, name: str, why: str) -> None:  # checked in this order: the first bad field is named
         if not ok:
@@ -511,7 +501,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Train
          f"{sorted(MODEL_FIELDS)}, got {sorted(di) if isinstance(di, dict) else type(di).__name__}")
     for k in ("num_classes", "in_channels", "image_size", "default_time_steps"):
         need(is_int(di[k], 1, 1_000_000), f"data_info.{k}", f"must be an integer in 1..1000000, got {di[k]!r}")
-    info = DataInfo(**di)
+    info = DatasetInfo(**di)
     try:
         check_model_size(cfg, info)
     except ValueError as e:
@@ -581,15 +571,17 @@ def evaluate_model(
 def load_model(checkpoint: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[MSResNet, dict[str, Any]]:
     """Rebuild the model of a dta_lib checkpoint and load its weights: ``(model, checkpoint_dict)``."""
     state, cfg, info = read_checkpoint(checkpoint)
-    return _model_of(checkpoint, state, cfg, info).to(device).eval(), state
+    return load_weights(build_model(cfg, info), state, checkpoint).to(device).eval(), state
 
 
-def _model_of(checkpoint: str | os.PathLike[str], state: dict[str, Any], cfg: TrainConfig, info: DataInfo) -> MSResNet:
-    model = build_model(cfg, info)
+def load_weights(model: MSResNet, state: dict[str, Any], checkpoint: str | os.PathLike[str]) -> MSResNet:
+    """``model`` with the weights of ``state``, read from ``checkpoint``: :class:`~dta_lib.checkpoint.CheckpointError`
+    when they do not fit it."""
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {checkpoint}: weights do not fit the model it describes: {str(e)[:300]}") from None
+        raise CheckpointError(f"checkpoint {checkpoint}: weights do not fit the model it describes: "
+                              f"{str(e)[:300]}") from None
     return model
 
 
@@ -618,7 +610,7 @@ def evaluate(checkpoint: str | os.PathLike[str], dataset: str | None = None, dat
         if getattr(trained, attr) != getattr(now, attr):
             raise ValueError(f"checkpoint {checkpoint} was trained on {trained.name!r} ({attr}="
                              f"{getattr(trained, attr)}); dataset {name!r} has {attr}={getattr(now, attr)}")
-    model = _model_of(checkpoint, state, trained_cfg, trained).eval()
+    model = load_weights(build_model(trained_cfg, trained), state, checkpoint).eval()
     dev = resolve_device(cfg)
     amp = resolve_precision(cfg, dev)
     _, test_ds, _ = build_data(cfg, train=False)
@@ -657,336 +649,292 @@ class TrainResult:
     param_digests: list[str] = field(default_factory=list)
 
 
-class Trainer:
-    """One training run of ``config`` into the run folder ``out`` (created; ``None`` writes nothing). ``resume``
-    continues from ``out/last.pt`` exactly (the config must match the checkpoint's). ``datasets``: ``(train_ds,
-    test_ds)`` instead of ``cfg.dataset``'s, described by ``info`` (else inferred). ``on_epoch``: see :func:`train`."""
+def count_skips(skips: Tensor, loss: Tensor, scaler: torch.amp.GradScaler, dist: D.DistInfo, epoch: int, step: int,
+                last: bool) -> Tensor:
+    """fp16: ``skips``, the count of consecutive steps with a non-finite loss (GradScaler skips them), updated by this
+    step's ``loss``; the run stops after :data:`MAX_SKIPPED_STEPS` in a row, read on the host every
+    :data:`CHECK_EVERY` steps and at the end of the epoch (``last``)."""
+    bad = (~torch.isfinite(loss.detach())).to(torch.int64)
+    if dist.enabled:  # GradScaler skips the step on every rank when one rank's loss is not finite
+        torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+    skips = torch.where(bad > 0, skips + 1, torch.zeros_like(skips))
+    if (step % CHECK_EVERY == 0 or last) and int(skips) >= MAX_SKIPPED_STEPS:
+        raise NonFiniteLossError(
+            f"fp16: the training loss was NaN or inf in {int(skips)} consecutive steps up to epoch {epoch}, "
+            f"step {step} (GradScaler skipped them; scale now {scaler.get_scale():.3g}); the run stopped. "
+            "Use bf16 on a GPU that has it, fp32, a lower learning rate, or check the input data.")
+    return skips
 
-    def __init__(self, config: TrainConfig, out: str | os.PathLike[str] | None = None, resume: bool = False,
-                 datasets: tuple[Dataset, Dataset] | None = None, info: DataInfo | None = None,
-                 on_epoch: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
-        if not isinstance(config, TrainConfig):
-            raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-        if out is None and resume:
-            raise ValueError("resume=True needs an out folder holding last.pt")
-        self.out, resume = check_run_folder(out, resume) if out is not None else (None, False)
-        self.cfg, self.resume, self._datasets, self._info, self.on_epoch = config, resume, datasets, info, on_epoch
-        self._lock: RunLock | None = None
-        self._created_out, self.meta = False, None
 
-    def _lock_out(self) -> None:
-        """Take the run folder's lock (once) and remove the temp files of writes a kill interrupted."""
-        if self._lock is None and self.dist.is_main:
-            self._lock = RunLock(self.out).acquire()  # type: ignore[arg-type]
-            clean_temp_files(self.out)  # type: ignore[arg-type]
+def write_run_json(out: Path, meta: dict[str, Any], status: str, **extra: Any) -> None:
+    """``run.json``: the run's metadata, its ``status`` and ``extra`` fields."""
+    atomic_write_text(out / "run.json", json.dumps(dict(meta, status=status, **extra), indent=2, sort_keys=True,
+                                                   default=str) + "\n")
 
-    def _setup(self) -> None:
-        cfg = self.cfg
-        self.dist = D.detect()
-        self.device = resolve_device(cfg, self.dist)
-        if (cfg.preset == "paper" and self.device.type == "cpu" and cfg.device == "auto"
+
+def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume: bool = False,
+          datasets: tuple[Dataset, Dataset] | None = None, info: DatasetInfo | None = None,
+          on_epoch: Callable[[list[dict[str, Any]]], None] | None = None) -> TrainResult:
+    """One training run of ``config`` into the run folder ``out`` (created; ``None`` writes nothing); returns a
+    :class:`TrainResult`. ``resume`` continues from ``out/last.pt`` exactly (the config must match the checkpoint's).
+    ``datasets``: ``(train_ds, test_ds)`` instead of ``cfg.dataset``'s, described by ``info`` (else inferred).
+
+    ``on_epoch(history)`` is called (rank 0) after each epoch's files are written, with every epoch's record so far:
+    live curves in a notebook, early stopping by raising. Under torchrun only rank 0 calls it: raising there leaves
+    the other ranks waiting in their next collective (stop a DDP run with a signal instead)."""
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if out is None and resume:
+        raise ValueError("resume=True needs an out folder holding last.pt")
+    out, resume = check_run_folder(out, resume) if out is not None else (None, False)
+    cfg, lock, meta = config, None, None
+    prev_det, prev_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    t_start = time.perf_counter()
+    try:
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        dist = D.detect()
+        device = resolve_device(cfg, dist)
+        if (cfg.preset == "paper" and device.type == "cpu" and cfg.device == "auto"
                 and cfg.dataset not in SYNTHETIC_DATASETS):
             raise ValueError(
                 f"preset 'paper' trains the full {cfg.dataset} recipe ({cfg.epochs} epochs at width {cfg.width}): days "
                 "on a CPU, and no CUDA GPU is visible. Use --preset cpu, or pass --device cpu to insist")
-        self.amp_dtype = resolve_precision(cfg, self.device)
-        if cfg.sync_bn and self.device.type != "cuda":
+        amp_dtype = resolve_precision(cfg, device)
+        if cfg.sync_bn and device.type != "cuda":
             raise ValueError("sync_bn=True (--sync-bn) needs CUDA devices: torch's SyncBatchNorm does not run on CPU")
         state = None
-        if self.resume:
-            last = self.out / "last.pt"  # type: ignore[operator]
-            self._lock_out()
-            state, _, _ = read_checkpoint(last)
+        if resume:
+            lock = RunLock(out).acquire() if dist.is_main else None  # type: ignore[arg-type]
+            state, _, _ = read_checkpoint(out / "last.pt")  # type: ignore[operator]
             ws, amp, diff = state["world_size"], state["autocast_dtype"], config_diff(state["config"], cfg)
             for bad, why in (  # each rank's data order and RNG streams are its own; auto: an fp16 (V100) run on an A100
-                    (ws != self.dist.world_size, f"it was trained by {ws} process(es) and this run has "
-                     f"{self.dist.world_size}; resume with the same number (torchrun --nproc_per_node {ws})"),
-                    (amp != dtype_name(self.amp_dtype), f"it trained in {amp} and this run would train in "
-                     f"{dtype_name(self.amp_dtype)} on {self.device}; pass the --precision (and --device) it trained with"),
+                    (ws != dist.world_size, f"it was trained by {ws} process(es) and this run has "
+                     f"{dist.world_size}; resume with the same number (torchrun --nproc_per_node {ws})"),
+                    (amp != dtype_name(amp_dtype), f"it trained in {amp} and this run would train in "
+                     f"{dtype_name(amp_dtype)} on {device}; pass the --precision (and --device) it trained with"),
                     (diff, "the config differs ({})".format(", ".join(
                         f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in sorted(diff.items()))))):
                 if bad:
-                    raise ValueError(f"cannot resume {last}: {why}")
+                    raise ValueError(f"cannot resume {out / 'last.pt'}: {why}")  # type: ignore[operator]
+
         # data before any write: missing or corrupt files fail here, leaving no folder behind
         RESOLVED_ROOTS.clear()
-        if self._datasets is not None:
-            train_ds, test_ds = self._datasets
-            self.info = self._info or infer_info(cfg, train_ds)
+        if datasets is not None:
+            train_ds, test_ds = datasets
+            info = info or infer_info(cfg, train_ds)
         else:
-            train_ds, test_ds, self.info = build_data(cfg)  # type: ignore[assignment]
-        self.data_provenance = {n: data_provenance(n) for n in sorted(RESOLVED_ROOTS)}
-        if len(train_ds) == 0 or len(test_ds) == 0:  # type: ignore[arg-type]
-            raise ValueError(f"empty dataset: {len(train_ds)} training / {len(test_ds)} test samples")  # type: ignore[arg-type]
+            train_ds, test_ds, info = build_data(cfg)  # type: ignore[assignment]
+        provenance = {n: data_provenance(n) for n in sorted(RESOLVED_ROOTS)}
+        sizes = len(train_ds), len(test_ds)  # type: ignore[arg-type]
+        if 0 in sizes:
+            raise ValueError(f"empty dataset: {sizes[0]} training / {sizes[1]} test samples")
         for split, ds in (("training", train_ds), ("test", test_ds)):
             try:
                 ds[0]
             except (ValueError, OSError, RuntimeError) as e:
                 raise ValueError(f"cannot read the first {split} sample of {cfg.dataset}: {e}") from None
-        check_model_size(cfg, self.info)  # before anything is allocated: a huge width or T fails here, naming it
-        self.dist = D.setup(self.device)
-        if self.out is not None and self.dist.is_main:
-            self._created_out = not self.out.exists()
-            self.out.mkdir(parents=True, exist_ok=True)
-            self._lock_out()
-            if not self.resume and ((self.out / METRICS_FILE).exists() or (self.out / "last.pt").exists()):
-                raise ValueError(f"out={str(self.out)!r} already holds a run (another process started it meanwhile)")
+        check_model_size(cfg, info)  # before anything is allocated: a huge width or T fails here, naming it
+        D.setup(dist, device)
 
+        # model, optimiser, precision
         seed_everything(cfg.seed)  # identical initial weights on every rank
-        self.model = build_model(cfg, self.info).to(self.device)
+        model = build_model(cfg, info).to(device)
         if cfg.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.net: nn.Module = D.wrap_model(self.model, self.dist, self.device, cfg.sync_bn)
+            model = model.to(memory_format=torch.channels_last)
+        net: nn.Module = D.wrap_model(model, dist, device, cfg.sync_bn)
         if cfg.compile:
-            self.net = compile_model(self.net)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                   weight_decay=cfg.weight_decay)
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=cfg.epochs, eta_min=0.0)
-        self.scaler = torch.amp.GradScaler(self.device.type,
-                                           enabled=self.amp_dtype == torch.float16 and self.device.type == "cuda")
+            net = compile_model(net)
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=0.0)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16 and device.type == "cuda")
+        autocast = _autocast(device, amp_dtype)
         show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
-        self._progress = functools.partial(tqdm, leave=False, dynamic_ncols=True,
-                                           disable=not (show and self.dist.is_main))
-        self._autocast = _autocast(self.device, self.amp_dtype)
-        self._pending: dict[str, Tensor] = {}  # non-finite flags not yet read on the host (see _check_finite)
-        self._skips = torch.zeros((), dtype=torch.int64, device=self.device)  # fp16: consecutive skipped steps
-        self.mixer = BatchMix(self.info.num_classes, cutmix_alpha=cfg.cutmix_alpha, mixup_alpha=cfg.mixup_alpha,
-                              p=cfg.mix_prob, label_smoothing=cfg.label_smoothing) if cfg.mixing else None
+        progress = functools.partial(tqdm, leave=False, dynamic_ncols=True, disable=not (show and dist.is_main))
+        mixer = BatchMix(info.num_classes, cutmix_alpha=cfg.cutmix_alpha, mixup_alpha=cfg.mixup_alpha,
+                         p=cfg.mix_prob, label_smoothing=cfg.label_smoothing) if cfg.mixing else None
+
         # loaders: one checkpointed shuffling generator (a resumed run sees the same order), per-rank shards under DDP.
         # Workers start anew each epoch: a persistent pool would draw its seeds once, changing a resumed run's order.
-        seed_everything(cfg.seed + self.dist.rank)  # per-rank augmentation streams
-        self.loader_gen = torch.Generator().manual_seed(cfg.seed)
-        pin = self.device.type == "cuda"
+        seed_everything(cfg.seed + dist.rank)  # per-rank augmentation streams
+        loader_gen = torch.Generator().manual_seed(cfg.seed)
+        pin = device.type == "cuda"
         workers = cfg.workers if cfg.workers is not None else (
-            min(8, max(1, (os.cpu_count() or 2) // self.dist.world_size - 1)) if pin else 0)
-        if self.dist.enabled:
-            self.train_sampler: Any = DistributedSampler(train_ds, self.dist.world_size, self.dist.rank, shuffle=True,
-                                                         seed=cfg.seed, drop_last=True)
-            test_ds = Subset(test_ds, D.shard_indices(len(test_ds), self.dist))  # type: ignore[arg-type]
+            min(8, max(1, (os.cpu_count() or 2) // dist.world_size - 1)) if pin else 0)
+        if dist.enabled:
+            sampler: Any = DistributedSampler(train_ds, dist.world_size, dist.rank, shuffle=True, seed=cfg.seed,
+                                              drop_last=True)
+            test_ds = Subset(test_ds, D.shard_indices(len(test_ds), dist))  # type: ignore[arg-type]
         else:
-            self.train_sampler = RandomSampler(train_ds, generator=self.loader_gen)  # type: ignore[arg-type]
+            sampler = RandomSampler(train_ds, generator=loader_gen)  # type: ignore[arg-type]
         loader = functools.partial(DataLoader, num_workers=workers, pin_memory=pin, worker_init_fn=worker_init)
-        self.train_loader = loader(  # a full last batch unless the set is smaller than one
-            train_ds, batch_size=cfg.batch_size, sampler=self.train_sampler, generator=self.loader_gen,
-            drop_last=len(train_ds) // self.dist.world_size > cfg.batch_size)  # type: ignore[arg-type]
-        self.test_loader = loader(test_ds, batch_size=cfg.batch_size * 2, shuffle=False)
-        self.start_epoch, self.best_acc, self.best_epoch = 1, -1.0, 0
-        self.history: list[dict[str, Any]] = []
-        self.repaired: list[str] = []
+        train_loader = loader(  # a full last batch unless the set is smaller than one
+            train_ds, batch_size=cfg.batch_size, sampler=sampler, generator=loader_gen,
+            drop_last=len(train_ds) // dist.world_size > cfg.batch_size)  # type: ignore[arg-type]
+        test_loader = loader(test_ds, batch_size=cfg.batch_size * 2, shuffle=False)
+
+        start_epoch, best_acc, best_epoch, history, repaired = 1, -1.0, 0, [], []
         if state is not None:
-            try:
-                self.model.load_state_dict(state["model"])
-            except RuntimeError as e:
-                raise CheckpointError(f"checkpoint {self.out}/last.pt does not fit the model: {str(e)[:300]}") from None
-            self.opt.load_state_dict(state["optimizer"])
-            self.sched.load_state_dict(state["scheduler"])
+            load_weights(model, state, out / "last.pt")  # type: ignore[operator]
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
             if state["scaler"]:
-                self.scaler.load_state_dict(state["scaler"])
-            self.best_acc, self.best_epoch, self.history = float(state["best_acc"]), state["best_epoch"], list(state["history"])
-            self.start_epoch = state["epoch"] + 1
-            self.t_start -= float(state["wall_seconds"])  # wall time counts every session of the run
-            restore_rng_state(state["rng"][self.dist.rank], self.loader_gen)
-            if self.out is not None and self.dist.is_main:
-                self.repaired = repair(self.out, state)
+                scaler.load_state_dict(state["scaler"])
+            best_acc, best_epoch, history = float(state["best_acc"]), state["best_epoch"], list(state["history"])
+            start_epoch = state["epoch"] + 1
+            t_start -= float(state["wall_seconds"])  # wall time counts every session of the run
+            restore_rng_state(state["rng"][dist.rank], loader_gen)
+            if dist.is_main:
+                repaired = repair(out, state)  # type: ignore[arg-type]
 
-    def _train_epoch(self, epoch: int) -> dict[str, Any]:
-        cfg, dev = self.cfg, self.device
-        self.net.train()
-        if isinstance(self.train_sampler, DistributedSampler):
-            self.train_sampler.set_epoch(epoch)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-        correct = torch.zeros((), dtype=torch.float64, device=dev)
-        seen, steps = 0, 0
-        grad_sq: dict[str, float] = {}
-        bar = self._progress(self.train_loader, f"epoch {epoch}/{cfg.epochs} train", len(self.train_loader))
-        for step, (x, y) in enumerate(bar, start=1):
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            if cfg.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            target = y
-            if self.mixer is not None:
-                x, target = self.mixer(x, y)
-            with self._autocast():
-                logits = self.net(x).float().mean(1)  # time-averaged logits [B, classes]
-            if self.mixer is not None:  # soft targets; the accuracy counts the dominant label
-                loss, y = soft_cross_entropy(logits, target), target.argmax(1)
-            else:
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            last = step == len(self.train_loader)
-            if self.scaler.is_enabled():  # fp16: GradScaler skips the step of a non-finite loss and lowers its scale
-                self._count_skips(loss, epoch, step, last)
-            else:
-                self._check_finite(loss, epoch, step, "training loss", last)
-            self.opt.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if not self.scaler.is_enabled():
-                # spikes swallow NaN (NaN > threshold is False), so a NaN input or weight can leave the
-                # loss finite: check the gradient too (fp16 runs leave inf gradients to the grad scaler)
-                gnorm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
-                self._check_finite(gnorm, epoch, step, "gradient norm", last)
-            if cfg.record_grad_norms:
-                self.scaler.unscale_(self.opt)
-                for name, p in self.model.named_parameters():
-                    if p.grad is not None:
-                        g = layer_group(name)
-                        grad_sq[g] = grad_sq.get(g, 0.0) + float(p.grad.detach().float().pow(2).sum())
-                steps += 1
-            self.scaler.step(self.opt)
-            self.scaler.update()
-            loss_sum += torch.nan_to_num(loss.detach().double(), nan=0.0, posinf=0.0) * y.shape[0]  # fp16: skips add 0
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += y.shape[0]
-            if bar.disable is False and step % 10 == 0:
-                bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}")
-        tot_loss, tot_correct, tot_seen = D.all_reduce_sum([float(loss_sum), float(correct), seen], dev, self.dist)
-        rec: dict[str, Any] = {"train_loss": tot_loss / max(tot_seen, 1),
-                               "train_acc": 100.0 * tot_correct / max(tot_seen, 1), "train_samples": int(tot_seen)}
-        if cfg.record_grad_norms:  # per-step norm of each layer's gradient, averaged in quadrature (rank 0's)
-            rec["grad_norms"] = {k: math.sqrt(v / max(steps, 1)) for k, v in grad_sq.items()}
-        return rec
+        if device.type == "cpu" and cfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+        elif device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # speed; bit-reproducibility is promised on CPU only
+        meta = {  # hardware: cpu_capability is the ATen kernels this run used
+            "config": cfg.to_dict(), "data_info": model_fields(info), "autocast_dtype": dtype_name(amp_dtype),
+            "hardware": {
+                "cpu": cpu_model(), "cpu_count": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
+                "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "device": str(device),
+                "world_size": dist.world_size, "torch": torch.__version__, "python": platform.python_version(),
+                "platform": platform.platform(), "git_commit": git_commit(), "hostname": platform.node(),
+                "command": " ".join(sys.argv),
+            },
+            "lif_backend": lif_backend_name(device, cfg.compile), "cudnn_benchmark": device.type == "cuda",
+            "parameters": sum(p.numel() for p in model.parameters()), "started": now(),
+            "resumed_from_epoch": start_epoch - 1 if resume else None, "data": provenance,
+            "repaired_on_resume": repaired,
+        }
+        writes = out if out is not None and dist.is_main else None  # the run folder, on the rank that writes it
+        if writes is not None:  # created and locked just before the first write: a refused start leaves nothing
+            writes.mkdir(parents=True, exist_ok=True)
+            lock = lock or RunLock(writes).acquire()
+            if not resume and ((writes / METRICS_FILE).exists() or (writes / "last.pt").exists()):
+                raise ValueError(f"out={str(out)!r} already holds a run (another process started it meanwhile)")
+            atomic_write_text(writes / "config.json", cfg.to_json() + "\n")
+            write_run_json(writes, meta, "running")
 
-    def _check_finite(self, value: Tensor, epoch: int, step: int, what: str, last: bool = True) -> None:
-        """Stop the run (all ranks) with :class:`NonFiniteLossError` once ``value`` was NaN or inf: every step on a
-        CPU; on a GPU the flags are read every :data:`CHECK_EVERY` steps and at the end of the epoch (no host sync)."""
-        flag = ~torch.isfinite(value.detach())
-        self._pending[what] = flag | self._pending[what] if what in self._pending else flag
-        if self.device.type != "cpu" and step % CHECK_EVERY and not last:
-            return
-        bad = float(self._pending.pop(what))
-        if self.dist.enabled:
-            bad = D.all_reduce_sum([bad], self.device, self.dist)[0]
-        if bad:
-            keep = (f"; the last good checkpoint {self.out / 'last.pt'} (epoch {epoch - 1}) is kept"
-                    if self.out is not None and epoch > 1 else "")
-            when = (f"is {float(value)} at epoch {epoch}, step {step}" if self.device.type == "cpu"
-                    else f"became NaN or inf at epoch {epoch}, by step {step}")
-            raise NonFiniteLossError(
-                f"{what} {when} (lr={self.opt.param_groups[0]['lr']:.4g}); the run stopped{keep}. Lower the learning "
-                "rate, use fp32, or check the input data for NaN/inf.")
+        pending: dict[str, Tensor] = {}  # non-finite flags not yet read on the host
+        skips = torch.zeros((), dtype=torch.int64, device=device)  # fp16: consecutive skipped steps
 
-    def _count_skips(self, loss: Tensor, epoch: int, step: int, last: bool) -> None:
-        """fp16: count consecutive steps with a non-finite loss (GradScaler skips them); stop after
-        :data:`MAX_SKIPPED_STEPS` in a row. Read on the host every :data:`CHECK_EVERY` steps."""
-        bad = (~torch.isfinite(loss.detach())).to(torch.int64)
-        if self.dist.enabled:  # GradScaler skips the step on every rank when one rank's loss is not finite
-            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
-        self._skips = torch.where(bad > 0, self._skips + 1, torch.zeros_like(self._skips))
-        if (step % CHECK_EVERY == 0 or last) and int(self._skips) >= MAX_SKIPPED_STEPS:
-            raise NonFiniteLossError(
-                f"fp16: the training loss was NaN or inf in {int(self._skips)} consecutive steps up to epoch {epoch}, "
-                f"step {step} (GradScaler skipped them; scale now {self.scaler.get_scale():.3g}); the run stopped. "
-                "Use bf16 on a GPU that has it, fp32, a lower learning rate, or check the input data.")
+        def check_finite(what: str, value: Tensor, epoch: int, step: int, last: bool) -> None:
+            """Stop the run (all ranks) with :class:`NonFiniteLossError` once ``value`` was NaN or inf: every step on a
+            CPU; on a GPU the flags are read every :data:`CHECK_EVERY` steps and at the end of the epoch (no host
+            sync)."""
+            flag = ~torch.isfinite(value.detach())
+            pending[what] = flag | pending[what] if what in pending else flag
+            if device.type != "cpu" and step % CHECK_EVERY and not last:
+                return
+            if D.all_reduce_sum([float(pending.pop(what))], device, dist)[0]:  # any rank
+                keep = (f"; the last good checkpoint {out / 'last.pt'} (epoch {epoch - 1}) is kept"
+                        if out is not None and epoch > 1 else "")
+                when = (f"is {float(value)} at epoch {epoch}, step {step}" if device.type == "cpu"
+                        else f"became NaN or inf at epoch {epoch}, by step {step}")
+                raise NonFiniteLossError(
+                    f"{what} {when} (lr={opt.param_groups[0]['lr']:.4g}); the run stopped{keep}. Lower the learning "
+                    "rate, use fp32, or check the input data for NaN/inf.")
 
-    def _write_metadata(self, status: str, **extra: Any) -> None:
-        if self.out is not None and self.dist.is_main:
-            meta = dict(self.meta or {}, status=status, **extra)
-            atomic_write_text(self.out / "run.json", json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
-
-    def _write_epoch(self, epoch: int, improved: bool) -> None:
-        """Write ``last.pt``, then ``best.pt`` (when ``improved``), then ``metrics.jsonl``. ``last.pt`` is the commit
-        point: it carries the history and the best epoch, so :func:`~dta_lib.checkpoint.repair` rebuilds what a kill
-        interrupts after it. Collective under DDP: every rank takes part."""
-        rngs = D.gather_objects(capture_rng_state(self.loader_gen), self.dist)
-        if self.out is None or not self.dist.is_main:
-            return
-        save_checkpoint(self.out / "last.pt", {
-            "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(), "best_acc": self.best_acc,
-            "best_epoch": self.best_epoch, "config": self.cfg.to_dict(), "history": self.history, "rng": rngs,
-            "data_info": model_fields(self.info), "world_size": self.dist.world_size,
-            "autocast_dtype": dtype_name(self.amp_dtype), "wall_seconds": time.perf_counter() - self.t_start})
-        if improved:
-            copy_checkpoint(self.out / "last.pt", self.out / "best.pt")
-        write_metrics(self.out, self.history)
-
-    def fit(self) -> TrainResult:
-        """Run the remaining epochs; returns a :class:`TrainResult`."""
-        cfg = self.cfg
-        prev_det, prev_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
-        self.t_start = time.perf_counter()
-        try:
-            if cfg.threads is not None:
-                torch.set_num_threads(cfg.threads)
-            self._setup()
-            if self.device.type == "cpu" and cfg.deterministic:
-                torch.use_deterministic_algorithms(True)
-            elif self.device.type == "cuda":
-                torch.backends.cudnn.benchmark = True  # speed; bit-reproducibility is promised on CPU only
-            dev = self.device
-            self.meta = {  # hardware: cpu_capability is the ATen kernels this run used
-                "config": cfg.to_dict(), "data_info": model_fields(self.info), "autocast_dtype": dtype_name(self.amp_dtype),
-                "hardware": {
-                    "cpu": cpu_model(), "cpu_count": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
-                    "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
-                    "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None, "device": str(dev),
-                    "world_size": self.dist.world_size, "torch": torch.__version__, "python": platform.python_version(),
-                    "platform": platform.platform(), "git_commit": git_commit(), "hostname": platform.node(),
-                    "command": " ".join(sys.argv),
-                },
-                "lif_backend": lif_backend_name(dev, cfg.compile), "cudnn_benchmark": dev.type == "cuda",
-                "parameters": sum(p.numel() for p in self.model.parameters()), "started": now(),
-                "resumed_from_epoch": self.start_epoch - 1 if self.resume else None, "data": self.data_provenance,
-                "repaired_on_resume": self.repaired,
-            }
-            if self.out is not None and self.dist.is_main:
-                atomic_write_text(self.out / "config.json", cfg.to_json() + "\n")
-            self._write_metadata("running")
-            for epoch in range(self.start_epoch, cfg.epochs + 1):
-                t0 = time.perf_counter()
-                lr = self.opt.param_groups[0]["lr"]
-                rec = self._train_epoch(epoch)
-                self.sched.step()
-                rec.update(evaluate_model(self.net, self.test_loader, self.device, self._autocast, self.dist,
-                                          probe_model=self.model if cfg.record_firing_rates else None,
-                                          progress=lambda it, n: self._progress(it, "test", n)))
-                improved = rec["test_acc"] > self.best_acc
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            t0, lr = time.perf_counter(), opt.param_groups[0]["lr"]
+            net.train()
+            if isinstance(sampler, DistributedSampler):
+                sampler.set_epoch(epoch)
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.float64, device=device)
+            seen, grad_sq = 0, {}
+            bar = progress(train_loader, f"epoch {epoch}/{cfg.epochs} train", len(train_loader))
+            for step, (x, y) in enumerate(bar, start=1):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if cfg.channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                target = y
+                if mixer is not None:
+                    x, target = mixer(x, y)
+                with autocast():
+                    logits = net(x).float().mean(1)  # time-averaged logits [B, classes]
+                if mixer is not None:  # soft targets; the accuracy counts the dominant label
+                    loss, y = soft_cross_entropy(logits, target), target.argmax(1)
+                else:
+                    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                last = step == len(train_loader)
+                if scaler.is_enabled():  # fp16: GradScaler skips the step of a non-finite loss and lowers its scale
+                    skips = count_skips(skips, loss, scaler, dist, epoch, step, last)
+                else:
+                    check_finite("training loss", loss, epoch, step, last)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if not scaler.is_enabled():
+                    # spikes swallow NaN (NaN > threshold is False), so a NaN input or weight can leave the
+                    # loss finite: check the gradient too (fp16 runs leave inf gradients to the grad scaler)
+                    gnorm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+                    check_finite("gradient norm", gnorm, epoch, step, last)
+                if cfg.record_grad_norms:
+                    scaler.unscale_(opt)
+                    for name, p in model.named_parameters():
+                        if p.grad is not None:
+                            g = layer_group(name)
+                            grad_sq[g] = grad_sq.get(g, 0.0) + float(p.grad.detach().float().pow(2).sum())
+                scaler.step(opt)
+                scaler.update()
+                # fp16: a skipped step adds 0
+                loss_sum += torch.nan_to_num(loss.detach().double(), nan=0.0, posinf=0.0) * y.shape[0]
+                correct += (logits.detach().argmax(1) == y).sum()
+                seen += y.shape[0]
+                if bar.disable is False and step % 10 == 0:
+                    bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}")
+            tot_loss, tot_correct, tot_seen = D.all_reduce_sum([float(loss_sum), float(correct), seen], device, dist)
+            rec: dict[str, Any] = {"train_loss": tot_loss / max(tot_seen, 1),
+                                   "train_acc": 100.0 * tot_correct / max(tot_seen, 1), "train_samples": int(tot_seen)}
+            if cfg.record_grad_norms:  # per-step norm of each layer's gradient, averaged in quadrature (rank 0's)
+                rec["grad_norms"] = {k: math.sqrt(v / max(len(train_loader), 1)) for k, v in grad_sq.items()}
+            sched.step()
+            rec.update(evaluate_model(net, test_loader, device, autocast, dist,
+                                      probe_model=model if cfg.record_firing_rates else None,
+                                      progress=lambda it, n: progress(it, "test", n)))
+            improved = rec["test_acc"] > best_acc
+            if improved:
+                best_acc, best_epoch = rec["test_acc"], epoch
+            secs = time.perf_counter() - t0
+            history.append({"epoch": epoch, "lr": lr, **rec, "best_test_acc": best_acc, "seconds": secs,
+                            "images_per_s": rec["train_samples"] / secs if secs > 0 else None})
+            # last.pt, then best.pt (when improved), then metrics.jsonl: last.pt is the commit point, carrying the
+            # history and the best epoch, so dta_lib.checkpoint.repair rebuilds what a kill interrupts after it
+            rngs = D.gather_objects(capture_rng_state(loader_gen), dist)  # collective: every rank takes part
+            if writes is not None:
+                save_checkpoint(writes / "last.pt", {
+                    "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "best_acc": best_acc,
+                    "best_epoch": best_epoch, "config": cfg.to_dict(), "history": history, "rng": rngs,
+                    "data_info": model_fields(info), "world_size": dist.world_size,
+                    "autocast_dtype": dtype_name(amp_dtype), "wall_seconds": time.perf_counter() - t_start})
                 if improved:
-                    self.best_acc, self.best_epoch = rec["test_acc"], epoch
-                secs = time.perf_counter() - t0
-                self.history.append({"epoch": epoch, "lr": lr, **rec, "best_test_acc": self.best_acc, "seconds": secs,
-                                     "images_per_s": rec["train_samples"] / secs if secs > 0 else None})
-                self._write_epoch(epoch, improved)
-                if self.on_epoch is not None and self.dist.is_main:  # after the epoch's files: a stop loses nothing
-                    self.on_epoch(list(self.history))
-            digests = D.gather_digests(self.net, self.dist)
-            wall = time.perf_counter() - self.t_start
-            final = self.history[-1]["test_acc"] if self.history else None
-            self._write_metadata(
-                "completed", lif_backend=lif_backend_name(dev, cfg.compile),  # a kernel that failed shows its fallback
-                wall_seconds=wall, finished=now(), best_test_acc=self.best_acc, best_epoch=self.best_epoch,
-                final_test_acc=final, param_digests=digests, ranks_in_sync=len(set(digests)) == 1)
-            if self.dist.enabled:
-                torch.distributed.barrier()
-            return TrainResult(self.best_acc, self.best_epoch, float("nan") if final is None else final, cfg.epochs,
-                               list(self.history), wall, self.out, cfg, digests)
-        except BaseException as e:
-            # run.json says interrupted (SIGINT/SIGTERM) or failed, never running; a folder this run created and never
-            # wrote a file into is removed again. Nothing is touched without the lock (another process may hold it).
-            if self.out is not None and self._lock is not None:
-                if self.meta is not None:
-                    with contextlib.suppress(OSError):  # e.g. the disk is full: run.json keeps its last state
-                        self._write_metadata("interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
-                                             error=f"{type(e).__name__}: {e}"[:2000], stopped=now())
-                elif self._created_out:
-                    clean_temp_files(self.out)
-                    if {p.name for p in self.out.iterdir()} <= {LOCK_FILE, HOLDER_FILE}:
-                        self._lock.release()
-                        with contextlib.suppress(OSError):
-                            self.out.rmdir()
-            raise
-        finally:
-            torch.use_deterministic_algorithms(prev_det)
-            torch.set_num_threads(prev_threads)
-            if self._lock is not None:
-                self._lock.release()
-                self._lock = None
-            D.cleanup()
+                    copy_checkpoint(writes / "last.pt", writes / "best.pt")
+                write_metrics(writes, history)
+            if on_epoch is not None and dist.is_main:  # after the epoch's files: a stop loses nothing
+                on_epoch(list(history))
 
-
-def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume: bool = False,
-          datasets: tuple[Dataset, Dataset] | None = None, info: DataInfo | None = None,
-          on_epoch: Callable[[list[dict[str, Any]]], None] | None = None) -> TrainResult:
-    """Train one run; see :class:`Trainer`. ``on_epoch(history)`` is called (rank 0) after each epoch's files are
-    written, with every epoch's record so far: live curves in a notebook, early stopping by raising. Under torchrun
-    only rank 0 calls it: raising there leaves the other ranks waiting in their next collective (stop a DDP run
-    with a signal instead)."""
-    return Trainer(config, out, resume, datasets, info, on_epoch).fit()
+        digests = [str(d) for d in D.gather_objects(D.param_digest(model), dist)]
+        wall = time.perf_counter() - t_start
+        final = history[-1]["test_acc"] if history else None
+        if writes is not None:
+            write_run_json(  # lif_backend again: a kernel that failed shows its fallback
+                writes, meta, "completed", lif_backend=lif_backend_name(device, cfg.compile), wall_seconds=wall,
+                finished=now(), best_test_acc=best_acc, best_epoch=best_epoch, final_test_acc=final,
+                param_digests=digests, ranks_in_sync=len(set(digests)) == 1)
+        if dist.enabled:
+            torch.distributed.barrier()
+        return TrainResult(best_acc, best_epoch, float("nan") if final is None else final, cfg.epochs, list(history),
+                           wall, out, cfg, digests)
+    except BaseException as e:  # run.json says interrupted (SIGINT/SIGTERM) or failed, never running
+        if lock is not None and meta is not None:  # the run holds the lock and has begun to write
+            with contextlib.suppress(OSError):  # e.g. the disk is full: run.json keeps its last state
+                status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+                write_run_json(out, meta, status, error=f"{type(e).__name__}: {e}"[:2000], stopped=now())
+        raise
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+        torch.set_num_threads(prev_threads)
+        if lock is not None:
+            lock.release()
+        D.cleanup()

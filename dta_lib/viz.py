@@ -15,14 +15,14 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import FancyBboxPatch, Patch
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
 from torch import Tensor, nn
 
 from .atomic import atomic_write
 from .models.params import count_parameters
 from .paths import output_root
 from .snn.surrogate import Surrogate
-from .studies import ATTENTION_LABELS, PAPER_ABLATION_GAP, _check_columns, ablation_paired, t_interval
+from .studies import ATTENTION_LABELS, PAPER_ABLATION_GAP, _check_columns, ablation_paired
 
 ArrayLike = Tensor | np.ndarray
 
@@ -99,9 +99,7 @@ def plot_lif_traces(current: ArrayLike, membrane: ArrayLike, spikes: ArrayLike, 
         ax.set_title(f"{labels[i]}: {int(fired.sum())} spikes in {t_steps} steps", fontsize=9, loc="left")
     axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     axes[-1, 0].set_xlabel("time step $t$")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def plot_spike_raster(spikes: ArrayLike, title: str = "Spike raster", ylabel: str = "neuron",
@@ -204,6 +202,28 @@ def plot_timestep_rows(rows: Mapping[str, ArrayLike], title: str = "", cmaps: Ma
     return _finish(fig, title, tight=False)
 
 
+# ---------------------------------------------------------------------------------------------- block diagrams
+_FILL = {"io": "#f0f0f0", "txa": "#deebf7", "tna": "#e5f5e0", "gate": "#fee6ce", "spike": "#fcbba1", "conv": "#efedf5",
+         "stage": "#d9ead3"}
+
+
+def _box(ax, x: float, y: float, text: str, kind: str, w: float = 2.3, h: float = 0.62, fontsize: float = 6.6,
+         **edge: Any) -> FancyBboxPatch:
+    """A rounded box ``w`` x ``h`` (data units) centred on ``(x, y)``, filled by its ``kind``, holding ``text``."""
+    box = FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.08", fc=_FILL[kind],
+                         **({"ec": "0.35", "lw": 0.8} | edge))
+    ax.add_patch(box)
+    ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
+    return box
+
+
+def _arrow(ax, a: FancyBboxPatch, b: FancyBboxPatch, **style: Any) -> None:
+    """An arrow from box ``a`` to box ``b``: centre to centre (or along ``connectionstyle``), cut at their edges."""
+    mid = [(p.get_x() + p.get_width() / 2, p.get_y() + p.get_height() / 2) for p in (a, b)]
+    ax.add_patch(FancyArrowPatch(*mid, patchA=a, patchB=b, **({"arrowstyle": "->", "mutation_scale": 10, "lw": 0.8,
+                                                              "color": "0.25"} | style)))
+
+
 def plot_architecture(model: nn.Module, title: str = "MS-ResNet with DTA") -> Figure:
     """Box diagram of an :class:`~dta_lib.models.MSResNet`: one box per top-level module in forward order with its
     parameter count; the DTA block highlighted."""
@@ -211,15 +231,15 @@ def plot_architecture(model: nn.Module, title: str = "MS-ResNet with DTA") -> Fi
         raise ValueError(f"plot_architecture expects an MSResNet (stem_conv ... fc), got {type(model).__name__}")
     boxes = [("input", "input\n[B, C, H, W]\n(repeated T times)", "io")]  # (name, label, kind) in forward order
     for name, m in model.named_children():
-        kind = "layer"
+        kind = "conv"
         if isinstance(m, nn.Conv2d):
             label = f"{name}\nconv {m.kernel_size[0]}x{m.kernel_size[1]}/{m.stride[0]}\n{m.in_channels}->{m.out_channels}"
         elif isinstance(m, nn.BatchNorm2d):
             label = f"{name}\nBN({m.num_features})"
         elif type(m).__name__ == "LIF":
-            label, kind = f"{name}\nLIF", "lif"
+            label, kind = f"{name}\nLIF", "spike"
         elif type(m).__name__ == "DTA":
-            label, kind = f"{name.upper()} ({m.mode}): " + r"$\sigma(\cdot)\odot$ spikes", "dta"
+            label, kind = f"{name.upper()} ({m.mode}): " + r"$\sigma(\cdot)\odot$ spikes", "gate"
             for p in ("txa", "tna"):
                 if getattr(m, p, None) is not None:
                     label += f"\n{p.upper()[0]}-{p.upper()[1:]} {count_parameters(getattr(m, p)):,}"
@@ -227,7 +247,7 @@ def plot_architecture(model: nn.Module, title: str = "MS-ResNet with DTA") -> Fi
             label = f"{name}\n{len(m)} MS blocks\n{m[-1].conv2.out_channels} ch, stride {m[0].conv1.stride[0]}"
             kind = "stage"
         elif isinstance(m, nn.Linear):
-            boxes.append(("gap", "GAP\nover H, W", "layer"))
+            boxes.append(("gap", "GAP\nover H, W", "conv"))
             label = f"{name}\nLinear {m.in_features}->{m.out_features}"
         elif isinstance(m, nn.MaxPool2d):
             label = f"{name}\n3x3/2"
@@ -236,38 +256,83 @@ def plot_architecture(model: nn.Module, title: str = "MS-ResNet with DTA") -> Fi
         n = count_parameters(m)
         boxes.append((name, f"{label}\n{n:,} params" if n else label, kind))
     boxes.append(("output", "logits\n[B, T, classes]\nmean over T", "io"))
-    colors = {"io": "#eeeeee", "layer": "#cfe2f3", "lif": "#fde9c8", "dta": "#f4a6a6", "stage": "#d9ead3"}
     per_row = 6
-    n_rows = -(-len(boxes) // per_row)
-    fig, ax = plt.subplots(figsize=(13, 2.3 * n_rows + 0.6))
-    w, h, gx, gy = 1.7, 1.25, 0.55, 1.0
-    pos = {}
+    rows = -(-len(boxes) // per_row)
+    fig, ax = plt.subplots(figsize=(13, 2.3 * rows + 0.6))
+    drawn = {}
     for i, (name, label, kind) in enumerate(boxes):
         r, c = divmod(i, per_row)
-        c = c if r % 2 == 0 else per_row - 1 - c  # snake layout
-        x, y = c * (w + gx), -r * (h + gy)
-        pos[name] = (x, y)
-        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.04", fc=colors[kind],
-                                    ec="crimson" if kind == "dta" else "0.3", lw=2.5 if kind == "dta" else 1))
-        ax.text(x + w / 2, y + h / 2, label, ha="center", va="center", fontsize=8)
-    names = [b[0] for b in boxes]
-    for a, b in zip(names[:-1], names[1:]):
-        (x0, y0), (x1, y1) = pos[a], pos[b]
-        if y0 == y1:
-            xs, xe = (x0 + w, x1) if x1 > x0 else (x0, x1 + w)
-            ax.annotate("", (xe, y1 + h / 2), (xs, y0 + h / 2), arrowprops=dict(arrowstyle="->", lw=1.2))
-        else:
-            ax.annotate("", (x1 + w / 2, y1 + h), (x0 + w / 2, y0), arrowprops=dict(arrowstyle="->", lw=1.2))
-    if "dta" in pos and "stem_bn" in pos:  # DTA also reads the real-valued stem output X
-        (x0, y0), (x1, y1) = pos["stem_bn"], pos["dta"]
-        ax.annotate("", (x1 + w / 2, y1 + h), (x0 + w / 2, y0 + h), arrowprops=dict(arrowstyle="->", lw=1.2, ls="--",
-                    color="crimson", connectionstyle="arc3,rad=-0.35"))
-        ax.text((x0 + x1 + w) / 2, y0 + h + 0.45, "X (real-valued stem output)", color="crimson", ha="center", fontsize=8)
-    ax.set_xlim(-0.3, per_row * (w + gx))
-    ax.set_ylim(-(n_rows - 1) * (h + gy) - 0.4, h + 0.9)
-    ax.set_aspect("equal")
+        c = c if r % 2 == 0 else per_row - 1 - c  # snake layout: consecutive boxes are neighbours
+        drawn[name] = _box(ax, 2.25 * c, -2.25 * r, label, kind, w=1.7, h=1.25, fontsize=8,
+                           **({"ec": "crimson", "lw": 2.5} if kind == "gate" else {"ec": "0.3", "lw": 1}))
+    for a, b in zip(boxes[:-1], boxes[1:]):
+        _arrow(ax, drawn[a[0]], drawn[b[0]], lw=1.2, color="k")
+    if "dta" in drawn and "stem_bn" in drawn:  # DTA also reads the real-valued stem output X
+        _arrow(ax, drawn["stem_bn"], drawn["dta"], lw=1.2, ls="--", color="crimson", connectionstyle="arc3,rad=-0.5")
+        ax.text(drawn["stem_lif"].get_x() + 0.85, 1.35, "X (real-valued stem output)", color="crimson", ha="center",
+                fontsize=8)
+    ax.set(xlim=(-1.2, 2.25 * per_row - 1.2), ylim=(-2.25 * (rows - 1) - 1, 1.7), aspect="equal")
     ax.axis("off")
     ax.set_title(f"{title}: {count_parameters(model):,} parameters")
+    return _finish(fig)
+
+
+def plot_dta_block(time_steps: int = 6, channels: int = 64, height: int = 32, width: int = 32,
+                   gtca_hidden: int = 16, title: str = "") -> Figure:
+    """The DTA block with the shape of every tensor: T-XA's two branches, T-NA's encode / LTCA / GTCA / decode,
+    and the gate ``sigmoid(T-NA(X) * T-XA(X)) * S`` (batch dimension B omitted)."""
+    t, c, h, w, d = time_steps, channels, height, width, time_steps * channels
+    fig, ax = plt.subplots(figsize=(9.2, 6.4))
+    ax.set(xlim=(0, 12), ylim=(0, 10))
+    ax.axis("off")
+    x_in = _box(ax, 6, 9.4, f"stem output X (real)\n[T={t}, C={c}, H={h}, W={w}]", "io", w=3.2)
+    s = _box(ax, 10.6, 7.9, f"LIF -> spikes S\n[{t}, {c}, {h}, {w}] in {{0, 1}}", "spike")
+    z = _box(ax, 2.2, 7.9, f"spatial mean z\n[{t}, {c}]", "txa")
+    tla = _box(ax, 1.0, 6.6, f"TLA: Conv1d {t}->{t}, k=3\nalong C, sigmoid\nA_t [{t}, {c}]", "txa", w=2.0, h=0.8)
+    cla = _box(ax, 3.4, 6.6, f"CLA: Conv1d {c}->{c}, k=6\nalong T, sigmoid\nA_c [{t}, {c}]", "txa", w=2.2, h=0.8)
+    yxa = _box(ax, 2.2, 5.1, f"(X + a A_t) * (X + b A_c)\nY_XA [{t}, {c}, {h}, {w}]", "txa", w=3.0)
+    ax.text(0.1, 8.6, "T-XA (identical: a shared 1-D kernel per axis)", fontsize=7, color="#08519c")
+    zr = _box(ax, 6.6, 7.9, f"reshape: time into channels\nZ [D = T*C = {d}, {h}, {w}]", "tna", w=2.9)
+    enc = _box(ax, 6.6, 6.9, f"encode 1x1 conv {d}->{d}, GELU\nE [{d}, {h}, {w}]", "tna", w=2.9)
+    ltca = _box(ax, 5.2, 5.6, f"LTCA: depthwise 5x5,\n'dilated' (1x1), pointwise\n{d}->{d}: L [{d}, {h}, {w}]",
+                "tna", w=2.6, h=0.95)
+    gtca = _box(ax, 8.1, 5.6, f"GTCA: GAP, FC {d}->{gtca_hidden},\nReLU, FC {gtca_hidden}->{d}\n"
+                f"G [{d}] (no sigmoid)", "tna", w=2.5, h=0.95)
+    dec = _box(ax, 6.6, 4.1, f"decode 1x1 conv (G * L * E) + Z\nY_NA [{t}, {c}, {h}, {w}]", "tna", w=3.1)
+    ax.text(4.9, 8.6, "T-NA (non-identical: own weights per (t, c))", fontsize=7, color="#006d2c")
+    gate = _box(ax, 5.2, 2.6, f"gate = sigmoid(Y_NA * Y_XA)\n[{t}, {c}, {h}, {w}] in (0, 1)", "gate", w=3.2)
+    out = _box(ax, 7.6, 1.1, f"gate * S  -> stage 1\n[{t}, {c}, {h}, {w}], 0 where S = 0", "io", w=3.2)
+    for a, b in ((x_in, s), (x_in, z), (z, tla), (z, cla), (tla, yxa), (cla, yxa), (x_in, zr), (zr, enc), (enc, ltca),
+                 (enc, gtca), (ltca, dec), (gtca, dec), (yxa, gate), (dec, gate), (gate, out), (s, out)):
+        _arrow(ax, a, b)
+    ax.set_title(title or f"The DTA block (T={t}, C={c}, {h}x{w}; batch dimension omitted)", fontsize=9)
+    return _finish(fig)
+
+
+def plot_ms_block(channels_in: int = 64, channels_out: int = 128, height: int = 32, width: int = 32,
+                  stride: int = 1, time_steps: int = 6, title: str = "") -> Figure:
+    """The MS-ResNet basic block: ``BN(conv(LIF(BN(conv(LIF(x)))))) + shortcut(x)``; the shortcut (identity, or
+    1x1 conv + BN) acts on the real-valued membrane input ``x``, not on spikes."""
+    t, ho, wo = time_steps, (height - 1) // stride + 1, (width - 1) // stride + 1
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    ax.set(xlim=(0, 8), ylim=(0, 10))
+    ax.axis("off")
+    x = _box(ax, 3.0, 9.3, f"x (real membrane input)\n[T={t}, {channels_in}, {height}, {width}]", "io", w=3.0)
+    l1 = _box(ax, 3.0, 8.0, "LIF -> spikes", "spike")
+    c1 = _box(ax, 3.0, 6.8, f"conv 3x3 {channels_in}->{channels_out}, stride {stride}\n+ BN (over B*T)", "conv",
+              w=3.0)
+    l2 = _box(ax, 3.0, 5.6, "LIF -> spikes", "spike")
+    c2 = _box(ax, 3.0, 4.4, f"conv 3x3 {channels_out}->{channels_out} + BN", "conv", w=3.0)
+    add = _box(ax, 3.0, 2.9, "+", "gate", w=0.8, h=0.55)
+    out = _box(ax, 3.0, 1.5, f"out (real) [T, {channels_out}, {ho}, {wo}]\n-> next block's LIF", "io", w=3.0)
+    short = "identity" if stride == 1 and channels_in == channels_out else (
+        f"1x1 conv {channels_in}->{channels_out},\nstride {stride} + BN")
+    sc = _box(ax, 6.6, 5.6, f"shortcut on x\n(real, not spikes):\n{short}", "conv", w=2.3, h=1.1)
+    for a, b in ((x, l1), (l1, c1), (c1, l2), (l2, c2), (c2, add), (add, out)):
+        _arrow(ax, a, b)
+    _arrow(ax, x, sc, connectionstyle="angle,angleA=0,angleB=90")
+    _arrow(ax, sc, add, connectionstyle="angle,angleA=-90,angleB=0")
+    ax.set_title(title or "MS-ResNet basic block (membrane shortcut)", fontsize=9)
     return _finish(fig)
 
 
@@ -335,13 +400,10 @@ def event_bbox(frames: torch.Tensor, coverage: float = 0.99, margin: int = 8) ->
 
     def span(profile: torch.Tensor, size: int) -> tuple[int, int]:
         cum = torch.cumsum(profile, 0) / profile.sum()
-        lo = int(torch.searchsorted(cum, torch.tensor(tail, dtype=cum.dtype), right=True))
-        hi = int(torch.searchsorted(cum, torch.tensor(1 - tail, dtype=cum.dtype)))
+        lo, hi = int(torch.searchsorted(cum, tail, right=True)), int(torch.searchsorted(cum, 1 - tail))
         return max(lo - margin, 0), min(hi + 1 + margin, size)
 
-    y0, y1 = span(counts.sum(1), h)
-    x0, x1 = span(counts.sum(0), w)
-    return y0, y1, x0, x1
+    return (*span(counts.sum(1), h), *span(counts.sum(0), w))
 
 
 def real_vs_emulated_figure(real: torch.Tensor, emulated: torch.Tensor, real_label: str, emulated_label: str,
@@ -368,88 +430,6 @@ def real_vs_emulated_figure(real: torch.Tensor, emulated: torch.Tensor, real_lab
                 ax.set_ylabel(f"frame {k + 1}", fontsize=8)
         axes[0, col].set_title(label, fontsize=8)
     return _finish(fig, "Real DAVIS346 recording vs. emulated stream (red ON, blue OFF events per frame)", fontsize=9)
-
-
-# ---------------------------------------------------------------------------------------------- block diagrams
-_COLORS = {"input": "#f0f0f0", "txa": "#deebf7", "tna": "#e5f5e0", "gate": "#fee6ce", "spike": "#fcbba1",
-           "conv": "#efedf5", "out": "#f0f0f0"}
-
-
-def _box(ax, x: float, y: float, text: str, kind: str, w: float = 2.3, h: float = 0.62) -> tuple[float, float]:
-    ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.08",
-                                fc=_COLORS[kind], ec="0.35", lw=0.8))
-    ax.text(x, y, text, ha="center", va="center", fontsize=6.6, wrap=True)
-    return x, y
-
-
-def _arrow(ax, a: tuple[float, float], b: tuple[float, float], h: float = 0.31) -> None:
-    ax.annotate("", xy=(b[0], b[1] + h), xytext=(a[0], a[1] - h), arrowprops=dict(arrowstyle="->", lw=0.8, color="0.25"))
-
-
-def plot_dta_block(time_steps: int = 6, channels: int = 64, height: int = 32, width: int = 32,
-                   gtca_hidden: int = 16, title: str = "") -> Figure:
-    """The DTA block with the shape of every tensor: T-XA's two branches, T-NA's encode / LTCA / GTCA / decode,
-    and the gate ``sigmoid(T-NA(X) * T-XA(X)) * S`` (batch dimension B omitted)."""
-    t, c, h, w, d = time_steps, channels, height, width, time_steps * channels
-    fig, ax = plt.subplots(figsize=(9.2, 6.4))
-    ax.set(xlim=(0, 12), ylim=(0, 10))
-    ax.axis("off")
-    x_in = _box(ax, 6, 9.4, f"stem output X (real)\n[T={t}, C={c}, H={h}, W={w}]", "input", w=3.2)
-    s = _box(ax, 10.6, 7.9, f"LIF -> spikes S\n[{t}, {c}, {h}, {w}] in {{0, 1}}", "spike")
-    _arrow(ax, x_in, s)
-    z = _box(ax, 2.2, 7.9, f"spatial mean z\n[{t}, {c}]", "txa")
-    tla = _box(ax, 1.0, 6.6, f"TLA: Conv1d {t}->{t}, k=3\nalong C, sigmoid\nA_t [{t}, {c}]", "txa", w=2.0, h=0.8)
-    cla = _box(ax, 3.4, 6.6, f"CLA: Conv1d {c}->{c}, k=6\nalong T, sigmoid\nA_c [{t}, {c}]", "txa", w=2.2, h=0.8)
-    yxa = _box(ax, 2.2, 5.1, f"(X + a A_t) * (X + b A_c)\nY_XA [{t}, {c}, {h}, {w}]", "txa", w=3.0)
-    for a, b, hh in ((x_in, z, 0.31), (z, tla, 0.4), (z, cla, 0.4), (tla, yxa, 0.4), (cla, yxa, 0.4)):
-        _arrow(ax, a, b, hh)
-    ax.text(0.1, 8.6, "T-XA (identical: a shared 1-D kernel per axis)", fontsize=7, color="#08519c")
-    zr = _box(ax, 6.6, 7.9, f"reshape: time into channels\nZ [D = T*C = {d}, {h}, {w}]", "tna", w=2.9)
-    enc = _box(ax, 6.6, 6.9, f"encode 1x1 conv {d}->{d}, GELU\nE [{d}, {h}, {w}]", "tna", w=2.9)
-    ltca = _box(ax, 5.2, 5.6, f"LTCA: depthwise 5x5,\n'dilated' (1x1), pointwise\n{d}->{d}: L [{d}, {h}, {w}]",
-                "tna", w=2.6, h=0.95)
-    gtca = _box(ax, 8.1, 5.6, f"GTCA: GAP, FC {d}->{gtca_hidden},\nReLU, FC {gtca_hidden}->{d}\n"
-                f"G [{d}] (no sigmoid)", "tna", w=2.5, h=0.95)
-    dec = _box(ax, 6.6, 4.1, f"decode 1x1 conv (G * L * E) + Z\nY_NA [{t}, {c}, {h}, {w}]", "tna", w=3.1)
-    for a, b, hh in ((x_in, zr, 0.31), (zr, enc, 0.31), (enc, ltca, 0.47), (enc, gtca, 0.47), (ltca, dec, 0.47),
-                     (gtca, dec, 0.47)):
-        _arrow(ax, a, b, hh)
-    ax.text(4.9, 8.6, "T-NA (non-identical: own weights per (t, c))", fontsize=7, color="#006d2c")
-    gate = _box(ax, 5.2, 2.6, f"gate = sigmoid(Y_NA * Y_XA)\n[{t}, {c}, {h}, {w}] in (0, 1)", "gate", w=3.2)
-    out = _box(ax, 7.6, 1.1, f"gate * S  -> stage 1\n[{t}, {c}, {h}, {w}], 0 where S = 0", "out", w=3.2)
-    for a, b in ((yxa, gate), (dec, gate), (gate, out), (s, out)):
-        _arrow(ax, a, b)
-    ax.set_title(title or f"The DTA block (T={t}, C={c}, {h}x{w}; batch dimension omitted)", fontsize=9)
-    return _finish(fig)
-
-
-def plot_ms_block(channels_in: int = 64, channels_out: int = 128, height: int = 32, width: int = 32,
-                  stride: int = 1, time_steps: int = 6, title: str = "") -> Figure:
-    """The MS-ResNet basic block: ``BN(conv(LIF(BN(conv(LIF(x)))))) + shortcut(x)``; the shortcut (identity, or
-    1x1 conv + BN) acts on the real-valued membrane input ``x``, not on spikes."""
-    t, ho, wo = time_steps, (height - 1) // stride + 1, (width - 1) // stride + 1
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
-    ax.set(xlim=(0, 8), ylim=(0, 10))
-    ax.axis("off")
-    x = _box(ax, 3.0, 9.3, f"x (real membrane input)\n[T={t}, {channels_in}, {height}, {width}]", "input", w=3.0)
-    l1 = _box(ax, 3.0, 8.0, "LIF -> spikes", "spike")
-    c1 = _box(ax, 3.0, 6.8, f"conv 3x3 {channels_in}->{channels_out}, stride {stride}\n+ BN (over B*T)", "conv",
-              w=3.0)
-    l2 = _box(ax, 3.0, 5.6, "LIF -> spikes", "spike")
-    c2 = _box(ax, 3.0, 4.4, f"conv 3x3 {channels_out}->{channels_out} + BN", "conv", w=3.0)
-    add = _box(ax, 3.0, 2.9, "+", "gate", w=0.8, h=0.55)
-    out = _box(ax, 3.0, 1.5, f"out (real) [T, {channels_out}, {ho}, {wo}]\n-> next block's LIF", "out", w=3.0)
-    short = "identity" if stride == 1 and channels_in == channels_out else (
-        f"1x1 conv {channels_in}->{channels_out},\nstride {stride} + BN")
-    sc = _box(ax, 6.6, 5.6, f"shortcut on x\n(real, not spikes):\n{short}", "conv", w=2.3, h=1.1)
-    for a, b in ((x, l1), (l1, c1), (c1, l2), (l2, c2), (c2, add), (add, out)):
-        _arrow(ax, a, b)
-    ax.annotate("", xy=(sc[0], sc[1] + 0.55), xytext=(x[0] + 1.5, x[1]),
-                arrowprops=dict(arrowstyle="->", lw=0.8, color="0.25", connectionstyle="angle,angleA=0,angleB=90"))
-    ax.annotate("", xy=(add[0] + 0.4, add[1]), xytext=(sc[0], sc[1] - 0.55),
-                arrowprops=dict(arrowstyle="->", lw=0.8, color="0.25", connectionstyle="angle,angleA=-90,angleB=0"))
-    ax.set_title(title or "MS-ResNet basic block (membrane shortcut)", fontsize=9)
-    return _finish(fig)
 
 
 # ---------------------------------------------------------------------------------------------- studies
@@ -491,6 +471,49 @@ def plot_curve_comparison(histories: dict[str, pd.DataFrame], title: str = "") -
     return _finish(fig, title, fontsize=10)
 
 
+_SEED_COLORS = [sns.color_palette("colorblind", 10)[i] for i in (0, 1, 2, 4, 5, 7, 9, 6, 3, 8)]  # first five far apart
+
+
+def _intervals(ax: Any, labels: Sequence[str], points: pd.DataFrame | None = None, center: Any = None, low: Any = None,
+               high: Any = None, join: bool = False, paper: Sequence[tuple[float, float]] = (),
+               what: str = "mean +- std over seeds", paper_label: str = "paper (its setting)") -> list[Any]:
+    """The study figure, one column per variant (``labels``): each seed's value (``points``: index seed, a column per
+    variant, fixed offsets per seed: no RNG; ``join``: a line joins one seed's values), beside them ``center`` with its
+    interval ``[low, high]`` (default: the mean +- sample std of ``points``; NaN: a hollow marker) and the paper's
+    range ``paper[i]`` (a band; one value: a line; NaN: none). Returns the legend handles."""
+    if center is None:
+        center, std = points.mean(), points.std(ddof=1)
+        low, high = center - std, center + std
+    x, handles = np.arange(len(labels), dtype=float), []
+    seeds = [] if points is None else list(points.index)
+    step = min(0.06, 0.3 / max(len(seeds), 1))
+    for i, s in enumerate(seeds):
+        xs, y, c = x + (i - (len(seeds) - 1) / 2) * step, points.loc[s].to_numpy(dtype=float), _SEED_COLORS[i % 10]
+        if join:
+            ax.plot(xs, y, "-", color=c, lw=1.1, alpha=0.7, zorder=2)
+        ax.scatter(xs, y, color=c, s=30, zorder=3)
+        handles.append(Line2D([], [], color=c, marker="o", ms=5, lw=1.1 * join, label=f"seed {s}"))
+    for xi, (lo, hi) in zip(x, paper):
+        if math.isfinite(lo) and hi > lo:
+            ax.fill_between([xi - 0.4, xi + 0.45], lo, hi, color="#fdae6b", alpha=0.6, lw=0, zorder=1)
+        elif math.isfinite(lo):
+            ax.hlines(lo, xi - 0.4, xi + 0.45, color="#fdae6b", lw=4, zorder=1)
+    for xi, m, lo, hi in zip(x + 0.3 * bool(seeds), center, low, high):
+        if math.isfinite(lo):
+            ax.errorbar([xi], [m], yerr=[[m - lo], [hi - m]], fmt="o", ms=6, color="black", capsize=4, lw=1.3, zorder=4)
+        else:
+            ax.plot([xi], [m], "o", ms=6, mfc="white", color="black", zorder=4)
+    handles.append(Line2D([], [], color="black", marker="o", ms=5, lw=1.3, label=what))
+    if not np.isfinite(np.asarray(low, dtype=float)).all():
+        handles.append(Line2D([], [], color="black", marker="o", mfc="white", ms=5, lw=0,
+                              label="one seed: no interval"))
+    if any(math.isfinite(lo) for lo, _ in paper):
+        handles.append(Patch(color="#fdae6b", alpha=0.6, label=paper_label))
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_xlim(-0.5, len(labels) - 0.5 + 0.2 * bool(seeds))
+    return handles
+
+
 def plot_ablation(df: pd.DataFrame, metric: str = "best_test_acc", title: str = "", baseline: str = "dta") -> Any:
     """The ablation as the paired design it is. Left: each seed's runs joined across the variants, each variant's mean
     +- std beside them. Right: the per-seed differences ``baseline`` - variant, their mean with the 95 % t-interval
@@ -498,54 +521,24 @@ def plot_ablation(df: pd.DataFrame, metric: str = "best_test_acc", title: str = 
     _check_columns(df, ["attention", "seed", metric], "plot_ablation")
     order = [a for a in ATTENTION_LABELS if a in set(df["attention"])]
     wide = df.pivot_table(index="seed", columns="attention", values=metric).reindex(columns=order)
-    seeds = list(wide.index)
-    cb = sns.color_palette("colorblind", 10)  # reordered: the first five are far apart (no orange beside vermilion)
-    colors = {s: cb[[0, 1, 2, 4, 5, 7, 9, 6, 3, 8][i % 10]] for i, s in enumerate(seeds)}
-    step = min(0.06, 0.3 / max(len(seeds), 1))
-    dodge = {s: (i - (len(seeds) - 1) / 2) * step for i, s in enumerate(seeds)}  # fixed offsets: no RNG, no overlap
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(11.5, 4.0), gridspec_kw={"width_ratios": [4, 3]})
-    x = np.arange(len(order), dtype=float)
-    for s in seeds:
-        y = wide.loc[s].to_numpy(dtype=float)
-        a0.plot(x + dodge[s], y, "-", color=colors[s], lw=1.1, alpha=0.7, zorder=2)
-        a0.scatter(x + dodge[s], y, color=colors[s], s=30, zorder=3)
-    a0.errorbar(x + 0.3, wide.mean(), yerr=wide.std(ddof=1).fillna(0.0), fmt="D", ms=6, color="0.2", capsize=4,
-                lw=1.2, zorder=4)
-    a0.set_xticks(x, [ATTENTION_LABELS[a].replace(" (", "\n(") for a in order], fontsize=8)
-    a0.set_xlim(-0.5, len(order) - 0.3)
+    handles = _intervals(a0, [ATTENTION_LABELS[a].replace(" (", "\n(") for a in order], wide, join=True,
+                         what="mean +- std (left)")
     a0.set(ylabel=f"{metric.replace('_', ' ')} (%)", title="per-seed runs (a line joins one seed)")
-
     others = [a for a in order if a != baseline]
-    handles = [Line2D([], [], color=colors[s], marker="o", ms=5, lw=1.1, label=f"seed {s}") for s in seeds]
-    handles.append(Line2D([], [], color="0.2", marker="D", ms=5, lw=0, label="mean +- std (left)"))
     if baseline in order and others:
         paired = ablation_paired(df, metric, baseline=baseline).set_index("attention").reindex(others)
-        lo_gap, hi_gap = PAPER_ABLATION_GAP
-        banded = baseline == "dta" and bool({"txa", "tna"} & set(others))
-        for xi, a in enumerate(others):
-            if baseline == "dta" and a in ("txa", "tna"):
-                a1.fill_between([xi - 0.4, xi + 0.45], lo_gap, hi_gap, color="#fdae6b", alpha=0.6, lw=0, zorder=1)
-            d = wide[baseline] - wide[a]
-            a1.scatter(xi + np.array([dodge[s] for s in d.index]), d, c=[colors[s] for s in d.index], s=30, zorder=3)
-            r = paired.loc[a]
-            if math.isfinite(r["ci95_low"]):
-                err = [[r["diff_mean"] - r["ci95_low"]], [r["ci95_high"] - r["diff_mean"]]]
-                a1.errorbar([xi + 0.3], [r["diff_mean"]], yerr=err, fmt="o", ms=6, color="black", capsize=4, lw=1.3,
-                            zorder=4)
-            else:
-                a1.plot([xi + 0.3], [r["diff_mean"]], "o", ms=6, mfc="white", color="black", zorder=4)
-        a1.axhline(0, color="0.5", lw=0.8, zorder=0)
+        gap = [PAPER_ABLATION_GAP if baseline == "dta" and a in ("txa", "tna") else (math.nan,) * 2 for a in others]
         base = ATTENTION_LABELS.get(baseline, baseline).split(" (")[0]
-        a1.set_xticks(np.arange(len(others), dtype=float),
-                      [f"{base} -\n{ATTENTION_LABELS[a].split(' (')[0]}" for a in others], fontsize=8)
-        a1.set_xlim(-0.5, len(others) - 0.3)
+        handles += _intervals(a1, [f"{base} -\n{ATTENTION_LABELS[a].split(' (')[0]}" for a in others],
+                              wide[others].rsub(wide[baseline], axis=0), paired["diff_mean"], paired["ci95_low"],
+                              paired["ci95_high"], paper=gap,
+                              what="mean difference,\n95% t-interval (right)",
+                              paper_label="paper's gap, CIFAR10\nfull scale: {}-{}".format(*PAPER_ABLATION_GAP)
+                              )[len(wide):]  # the seeds are in the legend once
+        a1.axhline(0, color="0.5", lw=0.8, zorder=0)
         a1.set(ylabel=f"{base} - variant (points)\npositive: {base} better",
                title="paired differences, mean and 95% t-interval")
-        handles.append(Line2D([], [], color="black", marker="o", ms=5, lw=1.3,
-                              label="mean difference,\n95% t-interval (right)"))
-        if banded:
-            handles.append(Patch(color="#fdae6b", alpha=0.6,
-                                 label=f"paper's gap, CIFAR10\nfull scale: {lo_gap}-{hi_gap}"))
     else:
         a1.text(0.5, 0.5, f"nothing to pair: the differences need\n{baseline!r} runs and at least one other variant",
                 ha="center", va="center", transform=a1.transAxes, fontsize=9)
@@ -555,76 +548,51 @@ def plot_ablation(df: pd.DataFrame, metric: str = "best_test_acc", title: str = 
 
 
 def plot_time_steps(table: pd.DataFrame, title: str = "") -> Any:
-    """Accuracy, seconds per epoch and step memory against T (one panel each)."""
+    """Accuracy (mean +- std over seeds), seconds per epoch and, when measured, CPU time and memory of one training
+    step against T (one panel each; ``table``: :func:`dta_lib.studies.time_step_table`)."""
     metric = next(c for c in table.columns if c.endswith("_mean"))
-    std = metric.replace("_mean", "_std")
+    std = table[metric.replace("_mean", "_std")]
     panels = [(metric, "accuracy (%)", "test accuracy"),
               ("seconds_per_epoch", "s / epoch (wall)", "wall time per epoch\n(as recorded; shared machine)"),
               ("step_cpu_s", "CPU s / step (1 thread)", "CPU time of one step"),
               ("step_mib", "MiB", "memory of one training step")]
-    panels = [p for p in panels if p[0] in (metric, "seconds_per_epoch") or
-              (p[0] in table.columns and table[p[0]].notna().any())]
+    panels = panels[:2] + [p for p in panels[2:] if p[0] in table and table[p[0]].notna().any()]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2))
     for ax, (col, ylabel, name) in zip(axes, panels):
-        ax.plot(table["time_steps"], table[col], "o-")
-        if col == metric and table[std].notna().any():
-            ax.errorbar(table["time_steps"], table[col], yerr=table[std], fmt="none", capsize=3)
+        ax.errorbar(table["time_steps"], table[col], yerr=std if col == metric else None, fmt="o-", capsize=3)
         ax.set(xlabel="time steps T", ylabel=ylabel, title=name, xticks=list(table["time_steps"]))
     return _finish(fig, title, fontsize=10)
 
 
 def plot_study(runs: pd.DataFrame, study: str, metric: str = "best_test_acc", title: str = "") -> Any:
-    """Per-seed points and mean +- std of ``metric`` for each variant of ``study``, the axis zoomed to the data."""
-    sub = runs[runs["study"] == study].copy()
+    """Per-seed points and mean +- std of ``metric`` for each (dataset, variant) of ``study`` (:func:`_intervals`)."""
+    sub = runs[runs["study"] == study]
     if sub.empty:
         raise ValueError(f"no runs of study {study!r}")
-    sub["label"] = sub["dataset"] + "\n" + sub["variant"].str.replace(",", "\n")
-    order = sorted(set(sub["label"]))
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(order)), 3.8))
-    state = np.random.get_state()  # seaborn's jitter draws from NumPy's global RNG: seed it, then restore it
-    np.random.seed(0)
-    try:
-        sns.stripplot(data=sub, x="label", y=metric, order=order, color="#08519c", size=6, jitter=0.1, ax=ax)
-    finally:
-        np.random.set_state(state)
-    stats = sub.groupby("label")[metric].agg(["mean", "std"]).reindex(order)
-    ax.errorbar(range(len(order)), stats["mean"], yerr=stats["std"].fillna(0.0), fmt="_", markersize=28,
-                color="#e6550d", ecolor="#e6550d", capsize=5, lw=1.5, zorder=3, label="mean +- std over seeds")
-    ax.legend(fontsize=7, loc="best")
-    ax.set(xlabel="", ylabel=f"{metric.replace('_', ' ')} (%)", title=title or study)
+    wide = sub.assign(label=sub["dataset"] + "\n" + sub["variant"].str.replace(",", "\n")).pivot_table(
+        index="seed", columns="label", values=metric)
+    fig, ax = plt.subplots(figsize=(2.0 * wide.shape[1] + 2.5, 3.8))
+    handles = _intervals(ax, list(wide.columns), wide)
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    ax.set(ylabel=f"{metric.replace('_', ' ')} (%)", title=title or study)
     ax.tick_params(axis="x", labelsize=7)
     return _finish(fig)
 
 
 def plot_paper_gaps(gaps: pd.DataFrame, title: str = "") -> Any:
-    """Our paired differences (mean and 95 % t-interval over seeds; one seed: a hollow marker) beside the paper's
-    gap (shaded range or marker), one row per comparison (its ``preset``, when given, in the label)."""
+    """Our paired differences (:func:`dta_lib.studies.paper_gaps`: mean and 95 % t-interval ``ci95_low`` /
+    ``ci95_high`` over seeds; one seed: a hollow marker) beside the paper's gap (band or line), one column per
+    comparison (its ``preset``, when given, in the label)."""
     if gaps.empty:
         raise ValueError("plot_paper_gaps: no comparisons to draw")
-    labels = [(f"{r.preset} " if "preset" in gaps else "") + f"{r.study}: {r.comparison} (n={r.n_pairs})"
-              for r in gaps.itertuples()]
-    y = list(range(len(gaps)))[::-1]
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(gaps) + 1.4))
-
-    def once(label: str) -> str | None:  # each legend entry once
-        return None if label in ax.get_legend_handles_labels()[1] else label
-
-    for yi, r in zip(y, gaps.itertuples()):
-        if math.isfinite(r.paper_low) and r.paper_high > r.paper_low:
-            ax.fill_betweenx([yi - 0.3, yi + 0.3], r.paper_low, r.paper_high, color="#fdae6b", alpha=0.8,
-                             label=once("paper (its setting)"))
-        elif math.isfinite(r.paper_low):
-            ax.plot([r.paper_low], [yi], "D", color="#e6550d", label=once("paper (its setting)"))
-        lo, hi = t_interval(r.ours_mean, r.ours_std, int(r.n_pairs))
-        if math.isfinite(lo):
-            ax.errorbar([r.ours_mean], [yi], xerr=[[r.ours_mean - lo], [hi - r.ours_mean]], fmt="o", color="#08519c",
-                        capsize=4, label=once("ours: mean, 95% t-interval"))
-        else:
-            ax.plot([r.ours_mean], [yi], "o", mfc="white", color="#08519c", label=once("ours: one seed, no interval"))
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_yticks(y, labels, fontsize=8)
-    ax.set(xlabel="difference (accuracy points)", title=title or "Paper vs ours: differences between settings")
-    ax.legend(fontsize=8, loc="best")
+    labels = ((gaps["preset"] + " " if "preset" in gaps else "") + gaps["study"] + ":\n"
+              + gaps["comparison"].str.replace(" (", "\n(") + "\n(n=" + gaps["n_pairs"].astype(str) + ")")
+    fig, ax = plt.subplots(figsize=(1.5 * len(gaps) + 3.0, 4.2))
+    handles = _intervals(ax, list(labels), None, gaps["ours_mean"], gaps["ci95_low"], gaps["ci95_high"],
+                         paper=list(zip(gaps["paper_low"], gaps["paper_high"])), what="ours: mean, 95% t-interval")
+    ax.axhline(0, color="grey", lw=0.8, zorder=0)
+    ax.set(ylabel="difference (accuracy points)", title=title or "Paper vs ours: differences between settings")
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     return _finish(fig)
 
 
@@ -653,9 +621,7 @@ def plot_grad_norms(curves: pd.DataFrame, title: str = "", hue: str = "surrogate
     handles, labels = axes[0][0].get_legend_handles_labels()  # one legend, right of the last panel, over no data
     axes[0][-1].legend(handles, labels, title="gamma", fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),
                        borderaxespad=0.0)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def plot_vanishing_check(ratio: pd.DataFrame, accuracy: pd.DataFrame, title: str = "", vanishing: float = 0.1,
@@ -698,9 +664,7 @@ def plot_firing_rates(rates: pd.DataFrame, per_step: pd.DataFrame, order: Sequen
                  ax=a1, palette="Set2", marker="o")
     a1.set(title="firing rate per time step (mean over layers; band: min-max)", xlabel="time step t", ylabel="rate",
            xticks=sorted(per_step["t"].unique()))
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def plot_energy_per_layer(per_layer: pd.DataFrame, order: Sequence[str], title: str = "") -> Any:

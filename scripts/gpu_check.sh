@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check, one command, at most 8 minutes by its own timeouts (6 + 2):
-#  1. python -m dta_lib.gpu_check: Triton vs loop agreement (fp32, bf16, fp16), the LIF race with bandwidth, the
-#     full-width ms_resnet18 + DTA training step (batch 64, 32x32, T=6, bf16 and fp16 AMP, channels_last,
-#     cudnn.benchmark, eager and compiled) against the release's computation with peak memory, a 2-GPU DDP smoke
-#     run; the backend of each row. Writes reports/bench/gpu_check.json (after every section) and .png.
-#  2. the CUDA tests of the LIF kernels (reports/bench/gpu_tests.xml).
+#  1. python -m dta_lib.gpu_check: the LIF race with bandwidth, the full-width ms_resnet18 + DTA training step
+#     (batch 64, 32x32, T=6, bf16 and fp16 AMP, channels_last, cudnn.benchmark, eager and compiled) against the
+#     release's computation with peak memory; the backend of each row. Writes reports/bench/gpu_check.json (after
+#     every section) and .png.
+#  2. the CUDA tests of the LIF kernels, Triton vs the loop in fp32, bf16, fp16 (reports/bench/gpu_tests.xml).
 # Without a CUDA GPU: one line on stderr, exit 2.  PY=python to use another interpreter.
 set -uo pipefail
 cd "$(dirname "$0")/.."

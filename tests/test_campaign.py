@@ -38,7 +38,7 @@ def test_studies_match_their_notebooks(name):
         pytest.skip("needs the repository's notebooks")
     nb = nbformat.read(CHECKOUT / "notebooks" / f"{study.notebook}.ipynb", as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    own = {"precision": r"precision_study\(", "energy": r"trained_run\("}.get(name, rf'(run_study|live_run|run_one)\(\s*"{name}"')
+    own = {"precision": r"precision_study\(", "energy": r"trained_run\("}.get(name, rf'(run_study|run_one)\(\s*"{name}"')
     assert re.search(own, code), f"{study.notebook} has no {name!r} study call"
     if study.notebook[:2] in ("05", "06", "07", "08", "09"):
         assert f'STUDIES["{name}"]' in code, f"{study.notebook} does not read its seeds from the registry"
@@ -63,6 +63,11 @@ def test_run_jobs_trains_reuses_and_validates(tmp_path, monkeypatch):
         campaign.run_jobs("nope", "smoke", [0])
     with pytest.raises(ValueError, match="workers"):
         campaign.run_jobs("tiny", "smoke", [0], workers=0)
+
+
+def test_the_command_line_names_bad_input_in_one_line(capsys):
+    assert campaign.main(["ablation", "--preset", "smoke", "--workers", "0"]) == 2
+    assert capsys.readouterr().err == "error: need workers >= 1 and threads >= 1, got workers=0, threads=1\n"
 
 
 def test_study_plan_names_presets_that_exist():

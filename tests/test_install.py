@@ -62,7 +62,7 @@ def test_installed_package_writes_nothing_under_its_install(tmp_path: Path) -> N
     steps = [
         ["-m", "dta_lib", "train", "--dataset", "synthetic", "--preset", "smoke", "--subset", "32", "--test-subset",
          "32", "--epochs", "1", "--no-progress", "--out", "run"],
-        ["-m", "dta_lib", "bench", "--quick", "--repeats", "1", "--lif-T", "2", "--skip-train"],
+        ["-m", "dta_lib", "bench", "--quick", "--repeats", "1", "--lif-T", "2"],
         ["-c", "import matplotlib.pyplot as plt; from dta_lib import viz; print(viz.save_figure(plt.figure(), 'f.png'))"],
     ]
     for args in steps:

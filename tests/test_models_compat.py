@@ -31,8 +31,9 @@ def test_converted_keys_cover_our_model(data_dir):
     ours = ms_resnet18().state_dict()
     assert set(converted) == set(ours)
     assert all(converted[k].shape == ours[k].shape for k in ours)
-    # the round trip back to the release layout gives every release key
-    assert set(to_reference_state_dict(ours)) == set(shapes)
+    # the round trip back to the release layout gives every release key, and back ours unchanged
+    back = from_reference_state_dict(to_reference_state_dict(ours, shapes))
+    assert back.keys() == ours.keys() and all(back[k] is ours[k] for k in ours)
 
 
 def _trained_like(model):
@@ -85,7 +86,7 @@ def test_release_forward_and_backward_match_in_float64():
 
 
 def test_ddp_prefix_and_errors():
-    sd = to_reference_state_dict(ms_resnet18(width=0.125).state_dict())
+    sd = to_reference_state_dict(ms_resnet18(width=0.125).state_dict(), ReferenceMSResNet18(width=0.125).state_dict())
     prefixed = {f"module.{k}": v for k, v in sd.items()}
     assert set(from_reference_state_dict(prefixed)) == set(from_reference_state_dict(sd))
     with pytest.raises(ValueError, match="not keys of the reference release.*'head.weight'"):
@@ -96,6 +97,9 @@ def test_ddp_prefix_and_errors():
         from_reference_state_dict(bad)
     with pytest.raises(ValueError, match="mapping"):
         from_reference_state_dict([1, 2])  # type: ignore[arg-type]
+    no_dta = ReferenceMSResNet18(width=0.125, dta=False).state_dict()
+    with pytest.raises(ValueError, match=r"release keys \[\], ours \['dta.tna.decode.bias'"):
+        to_reference_state_dict(ms_resnet18(width=0.125).state_dict(), no_dta)
 
 
 def _release_34_keys(width: float = 0.125, classes: int = 10, T: int = 2) -> set[str]:
@@ -134,8 +138,7 @@ def test_ms_resnet34_release_keys_convert_both_ways():
 
     torch.manual_seed(0)
     ours = ms_resnet34(num_classes=10, time_steps=2, width=0.125).eval()
-    release = to_reference_state_dict(ours.state_dict())
-    assert set(release) == _release_34_keys()  # the release's own names (stem conv1/bn1, layer0-3, fc1_s)
+    release = to_reference_state_dict(ours.state_dict(), _release_34_keys())  # stem conv1/bn1, layer0-3, fc1_s
     assert release["conv1.weight"].shape == (8, 3, 7, 7) and release["fc1_s.layer.module.weight"].shape == (10, 64)
     assert release["layer1.0.downsample.layer.module.weight"].shape == (16, 8, 1, 1)  # stage 2, stride 1
     back = from_reference_state_dict({f"module.{k}": v.clone() for k, v in release.items()})  # DDP prefix too
@@ -156,7 +159,7 @@ def test_reference_at_study_width_computes_our_function():
     torch.manual_seed(0)
     ours = ms_resnet18(10, 4, "dta", in_channels=1, width=0.125).double().eval()
     ref = ReferenceMSResNet18(10, 4, in_channels=1, width=0.125).double().eval()
-    ref.load_state_dict(to_reference_state_dict(ours.state_dict()))
+    ref.load_state_dict(to_reference_state_dict(ours.state_dict(), ref.state_dict()))
     assert sum(p.numel() for p in ref.parameters()) == sum(p.numel() for p in ours.parameters()) == 202_132
     x = torch.randn(3, 1, 28, 28, dtype=torch.float64)
     assert torch.allclose(ours(x), ref(x), atol=1e-9)

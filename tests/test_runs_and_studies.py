@@ -65,7 +65,7 @@ def test_ablation_summary_and_paired_differences():
     assert bool(txa.exceeds_noise)  # 1 point against +-0.1 noise: real
     none = paired[paired.attention == "none"].iloc[0]
     assert not bool(none.exceeds_noise) and none["paper CIFAR10 (points)"] == "not reported"
-    verdicts = studies.noise_verdicts(paired)
+    verdicts = list(paired["verdict"])
     assert any("T-XA only" in v and "interval excludes 0" in v and "DTA better" in v for v in verdicts)
     assert any("none" in v and "interval includes 0" in v for v in verdicts)
     assert txa.ci95_low > 0 and none.ci95_low < 0 < none.ci95_high
@@ -74,7 +74,7 @@ def test_ablation_summary_and_paired_differences():
 def test_noise_verdict_with_one_seed_says_nothing():
     paired = studies.ablation_paired(ablation_frame(noise=(0.1,)))
     assert not paired["exceeds_noise"].any()
-    assert all("cannot be estimated" in v for v in studies.noise_verdicts(paired))
+    assert all("cannot be estimated" in v for v in paired["verdict"])
 
 
 def test_ablation_bad_input():
@@ -161,20 +161,20 @@ def test_time_step_table():
     assert len(viz.plot_time_steps(studies.time_step_table(runs, mem)).axes) == 4
 
 
-def test_live_run_calls_back_per_epoch_and_matches_the_run(tmp_path):
+def test_run_one_calls_back_per_epoch_and_matches_the_run(tmp_path):
     seen = []
-    row = runs.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=lambda h: seen.append(len(h)),
-                           root=tmp_path, epochs=2, threads=1, progress=False)
+    row = runs.run_one("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=lambda h: seen.append(len(h)),
+                        root=tmp_path, epochs=2, threads=1, progress=False)
     assert row["epochs"] == 2 and seen == [1, 2, 2]  # after each epoch, then the whole history once more
     hist = runs.read_history(row["run"])
     assert list(hist.epoch) == [1, 2] and hist.test_acc.iloc[-1] == row["final_test_acc"]
     # reused: one call back with the whole history, no training
     again = []
-    runs.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=again.append, root=tmp_path,
-                     epochs=2, threads=1, progress=False)
+    runs.run_one("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=again.append, root=tmp_path,
+                  epochs=2, threads=1, progress=False)
     assert len(again) == 1 and len(again[0]) == 2
     with pytest.raises(ValueError, match="time_steps"):  # a bad config fails before anything starts
-        runs.live_run("live", "synthetic", "smoke", {"time_steps": 0}, 0, root=tmp_path)
+        runs.run_one("live", "synthetic", "smoke", {"time_steps": 0}, 0, root=tmp_path)
 
 
 def test_step_memory_grows_with_time_steps():
@@ -276,16 +276,16 @@ def test_interrupting_a_live_run_leaves_no_thread_no_lock_and_resumes_exactly(tm
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        runs.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=stop_after_first,
-                             root=tmp_path / "a", **kw)
+        runs.run_one("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=stop_after_first,
+                      root=tmp_path / "a", **kw)
     assert set(threading.enumerate()) <= before  # nothing left training in the background
     out = tmp_path / "a" / "smoke" / "live" / "synthetic" / "attention=dta-s0"
     RunLock(out).acquire().release()  # the lock is free
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     assert load_checkpoint(out / "last.pt")["epoch"] == 1
     seen = []
-    resumed = runs.live_run("live", "synthetic", "smoke", {"attention": "dta"}, 0, on_epoch=lambda h: seen.append(len(h)),
-                                   root=tmp_path / "a", **kw)
+    resumed = runs.run_one("live", "synthetic", "smoke", {"attention": "dta"}, 0,
+                            on_epoch=lambda h: seen.append(len(h)), root=tmp_path / "a", **kw)
     assert seen == [2, 3, 3]  # resumed at epoch 2
     whole = runs.run_one("live", "synthetic", "smoke", {"attention": "dta"}, 0, root=tmp_path / "b", **kw)
     drop = ("seconds", "images_per_s")

@@ -159,15 +159,15 @@ def test_model_refuses_empty_images():
 def test_triton_failure_falls_back_to_the_fused_path_with_one_warning(monkeypatch):
     pytest.importorskip("triton")
     import dta_lib.snn.kernels as K
-    from dta_lib.snn.kernels import fallback, lif_triton
+    from dta_lib.snn.kernels import lif_triton
     from dta_lib.snn.loop import lif_multistep_loop
 
     def broken(*a, **k):
         raise RuntimeError("CompilationError: ptxas failed (simulated)")
 
     monkeypatch.setattr(lif_triton, "lif_multistep_triton", broken)
-    saved = list(fallback._TRITON_BROKEN)
-    fallback._TRITON_BROKEN.clear()  # one list, shared by the package and the kernels module
+    saved = list(K._TRITON_BROKEN)
+    K._TRITON_BROKEN.clear()  # one list, shared by the package and the kernels module
     x = torch.randn(2, 4, 8) * 2
     sg = Triangle(1.0)
     try:
@@ -175,6 +175,6 @@ def test_triton_failure_falls_back_to_the_fused_path_with_one_warning(monkeypatc
             y = K.lif_multistep_triton(x, 0.5, 1.0, sg)
             y2 = K.lif_multistep_triton(x, 0.5, 1.0, sg)
     finally:
-        fallback._TRITON_BROKEN[:] = saved
+        K._TRITON_BROKEN[:] = saved
     assert len([w for w in rec if issubclass(w.category, RuntimeWarning)]) == 1  # once per process
     assert torch.equal(y, lif_multistep_loop(x, 0.5, 1.0, sg)) and torch.equal(y, y2)

@@ -228,17 +228,19 @@ def test_width_verdict_reads_the_corrected_intervals() -> None:
     runs = _width_runs({0.5: [77.5, 78.0, 78.9], 1.0: [78.0, 78.3, 79.0], 2.0: [77.0, 77.0, 77.0]})  # 1 - 0.5: a tie
     diffs = width_differences(runs).set_index("surrogate_width")
     assert diffs.loc[2.0, "exceeds seed noise"] == True and diffs.loc[2.0, "exceeds seed noise (Bonferroni)"] == False  # noqa: E712
-    last = width_verdicts(pd.DataFrame(columns=["surrogate width gamma"]), runs, diffs.reset_index())[-1]
-    assert last.startswith("2 paired comparisons against gamma = 1 (gamma = 0.5, 2)")
-    assert "widths tie within the t-intervals" in last and "uncorrected 95% interval of gamma = 2 excludes 0" in last
-    # a large gap survives the correction and is named
+    tie, two = width_verdicts(pd.DataFrame(columns=["surrogate width gamma"]), diffs.reset_index())
+    assert tie.startswith("gamma=1.0 minus gamma=0.5: ") and "includes 0: no difference shown" in tie
+    assert two.startswith("gamma=1.0 minus gamma=2.0: +1.43 points (mean of 3 per-seed differences; 95% t-interval")
+    assert two.endswith("excludes 0, gamma=1 better; corrected for the 2 comparisons (Bonferroni) it is "
+                        "[-0.41, +3.27] and includes 0, so the family of comparisons shows nothing.")
+    # a large gap survives the correction
     runs.loc[runs.surrogate_width == 2.0, "best_test_acc"] = [70.0, 70.2, 70.5]
-    last = width_verdicts(pd.DataFrame(columns=["surrogate width gamma"]), runs, width_differences(runs))[-1]
-    assert "excludes 0 for gamma = 2 (trails gamma = 1 by 8.20 points); the other widths tie" in last
+    last = width_verdicts(pd.DataFrame(columns=["surrogate width gamma"]), width_differences(runs))[-1]
+    assert last.startswith("gamma=1.0 minus gamma=2.0: +8.20 points") and last.endswith("and still excludes 0.")
 
 
 def test_diagnose_widths_applies_the_rule() -> None:
-    from dta_lib.studies import diagnose_widths, width_verdicts
+    from dta_lib.studies import diagnose_widths, width_differences, width_verdicts
 
     ratio = pd.DataFrame([{"surrogate_width": w, "seed": 0, "epoch": e, "ratio": r}
                           for w, rs in {0.5: [1.0, 0.05], 1.0: [1.0, 0.5], 2.0: [1.0, 20.0], 4.0: [1.0, 1.0]}.items()
@@ -247,13 +249,15 @@ def test_diagnose_widths_applies_the_rule() -> None:
     summary = diagnose_widths(ratio, runs).set_index("surrogate width gamma")
     assert summary["diagnosis"].to_dict() == {0.5: "vanishing", 1.0: "healthy", 2.0: "exploding", 4.0: "not learning"}
     assert summary.loc[0.5, "ratio vs gamma=1"] == pytest.approx(0.1)
-    lines = width_verdicts(summary.reset_index(), runs, pd.DataFrame())
+    lines = width_verdicts(summary.reset_index(), pd.DataFrame())
     assert lines[0].startswith("gamma = 0.5: stem/fc gradient ratio 1 -> 0.05 over training (falls)")
-    assert "from a single seed" in lines[-1]
+    assert lines[-1] == "No paired differences against gamma = 1: no width is declared better or worse."
+    one_seed = width_verdicts(summary.reset_index(), width_differences(runs))  # one seed: no interval, no verdict
+    assert len(one_seed) == 7 and all("cannot be estimated, so this says nothing" in v for v in one_seed[4:])
 
 
 def test_dvs_table_and_verdicts() -> None:
-    from dta_lib.studies import OVERFIT_GAP, dvs_table, dvs_verdicts, paired_verdicts
+    from dta_lib.studies import OVERFIT_GAP, dvs_table, dvs_verdicts, paired_comparison
 
     rows = [{"attention": a, "seed": s, "best_test_acc": b, "final_test_acc": b, "clean_train_acc": b + g,
              "train_test_gap": g, "final_train_acc": b}
@@ -263,16 +267,15 @@ def test_dvs_table_and_verdicts() -> None:
     assert list(table["attention"]) == ["none", "dta"] and list(table["seeds"]) == [2, 2]
     assert list(table["paper CIFAR10-DVS top-1 (%)"]) == [80.4, 81.3]
     assert list(table[f"gap > {OVERFIT_GAP:g} points"]) == [False, True]
-    lines = dvs_verdicts(runs, paired_verdicts(runs, "attention", "dta"), ["none", "dta"])
-    assert lines[0].startswith("DTA minus baseline, best test accuracy: +5.25 points over 2 seed pair(s) (sd 0.35; "
-                               "95% t-interval [+2.07, +8.43]; the smallest difference these seeds detect with 80% "
-                               "power: 3.52 points)")
+    lines = dvs_verdicts(runs, paired_comparison(runs, "attention", "dta"), ["none", "dta"])
+    assert lines[0] == ("dta - none (best_test_acc): +5.25 points (mean of 2 per-seed differences; 95% t-interval "
+                        "[+2.07, +8.43] (mean +- 12.71 x std error 0.25)): the interval excludes 0, dta higher.")
     assert lines[1] == "Paper, CIFAR10-DVS: +0.9 points (81.3 vs 80.4) at full scale."
     assert lines[2:] == ["none: train/test gap 2.0 points -> below the summary's 10-point overfitting signature.",
                          "dta: train/test gap 12.0 points -> above the summary's 10-point overfitting signature."]
     assert "train acc (augmented, running) (%)" in table.columns  # the running accuracy is never called a gap
     no_gap = runs.assign(train_test_gap=math.nan, clean_train_acc=math.nan)
-    assert dvs_verdicts(no_gap, paired_verdicts(no_gap, "attention", "dta"), ["none", "dta"])[2].startswith(
+    assert dvs_verdicts(no_gap, paired_comparison(no_gap, "attention", "dta"), ["none", "dta"])[2].startswith(
         "none: no train/test gap (no clean training accuracy")
 
 
@@ -344,8 +347,10 @@ def test_time_order_verdicts_read_the_drops_with_intervals() -> None:
 
     orders = pd.DataFrame({"attention": ["none"] * 3 + ["dta"] * 3, "seed": [0, 1, 2] * 2,
                            "drop_shuffled": [5.0, 6.0, 7.0, 9.0, 10.5, 11.0], "drop_reversed": [0.1, -0.2, 0.05] * 2})
+    orders = orders.assign(original=80.0, shuffled=80.0 - orders.drop_shuffled, reversed=80.0 - orders.drop_reversed)
     lines = time_order_verdicts(orders)
-    assert any(l.startswith("none, frames shuffled: drop +6.00") and "uses the order" in l for l in lines)
+    assert len(lines) == 6
+    assert any(l.startswith("none, original minus shuffled frames: +6.00") and "uses the order" in l for l in lines)
     assert any(l.startswith("DTA's drop minus none's (shuffled): +4.17") and "relies on the order more" in l for l in lines)
-    assert any(l.startswith("dta, frames reversed") and "no drop beyond seed noise" in l for l in lines)
-    assert any(l.startswith("DTA's drop minus none's (reversed): +0.00") and "no difference" in l for l in lines)
+    assert any(l.startswith("dta, original minus reversed frames") and "no difference shown" in l for l in lines)
+    assert any(l.startswith("DTA's drop minus none's (reversed): +0.00") and "no difference shown" in l for l in lines)

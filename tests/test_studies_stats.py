@@ -5,7 +5,8 @@ import math
 import pandas as pd
 import pytest
 
-from dta_lib.studies import bonferroni_interval, exceeds_noise, min_detectable_effect, t_critical, t_interval, format_mean_std, paired_differences, paper_vs_ours, summarize
+from dta_lib.studies import (bonferroni_interval, exceeds_noise, format_mean_std, min_detectable_effect, paired_comparison,
+                             summarize, t_critical, t_interval)
 from dta_lib.runs import load_run, load_runs, write_table
 
 
@@ -50,8 +51,9 @@ def test_load_summarize_and_pair(tmp_path):
     s = summarize(df, ["attention"])
     dta = s[s.attention == "dta"].iloc[0]
     assert dta.best_test_acc_mean == 61.0 and dta.best_test_acc_std == pytest.approx(math.sqrt(2)) and dta.n == 2
-    d = paired_differences(df, "attention", "dta").iloc[0]
+    d = paired_comparison(df, "attention", "dta").iloc[0]
     assert d.attention == "none" and d.diff_mean == 3.0 and d.diff_std == 0.0 and d.n_pairs == 2
+    assert d.verdict.startswith("dta - none (best_test_acc): +3.00 points (mean of 2 per-seed differences")
     assert exceeds_noise(3.0, 0.5, 3) and not exceeds_noise(0.3, 1.0, 3)
     assert exceeds_noise(5.0, math.nan, 1) is None and exceeds_noise(5.0, 1.0, 1) is None  # one seed: n/a
     # n = 3: "2 standard errors" would call 1.0 +- 0.8 a difference (2 x 0.46 = 0.92 < 1); the t interval does not
@@ -66,11 +68,11 @@ def test_load_summarize_and_pair(tmp_path):
     assert format_mean_std(91.234, 0.456) == "91.23 +- 0.46" and format_mean_std(1.0, math.nan) == "1.00"
 
 
-def test_paper_vs_ours_and_tables(tmp_path):
-    ours = pd.DataFrame([{"dataset": "cifar10", "time_steps": 6, "attention": "dta", "best_test_acc_mean": 90.0}])
-    t = paper_vs_ours(ours)
-    row = t[(t.dataset == "cifar10") & (t.attention == "dta")].iloc[0]
-    assert row.paper_top1 == 96.73 and row.best_test_acc_mean == 90.0
+def test_paper_results_and_tables(tmp_path):
+    from dta_lib.studies import PAPER_RESULTS
+
+    t = PAPER_RESULTS
+    assert t[(t.dataset == "cifar10") & (t.attention == "dta")].iloc[0].paper_top1 == 96.73
     csv, md = write_table(t, tmp_path / "out" / "table", caption="Paper vs ours")
     assert csv.read_text().startswith("dataset,") and md.read_text().startswith("Paper vs ours")
     assert not list((tmp_path / "out").glob("*.tmp"))
@@ -86,7 +88,7 @@ def test_bad_run_folders(tmp_path):
 
 
 def test_mean_std_table_orders_rows_and_counts_seeds():
-    from dta_lib.studies import mean_std_table, paired_verdicts
+    from dta_lib.studies import mean_std_table, paired_comparison
 
     df = pd.DataFrame({"attention": ["dta", "dta", "none", "none", "txa"], "seed": [0, 1, 0, 1, 0],
                        "best_test_acc": [60.0, 62.0, 50.0, 54.0, 55.0]})
@@ -95,8 +97,10 @@ def test_mean_std_table_orders_rows_and_counts_seeds():
     assert t.loc["dta", "best (%)"] == "61.00 +- 1.41" and t.loc["txa", "best (%)"] == "55.00"  # one seed: no std
     with pytest.raises(ValueError, match="lacks columns"):
         mean_std_table(df, "attention", {"x": "final_test_acc"})
-    v = paired_verdicts(df, "attention", "dta").set_index("attention")
+    v = paired_comparison(df, "attention", "dta").set_index("attention")
     assert v.loc["none", "diff_mean"] == pytest.approx(9.0) and v.loc["txa", "exceeds seed noise"] is None
+    assert "cannot be estimated" in v.loc["txa", "verdict"] and (v["comparisons"] == 2).all()
+    assert paired_comparison(df[df.attention == "dta"], "attention", "dta").empty  # nothing to compare with
 
 
 def test_a_confidence_level_outside_0_1_is_refused():

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from dta_lib.checkpoint import load_checkpoint
 from dta_lib.train import PRESETS, RECIPES, TrainConfig, make_config
-from dta_lib.train import NonFiniteLossError, Trainer, build_model, evaluate, get_data_info, load_model, synthetic_datasets, train
+from dta_lib.train import NonFiniteLossError, build_model, evaluate, get_data_info, load_model, synthetic_datasets, train
 from dta_lib.checkpoint import read_metrics
 
 TIMING = {"seconds", "images_per_s"}
@@ -137,7 +137,7 @@ def test_deterministic_on_cpu_for_a_seed():
 
 
 def test_in_process_resume_continues_exactly(tmp_path):
-    """Stop after epoch 1 (the first Trainer's loop raises), resume, compare with an uninterrupted run."""
+    """Stop after epoch 1 (the first run's callback raises), resume, compare with an uninterrupted run."""
     cfg = tiny(epochs=3)
     full = train(cfg)
 
@@ -195,7 +195,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path
     tr, te = synthetic_datasets("synthetic", n_train=64, n_test=32)
     cfg = tiny(epochs=3)
     with pytest.raises(NonFiniteLossError, match=r"(loss|gradient norm) is nan at epoch 2.*last good checkpoint .*last.pt \(epoch 1\)"):
-        # 64 clean reads for epoch 1, plus the one read of sample 0 the Trainer makes before it writes anything
+        # 64 clean reads for epoch 1, plus the one read of sample 0 train() makes before it writes anything
         train(cfg, out=tmp_path, datasets=(_NaNAfter(tr, 64 + 1), te), info=get_data_info("synthetic"))
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
     assert [r["epoch"] for r in read_metrics(tmp_path)] == [1]
@@ -240,20 +240,20 @@ def test_unknown_names():
     with pytest.raises(ValueError, match="unknown TrainConfig fields"):
         TrainConfig.from_dict({"dataset": "cifar10", "bogus": 1})
     with pytest.raises(ValueError, match="must be a TrainConfig"):
-        Trainer({"dataset": "cifar10"})  # type: ignore[arg-type]
+        train({"dataset": "cifar10"})  # type: ignore[arg-type]
 
 
 def test_bad_out_folders_write_nothing(tmp_path):
     f = tmp_path / "file.txt"
     f.write_text("keep")
     with pytest.raises(ValueError, match="exists and is not a folder"):
-        Trainer(tiny(), out=f)
+        train(tiny(), out=f)
     with pytest.raises(ValueError, match="is a file, not a folder"):
-        Trainer(tiny(), out=f / "sub")
+        train(tiny(), out=f / "sub")
     with pytest.raises(FileNotFoundError, match="cannot resume: .*last.pt does not exist"):
-        Trainer(tiny(), out=tmp_path / "new", resume=True)
+        train(tiny(), out=tmp_path / "new", resume=True)
     with pytest.raises(ValueError, match="needs an out folder"):
-        Trainer(tiny(), resume=True)
+        train(tiny(), resume=True)
     assert f.read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
 
 
@@ -261,7 +261,7 @@ def test_existing_run_is_not_overwritten_and_resume_config_must_match(tmp_path):
     train(tiny(epochs=1), out=tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with pytest.raises(ValueError, match="already holds a run"):
-        Trainer(tiny(epochs=1), out=tmp_path)
+        train(tiny(epochs=1), out=tmp_path)
     with pytest.raises(ValueError, match=r"config differs \(lr: checkpoint 0.1 vs now 0.05\)"):
         train(tiny(epochs=1, lr=0.05), out=tmp_path, resume=True)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -11,7 +11,7 @@ from dta_lib.train import make_config
 from dta_lib.snn.functional import lif_multistep
 from dta_lib.snn.loop import lif_multistep_loop
 from dta_lib.snn.surrogate import Triangle
-from dta_lib.train import Trainer
+from dta_lib.train import train
 
 # Measured on an AVX512 host with ATEN_CPU_CAPABILITY=avx2 (CI pass 2): the compiled LIF agreed with the eager
 # loop on only 53% of spikes and a compiled smoke run had a NaN gradient at step 1; natively both pass. Not
@@ -41,6 +41,6 @@ def test_compile_trains_on_cpu(one_thread):
     # the last, smaller test batch used to crash dynamic-shape tracing ("cannot determine truth value of Relational")
     cfg = make_config("synthetic", "smoke", epochs=1, time_steps=2, subset=96, test_subset=40, compile=True,
                       precision="fp32", device="cpu", batch_size=32, width=0.0625, progress=False)
-    res = Trainer(cfg).fit()
+    res = train(cfg)
     assert math.isfinite(res.history[-1]["train_loss"])
     assert 0.0 <= res.best_acc <= 100.0

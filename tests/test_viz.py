@@ -178,6 +178,18 @@ def test_architecture_diagram_shows_dta() -> None:
         viz.plot_architecture(torch.nn.Linear(2, 2))
 
 
+def test_block_diagrams_join_boxes_with_arrows_cut_at_their_edges() -> None:
+    from matplotlib.patches import FancyArrowPatch
+
+    for fig, arrows in ((viz.plot_dta_block(6, 64, 28, 28), 16), (viz.plot_ms_block(64, 128, stride=2), 8),
+                        (viz.plot_architecture(_tiny_model()), 12)):  # 11 in forward order + X to DTA
+        fig.canvas.draw()
+        drawn = [p for p in fig.axes[0].patches if isinstance(p, FancyArrowPatch)]
+        assert len(drawn) == arrows
+        assert all(a.patchA is not None and a.patchB is not None for a in drawn)
+    assert any("1x1 conv 64->128" in t.get_text() for t in viz.plot_ms_block(64, 128).axes[0].texts)
+
+
 # ------------------------------------------------------------------ parameter accounting
 @pytest.mark.parametrize("attention", ["none", "txa", "tna", "dta"])
 def test_parameter_table_sums_to_total(attention: str) -> None:
@@ -368,3 +380,16 @@ def test_study_plots_refuse_empty_input() -> None:
         viz.plot_paper_gaps(pd.DataFrame())
     with pytest.raises(ValueError, match="no histories given"):
         viz.plot_curve_comparison({})
+
+
+def test_paper_gaps_figure_draws_the_tables_intervals() -> None:
+    """plot_paper_gaps draws paper_gaps' own ci95 columns (no second computation); one seed: a hollow marker."""
+    gaps = pd.DataFrame({"study": ["ablation", "train"], "comparison": ["DTA - T-XA only", "DTA - none"],
+                         "n_pairs": [3, 1], "ours_mean": [0.5, -0.6], "ci95_low": [-1.25, np.nan],
+                         "ci95_high": [2.5, np.nan], "paper_low": [0.4, np.nan], "paper_high": [0.8, np.nan]})
+    ax = viz.plot_paper_gaps(gaps).axes[0]
+    (bar,) = [c for c in ax.containers if c.has_yerr]
+    (_, lo), (_, hi) = bar.lines[2][0].get_segments()[0]
+    assert (lo, hi, bar.lines[0].get_ydata()[0]) == pytest.approx((-1.25, 2.5, 0.5))
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "ours: mean, 95% t-interval", "one seed: no interval", "paper (its setting)"]

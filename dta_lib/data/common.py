@@ -15,9 +15,6 @@ def single_threaded() -> Iterator[None]:
     """Run per-sample tensor ops with one intra-op thread (restored afterwards), as DataLoader workers do: they
     gain nothing from more and lose a lot on busy cores (EventAugment 0.9 vs 3.9-31 ms, see docs/data.md)."""
     n = torch.get_num_threads()
-    if n == 1:
-        yield
-        return
     torch.set_num_threads(1)
     try:
         yield

@@ -60,18 +60,15 @@ def events_to_frames(events: np.ndarray, sensor_size: tuple[int, int, int], time
     return frames
 
 
-def split_per_class(files: Sequence[str | os.PathLike], targets: Sequence[int], train_fraction: float = 0.9
-                    ) -> tuple[list[int], list[int]]:
+def split_per_class(files: Sequence[str | os.PathLike], targets: Sequence[int]) -> tuple[list[int], list[int]]:
     """Indices of the per-class split: each class's files in sorted file-name order (plain lexicographic
     ``sorted`` of the base name, so ``x_10`` sorts before ``x_2``), the first ``ceil(n * 0.9)`` train (as the
     release's ``split_to_train_test_set``: 900 / 100 of CIFAR10-DVS's 1,000 per class; 10 / 1 of 11)."""
-    if not 0.0 < train_fraction < 1.0:
-        raise ValueError(f"train_fraction={train_fraction!r}: expected a value in (0, 1)")
     train, test = [], []
     for label in sorted(set(int(t) for t in targets)):
         idx = sorted((i for i, t in enumerate(targets) if int(t) == label),
                      key=lambda i: (Path(files[i]).name, str(files[i])))
-        cut = -(-len(idx) * round(train_fraction * 1000) // 1000)  # ceil, in integers (no float rounding)
+        cut = -(-len(idx) * 9 // 10)  # ceil(0.9 n), in integers (no float rounding)
         train += idx[:cut]
         test += idx[cut:]
     return train, test

@@ -44,11 +44,10 @@ def _corrupt(path: Path, err: Exception) -> ValueError:
     return ValueError(f"corrupt or truncated Fashion-MNIST file {path}: {err}")
 
 
-def materialise_debian(source: Path, target_root: Path | None = None) -> Path:
-    """Gunzip the Debian ``*.gz`` files into ``<target_root>/FashionMNIST/raw`` (atomic); return the root."""
-    if target_root is None:
-        stamp = {f: (source / f"{f}.gz").stat().st_size for f in FILES}
-        target_root = cache_dir() / "fashion-mnist" / cache_key(source=str(source.resolve()), sizes=stamp)
+def materialise_debian(source: Path) -> Path:
+    """Gunzip the Debian ``*.gz`` files (atomically) into the root ``<cache_dir>/fashion-mnist/<key>``; return it."""
+    stamp = {f: (source / f"{f}.gz").stat().st_size for f in FILES}
+    target_root = cache_dir() / "fashion-mnist" / cache_key(source=str(source.resolve()), sizes=stamp)
     for name in FILES:
         src = source / f"{name}.gz"
 

@@ -19,7 +19,7 @@ from ..paths import cache_dir
 class DatasetInfo:
     """What a model needs to know about a dataset (shapes, classes), and its normalisation.
 
-    The one dataset-metadata type of the library (the engine's ``DataInfo`` is this class). ``mean`` / ``std``
+    The one dataset-metadata type of the library. ``mean`` / ``std``
     default to the identity (event counts, the synthetic sets, user datasets), so the six model fields alone
     (:data:`MODEL_FIELDS`, what a checkpoint records) rebuild one."""
 

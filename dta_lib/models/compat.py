@@ -8,45 +8,42 @@ their ``conv1_s`` aliases, stages ``layer0-3`` -> our ``layer1-4``, classifier `
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import torch
 from torch import Tensor
 
 __all__ = ["from_reference_state_dict", "to_reference_state_dict"]
 
-# (release prefix, our prefix) of the keys renamed one to one, both ways
+# (release prefix, our prefix) of the keys renamed one to one
 _PREFIXES = [("input_conv.layer.module.", "stem_conv."), ("fc.layer.module.", "fc."),
              ("encoding.T_NA.encoding.0.", "dta.tna.encode."), ("encoding.T_NA.tca.LTCA.0.", "dta.tna.ltca.depthwise."),
              ("encoding.T_NA.tca.LTCA.1.", "dta.tna.ltca.dilated."), ("encoding.T_NA.tca.LTCA.2.", "dta.tna.ltca.pointwise."),
              ("encoding.T_NA.tca.MLP_block.0.", "dta.tna.gtca.fc1."), ("encoding.T_NA.tca.MLP_block.2.", "dta.tna.gtca.fc2."),
              ("encoding.T_NA.decoding.", "dta.tna.decode."), ("encoding.T_XA.", "dta.txa.")]
-# (release pattern, our replacement), applied in order to canonical (non-alias) keys
+_BN = r"(?:bn|seqbn\.module)"  # a release tdBatchNorm holds its BN twice, as ``bn`` and ``seqbn.module``
+# (release pattern, our replacement), the first match applied; aliases (``conv1_s.layer.module`` of ``conv1``,
+# ``conv1_s.bn`` of ``bn1``, ``seqbn.module`` of ``bn``) get the same name as the key they alias
 _RULES: list[tuple[str, str]] = [(f"^{re.escape(a)}", b) for a, b in _PREFIXES] + [
-    (r"^input_conv\.bn\.bn\.", "stem_bn."),
-    (r"^(layer\d+\.\d+)\.(bn[12])\.bn\.", r"\1.\2."),
+    (rf"^input_conv\.bn\.{_BN}\.", "stem_bn."),
+    (rf"^(layer\d+\.\d+)\.(bn[12])\.{_BN}\.", r"\1.\2."),
+    (rf"^(layer\d+\.\d+)\.conv([12])_s\.bn\.{_BN}\.", r"\1.bn\2."),
     (r"^(layer\d+\.\d+)\.downsample\.layer\.module\.", r"\1.downsample.0."),
-    (r"^(layer\d+\.\d+)\.downsample\.bn\.bn\.", r"\1.downsample.1."),
-    (r"^(layer\d+\.\d+)\.(conv[12])\.", r"\1.\2."),
-    (r"^fc1_s\.layer\.module\.", "fc."),          # MS-ResNet-34
-    (r"^conv1\.", "stem_conv."),                   # MS-ResNet-34 stem
-    (r"^bn1\.bn\.", "stem_bn."),
+    (rf"^(layer\d+\.\d+)\.downsample\.bn\.{_BN}\.", r"\1.downsample.1."),
+    (r"^(layer\d+\.\d+)\.(conv[12])(?:_s\.layer\.module)?\.", r"\1.\2."),
+    (r"^fc1_s\.layer\.module\.", "fc."),                     # MS-ResNet-34
+    (r"^conv1(?:_s\.layer\.module)?\.", "stem_conv."),       # MS-ResNet-34 stem
+    (rf"^(?:bn1|conv1_s\.bn)\.{_BN}\.", "stem_bn."),
 ]
-# alias keys: same tensors as a canonical key
-_ALIASES: list[tuple[str, str]] = [
-    (r"^(.*)\.seqbn\.module\.(.*)$", r"\1.bn.\2"),
-    (r"^(layer\d+\.\d+)\.(conv[12])_s\.layer\.module\.(.*)$", r"\1.\2.\3"),
-    (r"^(layer\d+\.\d+)\.conv([12])_s\.bn\.(.*)$", r"\1.bn\2.\3"),
-    (r"^conv1_s\.layer\.module\.(.*)$", r"conv1.\1"),   # MS-ResNet-34 stem
-    (r"^conv1_s\.bn\.(.*)$", r"bn1.\1"),
-]
+_ALIAS = re.compile(r"seqbn\.module\.|conv[12]_s\.")  # the second names (aliases) of a tensor
 
 
-def _canonical(key: str) -> str | None:
-    """The canonical release key an alias stands for, or None if ``key`` is canonical."""
-    for pat, rep in _ALIASES:
+def _ours(key: str, stages_from_0: bool) -> str | None:
+    """Our name of a release key (alias or not), or None; ``stages_from_0``: MS-ResNet-34, layer0-3 -> layer1-4."""
+    for pat, rep in _RULES:
         if re.match(pat, key):
-            return _canonical(re.sub(pat, rep, key)) or re.sub(pat, rep, key)
+            key = re.sub(pat, rep, key)
+            return re.sub(r"^layer(\d+)\.", lambda m: f"layer{int(m.group(1)) + 1}.", key) if stages_from_0 else key
     return None
 
 
@@ -59,56 +56,32 @@ def from_reference_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     src = dict(sd)
     if src and all(k.startswith("module.") for k in src):  # DDP's prefix
         src = {k[len("module."):]: v for k, v in src.items()}
+    stages_from_0 = any(k.startswith("layer0.") for k in src)
     out: dict[str, Tensor] = {}
     unknown: list[str] = []
-    for key, value in src.items():
-        if (canon := _canonical(key)) is not None:
-            if canon in src and not torch.equal(src[canon], value):
-                raise ValueError(f"release checkpoint: alias {key!r} differs from {canon!r}; the file is inconsistent")
-            continue
-        for pat, rep in _RULES:
-            if re.match(pat, key):
-                out[re.sub(pat, rep, key)] = value
-                break
-        else:
+    order = sorted(src, key=lambda k: bool(_ALIAS.search(k)))  # canonical keys first, in the file's order
+    for key in order:
+        if (ours := _ours(key, stages_from_0)) is None:
             unknown.append(key)
+        elif ours not in out:
+            out[ours] = src[key]
+        elif not torch.equal(out[ours], src[key]):
+            first = next(k for k in order if _ours(k, stages_from_0) == ours)
+            raise ValueError(f"release checkpoint: alias {key!r} differs from {first!r}; the file is inconsistent")
     if unknown:
         raise ValueError(f"not keys of the reference release's MS-ResNet: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
-    if any(k.startswith("layer0.") for k in src):  # MS-ResNet-34: stages layer0-3 -> layer1-4
-        out = {re.sub(r"^layer(\d+)\.", lambda m: f"layer{int(m.group(1)) + 1}.", k): v for k, v in out.items()}
     return out
 
 
-_INVERSE: list[tuple[str, list[str]]] = [(f"^{re.escape(b)}(.*)$", [a + r"\1"]) for a, b in _PREFIXES] + [
-    (r"^stem_bn\.(.*)$", [r"input_conv.bn.bn.\1", r"input_conv.bn.seqbn.module.\1"]),
-    (r"^(layer\d+\.\d+)\.(conv[12])\.(.*)$", [r"\1.\2.\3", r"\1.\2_s.layer.module.\3"]),
-    (r"^(layer\d+\.\d+)\.bn([12])\.(.*)$", [r"\1.bn\2.bn.\3", r"\1.bn\2.seqbn.module.\3", r"\1.conv\2_s.bn.bn.\3",
-                                            r"\1.conv\2_s.bn.seqbn.module.\3"]),
-    (r"^(layer\d+\.\d+)\.downsample\.0\.(.*)$", [r"\1.downsample.layer.module.\2"]),
-    (r"^(layer\d+\.\d+)\.downsample\.1\.(.*)$", [r"\1.downsample.bn.bn.\2", r"\1.downsample.bn.seqbn.module.\2"]),
-]
-_INVERSE_34: list[tuple[str, list[str]]] = [
-    (r"^stem_conv\.(.*)$", [r"conv1.\1", r"conv1_s.layer.module.\1"]),
-    (r"^stem_bn\.(.*)$", [r"bn1.bn.\1", r"bn1.seqbn.module.\1", r"conv1_s.bn.bn.\1", r"conv1_s.bn.seqbn.module.\1"]),
-    (r"^fc\.(.*)$", [r"fc1_s.layer.module.\1"]),
-]
-
-
-def to_reference_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The inverse of :func:`from_reference_state_dict`, aliases included (for tests and export). A model with a
-    ``layer4`` (MS-ResNet-34) gets the release's ImageNet names (``conv1``, ``bn1``, ``layer0-3``, ``fc1_s``), others
-    the CIFAR names (``input_conv``, ``layer1-3``, ``fc``)."""
-    imagenet = any(k.startswith("layer4.") for k in sd)
-    rules = _INVERSE_34 + _INVERSE if imagenet else _INVERSE
-    out: dict[str, Tensor] = {}
-    for key, value in sd.items():
-        if imagenet:
-            key = re.sub(r"^layer(\d+)\.", lambda m: f"layer{int(m.group(1)) - 1}.", key)
-        for pat, reps in rules:
-            if re.match(pat, key):
-                for rep in reps:
-                    out[re.sub(pat, rep, key)] = value
-                break
-        else:
-            raise ValueError(f"key {key!r} has no counterpart in the reference release's layout")
-    return out
+def to_reference_state_dict(sd: Mapping[str, Tensor], reference_keys: Iterable[str]) -> dict[str, Tensor]:
+    """The inverse of :func:`from_reference_state_dict`: ``sd`` (this project's layout) under the release's keys
+    ``reference_keys`` (e.g. ``ReferenceMSResNet18(...).state_dict()``), aliases included, each release key mapped by
+    the same rules to ours (for tests and export). ``ValueError`` names the release keys without a tensor in ``sd``
+    and the keys of ``sd`` that no release key takes."""
+    keys = list(reference_keys)
+    stages_from_0 = any(k.startswith("layer0.") for k in keys)
+    ours = {key: _ours(key, stages_from_0) for key in keys}
+    missing, unused = [k for k, o in ours.items() if o not in sd], set(sd) - set(ours.values())
+    if missing or unused:
+        raise ValueError(f"no counterpart between the layouts: release keys {missing[:10]}, ours {sorted(unused)[:10]}")
+    return {key: sd[o] for key, o in ours.items()}

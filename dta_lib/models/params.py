@@ -8,7 +8,6 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch.optim.swa_utils import update_bn
 
 from .attention import DTA, TNA, TXA
 
@@ -116,21 +115,15 @@ def dta_parameter_variants(channels: int = 64, time_steps: int = 6) -> pd.DataFr
     return df
 
 
-class _Forward(nn.Module):
-    """Holds ``model`` (its BNs) so that ``update_bn`` calls ``fn`` (e.g. ``model.stem``) instead of ``model``."""
-
-    def forward(self, x: Tensor) -> Any:
-        return self.fn(x)
-
-
 def calibrate_bn(model: nn.Module, images: Tensor, batch_size: int = 64,
                  forward: Callable[[Tensor], Any] | None = None) -> nn.Module:
     """Set every BatchNorm's running statistics from ``images``; returns ``model``, now in eval mode.
 
     (A fresh BN does not fit real features; one image in train mode has spatial mean exactly 0 per channel, which
     erases T-XA's pooled input ``z``.) Runs ``forward`` (default ``model``; ``model.stem``: only the stem BN) over
-    ``batch_size`` chunks with :func:`torch.optim.swa_utils.update_bn` (reset, cumulative average); momenta are
-    restored even on error. BNs that ``forward`` does not reach keep mean 0, variance 1."""
+    ``batch_size`` chunks in train mode without gradients, as :func:`torch.optim.swa_utils.update_bn` does (reset,
+    then a cumulative average: momentum ``None``); momenta are restored even on error. BNs that ``forward`` does not
+    reach keep mean 0, variance 1."""
     if not isinstance(images, Tensor) or images.dim() not in (4, 5) or images.shape[0] < 1 or not images.is_floating_point():
         got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"images must be a float tensor [N, C, H, W] or [N, T, C, H, W] with N >= 1, got {got}")
@@ -138,10 +131,15 @@ def calibrate_bn(model: nn.Module, images: Tensor, batch_size: int = 64,
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if not (bns := [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]):
         raise ValueError(f"calibrate_bn: {type(model).__name__} has no BatchNorm layer to calibrate")
-    momenta, wrapper = [m.momentum for m in bns], _Forward()
-    wrapper.model, wrapper.fn = model, forward or model
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
     try:
-        update_bn(images.split(batch_size), wrapper)
+        with torch.no_grad():
+            for chunk in images.split(batch_size):
+                (forward or model)(chunk)
     finally:
         for m, mom in zip(bns, momenta):
             m.momentum = mom

@@ -3,7 +3,7 @@
 Written from ``docs/reference.md`` and the release's checkpoint key layout (module
 names, aliases and registration order reproduce its ``state_dict`` exactly). It keeps
 the release's habits on purpose: a Python loop over time in every LIF that autograd
-records step by step, the input repeated ``T`` times before the stem, ``torch.cat``
+records step by step, the input repeated ``T`` times before the stem, ``torch.stack``
 of per-step outputs. Use :mod:`dta_lib.models` for real work; this module exists so
 that tests can prove :func:`dta_lib.models.compat.from_reference_state_dict` and the fast
 paths compute the same function, and so that ``python -m dta_lib.bench`` has the
@@ -28,8 +28,7 @@ class _TriangleSpike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: Tensor):  # type: ignore[override]
         (v,) = ctx.saved_tensors
-        gamma = ctx.gamma
-        return g * (1 / gamma) * (1 / gamma) * (gamma - v.abs()).clamp(min=0), None
+        return g * (1 / ctx.gamma) * (1 / ctx.gamma) * (ctx.gamma - v.abs()).clamp(min=0), None
 
 
 def reference_lif(x: Tensor, decay: float = 0.5, thresh: float = 1.0, gamma: float = 1.0) -> Tensor:
@@ -42,11 +41,6 @@ def reference_lif(x: Tensor, decay: float = 0.5, thresh: float = 1.0, gamma: flo
         mem = (1 - spike) * mem
         spikes.append(spike)
     return torch.stack(spikes, dim=1)
-
-
-class LIFSpike(nn.Module):
-    def forward(self, x: Tensor) -> Tensor:
-        return reference_lif(x)
 
 
 class SeqToANNContainer(nn.Module):
@@ -92,13 +86,11 @@ class BasicBlock_MS(nn.Module):  # noqa: N801 - release name
             self.downsample = tdLayer(nn.Conv2d(inplanes, planes, 1, stride, bias=False), tdBatchNorm(planes))
         self.conv1_s = tdLayer(self.conv1, self.bn1)
         self.conv2_s = tdLayer(self.conv2, self.bn2)
-        self.spike1 = LIFSpike()
-        self.spike2 = LIFSpike()
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x
-        out = self.conv1_s(self.spike1(x))
-        out = self.conv2_s(self.spike2(out))
+        out = self.conv1_s(reference_lif(x))
+        out = self.conv2_s(reference_lif(out))
         if self.downsample is not None:
             identity = self.downsample(x)
         return out + identity
@@ -122,11 +114,9 @@ class _TXA(nn.Module):
 class _TCA(nn.Module):
     def __init__(self, D: int) -> None:
         super().__init__()
-        k = 7
-        kd = k // 3 + ((k // 3) % 2 - 1)
-        self.LTCA = nn.Sequential(
+        self.LTCA = nn.Sequential(  # the release's "dilated" kernel: k // 3 + ((k // 3) % 2 - 1) = 1 for k = 7
             nn.Conv2d(D, D, 5, padding=2, groups=D),
-            nn.Conv2d(D, D, kd, padding=3 * (kd - 1) // 2, dilation=3, groups=D),
+            nn.Conv2d(D, D, 1, padding=0, dilation=3, groups=D),
             nn.Conv2d(D, D, 1),
         )
         h = D // max(D // 16, 4)
@@ -152,17 +142,6 @@ class _TNA(nn.Module):
         return y.reshape(B, T, C, H, W)
 
 
-class _DTAEncoding(nn.Module):
-    def __init__(self, T: int, C: int) -> None:
-        super().__init__()
-        self.T_NA = _TNA(T, C)
-        self.T_XA = _TXA(T, C)
-        self.spike = LIFSpike()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.sigmoid(self.T_NA(x) * self.T_XA(x)) * self.spike(x)
-
-
 class ReferenceMSResNet18(nn.Module):
     """The release's CIFAR MS-ResNet-18 + DTA (C=64 stem), with its module names.
 
@@ -182,17 +161,16 @@ class ReferenceMSResNet18(nn.Module):
         self.layer1 = nn.Sequential(*[BasicBlock_MS(c0 if i == 0 else c1, c1, 1) for i in range(3)])
         self.layer2 = nn.Sequential(*[BasicBlock_MS(c1 if i == 0 else c2, c2, 2 if i == 0 else 1) for i in range(3)])
         self.layer3 = nn.Sequential(*[BasicBlock_MS(c2 if i == 0 else c3, c3, 2 if i == 0 else 1) for i in range(2)])
-        self.spike = LIFSpike()
         self.fc = tdLayer(nn.Linear(c3, num_classes))
-        self.encoding = _DTAEncoding(time_steps, c0) if dta else None
+        self.encoding = nn.ModuleDict({"T_NA": _TNA(time_steps, c0), "T_XA": _TXA(time_steps, c0)}) if dta else None
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 4:
             x = x.unsqueeze(1).repeat(1, self.T, 1, 1, 1)
         x = self.input_conv(x)
-        if self.encoding is not None:
-            x = self.encoding(x)
+        if self.encoding is not None:  # the release's DTA encoding module
+            x = torch.sigmoid(self.encoding.T_NA(x) * self.encoding.T_XA(x)) * reference_lif(x)
         x = self.layer3(self.layer2(self.layer1(x)))
-        x = self.spike(x)
+        x = reference_lif(x)
         x = torch.flatten(F.adaptive_avg_pool2d(x.flatten(0, 1), 1), 1).view(x.shape[0], x.shape[1], -1)
         return self.fc(x)

@@ -1,15 +1,9 @@
-"""Stateless functions of the spiking layers (spikingjelly's ``functional``).
+"""Stateless functions of the spiking layers (spikingjelly's ``functional``): :func:`lif_multistep`, which every LIF
+site calls, runs the backend that ``backend`` names in :data:`LIF_BACKENDS` (add your own: name -> function):
 
-``lif_multistep`` is the single entry point that every LIF site calls; it picks
-an implementation from :data:`LIF_BACKENDS` by ``backend``:
-
-- ``"loop"``: the reference loop over time (:mod:`dta_lib.snn.loop`), exactly the release's
-  computation (paper Eqs. 1-3) with autograd saving every intermediate;
-- ``"fused"``: the fused CPU kernel (:mod:`dta_lib.snn.kernels.lif_cpu`), one autograd node;
-- ``"triton"``: the fused CUDA kernel, listed when Triton is installed;
+- ``"loop"``: the reference loop (:mod:`dta_lib.snn.loop`), the release's computation (paper Eqs. 1-3);
+- ``"fused"``: one autograd node (:mod:`dta_lib.snn.kernels.lif_cpu`); ``"triton"``: CUDA, when Triton is installed;
 - ``"auto"``: the fastest correct one for the tensor's device.
-
-Backends are listed explicitly below; add your own to :data:`LIF_BACKENDS` (name -> function).
 """
 from __future__ import annotations
 

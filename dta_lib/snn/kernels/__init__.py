@@ -1,9 +1,5 @@
-"""Fused LIF kernels; :mod:`dta_lib.snn.functional` lists them in ``LIF_BACKENDS``.
-
-- ``"fused"`` (:mod:`.lif_cpu`): any device; C/OpenMP loops on CPU with a PyTorch fallback.
-- ``"triton"`` (:mod:`.lif_triton`): CUDA, registered when Triton is installed; imported lazily
-  on first use so that ``import dta_lib`` stays fast.
-"""
+"""The fused LIF kernels of :data:`dta_lib.snn.functional.LIF_BACKENDS`, :mod:`.lif_cpu` and :mod:`.lif_triton`
+(the Triton one imported on first use so that ``import dta_lib`` stays fast), and which one runs where."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,8 +8,7 @@ import torch
 from torch import Tensor
 
 from ..surrogate import Surrogate
-from .fallback import _TRITON_BROKEN, triton_failed
-from .lif_cpu import c_extension_available, lif_multistep_fused
+from .lif_cpu import _TRITON_BROKEN, c_extension_available, lif_multistep_fused, triton_failed
 
 
 def triton_available() -> bool:

@@ -13,14 +13,13 @@ the charged membrane ``h_t`` chunk by chunk in cache, then runs the adjoint in r
     \\qquad g^u_{t-1} = \\lambda \\frac{\\partial L}{\\partial h_t},\\quad g^u_{T-1} = 0,
 
 which is the loop's autograd graph (reset *not* detached) evaluated in the same order,
-so outputs are bit-identical and fp32 gradients agree to rounding.
-Half-precision inputs (autocast) are integrated in fp32: the membrane and the
-threshold comparison stay fp32, spikes are returned in the input dtype (bf16 and fp16 go through an fp32 copy:
-vectorised casts beat scalar half loads in C).
+so outputs are bit-identical and fp32 gradients agree to rounding. Half-precision inputs (autocast) go
+through an fp32 copy: the membrane and the threshold comparison are fp32, spikes come back in the input dtype.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import logging
 import math
@@ -28,7 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
+import warnings
 from pathlib import Path
 
 import torch
@@ -61,24 +60,30 @@ void advise_huge(void* p, int64_t nbytes) {
 #endif
 }
 
-#define ID(v) (v)
-
-/* kind 0: triangle  max(0, p0 - |v|) / p1          (p0 = gamma, p1 = gamma^2)
+/* T_: the type of x, spikes, gradients and the membrane; sg_: the surrogate derivative of
+   kind 0: triangle  max(0, p0 - |v|) / p1          (p0 = gamma, p1 = gamma^2)
    kind 1: sigmoid   s = 1/(1+exp(-p0 v)); p0 s (1-s)
    kind 2: atan      p1 / (1 + (p0 v)^2)            (p0 = pi/2 a, p1 = a/2) */
-#define DEFINE_SG(T_, SUF, EXP, FABS)                                                          \
-static inline T_ sg_##SUF(int kind, T_ p0, T_ p1, T_ v) {                                     \
+#define DEFINE_LIF(T_, SUF, EXP, FABS)                                                         \
+static inline T_ sg_##SUF(int kind, T_ p0, T_ p1, T_ v) {                                      \
     if (kind == 0) { T_ d = p0 - FABS(v); d = d > (T_)0 ? d : (T_)0; return d / p1; }          \
-    if (kind == 1) { T_ z = p0 * v; T_ s = (T_)1 / ((T_)1 + EXP(-z)); T_ a = p0 * s;          \
+    if (kind == 1) { T_ z = p0 * v; T_ s = (T_)1 / ((T_)1 + EXP(-z)); T_ a = p0 * s;           \
                      return a * ((T_)1 - s); }                                                 \
     { T_ z = p0 * v; z = z * z; return p1 / ((T_)1 + z); }                                     \
-}
-DEFINE_SG(float, f32, expf, fabsf)
-DEFINE_SG(double, f64, exp, fabs)
-
-/* IO_: storage type of x, spikes and gradients; T_: arithmetic type of the membrane */
-#define DEFINE_LIF(IO_, T_, SUF, SG, LD, ST)                                                  \
-void lif_fwd_##SUF(const IO_* x, IO_* s, int64_t B, int64_t T, int64_t N, T_ decay, T_ thr,   \
+}                                                                                              \
+/* one chunk of n neurons of one sample over T steps, from u = 0: h = decay u + x_t, s = [h > thr], \
+   u = h (1 - s); writes s (keep_h = 0) or h (keep_h = 1) to out + t * stride */               \
+static inline void charge_##SUF(const T_* xp, T_* out, int64_t T, int64_t N, int64_t n, int64_t stride, \
+                                T_ decay, T_ thr, int keep_h, T_* u) {                         \
+    for (int64_t i = 0; i < n; ++i) u[i] = (T_)0;                                              \
+    for (int64_t t = 0; t < T; ++t, xp += N, out += stride)                                    \
+        for (int64_t i = 0; i < n; ++i) {                                                      \
+            T_ h = decay * u[i]; h = h + xp[i];                                                \
+            T_ v = h - thr; T_ sv = v > (T_)0 ? (T_)1 : (T_)0;                                 \
+            out[i] = keep_h ? h : sv; u[i] = h * ((T_)1 - sv);                                 \
+        }                                                                                      \
+}                                                                                              \
+void lif_fwd_##SUF(const T_* x, T_* s, int64_t B, int64_t T, int64_t N, T_ decay, T_ thr,      \
                    int nthreads) {                                                             \
     int64_t nc = (N + CH - 1) / CH;                                                            \
     _Pragma("omp parallel for collapse(2) schedule(static) num_threads(nthreads)")             \
@@ -86,19 +91,10 @@ void lif_fwd_##SUF(const IO_* x, IO_* s, int64_t B, int64_t T, int64_t N, T_ dec
         for (int64_t c = 0; c < nc; ++c) {                                                     \
             int64_t i0 = c * CH, n = N - i0 < CH ? N - i0 : CH;                                \
             T_ u[CH];                                                                          \
-            for (int64_t i = 0; i < n; ++i) u[i] = (T_)0;                                      \
-            for (int64_t t = 0; t < T; ++t) {                                                  \
-                const IO_* xp = x + (b * T + t) * N + i0;                                      \
-                IO_* sp = s + (b * T + t) * N + i0;                                            \
-                for (int64_t i = 0; i < n; ++i) {                                              \
-                    T_ h = decay * u[i]; h = h + LD(xp[i]);                                    \
-                    T_ v = h - thr; T_ sv = v > (T_)0 ? (T_)1 : (T_)0;                         \
-                    sp[i] = ST(sv); u[i] = h * ((T_)1 - sv);                                   \
-                }                                                                              \
-            }                                                                                  \
+            charge_##SUF(x + b * T * N + i0, s + b * T * N + i0, T, N, n, N, decay, thr, 0, u); \
         }                                                                                      \
 }                                                                                              \
-void lif_bwd_##SUF(const IO_* x, const IO_* gs, IO_* gx, int64_t B, int64_t T, int64_t N,     \
+void lif_bwd_##SUF(const T_* x, const T_* gs, T_* gx, int64_t B, int64_t T, int64_t N,         \
                    T_ decay, T_ thr, int kind, T_ p0, T_ p1, int nthreads) {                   \
     int64_t nc = (N + CH - 1) / CH;                                                            \
     _Pragma("omp parallel num_threads(nthreads)")                                              \
@@ -109,46 +105,34 @@ void lif_bwd_##SUF(const IO_* x, const IO_* gs, IO_* gx, int64_t B, int64_t T, i
             for (int64_t c = 0; c < nc; ++c) {                                                 \
                 int64_t i0 = c * CH, n = N - i0 < CH ? N - i0 : CH;                            \
                 T_ u[CH];                                                                      \
-                for (int64_t i = 0; i < n; ++i) u[i] = (T_)0;                                  \
-                for (int64_t t = 0; t < T; ++t) {                                              \
-                    const IO_* xp = x + (b * T + t) * N + i0;                                  \
-                    T_* hp = hb + t * CH;                                                      \
-                    for (int64_t i = 0; i < n; ++i) {                                          \
-                        T_ h = decay * u[i]; h = h + LD(xp[i]);                                \
-                        T_ v = h - thr; T_ sv = v > (T_)0 ? (T_)1 : (T_)0;                     \
-                        hp[i] = h; u[i] = h * ((T_)1 - sv);                                    \
-                    }                                                                          \
-                }                                                                              \
+                charge_##SUF(x + b * T * N + i0, hb, T, N, n, CH, decay, thr, 1, u);           \
                 /* u now holds dL/du_t, zero for the last step */                              \
                 for (int64_t i = 0; i < n; ++i) u[i] = (T_)0;                                  \
                 for (int64_t t = T - 1; t >= 0; --t) {                                         \
-                    const IO_* gp = gs + (b * T + t) * N + i0;                                 \
-                    IO_* op = gx + (b * T + t) * N + i0;                                       \
+                    const T_* gp = gs + (b * T + t) * N + i0;                                  \
+                    T_* op = gx + (b * T + t) * N + i0;                                        \
                     const T_* hp = hb + t * CH;                                                \
                     for (int64_t i = 0; i < n; ++i) {                                          \
                         T_ h = hp[i]; T_ v = h - thr; T_ sv = v > (T_)0 ? (T_)1 : (T_)0;       \
                         T_ gu = u[i];                                                          \
                         T_ gh = gu * ((T_)1 - sv);                                             \
-                        T_ gsum = LD(gp[i]) + (-(gu * h));                                     \
-                        T_ gv = gsum * SG(kind, p0, p1, v);                                    \
+                        T_ gsum = gp[i] + (-(gu * h));                                         \
+                        T_ gv = gsum * sg_##SUF(kind, p0, p1, v);                              \
                         gh = gh + gv;                                                          \
-                        op[i] = ST(gh); u[i] = gh * decay;                                     \
+                        op[i] = gh; u[i] = gh * decay;                                         \
                     }                                                                          \
                 }                                                                              \
             }                                                                                  \
         if (hb) free(hb);                                                                      \
     }                                                                                          \
 }
-DEFINE_LIF(float, float, f32, sg_f32, ID, ID)
-DEFINE_LIF(double, double, f64, sg_f64, ID, ID)
+DEFINE_LIF(float, f32, expf, fabsf)
+DEFINE_LIF(double, f64, exp, fabs)
 """
 #: the C kernels' dtypes; bf16 / fp16 go through fp32 (PyTorch's vectorised casts are 2.6x faster than scalar
 #: bf16 loads and stores in C, measured on [64, 4, 16, 28, 28], and the arithmetic is the same fp32)
 _C_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 _CFLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math", "-fPIC", "-shared", "-std=c11"]
-_LIB: ctypes.CDLL | None = None
-_LIB_TRIED = False
-_LOCK = threading.Lock()
 
 
 def _build() -> ctypes.CDLL:
@@ -175,19 +159,16 @@ def _build() -> ctypes.CDLL:
     return lib
 
 
+@functools.cache
 def _lib() -> ctypes.CDLL | None:
-    global _LIB, _LIB_TRIED
-    if _LIB_TRIED:
-        return _LIB
-    with _LOCK:
-        if not _LIB_TRIED:
-            if os.environ.get("DTA_LIB_NO_CEXT", "") in ("", "0"):
-                try:
-                    _LIB = _build()
-                except Exception as e:  # no compiler, no OpenMP, read-only cache...: fall back to PyTorch
-                    log.warning("dta_lib: C LIF kernel unavailable (%s); using the PyTorch fused path", e)
-            _LIB_TRIED = True
-    return _LIB
+    """The C kernels, built on first use; None when ``$DTA_LIB_NO_CEXT`` is set or they cannot be built."""
+    if os.environ.get("DTA_LIB_NO_CEXT", "") not in ("", "0"):
+        return None
+    try:
+        return _build()
+    except Exception as e:  # no compiler, no OpenMP, read-only cache...: fall back to PyTorch
+        log.warning("dta_lib: C LIF kernel unavailable (%s); using the PyTorch fused path", e)
+        return None
 
 
 def c_extension_available() -> bool:
@@ -231,12 +212,9 @@ def _btn(x: Tensor) -> Tensor | None:
 
 def _dense(x: Tensor) -> tuple[Tensor, Tensor]:
     """``x`` (a contiguous copy when :func:`_btn` has no view of it) and its ``[B, T, N]`` view."""
-    x3 = _btn(x)
-    if x3 is None:
+    if _btn(x) is None:
         x = x.contiguous()
-        x3 = _btn(x)
-    assert x3 is not None
-    return x, x3
+    return x, _btn(x)  # type: ignore[return-value]
 
 
 def _threads(numel: int) -> int:
@@ -245,28 +223,22 @@ def _threads(numel: int) -> int:
 
 
 def _same_layout(g: Tensor, like: Tensor) -> Tensor:
-    if g.stride() == like.stride():
-        return g
-    out = torch.empty_like(like, dtype=g.dtype)
-    out.copy_(g)
-    return out
+    return g if g.stride() == like.stride() else torch.empty_like(like, dtype=g.dtype).copy_(g)
 
 
 # --------------------------------------------------------------------------- PyTorch fused path
-def _torch_forward(x3: Tensor, decay: float, thr: float, s3: Tensor, h3: Tensor | None) -> None:
-    """Fused-by-hand forward on ``[B, T, N]`` views with in-place ops; fills ``s3`` (and ``h3``)."""
+def _torch_forward(x3: Tensor, decay: float, thr: float, s3: Tensor, h3: Tensor) -> None:
+    """Fused-by-hand forward on ``[B, T, N]`` views with in-place ops; fills the spikes ``s3`` and membrane ``h3``."""
     u = torch.zeros_like(x3[:, 0])
-    h = torch.empty_like(u)
     v = torch.empty_like(u)
     for t in range(x3.shape[1]):
+        h = h3[:, t]
         torch.mul(u, decay, out=h)
         h.add_(x3[:, t])
         torch.sub(h, thr, out=v)
         st = s3[:, t]
         torch.gt(v, 0, out=st)  # writes 0/1 in s's dtype
         torch.mul(h, torch.rsub(st, 1), out=u)
-        if h3 is not None:
-            h3[:, t].copy_(h)
 
 
 def _torch_backward(h3: Tensor, g3: Tensor, decay: float, thr: float, sg: Surrogate, gx3: Tensor) -> None:
@@ -284,6 +256,23 @@ def _torch_backward(h3: Tensor, g3: Tensor, decay: float, thr: float, sg: Surrog
         gu = gh * decay
 
 
+#: the first Triton failure's message (compile, forward or backward launch): from then on every LIF of this process
+#: runs the fused PyTorch path below, which computes the same fp32-membrane arithmetic
+#: the first Triton failure of this process (compile, forward or backward launch); the CUDA path then runs the
+#: fused PyTorch LIF above, which is why the record lives here
+_TRITON_BROKEN: list[str] = []
+
+
+def triton_failed(e: BaseException, where: str) -> None:
+    """Record a Triton failure at ``where`` (compile, forward or backward launch) and warn, once per process."""
+    if _TRITON_BROKEN:
+        return
+    _TRITON_BROKEN.append(f"{where}: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+    warnings.warn(f"Triton LIF kernel failed ({_TRITON_BROKEN[0]}); using the fused PyTorch LIF instead for the rest "
+                  "of this process (the same fp32-membrane arithmetic, so the same spikes; slower)",
+                  RuntimeWarning, stacklevel=3)
+
+
 # --------------------------------------------------------------------------- autograd
 class FusedLIF(torch.autograd.Function):
     """``x [B, T, ...] -> spikes``: one node, saves ``x`` only (C path) or the membrane ``h`` (PyTorch path)."""
@@ -297,7 +286,7 @@ class FusedLIF(torch.autograd.Function):
         code = surrogate_code(surrogate)
         fast = lib is not None and code is not None
         work_dtype = x.dtype if x.dtype in _C_DTYPES else torch.float32
-        xw, x3 = _dense(x if x.dtype == work_dtype else x.to(work_dtype))
+        xw, x3 = _dense(x.to(work_dtype))
         s = torch.empty_like(xw)
         s3 = _btn(s)
         assert s3 is not None
@@ -314,7 +303,7 @@ class FusedLIF(torch.autograd.Function):
             _torch_forward(x3, decay, threshold, s3, _btn(h))
             ctx.mode = "torch"
             ctx.save_for_backward(h)
-        return s if s.dtype == x.dtype else s.to(x.dtype)
+        return s.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_s: Tensor):  # type: ignore[override]
@@ -322,7 +311,7 @@ class FusedLIF(torch.autograd.Function):
             return torch.zeros_like(grad_s), None, None, None
         (saved,) = ctx.saved_tensors
         work_dtype = saved.dtype if saved.dtype in _C_DTYPES else torch.float32
-        sw, s3 = _dense(saved if saved.dtype == work_dtype else saved.to(work_dtype))
+        sw, s3 = _dense(saved.to(work_dtype))
         g = _same_layout(grad_s.to(work_dtype), sw)
         gx = torch.empty_like(sw)
         g3, gx3 = _btn(g), _btn(gx)
@@ -336,7 +325,7 @@ class FusedLIF(torch.autograd.Function):
                                               ctx.threshold, kind, p0, p1, _threads(s3.numel()))
         else:
             _torch_backward(s3, g3, ctx.decay, ctx.threshold, ctx.surrogate, gx3)
-        return (gx if gx.dtype == ctx.in_dtype else gx.to(ctx.in_dtype)), None, None, None
+        return gx.to(ctx.in_dtype), None, None, None
 
 
 def lif_multistep_fused(x: Tensor, decay: float, threshold: float, surrogate: Surrogate) -> Tensor:

@@ -18,8 +18,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ..surrogate import Surrogate
-from .fallback import _TRITON_BROKEN, triton_failed
-from .lif_cpu import _btn, _dense, _same_layout, _torch_backward, surrogate_code
+from .lif_cpu import _TRITON_BROKEN, _btn, _dense, _same_layout, _torch_backward, surrogate_code, triton_failed
 from .saving import tag_spikes
 
 __all__ = ["lif_multistep_triton", "TritonLIF"]
