@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, run in sections:
         try:
             result[name] = run()
-        except Exception as e:  # noqa: BLE001 - reported; the sections after it still run
-            result[name] = [{"error": f"{type(e).__name__}: {str(e)[:200]}"}]
+        except Exception as e:  # noqa: BLE001 - reported beside the rows already measured; the next sections run
+            result.setdefault(name, []).append({"error": f"{type(e).__name__}: {str(e)[:200]}"})
         write()
     import matplotlib.pyplot as plt
 

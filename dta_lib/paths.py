@@ -1,8 +1,8 @@
 """Where dta_lib writes its outputs and where it finds recorded results.
 
 Outputs (runs, figures, tables, benchmark results) go under one *output root*: the folder the caller passes
-(``out=``, ``--out``, ``root=``), else ``$DTA_OUTPUT_DIR`` when set (CI, tests, and the notebooks and ``make
-reproduce``, which point it at the repo's ``reports/``), else ``./reports``. Nothing is ever written under the
+(``out=``, ``--out``, ``root=``), else ``$DTA_OUTPUT_DIR`` when set (CI, tests), else the caller's fallback
+(``make reproduce`` and the notebooks: the repo's ``reports/``), else ``./reports``. Nothing is ever written under the
 installed package. *Recorded* results (the committed runs, benchmark JSON files) are read from the output root
 first, then from the checkout's ``reports/`` (:func:`recorded`), so a scratch output root still renders the
 committed studies.

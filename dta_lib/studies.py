@@ -117,12 +117,14 @@ def paired_comparison(df: pd.DataFrame, by: str, baseline: Any, metric: str = "b
     t-interval ``ci95_low`` / ``_high`` excludes 0; None below 2 pairs), ``comparisons`` (m, the rows), the Bonferroni
     interval ``ci95_bonferroni_low`` / ``_high`` (each at 1 - 0.05 / m) and whether it excludes 0, ``std_error``
     (``sd(d) / sqrt(n)``), ``min_detectable_effect`` (80 % power) and a ``verdict`` sentence that reads an interval
-    excluding 0 as ``more`` (d > 0) or ``less``. Empty (no columns) without another value of ``by``."""
+    excluding 0 as ``more`` (d > 0) or ``less`` (with m > 1 only where the Bonferroni interval excludes 0 too).
+    A value with no ``pair_on`` in common with the baseline gets no row. Empty (no columns) without any row."""
     base, rows = df[df[by] == baseline].set_index(pair_on)[metric], []
     for v, sub in df[df[by] != baseline].groupby(by, sort=False):
         d = (base - sub.set_index(pair_on)[metric]).dropna()
-        rows.append({"comparison": label(v) if label else f"{baseline} - {v} ({metric})", by: v, "vs": baseline,
-                     "diff_mean": d.mean(), "diff_std": d.std(), "n_pairs": len(d)})
+        if len(d):  # no seed in common: nothing to compare, and no member of the family
+            rows.append({"comparison": label(v) if label else f"{baseline} - {v} ({metric})", by: v, "vs": baseline,
+                         "diff_mean": d.mean(), "diff_std": d.std(), "n_pairs": len(d)})
     m = len(rows)
     for r in rows:
         mean, sd, n = r["diff_mean"], r["diff_std"], r["n_pairs"]
@@ -139,7 +141,8 @@ def paired_comparison(df: pd.DataFrame, by: str, baseline: Any, metric: str = "b
 
 def _verdict(r: Mapping[str, Any], more: str, less: str) -> str:
     """One sentence on a :func:`paired_comparison` row: mean difference, 95 % t-interval, and beyond seed noise
-    (``more`` / ``less``; with several comparisons also the Bonferroni interval) or not (then the MDE)."""
+    (``more`` / ``less``; with several comparisons only if the Bonferroni interval excludes 0 too) or not (then the
+    MDE)."""
     n, m = int(r["n_pairs"]), int(r["comparisons"])
     head = f"{r['comparison']}: {r['diff_mean'] + 0.0:+.2f} points (mean of {n} per-seed difference{'s' * (n != 1)}"
     if r["exceeds seed noise"] is None:
@@ -149,11 +152,14 @@ def _verdict(r: Mapping[str, Any], more: str, less: str) -> str:
     if not r["exceeds seed noise"]:
         return head + (f"includes 0: no difference shown (the smallest effect {n} seeds detect with 80% power: "
                        f"{r['min_detectable_effect']:.2f} points).")
-    head += f"excludes 0, {more if r['diff_mean'] > 0 else less}"
-    return head + ("." if m == 1 else f"; corrected for the {m} comparisons (Bonferroni) it is "
-                   f"{_fmt_ci((r['ci95_bonferroni_low'], r['ci95_bonferroni_high']))} and " + (
-                       "still excludes 0." if r["exceeds seed noise (Bonferroni)"] else
-                       "includes 0, so the family of comparisons shows nothing."))
+    side = more if r["diff_mean"] > 0 else less
+    if m == 1:
+        return head + f"excludes 0, {side}."
+    bonf = (f"corrected for the {m} comparisons (Bonferroni) it is "
+            f"{_fmt_ci((r['ci95_bonferroni_low'], r['ci95_bonferroni_high']))}")
+    if r["exceeds seed noise (Bonferroni)"]:
+        return head + f"excludes 0, and {bonf} and still excludes 0: {side}."
+    return head + f"excludes 0 alone, but {bonf} and includes 0: no difference shown across the {m} comparisons."
 
 
 # ---- paper ---------------------------------------------------------------------------------------------------------
@@ -525,7 +531,7 @@ def width_differences(runs: pd.DataFrame, reference: float = RELEASE_WIDTH,
     if reference not in set(runs["surrogate_width"]):
         return pd.DataFrame()
     return paired_comparison(runs, "surrogate_width", reference, metric, lambda w: f"gamma={reference} minus gamma={w}",
-                             f"gamma={reference:g} better", f"gamma={reference:g} worse"
+                             f"gamma={reference} better", f"gamma={reference} worse"
                              ).rename(columns={"comparison": "difference"})
 
 

@@ -543,6 +543,7 @@ def plot_ablation(df: pd.DataFrame, metric: str = "best_test_acc", title: str = 
         a1.text(0.5, 0.5, f"nothing to pair: the differences need\n{baseline!r} runs and at least one other variant",
                 ha="center", va="center", transform=a1.transAxes, fontsize=9)
         a1.set_axis_off()
+    handles = list({h.get_label(): h for h in handles}.values())  # "one seed: no interval" may come from both panels
     a1.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     return _finish(fig, title or "Ablation: paired per-seed runs and differences", fontsize=11)
 

@@ -75,6 +75,15 @@ def test_noise_verdict_with_one_seed_says_nothing():
     paired = studies.ablation_paired(ablation_frame(noise=(0.1,)))
     assert not paired["exceeds_noise"].any()
     assert all("cannot be estimated" in v for v in paired["verdict"])
+    labels = [t.get_text() for t in viz.plot_ablation(ablation_frame(noise=(0.1,))).axes[1].get_legend().get_texts()]
+    assert labels.count("one seed: no interval") == 1, labels
+
+
+def test_a_variant_without_a_common_seed_is_no_comparison():
+    df = ablation_frame()
+    df.loc[df.attention == "none", "seed"] += 100  # no seed shared with dta
+    paired = studies.paired_comparison(df, "attention", "dta")
+    assert list(paired["attention"]) == ["txa"] and (paired["comparisons"] == 1).all()
 
 
 def test_ablation_bad_input():

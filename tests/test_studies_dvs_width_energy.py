@@ -231,12 +231,12 @@ def test_width_verdict_reads_the_corrected_intervals() -> None:
     tie, two = width_verdicts(pd.DataFrame(columns=["surrogate width gamma"]), diffs.reset_index())
     assert tie.startswith("gamma=1.0 minus gamma=0.5: ") and "includes 0: no difference shown" in tie
     assert two.startswith("gamma=1.0 minus gamma=2.0: +1.43 points (mean of 3 per-seed differences; 95% t-interval")
-    assert two.endswith("excludes 0, gamma=1 better; corrected for the 2 comparisons (Bonferroni) it is "
-                        "[-0.41, +3.27] and includes 0, so the family of comparisons shows nothing.")
+    assert two.endswith("excludes 0 alone, but corrected for the 2 comparisons (Bonferroni) it is [-0.41, +3.27] and "
+                        "includes 0: no difference shown across the 2 comparisons.") and "better" not in two
     # a large gap survives the correction
     runs.loc[runs.surrogate_width == 2.0, "best_test_acc"] = [70.0, 70.2, 70.5]
     last = width_verdicts(pd.DataFrame(columns=["surrogate width gamma"]), width_differences(runs))[-1]
-    assert last.startswith("gamma=1.0 minus gamma=2.0: +8.20 points") and last.endswith("and still excludes 0.")
+    assert last.startswith("gamma=1.0 minus gamma=2.0: +8.20 points") and last.endswith("and still excludes 0: gamma=1.0 better.")
 
 
 def test_diagnose_widths_applies_the_rule() -> None:
