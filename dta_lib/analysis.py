@@ -117,12 +117,9 @@ class SpikeRecorder:
         if static_stem not in ("per_step", "once"):
             raise ValueError(f"static_stem must be one of ('per_step', 'once'), got {static_stem!r}")
         self.model, self.static_stem = model, static_stem
-        modules = dict(model.named_modules())
-        self._lif_names = [n for n, m in modules.items() if isinstance(m, LIF)]
-        self._layer_names = [n for n, m in modules.items() if isinstance(m, _COUNTED)]
+        self._lif_names = [n for n, m in model.named_modules() if isinstance(m, LIF)]
         self.keep = tuple(keep)
-        missing = [n for n in self.keep if n not in self._lif_names]
-        if missing:
+        if missing := [n for n in self.keep if n not in self._lif_names]:
             raise ValueError(f"keep names {missing} are not LIF modules of the model; LIF modules: {self._lif_names}")
         self._handles: list[Any] = []
         self.samples, self._static_input = 0, False
@@ -238,7 +235,7 @@ class SpikeRecorder:
         T-XA / T-NA / DTA block with its real element-wise multiplications counted as MACs."""
         self._check_samples()
         n, rows = self.samples, []
-        for name in (x for x in self._layer_names if x in self._layers):
+        for name in (x for x, _ in self.model.named_modules() if x in self._layers):
             st = self._layers[name]
             kind = next(iter(st.kinds)) if len(st.kinds) == 1 else "mixed"
             rule = "; ".join(sorted(_RULES[k] for k in st.kinds))

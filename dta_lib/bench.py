@@ -19,13 +19,14 @@ import platform
 import statistics
 import time
 from importlib.metadata import version
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from .atomic import atomic_write
+from .atomic import atomic_write_text
 from .models.compat import to_reference_state_dict
 from .models.ms_resnet import ms_resnet18
 from .models.reference import ReferenceMSResNet18, reference_lif
@@ -77,13 +78,10 @@ def peak_added_bytes(fn: Callable[[], Any], device: torch.device) -> int:
 
     with _quiet_profiler(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    events = [e for e in prof.profiler.kineto_results.events()  # type: ignore[union-attr]
-              if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
-    running = peak = 0
-    for e in sorted(events, key=lambda e: e.start_ns()):
-        running += e.nbytes()
-        peak = max(peak, running)
-    return int(peak)
+    events = sorted((e for e in prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+                     if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU),
+                    key=lambda e: e.start_ns())
+    return int(max(accumulate((e.nbytes() for e in events), initial=0)))
 
 
 def race(fns: dict[str, Callable[[], Any]], repeats: int, device: torch.device, warmup: int = 1) -> dict[str, list[float]]:
@@ -355,13 +353,14 @@ def bench_epoch(images: int = 1280, batch: int = 64, time_steps: int = 4, width:
         key = f"{impl}{'+channels_last' * cl}{'+compile' * comp}/{prec}"
         fns[key], one_step[key] = _steps(net, sgd(m), data, prec, dev), _steps(net, sgd(m), data[:1], prec, dev)
     conv_net = copy.deepcopy(ours).to(memory_format=torch.channels_last)
-    for prec in dict.fromkeys(k.split("/")[1] for k in fns):
+    precs = list(dict.fromkeys(k.split("/")[1] for k in fns))
+    for prec in precs:
         run, _ = conv_step(conv_net, batches_cl[0][0], prec, dev)
         fns[f"{CONV_FLOOR}/{prec}"] = lambda run=run: [run() for _ in range(steps)]
     times = race(fns, repeats, dev, warmup=1)
     med = {k: statistics.median(ts) for k, ts in times.items()}
     best_release = {prec: min(v for k, v in med.items() if k.startswith("release") and k.endswith(f"/{prec}"))
-                    for prec in {k.split("/")[1] for k in med}}
+                    for prec in precs}
     rows = []
     for key, ts in times.items():
         name, prec = key.split("/")
@@ -449,12 +448,11 @@ def plot(result: dict[str, Any], path: Path | None = None):
 
 def summary(result: dict[str, Any]) -> str:
     """One line per LIF candidate but the release's loop: speed-ups and memory ratio."""
-    def vs_compiled(r: dict[str, Any]) -> str:  # absent from the files recorded before the compiled loop raced
-        x = r.get("speedup_vs_compiled_release")
-        return f", {x:.2f}x the compiled release loop" if x is not None else ""
-
+    # speedup_vs_compiled_release is absent from the files recorded before the compiled loop raced
     return "\n".join(f"LIF   {r['impl']:20s} T={r['T']:<3d} {r['precision']}: {r['speedup_vs_release']:.2f}x release"
-                     f"{vs_compiled(r)}, memory {r['memory_ratio_vs_release']:.2f}x"
+                     + ("" if (x := r.get("speedup_vs_compiled_release")) is None
+                        else f", {x:.2f}x the compiled release loop")
+                     + f", memory {r['memory_ratio_vs_release']:.2f}x"
                      + ("" if r.get("spikes_identical", True) else
                         f"  WRONG: {r['spike_mismatches']} spikes differ from the release's, no speed claim")
                      for r in result["lif"] if r["impl"] != "release")
@@ -502,17 +500,13 @@ def plot_epoch(result: dict[str, Any], path: Path | None = None):
 
 def epoch_summary(result: dict[str, Any]) -> str:
     """One line per candidate of the epoch race."""
-    def best(r: dict[str, Any]) -> str:
-        x = r.get("speedup_vs_best_release_same_precision")
-        return f", {x:.2f}x the best release {r['precision']}" if x is not None else ""
-
-    def mem(r: dict[str, Any]) -> str:
-        return (f", {r['peak_added_bytes_per_step'] / 2**20:.0f} MiB per step"
-                if r.get("peak_added_bytes_per_step") is not None else "")
-
     lines = [f"epoch {r['impl']:35s} {r['precision']}: {r['images_per_s']:6.1f} img/s, "
-             f"{r['speedup_vs_release_fp32']:.2f}x release fp32{best(r)}, {r['full_epoch_s'] / 60:.1f} min per 60,000 "
-             f"images{mem(r)}" for r in result["epoch"]]
+             f"{r['speedup_vs_release_fp32']:.2f}x release fp32"
+             + ("" if (x := r.get("speedup_vs_best_release_same_precision")) is None
+                else f", {x:.2f}x the best release {r['precision']}")
+             + f", {r['full_epoch_s'] / 60:.1f} min per 60,000 images"
+             + ("" if (b := r.get("peak_added_bytes_per_step")) is None else f", {b / 2**20:.0f} MiB per step")
+             for r in result["epoch"]]
     caps = {r["precision"]: r for r in result["epoch"] if "speedup_cap_vs_best_release_same_precision" in r}
     lines += [f"{p}: the convolutions alone take {r['conv_floor_s']:.2f} s per epoch; with everything else free a "
               f"candidate could be at most {r['speedup_cap_vs_best_release_same_precision']:.2f}x the best release {p}"
@@ -530,7 +524,7 @@ def epoch_summary(result: dict[str, Any]) -> str:
 def _write(result: dict[str, Any], out_dir: str | Path | None, name: str, draw: Callable[..., Any]) -> None:
     """``<name>.json`` and ``<name>.png`` into ``out_dir`` (default: ``bench/`` of the output root), atomically."""
     out = Path(out_dir) if out_dir is not None else output_root() / "bench"
-    atomic_write(out / f"{name}.json", lambda p: p.write_text(json.dumps(result, indent=1)))
+    atomic_write_text(out / f"{name}.json", json.dumps(result, indent=1))
     draw(result, out / f"{name}.png")
 
 
@@ -607,9 +601,9 @@ def run(args: argparse.Namespace) -> int:
         if args.device != "cpu":
             raise ValueError(f"--epoch races the CPU study size; got --device {args.device}")
         print(epoch_summary(run_epoch_bench(args.quick, args.repeats, precisions, args.out, args.tag, args.images)))
-        return 0
-    print(summary(run_bench(args.quick, args.repeats, args.device, precisions, args.out, args.tag, args.lif_T,
-                            args.lif_shape)))
+    else:
+        print(summary(run_bench(args.quick, args.repeats, args.device, precisions, args.out, args.tag, args.lif_T,
+                                args.lif_shape)))
     return 0
 
 

@@ -197,10 +197,11 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
     return atomic_write_bytes(path, buf.getbuffer())
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``torch.load(weights_only=True)`` and check its layout: :class:`CheckpointError`
-    naming the file for a crafted pickle, a truncated or corrupt file (every zip member's CRC is checked first: a
-    flipped bit is refused, not loaded as different weights), or a file that is not a dta_lib checkpoint."""
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint onto the CPU with ``torch.load(weights_only=True)`` and check its layout:
+    :class:`CheckpointError` naming the file for a crafted pickle, a truncated or corrupt file (every zip member's CRC
+    is checked first: a flipped bit is refused, not loaded as different weights), or a file that is not a dta_lib
+    checkpoint."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -215,7 +216,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(f"checkpoint {path} is corrupt: CRC check failed for {bad} (the file changed after it "
                               "was written)")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"refused to load checkpoint {path}: it contains objects other than tensors and plain "

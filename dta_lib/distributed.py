@@ -95,7 +95,3 @@ def param_digest(model: nn.Module) -> str:
         h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
-
-def shard_indices(n: int, info: DistInfo) -> list[int]:
-    """This rank's share of ``range(n)`` without padding (for exact evaluation counts)."""
-    return list(range(info.rank, n, info.world_size))

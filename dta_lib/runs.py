@@ -45,7 +45,6 @@ CLEAN_TRAIN_FILE = "clean_train.json"
 AUGMENTED_TRAIN_LABEL = "train acc (augmented, running)"
 
 
-
 def load_run(path: str | os.PathLike) -> dict:
     """One run folder -> a flat dict: its config, run metadata and summary metrics (``epochs``, ``best_test_acc``,
     ``final_test_acc``, ``final_train_acc``: :data:`AUGMENTED_TRAIN_LABEL`, ``final_train_loss``, ``train_seconds``,

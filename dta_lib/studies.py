@@ -133,7 +133,7 @@ def paired_comparison(df: pd.DataFrame, by: str, baseline: Any, metric: str = "b
         r.update({"exceeds seed noise": plain, "comparisons": m, "ci95_low": ci[0], "ci95_high": ci[1],
                   "ci95_bonferroni_low": bonf[0], "ci95_bonferroni_high": bonf[1],
                   "exceeds seed noise (Bonferroni)": None if plain is None else _excludes_zero(bonf),
-                  "std_error": sd / math.sqrt(n) if n else math.nan,
+                  "std_error": sd / math.sqrt(n),
                   "min_detectable_effect": min_detectable_effect(sd, n)})
         r["verdict"] = _verdict(r, more or f"{baseline} higher", less or f"{baseline} lower")
     return pd.DataFrame(rows)
@@ -338,10 +338,15 @@ def _load(run: str | os.PathLike, checkpoint: str, hint: str) -> tuple[torch.nn.
     return model, TrainConfig.from_dict(state["config"])
 
 
-def _accuracy(model: torch.nn.Module, dataset: Any, batch_size: int, collate_fn: Callable | None = None) -> float:
+def _accuracy(model: torch.nn.Module, dataset: Any, batch_size: int,
+              reorder: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> float:
     from .train import evaluate_model
 
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    def collate(items: list) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = torch.utils.data.default_collate(items)  # event data: x is [B, T, C, H, W]
+        return reorder(x), y
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     return float(evaluate_model(model, loader, torch.device("cpu"))["test_acc"])
 
 
@@ -367,13 +372,7 @@ def time_order_control(run: str | os.PathLike, checkpoint: str = "best.pt", seed
     test_ds, g = build_data(cfg, train=False)[1], torch.Generator().manual_seed(seed)
     reorder = {"original": lambda x: x, "shuffled": lambda x: x[:, torch.randperm(x.shape[1], generator=g)],
                "reversed": lambda x: x.flip(1)}
-
-    def batch(items: list, order: str) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = torch.utils.data.default_collate(items)  # x: [B, T, C, H, W]
-        return reorder[order](x), y
-
-    return {o: _accuracy(model, test_ds, batch_size or cfg.batch_size * 2, lambda items, o=o: batch(items, o))
-            for o in TIME_ORDERS}
+    return {o: _accuracy(model, test_ds, batch_size or cfg.batch_size * 2, reorder[o]) for o in TIME_ORDERS}
 
 
 def _cached(run: str | os.PathLike, name: str, checkpoint: str, compute: Callable[[], dict[str, Any]],
@@ -452,11 +451,10 @@ def dvs_table(runs: pd.DataFrame, order: Sequence[str] | None = None) -> pd.Data
 def dvs_verdicts(runs: pd.DataFrame, diffs: pd.DataFrame, order: Sequence[str] | None = None) -> list[str]:
     """The ``verdict`` of each of ``diffs`` (:func:`paired_comparison` against ``dta``), the paper's full-scale gap and
     each variant's clean train - test gap against :data:`OVERFIT_GAP`, as sentences."""
-    order = list(order) if order is not None else list(dict.fromkeys(runs["attention"]))
     paper = _DVS_TOP1
     lines = [*diffs.get("verdict", []), f"Paper, CIFAR10-DVS: {paper['dta'] - paper['none']:+.1f} points "
              f"({paper['dta']:g} vs {paper['none']:g}) at full scale."]
-    for a, gap in runs.groupby("attention")["train_test_gap"].mean().reindex(order).items():
+    for a, gap in runs.groupby("attention", sort=False)["train_test_gap"].mean().reindex(order).items():
         lines.append(f"{a}: no train/test gap (no clean training accuracy: neither clean_train.json nor the final "
                      "checkpoint is in the run folder)." if math.isnan(gap) else
                      f"{a}: train/test gap {gap:.1f} points -> {'above' if gap > OVERFIT_GAP else 'below'} the "
@@ -528,8 +526,6 @@ def width_differences(runs: pd.DataFrame, reference: float = RELEASE_WIDTH,
                       metric: str = "best_test_acc") -> pd.DataFrame:
     """:func:`paired_comparison` of ``reference`` minus each other width, seed-paired (empty without ``reference``),
     the comparison named in a ``difference`` column."""
-    if reference not in set(runs["surrogate_width"]):
-        return pd.DataFrame()
     return paired_comparison(runs, "surrogate_width", reference, metric, lambda w: f"gamma={reference} minus gamma={w}",
                              f"gamma={reference} better", f"gamma={reference} worse"
                              ).rename(columns={"comparison": "difference"})
@@ -779,7 +775,7 @@ def study_summary(runs: pd.DataFrame, study: str, metric: str = "best_test_acc")
     has_gap = "train_test_gap" in sub.columns and bool(sub["train_test_gap"].notna().any())
     rows = []
     for vals, g in sub.groupby(keys, sort=True, dropna=False):
-        row = {**dict(zip(keys, vals if isinstance(vals, tuple) else (vals,))),
+        row = {**dict(zip(keys, vals)),  # keys: dataset and at least time_steps
                "seeds": ",".join(str(s) for s in sorted(g["seed"])),
                f"{metric}_mean": round(float(g[metric].mean()), 2), metric: _ms(g[metric]),
                "final_test_acc": _ms(g["final_test_acc"])}
@@ -809,12 +805,11 @@ def paper_gaps(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFram
                 [("none", "DTA - none", f"{dvs_gap:.2f} (81.3 - 80.4)", dvs_gap, dvs_gap)]),
         "train": ("attention", "dta", "not reported", [("none", "DTA - none", "not reported", nan, nan)]),  # nb 05
     }
-    studies = set(runs["study"]) if "study" in runs.columns else set()
     rows: list[dict[str, Any]] = []
     for study, (col, a, setting, versus) in comparisons.items():
-        for ds, g in runs[runs["study"] == study].groupby("dataset") if study in studies else ():
+        for ds, g in runs[runs["study"] == study].groupby("dataset") if "study" in runs.columns else ():
             ours = f"{ds}, DTA" if col == "time_steps" else f"{ds}, T={int(g['time_steps'].iloc[0])}"
-            diffs = paired_comparison(g, col, a, metric) if a in set(g[col]) else pd.DataFrame()
+            diffs = paired_comparison(g, col, a, metric)
             diffs = diffs.set_index(col) if len(diffs) else diffs
             for b, comparison, text, low, high in versus:
                 if b not in diffs.index:

@@ -5,6 +5,7 @@ Input is validated once, where it enters: a config when made, a checkpoint when 
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -522,7 +523,6 @@ def evaluate_model(
     model: nn.Module, loader: DataLoader, device: torch.device,
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     dist_info: D.DistInfo | None = None, probe_model: nn.Module | None = None,
-    progress: Callable[[Any, int], Any] | None = None,
 ) -> dict[str, Any]:
     """Top-1 accuracy (percent) and mean cross-entropy of the time-averaged logits; with ``probe_model``, the mean
     firing rate of each of its LIF modules (spikes per neuron per step).
@@ -543,7 +543,7 @@ def evaluate_model(
              if isinstance(m, LIF)] if probe_model is not None else []
     loss_sum, correct, n, bad = 0.0, 0.0, 0, 0.0
     try:
-        for x, y in progress(loader, len(loader)) if progress else loader:
+        for x, y in loader:  # a DataLoader, or one wrapped in a tqdm bar
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast():
                 logits = model(x).float().mean(1)
@@ -616,8 +616,8 @@ def evaluate(checkpoint: str | os.PathLike[str], dataset: str | None = None, dat
     _, test_ds, _ = build_data(cfg, train=False)
     loader = DataLoader(test_ds, batch_size=batch_size or cfg.batch_size * 2, shuffle=False, pin_memory=dev.type == "cuda")
     show = progress if progress is not None else sys.stderr.isatty()
-    rec = evaluate_model(model.to(dev), loader, dev, _autocast(dev, amp),
-                         progress=lambda it, n: tqdm(it, desc="evaluate", total=n, leave=False, disable=not show))
+    rec = evaluate_model(model.to(dev), tqdm(loader, desc="evaluate", leave=False, disable=not show), dev,
+                         _autocast(dev, amp))
     return {"checkpoint": str(checkpoint), "dataset": name, "epoch": int(state["epoch"]), "precision": precision, **rec}
 
 
@@ -764,7 +764,8 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
         if dist.enabled:
             sampler: Any = DistributedSampler(train_ds, dist.world_size, dist.rank, shuffle=True, seed=cfg.seed,
                                               drop_last=True)
-            test_ds = Subset(test_ds, D.shard_indices(len(test_ds), dist))  # type: ignore[arg-type]
+            # this rank's share of the test set, without padding: exact evaluation counts
+            test_ds = Subset(test_ds, range(dist.rank, len(test_ds), dist.world_size))  # type: ignore[arg-type]
         else:
             sampler = RandomSampler(train_ds, generator=loader_gen)  # type: ignore[arg-type]
         loader = functools.partial(DataLoader, num_workers=workers, pin_memory=pin, worker_init_fn=worker_init)
@@ -842,13 +843,12 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
                 sampler.set_epoch(epoch)
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             correct = torch.zeros((), dtype=torch.float64, device=device)
-            seen, grad_sq = 0, {}
+            seen, grad_sq = 0, collections.defaultdict(float)
             bar = progress(train_loader, f"epoch {epoch}/{cfg.epochs} train", len(train_loader))
             for step, (x, y) in enumerate(bar, start=1):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 if cfg.channels_last and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
-                target = y
                 if mixer is not None:
                     x, target = mixer(x, y)
                 with autocast():
@@ -873,8 +873,7 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
                     scaler.unscale_(opt)
                     for name, p in model.named_parameters():
                         if p.grad is not None:
-                            g = layer_group(name)
-                            grad_sq[g] = grad_sq.get(g, 0.0) + float(p.grad.detach().float().pow(2).sum())
+                            grad_sq[layer_group(name)] += float(p.grad.detach().float().pow(2).sum())
                 scaler.step(opt)
                 scaler.update()
                 # fp16: a skipped step adds 0
@@ -889,9 +888,8 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
             if cfg.record_grad_norms:  # per-step norm of each layer's gradient, averaged in quadrature (rank 0's)
                 rec["grad_norms"] = {k: math.sqrt(v / max(len(train_loader), 1)) for k, v in grad_sq.items()}
             sched.step()
-            rec.update(evaluate_model(net, test_loader, device, autocast, dist,
-                                      probe_model=model if cfg.record_firing_rates else None,
-                                      progress=lambda it, n: progress(it, "test", n)))
+            rec.update(evaluate_model(net, progress(test_loader, "test", len(test_loader)), device, autocast, dist,
+                                      probe_model=model if cfg.record_firing_rates else None))
             improved = rec["test_acc"] > best_acc
             if improved:
                 best_acc, best_epoch = rec["test_acc"], epoch

@@ -13,7 +13,7 @@ import torch
 
 from dta_lib import ms_resnet18
 from dta_lib.checkpoint import load_checkpoint
-from dta_lib.distributed import DistInfo, detect, gather_objects, param_digest, shard_indices, wrap_model
+from dta_lib.distributed import DistInfo, detect, gather_objects, param_digest, wrap_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,12 +38,6 @@ def test_detect_rejects_bad_environment(monkeypatch, rank, world, match):
     monkeypatch.setenv("WORLD_SIZE", world)
     with pytest.raises(ValueError, match=match):
         detect()
-
-
-def test_shard_indices_cover_exactly_once():
-    shards = [shard_indices(11, DistInfo(r, 3, r, True)) for r in range(3)]
-    assert sorted(i for s in shards for i in s) == list(range(11))
-    assert shard_indices(5, DistInfo()) == list(range(5))
 
 
 def test_param_digest_detects_a_one_bit_change():
