@@ -37,8 +37,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset", required=True, choices=sorted(RECIPES), help="dataset and its training recipe")
     g.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
                    help="size: smoke (CI, <60 s), cpu (laptop, minutes), paper (exact recipe, GPU)")
-    g.add_argument("--out", default=None, help="run folder (created); required unless --no-save")
-    g.add_argument("--no-save", action="store_true", help="write no files (print the result only)")
+    where = g.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", default=None, help="run folder (created)")
+    where.add_argument("--no-save", action="store_true", help="write no files (print the result only)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt, exactly")
     g.add_argument("--lr-scale", choices=["none", "linear"], default="none",
                    help="under torchrun, 'linear' multiplies the learning rate by the number of processes (the batch "
@@ -84,15 +85,11 @@ def _run_train(args: argparse.Namespace) -> int:
     from .distributed import detect
     from .train import make_config, train
 
-    if args.out is None and not args.no_save:
-        raise ValueError("--out DIR is required (or pass --no-save to write nothing)")
-    if args.out is not None and args.no_save:
-        raise ValueError("--out and --no-save exclude each other")
-    cfg = make_config(args.dataset, args.preset, **config_overrides(args))
-    if args.lr_scale == "linear" and detect().world_size > 1:
-        cfg = cfg.replace(lr=cfg.lr * detect().world_size)
+    cfg, dist = make_config(args.dataset, args.preset, **config_overrides(args)), detect()
+    if args.lr_scale == "linear" and dist.world_size > 1:
+        cfg = cfg.replace(lr=cfg.lr * dist.world_size)
     res = train(cfg, out=args.out, resume=args.resume)
-    if detect().is_main:
+    if dist.is_main:
         print(json.dumps({"best_acc": res.best_acc, "best_epoch": res.best_epoch, "final_acc": res.final_acc,
                           "epochs": res.epochs, "wall_seconds": round(res.wall_seconds, 2),
                           "out": str(res.out) if res.out else None}))

@@ -2,9 +2,10 @@
 
 Two races (docs/performance.md), interleaved repetitions (A, B, A, B, ...) after a warm-up round, median times:
 LIF forward + backward (:func:`bench_lif`) and, with ``--epoch``, one training epoch at the CPU study size
-(:func:`bench_epoch`). Precisions: ``fp32``, and ``bf16`` (``torch.autocast`` for the models; bf16 tensors for the
-LIF). Peak memory: :func:`peak_added_bytes`. Results go atomically to ``bench/bench_<tag>.json`` and ``.png`` of the
-output root (:func:`dta_lib.paths.output_root`).
+(:func:`bench_epoch`); ``--gpu`` is the GPU check (:func:`run_gpu_check`, ``scripts/gpu_check.sh``). Precisions:
+``fp32``, and ``bf16`` (``torch.autocast`` for the models; bf16 tensors for the LIF). Peak memory:
+:func:`peak_added_bytes`; notebook 07's cost of one training step per T: :func:`step_cost`. Results go atomically to
+``bench/bench_<tag>.json`` and ``.png`` of the output root (:func:`dta_lib.paths.output_root`).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import logging
 import os
 import platform
 import statistics
+import sys
 import time
 from importlib.metadata import version
 from itertools import accumulate
@@ -32,6 +34,7 @@ from .models.ms_resnet import ms_resnet18
 from .models.reference import ReferenceMSResNet18, reference_lif
 from .paths import output_root
 from .snn.functional import lif_multistep
+from .snn.kernels import lif_backend_name
 from . import train
 from .train import cpu_model, git_commit, git_dirty
 
@@ -122,6 +125,32 @@ def _steps(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: list[tup
     return run
 
 
+def step_cost(cfg: train.TrainConfig, steps: int = 3) -> dict[str, float]:
+    """Cost of one BPTT training step of ``cfg``'s model (forward, cross-entropy on the mean over T, backward, SGD
+    step) on a random batch of ``cfg``'s shape, on ``cfg.threads`` (default 1) CPU threads, after a warm-up step
+    that creates the gradients and momentum buffers: ``step_mib``, the PyTorch allocator's peak during one step
+    above what was allocated before it (:func:`peak_added_bytes`: the activations kept for BPTT, gradients,
+    temporaries), and ``step_cpu_s``, CPU seconds per step over ``steps`` more steps (``time.process_time``:
+    hardly depends on other jobs sharing the machine)."""
+    info, cpu, threads = train.get_data_info(cfg.dataset), torch.device("cpu"), torch.get_num_threads()
+    shape = (cfg.batch_size, *([cfg.time_steps] if info.is_event else []), info.in_channels, info.image_size,
+             info.image_size)
+    torch.set_num_threads(cfg.threads or 1)
+    try:
+        torch.manual_seed(0)
+        model = train.build_model(cfg, info)
+        step = _steps(model, torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum),
+                      [(torch.rand(shape), torch.randint(0, info.num_classes, (cfg.batch_size,)))], "fp32", cpu)
+        step()  # warm-up: gradients, optimizer buffers
+        peak, c0 = peak_added_bytes(step, cpu), time.process_time()
+        for _ in range(steps):
+            step()
+        return {"time_steps": cfg.time_steps, "step_mib": peak / 2**20,
+                "step_cpu_s": (time.process_time() - c0) / steps}
+    finally:
+        torch.set_num_threads(threads)
+
+
 # ---------------------------------------------------------------------------------------------- the LIF race
 def bench_lif(time_steps: Sequence[int] = (4, 6, 10), shape: Sequence[int] = (16, 128, 32, 32),
               precisions: Sequence[str] = PRECISIONS, repeats: int = 5, device: str | torch.device = "cpu",
@@ -155,8 +184,14 @@ def bench_lif(time_steps: Sequence[int] = (4, 6, 10), shape: Sequence[int] = (16
             times = race(fns, repeats, dev, warmup=2)  # compiled candidates settle in two calls
             mem = {k: peak_added_bytes(f, dev) for k, f in fns.items()}
             med = {k: statistics.median(v) for k, v in times.items()}
-            moved = _lif_bytes_moved(x)
-            copy_bw = _copy_bandwidth(x.detach(), repeats, dev)
+            # the least bytes a fused LIF forward + backward moves: read x, write spikes; read the saved tensor and
+            # the spike gradient, write dL/dx (saved: the fp32 membrane on CUDA, x itself on CPU)
+            e, membrane, xd = x.element_size(), (4 if x.is_cuda else 0), x.detach()
+            moved = x.numel() * (2 * e + membrane) + x.numel() * ((membrane or e) + 2 * e)
+            # the practical memory roofline of an elementwise kernel: read + write of a copy into a preallocated tensor
+            dst = torch.empty_like(xd)
+            copy_s = statistics.median(race({"copy": lambda: dst.copy_(xd)}, max(repeats, 3), dev)["copy"])
+            copy_bw = 2 * x.numel() * e / copy_s / 1e9
             for k in fns:
                 out.append({
                     "bench": "lif", "impl": k, "precision": prec, "T": t, "shape": list(full),
@@ -193,30 +228,13 @@ def _spikingjelly() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     return {"spikingjelly": make(), "spikingjelly+compile": torch.compile(make(), dynamic=False)}
 
 
-def _lif_bytes_moved(x: torch.Tensor) -> int:
-    """Bytes a fused LIF forward + backward must move at least: read ``x``, write spikes; read the saved
-    tensor and the spike gradient, write ``dL/dx`` (the fp32 membrane on CUDA, ``x`` itself on CPU)."""
-    e, membrane = x.element_size(), (4 if x.is_cuda else 0)
-    return int(x.numel() * (2 * e + membrane) + x.numel() * ((membrane or e) + 2 * e))
-
-
-def _copy_bandwidth(x: torch.Tensor, repeats: int, device: torch.device) -> float:
-    """Measured bandwidth (GB/s, read + write) of ``dst.copy_(x)`` into a preallocated tensor: the
-    machine's practical memory roofline for an elementwise kernel."""
-    dst = torch.empty_like(x)
-    t = race({"copy": lambda: dst.copy_(x)}, max(repeats, 3), device)["copy"]
-    return 2 * x.numel() * x.element_size() / statistics.median(t) / 1e9
-
-
 # ---------------------------------------------------------------------------------------------- the training epoch
-def conv_step(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32",
-              device: torch.device | None = None) -> tuple[Callable[[], None], int]:
+def conv_step(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32") -> tuple[Callable[[], None], int]:
     """``(run, calls)``: ``run()`` performs the convolutions of one training step of ``model`` on ``x`` and nothing
     else: every ``nn.Conv1d``/``nn.Conv2d`` call of a forward pass (``calls`` of them), recorded with its real input,
     alone, forward + backward (input gradient when the network needs it, weight and bias gradients), in the module's
     own memory format under ``precision``'s autocast. ``step / conv time`` bounds the speed-up any LIF, DTA or memory
     work can give without faster convolution kernels."""
-    device = device or x.device
     calls: list[tuple[torch.nn.Module, torch.Tensor, bool]] = []
 
     def hook(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
@@ -224,7 +242,7 @@ def conv_step(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32",
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))]
     try:
-        with torch.enable_grad(), _autocast(device, precision):
+        with torch.enable_grad(), _autocast(x.device, precision):
             model(x)
     finally:
         for h in handles:
@@ -233,11 +251,11 @@ def conv_step(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32",
     def one(mod: torch.nn.Module, inp: torch.Tensor, needs_grad: bool) -> Callable[[], None]:
         leaf = inp.requires_grad_(needs_grad)
         wrt = ([leaf] if needs_grad else []) + [p for p in mod.parameters() if p.requires_grad]
-        with torch.no_grad(), _autocast(device, precision):
+        with torch.no_grad(), _autocast(x.device, precision):
             gy = torch.ones_like(mod(leaf))
 
         def run() -> None:
-            with _autocast(device, precision):
+            with _autocast(x.device, precision):
                 y = mod(leaf)
             torch.autograd.grad(y, wrt, gy)
 
@@ -276,26 +294,6 @@ PROFILE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def epoch_images(n: int, image_size: int = 28, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """``n`` normalised Fashion-MNIST training images ``[n, 1, s, s]`` (random ones when no copy is found), labels
-    and where they came from."""
-    from .data.fashion import load_fashion_mnist_samples
-    from .data.registry import dataset_info
-
-    try:
-        x, y = load_fashion_mnist_samples(n, split="train")
-        source = f"fashion-mnist train[0:{n}]"
-    except (FileNotFoundError, ValueError, OSError):
-        g = torch.Generator().manual_seed(seed)
-        x, y = torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
-        source = "random (no Fashion-MNIST copy found)"
-    info = dataset_info("fashion-mnist")
-    x = (x - info.mean[0]) / info.std[0]
-    if image_size != 28:
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
-    return x, y, source
-
-
 def step_profile(step: Callable[[], None], steps: int = 3) -> dict[str, float]:
     """Seconds per call of ``step`` (already warm) in each group of :data:`PROFILE_GROUPS` and "other": the self CPU
     time of every torch.profiler event over ``steps`` calls after one profiled warm-up call, grouped by name; the
@@ -314,24 +312,30 @@ def step_profile(step: Callable[[], None], steps: int = 3) -> dict[str, float]:
     return out
 
 
-def bench_epoch(images: int = 1280, batch: int = 64, time_steps: int = 4, width: float = 0.125, image_size: int = 28,
-                precisions: Sequence[str] = ("fp32",),
-                candidates: Sequence[tuple[str, str, bool, bool]] = EPOCH_CANDIDATES,
-                repeats: int = 3, seed: int = 0) -> list[dict[str, Any]]:
-    """Race one training epoch of ``images`` images (``images // batch`` full batches; SGD with momentum 0.9 and
-    weight decay, as the trainer does) on the CPU: the release and this library eager and with the one-liners any
-    user adds (:data:`EPOCH_CANDIDATES`), one row per candidate whose precision is in ``precisions`` (the eager fp32
-    release always runs), plus the convolutions-only floor per precision; the fastest set-up of each side is profiled
-    (:func:`step_profile`). bf16 belongs only where native (AVX512-BF16 / AMX; emulated it is minutes slower)."""
+def bench_epoch(images: int = 1280, batch: int = 64, time_steps: int = 4, width: float = 0.125,
+                precisions: Sequence[str] = ("fp32",), repeats: int = 3, seed: int = 0) -> list[dict[str, Any]]:
+    """Race one training epoch of ``images`` normalised 28x28 Fashion-MNIST training images (random ones when no copy
+    is found; ``images // batch`` full batches; SGD with momentum 0.9 and weight decay, as the trainer does) on the
+    CPU: the release and this library eager and with the one-liners any user adds (:data:`EPOCH_CANDIDATES`), one row
+    per candidate whose precision is in ``precisions`` (the eager fp32 release always runs), plus the
+    convolutions-only floor per precision; the fastest set-up of each side is profiled (:func:`step_profile`). bf16
+    belongs only where native (AVX512-BF16 / AMX; emulated it is minutes slower)."""
     if images < batch or batch < 1 or time_steps < 1 or repeats < 1:
         raise ValueError(f"need images >= batch >= 1, time_steps >= 1, repeats >= 1; got images={images}, "
                          f"batch={batch}, time_steps={time_steps}, repeats={repeats}")
-    if EPOCH_CANDIDATES[0] not in candidates:
-        raise ValueError("the candidates must include the eager fp32 release, ('release', 'fp32', False, False)")
+    from .data.fashion import load_fashion_mnist_samples
+    from .data.registry import dataset_info
     from .train import compile_model
 
-    dev = torch.device("cpu")
-    x, y, source = epoch_images(images, image_size, seed)
+    try:
+        x, y = load_fashion_mnist_samples(images, split="train")
+        source = f"fashion-mnist train[0:{images}]"
+    except (FileNotFoundError, ValueError, OSError):
+        g = torch.Generator().manual_seed(seed)
+        x, y = torch.rand(images, 1, 28, 28, generator=g), torch.randint(0, 10, (images,), generator=g)
+        source = "random (no Fashion-MNIST copy found)"
+    info, dev = dataset_info("fashion-mnist"), torch.device("cpu")
+    x = (x - info.mean[0]) / info.std[0]
     steps = images // batch
     batches = [(x[i * batch:(i + 1) * batch].contiguous(), y[i * batch:(i + 1) * batch]) for i in range(steps)]
     batches_cl = [(b.contiguous(memory_format=torch.channels_last), t) for b, t in batches]
@@ -346,7 +350,7 @@ def bench_epoch(images: int = 1280, batch: int = 64, time_steps: int = 4, width:
     def sgd(m: torch.nn.Module) -> torch.optim.Optimizer:
         return torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-5)
 
-    for impl, prec, cl, comp in [c for c in candidates if c[1] in precisions or c == EPOCH_CANDIDATES[0]]:
+    for impl, prec, cl, comp in [c for c in EPOCH_CANDIDATES if c[1] in precisions or c == EPOCH_CANDIDATES[0]]:
         m = copy.deepcopy(ours if impl == "dta_lib" else release)
         m = m.to(memory_format=torch.channels_last) if cl else m
         net, data = (compile_model(m) if comp else m), (batches_cl if cl else batches)
@@ -355,7 +359,7 @@ def bench_epoch(images: int = 1280, batch: int = 64, time_steps: int = 4, width:
     conv_net = copy.deepcopy(ours).to(memory_format=torch.channels_last)
     precs = list(dict.fromkeys(k.split("/")[1] for k in fns))
     for prec in precs:
-        run, _ = conv_step(conv_net, batches_cl[0][0], prec, dev)
+        run, _ = conv_step(conv_net, batches_cl[0][0], prec)
         fns[f"{CONV_FLOOR}/{prec}"] = lambda run=run: [run() for _ in range(steps)]
     times = race(fns, repeats, dev, warmup=1)
     med = {k: statistics.median(ts) for k, ts in times.items()}
@@ -367,7 +371,7 @@ def bench_epoch(images: int = 1280, batch: int = 64, time_steps: int = 4, width:
         floor = med[f"{CONV_FLOOR}/{prec}"]
         rows.append({
             "bench": "epoch", "impl": name, "precision": prec, "images": steps * batch, "batch": batch,
-            "T": time_steps, "width": width, "image_size": image_size, "data": source,
+            "T": time_steps, "width": width, "image_size": 28, "data": source,
             "median_s": med[key], "times_s": ts, "images_per_s": steps * batch / med[key],
             "speedup_vs_release_fp32": med["release/fp32"] / med[key],
             "speedup_vs_best_release_same_precision": best_release[prec] / med[key],
@@ -406,28 +410,20 @@ def bench_metadata(device: torch.device, **extra: Any) -> dict[str, Any]:
     return meta | extra
 
 
-def _pyplot(path: Path | None):
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: Path | None):
     if path is not None:
+        import matplotlib.pyplot as plt
+
         from .viz import save_figure
 
         save_figure(fig, Path(path).absolute(), dpi=120)  # a relative path means the working folder here
-        _pyplot(None).close(fig)
+        plt.close(fig)
     return fig
 
 
 def plot(result: dict[str, Any], path: Path | None = None):
     """The LIF race: each candidate's speed-up over the release's loop per T and precision."""
-    plt = _pyplot(path)
+    import matplotlib.pyplot as plt
     import pandas as pd
     import seaborn as sns
 
@@ -459,8 +455,7 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def load_result(path: str | Path) -> dict[str, Any]:
-    """Read a ``bench_*.json`` written by :func:`run_bench` (keys meta, lif) or :func:`run_epoch_bench` (meta,
-    epoch)."""
+    """Read a ``bench_*.json`` written by ``python -m dta_lib.bench`` (keys meta, lif) or ``--epoch`` (meta, epoch)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no benchmark result at {path}; run `python -m dta_lib.bench` to create it")
@@ -474,7 +469,9 @@ def load_result(path: str | Path) -> dict[str, Any]:
 def plot_epoch(result: dict[str, Any], path: Path | None = None):
     """Images/s of one training epoch per candidate, labelled with the speed-up over the release in fp32."""
     rows = result["epoch"]
-    fig, ax = _pyplot(path).subplots(figsize=(8, 0.5 * len(rows) + 1.6))
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.6))
     labels = [f"{r['impl']} / {r['precision']}" for r in rows]
     vals = [r["images_per_s"] for r in rows]
     colors = [("0.45" if r["precision"] == "bf16" else "0.7") if r["impl"].startswith("release")
@@ -521,52 +518,65 @@ def epoch_summary(result: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- command line
-def _write(result: dict[str, Any], out_dir: str | Path | None, name: str, draw: Callable[..., Any]) -> None:
-    """``<name>.json`` and ``<name>.png`` into ``out_dir`` (default: ``bench/`` of the output root), atomically."""
-    out = Path(out_dir) if out_dir is not None else output_root() / "bench"
-    atomic_write_text(out / f"{name}.json", json.dumps(result, indent=1))
-    draw(result, out / f"{name}.png")
+def run_gpu_check(out_dir: str | Path | None = None, dry_run: bool = False) -> int:
+    """``--gpu`` (``scripts/gpu_check.sh``; docs/performance.md, "GPU"): the LIF race on ``[16, 6, 128, 32, 32]`` and
+    one full-width ``ms_resnet18`` + DTA training step per candidate against the release's computation (bf16 and fp16
+    autocast, eager; bf16 compiled) into ``gpu_check.json``, rewritten after every row (a row that fails is recorded
+    and the next one runs), and ``.png``. Exit 2 without a CUDA GPU; ``dry_run``: toy sizes on the CPU (for CI)."""
+    if not dry_run and not torch.cuda.is_available():
+        print("gpu_check: no CUDA GPU visible to torch; nothing measured", file=sys.stderr)
+        return 2
+    t0, small, dev = time.perf_counter(), dry_run, torch.device("cpu" if dry_run else "cuda")
+    folder = Path(out_dir) if out_dir is not None else output_root() / "bench"
+    meta = bench_metadata(dev, dry_run=small, capability=None if small else list(torch.cuda.get_device_capability(dev)),
+                          auto_precision=None if small else str(train.cuda_autocast_dtype(dev)))
+    result: dict[str, Any] = {"meta": meta, "lif": [], "step": []}
 
+    def attempt(section: str, rows: Callable[[], list[dict[str, Any]]], **label: Any) -> None:
+        try:
+            result[section] += rows()
+        except Exception as e:  # noqa: BLE001 - recorded beside the rows already measured; the next one runs
+            result[section].append({**label, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+        meta["lif_backend"] = lif_backend_name(dev)  # after the runs: a kernel that failed shows its fallback
+        meta["wall_seconds"] = time.perf_counter() - t0
+        atomic_write_text(folder / "gpu_check.json", json.dumps(result, indent=2, default=str) + "\n")
 
-def run_bench(quick: bool = False, repeats: int | None = None, device: str = "cpu",
-              precisions: Sequence[str] = PRECISIONS, out_dir: str | Path | None = None, tag: str | None = None,
-              lif_time_steps: Sequence[int] = (4, 6, 10), lif_shape: Sequence[int] | None = None,
-              write: bool = True) -> dict[str, Any]:
-    """The LIF race; writes ``bench_<tag or device>.json`` and ``.png`` unless ``write=False``. ``quick`` races
-    ``[2, T, 8, 8, 8]`` to check the machinery in seconds; its numbers mean nothing."""
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
-    reps = repeats if repeats is not None else (2 if quick else 5)
-    result: dict[str, Any] = {"meta": bench_metadata(dev, quick=quick, repeats=reps, precisions=list(precisions))}
-    result["lif"] = bench_lif(lif_time_steps, lif_shape or ((2, 8, 8, 8) if quick else (16, 128, 32, 32)),
-                              precisions, reps, dev)
-    if write:
-        _write(result, out_dir, f"bench_{tag or dev.type}", plot)
-    return result
+    attempt("lif", lambda: bench_lif((4,) if small else (6,), (2, 8, 8, 8) if small else (16, 128, 32, 32),
+                                     ("fp32",) if small else PRECISIONS, 1 if small else 20, dev))
+    torch.backends.cudnn.benchmark = True
+    batch, size, width = (2, 16, 0.0625) if small else (64, 32, 1.0)
+    x = torch.randn(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,), device=dev)
+    sides = ("release", "dta_lib")
+    plan = [(prec, side, False) for prec in (["bf16"] if small else ["bf16", "fp16"]) for side in sides]
+    for prec, side, compiled in plan + ([] if small else [("bf16", side, True) for side in sides]):
+        name = f"{side} {'compiled' if compiled else 'eager'} {prec}"
 
+        def one() -> list[dict[str, Any]]:
+            torch.manual_seed(0)
+            ours = ms_resnet18(10, 6, "dta", width=width)
+            model = (ours if side == "dta_lib" else _release_twin(ours, 6, width=width)).to(dev)
+            model = model.to(memory_format=torch.channels_last)
+            step = _steps(torch.compile(model, dynamic=False) if compiled else model,
+                          torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), [(x, y)], prec, dev,
+                          torch.amp.GradScaler(dev.type, enabled=prec == "fp16"))
+            s = statistics.median(race({"step": step}, 1 if small else 10, dev)["step"])  # after one warm-up step
+            return [{"candidate": name, "precision": prec, "compiled": compiled, "images_per_s": batch / s,
+                     "peak_mib": peak_added_bytes(step, dev) / 2**20, "cudnn_benchmark": True, "channels_last": True,
+                     "backend": lif_backend_name(dev, compiled) if side == "dta_lib" else "release loop"}]
 
-def run_epoch_bench(quick: bool = False, repeats: int | None = None, precisions: Sequence[str] = ("fp32",),
-                    out_dir: str | Path | None = None, tag: str | None = None, images: int | None = None,
-                    width: float = 0.125, time_steps: int = 4, batch: int = 64, write: bool = True) -> dict[str, Any]:
-    """The training-epoch race (:func:`bench_epoch`) at the study size; writes ``bench_epoch_<tag or cpu>.json`` and
-    ``.png`` unless ``write=False``. ``quick``: 2 batches of 8 images at width 1/16, T=2 (machinery only)."""
-    dev = torch.device("cpu")
-    reps = repeats if repeats is not None else (1 if quick else 3)
-    if quick:
-        images, batch, width, time_steps = 16, 8, 0.0625, 2
-    result: dict[str, Any] = {"meta": bench_metadata(dev, quick=quick, repeats=reps, precisions=list(precisions))}
-    result["epoch"] = bench_epoch(images=images or 1280, batch=batch, time_steps=time_steps, width=width,
-                                  precisions=precisions, repeats=reps)
-    if write:
-        _write(result, out_dir, f"bench_epoch_{tag or dev.type}", plot_epoch)
-    return result
+        attempt("step", one, candidate=name)
+    import matplotlib.pyplot as plt
 
-
-def default_precisions(device: str | torch.device) -> list[str]:
-    """fp32 and bf16 where bf16 is native (CUDA, or a CPU with AVX512-BF16/AMX), else fp32 only."""
-    native = torch.device(device).type == "cuda" or train.cpu_has_native_bf16()
-    return list(PRECISIONS) if native else ["fp32"]
+    ok = [r for r in result["step"] if "images_per_s" in r]
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(ok) + 1.2))
+    ax.barh([f"{r['candidate']} ({r['peak_mib']:.0f} MiB)" for r in ok], [r["images_per_s"] for r in ok],
+            color=["tab:gray" if r["candidate"].startswith("release") else "tab:blue" for r in ok])
+    ax.set(xlabel="training images / s (higher is better); peak memory in brackets",
+           title=f"one training step, {meta.get('gpu', 'CPU dry run')}, batch {batch}")
+    _save(fig, folder / "gpu_check.png")
+    print(json.dumps({"out": str(folder / "gpu_check.json"), "wall_seconds": round(meta["wall_seconds"], 1)}))
+    return 0
 
 
 def _repeats(text: str) -> int:
@@ -590,20 +600,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epoch", action="store_true", help="instead: race one training epoch at the CPU study size (width "
                    "1/8, T=4, batch 64, 28x28) against the release's computation; bench_epoch_<tag>.json/.png")
     p.add_argument("--images", type=int, default=None, help="--epoch: images per timed epoch (default 1280)")
+    p.add_argument("--gpu", action="store_true", help="instead: the GPU check (scripts/gpu_check.sh): the LIF race and "
+                   "the full-width training step race on CUDA; gpu_check.json/.png; exit 2 without a CUDA GPU")
+    p.add_argument("--dry-run", action="store_true", help="--gpu at toy sizes on the CPU (runs the code)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of the ``bench`` subcommand."""
+    """Entry point of the ``bench`` subcommand: the LIF race into ``bench_<tag or device>.json`` and ``.png``,
+    ``--epoch`` the training-epoch race at the study size into ``bench_epoch_<tag or cpu>.*``, ``--gpu``
+    :func:`run_gpu_check`. Default precisions: fp32 and bf16 where bf16 is native (CUDA, or a CPU with
+    AVX512-BF16/AMX), else fp32. ``--quick`` checks the machinery in seconds (LIF ``[2, T, 8, 8, 8]``; epoch: 2
+    batches of 8 images at width 1/16, T=2); its numbers mean nothing."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    precisions = args.precision or default_precisions(args.device)
+    if args.gpu:
+        return run_gpu_check(args.out, args.dry_run)
+    dev, q = torch.device(args.device), args.quick
+    if args.epoch and dev.type != "cpu":
+        raise ValueError(f"--epoch races the CPU study size; got --device {args.device}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
+    native = dev.type == "cuda" or train.cpu_has_native_bf16()
+    precisions = args.precision or (list(PRECISIONS) if native else ["fp32"])
+    reps = args.repeats or ((1 if q else 3) if args.epoch else (2 if q else 5))
+    result: dict[str, Any] = {"meta": bench_metadata(dev, quick=q, repeats=reps, precisions=list(precisions))}
     if args.epoch:
-        if args.device != "cpu":
-            raise ValueError(f"--epoch races the CPU study size; got --device {args.device}")
-        print(epoch_summary(run_epoch_bench(args.quick, args.repeats, precisions, args.out, args.tag, args.images)))
+        result["epoch"] = bench_epoch(16 if q else args.images or 1280, 8 if q else 64, 2 if q else 4,
+                                      0.0625 if q else 0.125, precisions, reps)
+        name, draw, text = "bench_epoch", plot_epoch, epoch_summary
     else:
-        print(summary(run_bench(args.quick, args.repeats, args.device, precisions, args.out, args.tag, args.lif_T,
-                                args.lif_shape)))
+        result["lif"] = bench_lif(args.lif_T, args.lif_shape or ((2, 8, 8, 8) if q else (16, 128, 32, 32)),
+                                  precisions, reps, dev)
+        name, draw, text = "bench", plot, summary
+    folder, stem = Path(args.out) if args.out is not None else output_root() / "bench", f"{name}_{args.tag or dev.type}"
+    atomic_write_text(folder / f"{stem}.json", json.dumps(result, indent=1))
+    draw(result, folder / f"{stem}.png")
+    print(text(result))
     return 0
 
 

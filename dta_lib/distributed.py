@@ -1,6 +1,6 @@
 """Multi-process training with ``torchrun`` + DDP (thin helpers over ``torch.distributed``): :func:`detect` reads
-``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``, :func:`setup` joins the process group (``nccl`` on CUDA, ``gloo`` on CPU).
-Only rank 0 writes files; metrics are summed across ranks.
+``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``; :func:`dta_lib.train.train` joins the process group (``nccl`` on CUDA,
+``gloo`` on CPU) and wraps the model. Only rank 0 writes files; metrics are summed across ranks.
 """
 from __future__ import annotations
 
@@ -43,29 +43,6 @@ def detect() -> DistInfo:
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"inconsistent torchrun environment: RANK={rank}, WORLD_SIZE={world}")
     return DistInfo(rank, world, env["LOCAL_RANK"], enabled=world > 1)
-
-
-def setup(info: DistInfo, device: torch.device) -> None:
-    """Join the process group when launched by ``torchrun`` with more than one process (``info``: :func:`detect`'s)."""
-    if info.enabled and not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(info.local_rank)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-
-
-def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def wrap_model(model: nn.Module, info: DistInfo, device: torch.device, sync_bn: bool = False) -> nn.Module:
-    """DDP-wrap ``model`` (optionally converting BatchNorm to SyncBatchNorm) when distributed."""
-    if not info.enabled:
-        return model
-    if sync_bn:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    ids = [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
 def all_reduce_sum(values: Sequence[float], device: torch.device, info: DistInfo) -> list[float]:

@@ -7,7 +7,6 @@ keep their committed CI-sized outputs. Only the parameters a notebook declares i
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_text
+from .nbsetup import normalize_notebook, notebook_defaults
 from .runs import NO_TRAIN_ENV, REUSE_SINCE_ENV
 from .paths import CHECKOUT, now, output_root
 
@@ -31,24 +31,6 @@ def notebooks(selection: list[str] | None = None) -> list[Path]:
     if missing:
         raise SystemExit(f"no notebook matches {missing}; have {[p.name for p in found]}")
     return [p for p in found if not selection or any(hit(p, s) for s in selection)]
-
-
-def refresh_committed(paths: list[Path]) -> int:
-    """Execute each notebook with its defaults (nothing injected) and atomically replace it, metadata normalised."""
-    import nbformat
-
-    from .nbsetup import normalize_notebook
-
-    for nb in paths:
-        t0, tmp = time.perf_counter(), nb.with_name(_partial_name(nb))
-        try:
-            _papermill(nb, tmp)
-            nbformat.write(normalize_notebook(nbformat.read(str(tmp), as_version=4)), str(tmp))
-            tmp.replace(nb)
-        finally:
-            tmp.unlink(missing_ok=True)
-        print(f"[refresh] {nb.name} in {time.perf_counter() - t0:.0f}s", flush=True)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="with the cpu preset: skip rendering the study notebooks from their committed runs")
     args = ap.parse_args(argv)
     chosen = notebooks(args.notebooks)  # validated before anything is written
-    if args.refresh_committed:
-        return refresh_committed(chosen)
+    if args.refresh_committed:  # each with its defaults (nothing injected), replaced atomically, metadata normalised
+        for nb in chosen:
+            _execute(nb, nb.parent, None)
+        return 0
     if args.preset == "study" and (skipped := [p.name for p in chosen if p.name[:2] not in STUDY_PLAN]):
         chosen = [p for p in chosen if p.name[:2] in STUDY_PLAN]
         print(f"[reproduce] PRESET=study: not yet at this preset, skipped: {', '.join(skipped)}", flush=True)
@@ -138,23 +122,22 @@ def _partial_name(nb: Path) -> str:
     return f".{nb.stem}.partial.ipynb"
 
 
-def _papermill(nb: Path, tmp: Path, parameters: dict[str, Any] | None = None) -> None:
-    import papermill as pm
-
-    # the kernel's start-up warning about TCP without encryption (a local kernel, for us) is noise: log errors only
-    pm.execute_notebook(str(nb), str(tmp), parameters=parameters, cwd=str(nb.parent), kernel_name="python3",
-                        progress_bar=False, extra_arguments=["--IPKernelApp.log_level=ERROR"])
-
-
-def _execute(nb: Path, out: Path, wanted: dict[str, Any]) -> None:
-    """Run notebook ``nb`` with the parameters of ``wanted`` that it declares; write it to ``out`` atomically.
+def _execute(nb: Path, out: Path, wanted: dict[str, Any] | None) -> None:
+    """Run notebook ``nb`` with the parameters of ``wanted`` that it declares; write it to ``out`` atomically
+    (``wanted=None``: the committed copy, its defaults, metadata normalised).
 
     A failed run leaves its executed copy (with the traceback) as ``out/.<name>.partial.ipynb`` and raises."""
+    import nbformat
     import papermill as pm
 
-    declared = pm.inspect_notebook(str(nb))
+    declared = notebook_defaults(nb)
     t0, tmp = time.perf_counter(), out / _partial_name(nb)
-    _papermill(nb, tmp, {k: v for k, v in wanted.items() if k in declared})
+    # the kernel's start-up warning about TCP without encryption (a local kernel, for us) is noise: log errors only
+    pm.execute_notebook(str(nb), str(tmp), parameters={k: v for k, v in (wanted or {}).items() if k in declared},
+                        cwd=str(nb.parent), kernel_name="python3", progress_bar=False,
+                        extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    if wanted is None:
+        nbformat.write(normalize_notebook(nbformat.read(str(tmp), as_version=4)), str(tmp))
     tmp.replace(out / nb.name)
     print(f"[reproduce]    done in {time.perf_counter() - t0:.0f} s -> {out / nb.name}", flush=True)
 
@@ -197,25 +180,18 @@ def preflight(preset: str, dataset: str, chosen: list[Path], download: bool = Fa
     ``dataset`` (or, when its own default is an event dataset, on the event counterpart of ``dataset``: emulated event
     data needs only its static source); one that declares only ``DOWNLOAD`` reads real Fashion-MNIST images; the others
     (the report) read recorded runs."""
-    import papermill as pm
-
     from .data.datasets import EMULATION_SOURCE, build_datasets
     from .data.registry import dataset_info
     from .studies import event_dataset
 
     dataset_info(dataset)  # an unknown name: ValueError listing the valid ones
     needed: dict[str, None] = {}  # in order, once each
-    for nb in chosen:
-        declared = pm.inspect_notebook(str(nb))
+    for declared in map(notebook_defaults, chosen):
         if "DATASET" in declared:
-            default = ast.literal_eval(declared["DATASET"]["default"])
-            name = event_dataset(dataset) if dataset_info(default).is_event else dataset
-            name = EMULATION_SOURCE.get(name, name)
+            name = event_dataset(dataset) if dataset_info(declared["DATASET"]).is_event else dataset
+            needed[EMULATION_SOURCE.get(name, name)] = None
         elif "DOWNLOAD" in declared:
-            name = "fashion-mnist"
-        else:
-            continue
-        needed[name] = None
+            needed["fashion-mnist"] = None
     if preset == "paper" and dataset.startswith("cifar"):
         needed["cifar10-dvs"] = None
     problems = []

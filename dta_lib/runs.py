@@ -23,7 +23,7 @@ from .train import TrainConfig, config_diff, make_config, train
 
 
 # tables: a run is a folder holding config.json, metrics.jsonl (one JSON object per epoch) and optionally run.json
-# (hardware, versions, git commit, wall time); load_runs finds every run below a folder, one row per run.
+# (hardware, versions, git commit, wall time); load_run reads one into a row.
 
 def _flatten(d: dict, prefix: str = "") -> dict:
     out: dict = {}
@@ -77,14 +77,6 @@ def load_run(path: str | os.PathLike) -> dict:
     )
     row["train_test_gap"] = row["clean_train_acc"] - row["final_test_acc"]
     return row
-
-
-def load_runs(root: str | os.PathLike, pattern: str = "**/metrics.jsonl") -> pd.DataFrame:
-    """Every run below ``root`` (folders holding ``metrics.jsonl``), one row each, sorted by path."""
-    root = Path(root)
-    if not root.exists():
-        raise FileNotFoundError(f"no runs folder at {root}")
-    return pd.DataFrame([load_run(m.parent) for m in sorted(root.glob(pattern))])
 
 
 def load_curves(runs: Iterable[str | os.PathLike]) -> pd.DataFrame:

@@ -8,8 +8,6 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -94,7 +92,7 @@ def _fmt_ci(interval: tuple[float, float]) -> str:
 
 def _check_columns(df: pd.DataFrame, need: Sequence[str], what: str) -> None:
     if missing := [c for c in need if c not in df.columns]:
-        raise ValueError(f"{what}: the runs table lacks columns {missing}; expected run_study/load_runs rows")
+        raise ValueError(f"{what}: the runs table lacks columns {missing}; expected run_study/load_run rows")
 
 
 def mean_std_table(df: pd.DataFrame, by: str, columns: dict[str, str], order: Sequence[Any] | None = None,
@@ -170,45 +168,19 @@ PAPER_RESULTS = pd.DataFrame(
     columns=["dataset", "time_steps", "attention", "paper_top1"])
 _DVS_TOP1 = PAPER_RESULTS[PAPER_RESULTS["dataset"] == "cifar10-dvs"].set_index("attention")["paper_top1"]
 PAPER_ABLATION_GAP = (0.4, 0.8)  # CIFAR10 ablation: T-XA only and T-NA only trail full DTA by about 0.4-0.8 points
-#: training images of the paper's datasets (the recipes' ``subset=None``), for the compute estimate
-TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167, "cifar10-dvs": 9_000}
-
-
-def training_macs_per_image(dataset: str, time_steps: int, attention: str = "dta") -> int:
-    """Dense MACs of one forward pass of the paper-size model of ``dataset`` on one image, all ``T`` steps
-    (counted by ``torch.utils.flop_counter`` on the meta device: nothing is allocated or computed)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from .data.registry import dataset_info
-    from .train import build_model, get_data_info
-
-    info, size = get_data_info(dataset), dataset_info(dataset).image_size
-    with torch.device("meta"):
-        model = build_model(make_config(dataset, "paper", time_steps=time_steps, attention=attention), info)
-        x = torch.empty(1, *((time_steps,) if info.is_event else ()), info.in_channels, size, size)
-    with FlopCounterMode(display=False) as fc:
-        model(x)
-    return int(fc.get_total_flops()) // 2
-
-
-def headline_table(runs: pd.DataFrame, sustained_tflops: float, metric: str = "best_test_acc") -> pd.DataFrame:
-    """The paper's headline numbers beside ours (mean +- std over seeds), the command reproducing each and an
-    **assumption-based estimate** of its GPU hours, ``6 x MACs/image x images x epochs / sustained_tflops``."""
-    if not sustained_tflops > 0:
-        raise ValueError(f"sustained_tflops must be > 0, got {sustained_tflops!r}")
+def headline_table(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFrame:
+    """The paper's headline numbers beside ours (mean +- std over seeds), with the epochs of the paper recipe and the
+    command reproducing each."""
     keyed = not runs.empty and {"dataset", "time_steps", "attention"} <= set(runs.columns)
     rows = []
     for ds, t, att, top1 in PAPER_RESULTS.itertuples(index=False):
         t = int(t)
         mine = runs[(runs["dataset"] == ds) & (runs["time_steps"] == t) & (runs["attention"] == att)] if keyed else []
-        epochs, macs = make_config(ds, "paper", time_steps=t, attention=att).epochs, training_macs_per_image(ds, t, att)
         rows.append({"dataset": ds, "T": t, "attention": att, "paper top-1 (%)": float(top1),
                      "ours (%)": _ms(mine[metric]) if len(mine) else "not run at this scale",
                      "command": f"python -m dta_lib train --dataset {ds} --preset paper --attention {att} -T {t} "
                                 f"--out runs/{ds}-{att}-T{t}",
-                     "epochs": epochs, "train images": TRAIN_IMAGES[ds], "GMACs / image": round(macs / 1e9, 2),
-                     f"GPU hours at {sustained_tflops:g} TFLOP/s (estimate)":
-                         round(6.0 * macs * TRAIN_IMAGES[ds] * epochs / (sustained_tflops * 1e12) / 3600, 1)})
+                     "epochs": make_config(ds, "paper", time_steps=t, attention=att).epochs})
     return pd.DataFrame(rows)
 
 
@@ -248,25 +220,6 @@ def ablation_paired(df: pd.DataFrame, metric: str = "best_test_acc", baseline: s
 
 
 # ---- time_steps (07) -----------------------------------------------------------------------------------------------
-MALLOC_ENV: dict[str, str] = {}  # extra environment of the measuring subprocess (tests pin glibc's mmap threshold)
-
-
-def measure_step_memory(specs: Sequence[dict[str, Any]], timeout: float = 600.0) -> pd.DataFrame:
-    """Per spec (``make_config`` kwargs), from :mod:`dta_lib.step_memory` in a fresh Linux subprocess: ``step_mib``
-    (peak RSS of one training step minus RSS before it), ``peak_rss_mib`` and ``step_cpu_s`` (one thread)."""
-    if not specs:
-        raise ValueError("measure_step_memory: expected at least one config spec, got none")
-    if not Path("/proc/self/clear_refs").exists():
-        raise FileNotFoundError("/proc/self/clear_refs not found: peak-RSS reset needs Linux >= 4.0")
-    for s in specs:
-        make_config(**s)  # bad specs fail here, with the config's own message
-    proc = subprocess.run([sys.executable, "-m", "dta_lib.step_memory", json.dumps(list(specs))], capture_output=True,
-                          text=True, timeout=timeout, env=dict(os.environ, OMP_NUM_THREADS="1", **MALLOC_ENV))
-    if proc.returncode != 0:
-        raise RuntimeError(f"memory measurement subprocess failed (exit {proc.returncode}): {proc.stderr[-800:]}")
-    return pd.DataFrame(json.loads(proc.stdout.strip().splitlines()[-1]))
-
-
 def time_step_table(df: pd.DataFrame, memory: pd.DataFrame | None = None, metric: str = "best_test_acc") -> pd.DataFrame:
     """Per T: accuracy mean +- std over seeds, seconds per epoch (train + test, wall), and step memory if given."""
     _check_columns(df, ["time_steps", "seed", metric, "train_seconds", "epochs"], "time_step_table")
@@ -514,23 +467,6 @@ def gradient_ratio(curves: pd.DataFrame, first: str = "stem", last: str = "fc",
     return wide.assign(ratio=wide[first] / wide[last])[[*by, "epoch", first, last, "ratio"]]
 
 
-def width_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per width: best / final test and final train accuracy as mean +- std over seeds, and the seed count."""
-    return mean_std_table(runs, "surrogate_width", {
-        "best test acc. (%)": "best_test_acc", "final test acc. (%)": "final_test_acc",
-        "final train acc. (%, augmented batches)": "final_train_acc",
-    }).rename_axis(_GAMMA).reset_index()
-
-
-def width_differences(runs: pd.DataFrame, reference: float = RELEASE_WIDTH,
-                      metric: str = "best_test_acc") -> pd.DataFrame:
-    """:func:`paired_comparison` of ``reference`` minus each other width, seed-paired (empty without ``reference``),
-    the comparison named in a ``difference`` column."""
-    return paired_comparison(runs, "surrogate_width", reference, metric, lambda w: f"gamma={reference} minus gamma={w}",
-                             f"gamma={reference} better", f"gamma={reference} worse"
-                             ).rename(columns={"comparison": "difference"})
-
-
 def diagnose_widths(ratio: pd.DataFrame, runs: pd.DataFrame, reference: float = RELEASE_WIDTH,
                     chance: float = 10.0) -> pd.DataFrame:
     """Per width: the stem/fc ratio at the first and last epoch (mean over seeds), relative to ``reference``'s, the
@@ -551,8 +487,9 @@ def diagnose_widths(ratio: pd.DataFrame, runs: pd.DataFrame, reference: float = 
 
 
 def width_verdicts(summary: pd.DataFrame, diffs: pd.DataFrame, reference: float = RELEASE_WIDTH) -> list[str]:
-    """One sentence per width (ratio trend, diagnosis), then the ``verdict`` of each of :func:`width_differences`
-    (its Bonferroni-corrected interval decides when there are several widths; one seed: no verdict)."""
+    """One sentence per width (ratio trend, diagnosis), then the ``verdict`` of each of ``diffs`` (the
+    :func:`paired_comparison` of ``reference`` minus each other width: its Bonferroni-corrected interval decides when
+    there are several widths; one seed: no verdict)."""
     first, last, rel = "stem/fc ratio, first epoch", "stem/fc ratio, last epoch", f"ratio vs gamma={reference:g}"
     lines = [f"gamma = {r[_GAMMA]:g}: stem/fc gradient ratio {r[first]:.3g} -> {r[last]:.3g} over training "
              f"({'falls' if r[last] < r[first] else 'rises'}), {r[rel]:.2f}x the release width's; final test accuracy "
@@ -565,13 +502,11 @@ def width_verdicts(summary: pd.DataFrame, diffs: pd.DataFrame, reference: float 
 # ---- precision (11) ------------------------------------------------------------------------------------------------
 # Does bf16 autocast keep fp32's accuracy? The same models in both, paired by seed (LIF state stays fp32).
 
-PRECISION_VARIANTS = ({"precision": "fp32"}, {"precision": "bf16"})
-
-
 def precision_study(dataset: str, preset: str, seeds: Iterable[int], root: str | os.PathLike[str] | None = None,
                     reuse: bool = True, **common: Any) -> pd.DataFrame:
-    """fp32 and bf16-autocast runs of the preset's default model, one row per (precision, seed)."""
-    return run_study("precision", dataset, preset, list(PRECISION_VARIANTS), seeds, root=root, reuse=reuse, **common)
+    """fp32 and bf16-autocast runs (the registry's variants) of the preset's default model, one row per run."""
+    return run_study("precision", dataset, preset, STUDIES["precision"].variants_for(preset), seeds, root=root,
+                     reuse=reuse, **common)
 
 
 def precision_verdict(runs: pd.DataFrame, metric: str = "best_test_acc") -> dict[str, Any]:
@@ -661,25 +596,6 @@ def dta_cost(summary: pd.DataFrame, model: str) -> dict[str, float]:
     return {"dta_macs": float(s.loc["DTA", "macs"]), "dta_energy_uj": dta_e, "backbone_sop_energy_uj": bb_ac,
             "total_energy_uj": total, "dta_share_of_total": dta_e / total if total else math.nan,
             "dta_over_backbone_sops": dta_e / bb_ac if bb_ac else math.nan}
-
-
-def _joined(df: pd.DataFrame, col: str, sep: str = ", ", missing: str = "unknown") -> str:
-    """The distinct values of ``df[col]`` as sorted text (``missing`` without the column)."""
-    return sep.join(sorted({str(v) for v in df[col].dropna()})) if col in df.columns else missing
-
-
-def _wall_seconds(runs: pd.DataFrame) -> pd.Series:
-    """``run.json``'s ``wall_seconds`` per run, else the summed epoch seconds."""
-    train = runs.get("train_seconds", pd.Series(math.nan, runs.index))
-    return runs.get("wall_seconds", train).fillna(train)
-
-
-def runs_provenance(rows: pd.DataFrame) -> dict[str, Any]:
-    """Preset, dataset(s), seeds, hardware and summed wall time of the runs of a study table (captions)."""
-    return {"preset": _joined(rows, "preset", missing=""), "dataset": _joined(rows, "dataset", missing=""),
-            "seeds": _joined(rows, "seed", missing=""), "hardware": _joined(rows, "hardware.cpu") or "unknown",
-            "threads": _joined(rows, "config.threads", missing="") or _joined(rows, "threads", missing=""),
-            "runs": len(rows), "wall_minutes": round(float(_wall_seconds(rows).sum()) / 60, 1)}
 
 
 def firing_rates_by_model(recorders: dict[str, Any], reference: str = "DTA"
@@ -836,39 +752,23 @@ def _resolves(mde: float, low: float, high: float) -> str:
     return f"yes (MDE {mde:.2f} <= {paper:.2f})" if mde <= paper else f"no (MDE {mde:.2f} > {paper:.2f})"
 
 
-def paper_gaps_by_preset(presets: Sequence[str], metric: str = "best_test_acc") -> pd.DataFrame:
-    """:func:`paper_gaps` of the recorded runs of each preset (``reports/runs/<preset>/``, through the registry), one
-    table with a ``preset`` column; presets without runs are left out."""
-    from .paths import recorded
-
-    frames = [gaps for preset in presets if not (runs := load_study_runs(recorded(f"runs/{preset}"), preset)).empty
-              and not (gaps := paper_gaps(runs, metric).assign(preset=preset)).empty]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def provenance(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per study: preset, datasets, seeds, runs, hardware, threads, total wall time and git commit(s)."""
-    rows = []
-    for study, g in runs.groupby("study", sort=True):
-        col = lambda name: _joined(g, name, "; ") or "unknown"  # noqa: E731
-        rows.append({"study": study, "preset": col("preset"), "dataset": col("dataset"),
-                     "seeds": ",".join(str(s) for s in sorted(set(g["seed"]))), "runs": len(g),
-                     "hardware": col("hardware.cpu"), "torch threads": col("hardware.torch_threads"),
-                     "torch": col("hardware.torch"), "wall time (min)": round(float(_wall_seconds(g).sum()) / 60, 1),
-                     "git commit": ", ".join(c[:10] for c in col("hardware.git_commit").split("; "))})
-    return pd.DataFrame(rows)
-
-
 def describe_runs(runs: pd.DataFrame) -> str:
-    """One line of provenance for captions: preset, dataset, seeds, runs, hardware, threads, wall time, commit."""
+    """The provenance of ``runs`` in one line (captions; the report's table, one line per study): preset, dataset,
+    seeds, runs, hardware, torch threads, total training wall time (``run.json``'s ``wall_seconds``, else the summed
+    epoch seconds) and git commit(s)."""
     if runs.empty:
         raise ValueError("describe_runs: no runs")
-    commits = ", ".join(c[:10] for c in _joined(runs, "hardware.git_commit").split(", "))
+
+    def joined(col: str) -> str:  # the distinct values as sorted text
+        return ", ".join(sorted({str(v) for v in runs[col].dropna()})) if col in runs.columns else "unknown"
+
+    train = runs.get("train_seconds", pd.Series(math.nan, runs.index))
+    minutes = float(runs.get("wall_seconds", train).fillna(train).sum()) / 60
+    commits = ", ".join(c[:10] for c in joined("hardware.git_commit").split(", "))
     seeds = ",".join(str(s) for s in sorted(set(runs["seed"])))
-    return (f"preset {_joined(runs, 'preset')}; dataset {_joined(runs, 'dataset')}; seeds {seeds}; {len(runs)} run(s); "
-            f"hardware {_joined(runs, 'hardware.cpu')} ({_joined(runs, 'hardware.device')}, torch threads "
-            f"{_joined(runs, 'hardware.torch_threads')}); total training wall time "
-            f"{float(_wall_seconds(runs).sum()) / 60:.1f} min; git {commits}")
+    return (f"preset {joined('preset')}; dataset {joined('dataset')}; seeds {seeds}; {len(runs)} run(s); hardware "
+            f"{joined('hardware.cpu')} ({joined('hardware.device')}, torch threads "
+            f"{joined('hardware.torch_threads')}); total training wall time {minutes:.1f} min; git {commits}")
 
 
 RECORDED_BLOCK = re.compile(r"<!-- recorded: (?P<pattern>\S+) -->(?P<text>.*?)<!-- /recorded -->", re.S)

@@ -133,16 +133,11 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field and what was expected."""
-        if self.dataset not in RECIPES:
-            raise ValueError(f"unknown dataset {self.dataset!r}; expected one of {sorted(RECIPES)}")
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; expected one of {sorted(PRESETS)}")
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; expected one of {ARCHS}")
-        if self.attention not in ATTENTIONS:
-            raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        choices = {"dataset": RECIPES, "preset": PRESETS, **{f.name: f.metadata["choices"] for f in fields(self)
+                                                             if f.metadata.get("choices")}}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of {sorted(allowed)}")
         ints = {"time_steps": 1, "epochs": 1, "batch_size": 1, "seed": 0}
         ints.update((k, lo) for k, lo in (("workers", 0), ("subset", 1), ("test_subset", 1), ("threads", 1))
                     if getattr(self, k) is not None)
@@ -192,7 +187,7 @@ class TrainConfig:
     @property
     def mixing(self) -> bool:
         """True when CutMix / MixUp produce soft targets (soft-label cross-entropy)."""
-        return self.mix_prob > 0 and (self.cutmix_alpha > 0 or self.mixup_alpha > 0)
+        return self.mix_prob > 0  # validate(): then cutmix_alpha or mixup_alpha is > 0
 
 
 _CIFAR = dict(arch="ms_resnet18", time_steps=6, epochs=250, batch_size=64, lr=0.1, weight_decay=5e-5, cutmix_alpha=1.0,
@@ -409,9 +404,8 @@ def synthetic_datasets(name: str = "synthetic", time_steps: int = 4, n_train: in
 def get_data_info(name: str) -> DatasetInfo:
     """Dataset metadata: built in for the synthetic sets (identity normalisation), else ``dta_lib.data.registry.dataset_info``."""
     if name in SYNTHETIC_DATASETS:
-        channels = 1 if name == "synthetic" else 2
-        return DatasetInfo(name, _SYNTH["num_classes"], channels, _SYNTH["image_size"], 4, name != "synthetic",
-                           (0.0,) * channels, (1.0,) * channels)
+        return DatasetInfo(name, _SYNTH["num_classes"], 1 if name == "synthetic" else 2, _SYNTH["image_size"], 4,
+                           name != "synthetic")
     return dataset_info(name)
 
 
@@ -435,17 +429,6 @@ def build_model(cfg: TrainConfig, info: DatasetInfo) -> MSResNet:
     return (ms_resnet34 if cfg.arch == "ms_resnet34" else ms_resnet18)(
         num_classes=info.num_classes, time_steps=cfg.time_steps, attention=cfg.attention, in_channels=info.in_channels,
         width=cfg.width, surrogate=cfg.surrogate, surrogate_width=cfg.surrogate_width)
-
-
-def infer_info(cfg: TrainConfig, ds: Dataset) -> DatasetInfo:
-    """DatasetInfo for user-supplied datasets: shape from a sample, classes from the labels."""
-    x = ds[0][0]
-    channels = int(x.shape[-3])
-    labels = (ds.tensors[1].tolist() if isinstance(ds, TensorDataset)
-              else [int(t) for t in ds.targets] if hasattr(ds, "targets")  # type: ignore[attr-defined]
-              else [int(ds[i][1]) for i in range(len(ds))])  # type: ignore[arg-type]
-    return DatasetInfo("custom", max(labels) + 1, channels, int(x.shape[-1]), cfg.time_steps, x.dim() == 4,
-                       (0.0,) * channels, (1.0,) * channels)
 
 
 def check_model_size(cfg: TrainConfig, info: DatasetInfo) -> int:
@@ -508,14 +491,6 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Train
     except ValueError as e:
         raise CheckpointError(f"checkpoint {path}: field 'config' {e}") from None
     return state, cfg, info
-
-
-def layer_group(name: str) -> str:
-    """Parameter name -> layer label: ``stem``, ``dta``, ``layer2.1`` (block), ``fc``."""
-    parts = name.split(".")
-    if parts[0].startswith("layer") and len(parts) > 2:
-        return f"{parts[0]}.{parts[1]}"
-    return "stem" if parts[0].startswith("stem") else parts[0]
 
 
 @torch.no_grad()
@@ -595,26 +570,24 @@ def evaluate(checkpoint: str | os.PathLike[str], dataset: str | None = None, dat
     make the last bits of a convolution matter), so the result equals ``metrics.jsonl``. ``ValueError`` when the
     dataset's classes / input channels / kind differ from the checkpoint's.
     """
-    if batch_size is not None and not is_int(batch_size, 1):
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     state, trained_cfg, trained = read_checkpoint(checkpoint)
-    name = dataset or trained_cfg.dataset
-    if precision is None:
+    name, dev = dataset or trained_cfg.dataset, resolve_device(trained_cfg.replace(device=device))
+    if precision is None:  # fp16 autocast needs CUDA; the closest on a CPU is fp32
         precision = _DTYPE_TO_PRECISION[state["autocast_dtype"]]
-        if precision == "fp16" and resolve_device(trained_cfg.replace(device=device)).type != "cuda":
-            precision = "fp32"  # fp16 autocast needs CUDA; the closest on a CPU
-    cfg = trained_cfg.replace(dataset=name, data_root=data_root, device=device, precision=precision, progress=progress,
-                              test_subset=subset if subset is not None else trained_cfg.test_subset)
+        precision = "fp32" if precision == "fp16" and dev.type != "cuda" else precision
+    cfg = trained_cfg.replace(  # checks the arguments; batch_size: the evaluation's
+        dataset=name, data_root=data_root, device=device, precision=precision, progress=progress,
+        batch_size=batch_size if batch_size is not None else 2 * trained_cfg.batch_size,
+        test_subset=subset if subset is not None else trained_cfg.test_subset)
+    amp = resolve_precision(cfg, dev)
     now = get_data_info(name)
     for attr in ("num_classes", "in_channels", "is_event"):
         if getattr(trained, attr) != getattr(now, attr):
             raise ValueError(f"checkpoint {checkpoint} was trained on {trained.name!r} ({attr}="
                              f"{getattr(trained, attr)}); dataset {name!r} has {attr}={getattr(now, attr)}")
     model = load_weights(build_model(trained_cfg, trained), state, checkpoint).eval()
-    dev = resolve_device(cfg)
-    amp = resolve_precision(cfg, dev)
     _, test_ds, _ = build_data(cfg, train=False)
-    loader = DataLoader(test_ds, batch_size=batch_size or cfg.batch_size * 2, shuffle=False, pin_memory=dev.type == "cuda")
+    loader = DataLoader(test_ds, batch_size=cfg.batch_size, shuffle=False, pin_memory=dev.type == "cuda")
     show = progress if progress is not None else sys.stderr.isatty()
     rec = evaluate_model(model.to(dev), tqdm(loader, desc="evaluate", leave=False, disable=not show), dev,
                          _autocast(dev, amp))
@@ -722,7 +695,13 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
         RESOLVED_ROOTS.clear()
         if datasets is not None:
             train_ds, test_ds = datasets
-            info = info or infer_info(cfg, train_ds)
+            if info is None:  # user-supplied data: shape from a sample, classes from the labels
+                x = train_ds[0][0]
+                labels = (train_ds.tensors[1].tolist() if isinstance(train_ds, TensorDataset)
+                          else [int(t) for t in train_ds.targets] if hasattr(train_ds, "targets")  # type: ignore
+                          else [int(train_ds[i][1]) for i in range(len(train_ds))])  # type: ignore[arg-type]
+                info = DatasetInfo("custom", max(labels) + 1, int(x.shape[-3]), int(x.shape[-1]), cfg.time_steps,
+                                   x.dim() == 4)
         else:
             train_ds, test_ds, info = build_data(cfg)  # type: ignore[assignment]
         provenance = {n: data_provenance(n) for n in sorted(RESOLVED_ROOTS)}
@@ -735,14 +714,21 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
             except (ValueError, OSError, RuntimeError) as e:
                 raise ValueError(f"cannot read the first {split} sample of {cfg.dataset}: {e}") from None
         check_model_size(cfg, info)  # before anything is allocated: a huge width or T fails here, naming it
-        D.setup(dist, device)
+        if dist.enabled and not torch.distributed.is_initialized():  # join torchrun's process group
+            if device.type == "cuda":
+                torch.cuda.set_device(dist.local_rank)
+            torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
         # model, optimiser, precision
         seed_everything(cfg.seed)  # identical initial weights on every rank
         model = build_model(cfg, info).to(device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        net: nn.Module = D.wrap_model(model, dist, device, cfg.sync_bn)
+        net: nn.Module = model
+        if dist.enabled:  # device: the GPU of this process's LOCAL_RANK (resolve_device)
+            ids = [device.index] if device.type == "cuda" else None
+            net = nn.parallel.DistributedDataParallel(
+                nn.SyncBatchNorm.convert_sync_batchnorm(model) if cfg.sync_bn else model, device_ids=ids)
         if cfg.compile:
             net = compile_model(net)
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -872,8 +858,9 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
                 if cfg.record_grad_norms:
                     scaler.unscale_(opt)
                     for name, p in model.named_parameters():
-                        if p.grad is not None:
-                            grad_sq[layer_group(name)] += float(p.grad.detach().float().pow(2).sum())
+                        if p.grad is not None:  # per layer: stem, dta, layer2.1 (a block), fc
+                            layer = re.match(r"layer\d+\.\d+|stem|[^.]+", name)[0]
+                            grad_sq[layer] += float(p.grad.detach().float().pow(2).sum())
                 scaler.step(opt)
                 scaler.update()
                 # fp16: a skipped step adds 0
@@ -935,4 +922,5 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
         torch.set_num_threads(prev_threads)
         if lock is not None:
             lock.release()
-        D.cleanup()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

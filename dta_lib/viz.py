@@ -1,6 +1,6 @@
 """All plotting (matplotlib + seaborn), in the order of the notebooks: mechanism figures (LIF, surrogates, T-XA / T-NA
-maps, the DTA gate, MS-ResNet), block diagrams drawn from their arguments, event frames and the study figures. Every
-function returns its Figure (inputs: ``torch.Tensor`` or ``numpy.ndarray``); :func:`save_figure` writes it."""
+maps, the DTA gate), event frames and the study figures. Every function returns its Figure (inputs:
+``torch.Tensor`` or ``numpy.ndarray``); :func:`save_figure` writes it."""
 from __future__ import annotations
 
 import math
@@ -15,11 +15,10 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
-from torch import Tensor, nn
+from matplotlib.patches import Patch
+from torch import Tensor
 
 from .atomic import atomic_write
-from .models.params import count_parameters
 from .paths import output_root
 from .snn.surrogate import Surrogate
 from .studies import ATTENTION_LABELS, PAPER_ABLATION_GAP, _check_columns, ablation_paired
@@ -202,140 +201,6 @@ def plot_timestep_rows(rows: Mapping[str, ArrayLike], title: str = "", cmaps: Ma
     return _finish(fig, title, tight=False)
 
 
-# ---------------------------------------------------------------------------------------------- block diagrams
-_FILL = {"io": "#f0f0f0", "txa": "#deebf7", "tna": "#e5f5e0", "gate": "#fee6ce", "spike": "#fcbba1", "conv": "#efedf5",
-         "stage": "#d9ead3"}
-
-
-def _box(ax, x: float, y: float, text: str, kind: str, w: float = 2.3, h: float = 0.62, fontsize: float = 6.6,
-         **edge: Any) -> FancyBboxPatch:
-    """A rounded box ``w`` x ``h`` (data units) centred on ``(x, y)``, filled by its ``kind``, holding ``text``."""
-    box = FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.08", fc=_FILL[kind],
-                         **({"ec": "0.35", "lw": 0.8} | edge))
-    ax.add_patch(box)
-    ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
-    return box
-
-
-def _arrow(ax, a: FancyBboxPatch, b: FancyBboxPatch, **style: Any) -> None:
-    """An arrow from box ``a`` to box ``b``: centre to centre (or along ``connectionstyle``), cut at their edges."""
-    mid = [(p.get_x() + p.get_width() / 2, p.get_y() + p.get_height() / 2) for p in (a, b)]
-    ax.add_patch(FancyArrowPatch(*mid, patchA=a, patchB=b, **({"arrowstyle": "->", "mutation_scale": 10, "lw": 0.8,
-                                                              "color": "0.25"} | style)))
-
-
-def plot_architecture(model: nn.Module, title: str = "MS-ResNet with DTA") -> Figure:
-    """Box diagram of an :class:`~dta_lib.models.MSResNet`: one box per top-level module in forward order with its
-    parameter count; the DTA block highlighted."""
-    if not hasattr(model, "stem_conv") or not hasattr(model, "fc"):
-        raise ValueError(f"plot_architecture expects an MSResNet (stem_conv ... fc), got {type(model).__name__}")
-    boxes = [("input", "input\n[B, C, H, W]\n(repeated T times)", "io")]  # (name, label, kind) in forward order
-    for name, m in model.named_children():
-        kind = "conv"
-        if isinstance(m, nn.Conv2d):
-            label = f"{name}\nconv {m.kernel_size[0]}x{m.kernel_size[1]}/{m.stride[0]}\n{m.in_channels}->{m.out_channels}"
-        elif isinstance(m, nn.BatchNorm2d):
-            label = f"{name}\nBN({m.num_features})"
-        elif type(m).__name__ == "LIF":
-            label, kind = f"{name}\nLIF", "spike"
-        elif type(m).__name__ == "DTA":
-            label, kind = f"{name.upper()} ({m.mode}): " + r"$\sigma(\cdot)\odot$ spikes", "gate"
-            for p in ("txa", "tna"):
-                if getattr(m, p, None) is not None:
-                    label += f"\n{p.upper()[0]}-{p.upper()[1:]} {count_parameters(getattr(m, p)):,}"
-        elif isinstance(m, nn.Sequential):
-            label = f"{name}\n{len(m)} MS blocks\n{m[-1].conv2.out_channels} ch, stride {m[0].conv1.stride[0]}"
-            kind = "stage"
-        elif isinstance(m, nn.Linear):
-            boxes.append(("gap", "GAP\nover H, W", "conv"))
-            label = f"{name}\nLinear {m.in_features}->{m.out_features}"
-        elif isinstance(m, nn.MaxPool2d):
-            label = f"{name}\n3x3/2"
-        else:
-            label = name
-        n = count_parameters(m)
-        boxes.append((name, f"{label}\n{n:,} params" if n else label, kind))
-    boxes.append(("output", "logits\n[B, T, classes]\nmean over T", "io"))
-    per_row = 6
-    rows = -(-len(boxes) // per_row)
-    fig, ax = plt.subplots(figsize=(13, 2.3 * rows + 0.6))
-    drawn = {}
-    for i, (name, label, kind) in enumerate(boxes):
-        r, c = divmod(i, per_row)
-        c = c if r % 2 == 0 else per_row - 1 - c  # snake layout: consecutive boxes are neighbours
-        drawn[name] = _box(ax, 2.25 * c, -2.25 * r, label, kind, w=1.7, h=1.25, fontsize=8,
-                           **({"ec": "crimson", "lw": 2.5} if kind == "gate" else {"ec": "0.3", "lw": 1}))
-    for a, b in zip(boxes[:-1], boxes[1:]):
-        _arrow(ax, drawn[a[0]], drawn[b[0]], lw=1.2, color="k")
-    if "dta" in drawn and "stem_bn" in drawn:  # DTA also reads the real-valued stem output X
-        _arrow(ax, drawn["stem_bn"], drawn["dta"], lw=1.2, ls="--", color="crimson", connectionstyle="arc3,rad=-0.5")
-        ax.text(drawn["stem_lif"].get_x() + 0.85, 1.35, "X (real-valued stem output)", color="crimson", ha="center",
-                fontsize=8)
-    ax.set(xlim=(-1.2, 2.25 * per_row - 1.2), ylim=(-2.25 * (rows - 1) - 1, 1.7), aspect="equal")
-    ax.axis("off")
-    ax.set_title(f"{title}: {count_parameters(model):,} parameters")
-    return _finish(fig)
-
-
-def plot_dta_block(time_steps: int = 6, channels: int = 64, height: int = 32, width: int = 32,
-                   gtca_hidden: int = 16, title: str = "") -> Figure:
-    """The DTA block with the shape of every tensor: T-XA's two branches, T-NA's encode / LTCA / GTCA / decode,
-    and the gate ``sigmoid(T-NA(X) * T-XA(X)) * S`` (batch dimension B omitted)."""
-    t, c, h, w, d = time_steps, channels, height, width, time_steps * channels
-    fig, ax = plt.subplots(figsize=(9.2, 6.4))
-    ax.set(xlim=(0, 12), ylim=(0, 10))
-    ax.axis("off")
-    x_in = _box(ax, 6, 9.4, f"stem output X (real)\n[T={t}, C={c}, H={h}, W={w}]", "io", w=3.2)
-    s = _box(ax, 10.6, 7.9, f"LIF -> spikes S\n[{t}, {c}, {h}, {w}] in {{0, 1}}", "spike")
-    z = _box(ax, 2.2, 7.9, f"spatial mean z\n[{t}, {c}]", "txa")
-    tla = _box(ax, 1.0, 6.6, f"TLA: Conv1d {t}->{t}, k=3\nalong C, sigmoid\nA_t [{t}, {c}]", "txa", w=2.0, h=0.8)
-    cla = _box(ax, 3.4, 6.6, f"CLA: Conv1d {c}->{c}, k=6\nalong T, sigmoid\nA_c [{t}, {c}]", "txa", w=2.2, h=0.8)
-    yxa = _box(ax, 2.2, 5.1, f"(X + a A_t) * (X + b A_c)\nY_XA [{t}, {c}, {h}, {w}]", "txa", w=3.0)
-    ax.text(0.1, 8.6, "T-XA (identical: a shared 1-D kernel per axis)", fontsize=7, color="#08519c")
-    zr = _box(ax, 6.6, 7.9, f"reshape: time into channels\nZ [D = T*C = {d}, {h}, {w}]", "tna", w=2.9)
-    enc = _box(ax, 6.6, 6.9, f"encode 1x1 conv {d}->{d}, GELU\nE [{d}, {h}, {w}]", "tna", w=2.9)
-    ltca = _box(ax, 5.2, 5.6, f"LTCA: depthwise 5x5,\n'dilated' (1x1), pointwise\n{d}->{d}: L [{d}, {h}, {w}]",
-                "tna", w=2.6, h=0.95)
-    gtca = _box(ax, 8.1, 5.6, f"GTCA: GAP, FC {d}->{gtca_hidden},\nReLU, FC {gtca_hidden}->{d}\n"
-                f"G [{d}] (no sigmoid)", "tna", w=2.5, h=0.95)
-    dec = _box(ax, 6.6, 4.1, f"decode 1x1 conv (G * L * E) + Z\nY_NA [{t}, {c}, {h}, {w}]", "tna", w=3.1)
-    ax.text(4.9, 8.6, "T-NA (non-identical: own weights per (t, c))", fontsize=7, color="#006d2c")
-    gate = _box(ax, 5.2, 2.6, f"gate = sigmoid(Y_NA * Y_XA)\n[{t}, {c}, {h}, {w}] in (0, 1)", "gate", w=3.2)
-    out = _box(ax, 7.6, 1.1, f"gate * S  -> stage 1\n[{t}, {c}, {h}, {w}], 0 where S = 0", "io", w=3.2)
-    for a, b in ((x_in, s), (x_in, z), (z, tla), (z, cla), (tla, yxa), (cla, yxa), (x_in, zr), (zr, enc), (enc, ltca),
-                 (enc, gtca), (ltca, dec), (gtca, dec), (yxa, gate), (dec, gate), (gate, out), (s, out)):
-        _arrow(ax, a, b)
-    ax.set_title(title or f"The DTA block (T={t}, C={c}, {h}x{w}; batch dimension omitted)", fontsize=9)
-    return _finish(fig)
-
-
-def plot_ms_block(channels_in: int = 64, channels_out: int = 128, height: int = 32, width: int = 32,
-                  stride: int = 1, time_steps: int = 6, title: str = "") -> Figure:
-    """The MS-ResNet basic block: ``BN(conv(LIF(BN(conv(LIF(x)))))) + shortcut(x)``; the shortcut (identity, or
-    1x1 conv + BN) acts on the real-valued membrane input ``x``, not on spikes."""
-    t, ho, wo = time_steps, (height - 1) // stride + 1, (width - 1) // stride + 1
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
-    ax.set(xlim=(0, 8), ylim=(0, 10))
-    ax.axis("off")
-    x = _box(ax, 3.0, 9.3, f"x (real membrane input)\n[T={t}, {channels_in}, {height}, {width}]", "io", w=3.0)
-    l1 = _box(ax, 3.0, 8.0, "LIF -> spikes", "spike")
-    c1 = _box(ax, 3.0, 6.8, f"conv 3x3 {channels_in}->{channels_out}, stride {stride}\n+ BN (over B*T)", "conv",
-              w=3.0)
-    l2 = _box(ax, 3.0, 5.6, "LIF -> spikes", "spike")
-    c2 = _box(ax, 3.0, 4.4, f"conv 3x3 {channels_out}->{channels_out} + BN", "conv", w=3.0)
-    add = _box(ax, 3.0, 2.9, "+", "gate", w=0.8, h=0.55)
-    out = _box(ax, 3.0, 1.5, f"out (real) [T, {channels_out}, {ho}, {wo}]\n-> next block's LIF", "io", w=3.0)
-    short = "identity" if stride == 1 and channels_in == channels_out else (
-        f"1x1 conv {channels_in}->{channels_out},\nstride {stride} + BN")
-    sc = _box(ax, 6.6, 5.6, f"shortcut on x\n(real, not spikes):\n{short}", "conv", w=2.3, h=1.1)
-    for a, b in ((x, l1), (l1, c1), (c1, l2), (l2, c2), (c2, add), (add, out)):
-        _arrow(ax, a, b)
-    _arrow(ax, x, sc, connectionstyle="angle,angleA=0,angleB=90")
-    _arrow(ax, sc, add, connectionstyle="angle,angleA=-90,angleB=0")
-    ax.set_title(title or "MS-ResNet basic block (membrane shortcut)", fontsize=9)
-    return _finish(fig)
-
-
 # ---------------------------------------------------------------------------------------------- event data
 def emulation_figure(image: np.ndarray | torch.Tensor, frames: torch.Tensor, events: np.ndarray,
                      path_xy: torch.Tensor | None = None, title: str = "") -> Figure:
@@ -359,12 +224,14 @@ def emulation_figure(image: np.ndarray | torch.Tensor, frames: torch.Tensor, eve
         ax.imshow(np.clip(rgb * 2, 0, 1))
         ax.set_title(f"frame {t}", fontsize=8)
         ax.axis("off")
+    # each legend in one row just above its axes: it never covers a bar or a histogram bin
+    above = dict(fontsize=7, ncol=2, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, borderaxespad=0.2)
     ax = fig.add_subplot(grid[1, : (t_steps + 1) // 2])
     idx = np.arange(t_steps)
     ax.bar(idx - 0.2, frames[:, 1].sum(dim=(1, 2)).numpy(), width=0.4, color="tab:red", label="ON (p=1)")
     ax.bar(idx + 0.2, frames[:, 0].sum(dim=(1, 2)).numpy(), width=0.4, color="tab:blue", label="OFF (p=0)")
     ax.set(xlabel="frame (equal event count)", ylabel="events")
-    _legend_above(ax)
+    ax.legend(**above)
     ax = fig.add_subplot(grid[1, (t_steps + 1) // 2:])
     bins = np.linspace(0, max(int(events["t"].max()), 1), 31) / 1000 if len(events) else np.linspace(0, 1, 31)
     ax.hist(events["t"][events["p"]] / 1000, bins=bins, color="tab:red", alpha=0.7, label=f"ON: {int(events['p'].sum())}")
@@ -373,13 +240,8 @@ def emulation_figure(image: np.ndarray | torch.Tensor, frames: torch.Tensor, eve
     ax.set_xlabel("time (ms); saccades end at the dashed lines")
     for k in (1, 2):
         ax.axvline(bins[-1] * k / 3, color="k", ls="--", lw=0.8)
-    _legend_above(ax)
+    ax.legend(**above)
     return _finish(fig, title, tight=False, fontsize=10)
-
-
-def _legend_above(ax) -> None:
-    """The legend in one row just above the axes: it never covers a bar or a histogram bin."""
-    ax.legend(fontsize=7, ncol=2, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, borderaxespad=0.2)
 
 
 def event_bbox(frames: torch.Tensor, coverage: float = 0.99, margin: int = 8) -> tuple[int, int, int, int]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check, one command, at most 8 minutes by its own timeouts (6 + 2):
-#  1. python -m dta_lib.gpu_check: the LIF race with bandwidth, the full-width ms_resnet18 + DTA training step
+#  1. python -m dta_lib.bench --gpu: the LIF race with bandwidth, the full-width ms_resnet18 + DTA training step
 #     (batch 64, 32x32, T=6, bf16 and fp16 AMP, channels_last, cudnn.benchmark, eager and compiled) against the
 #     release's computation with peak memory; the backend of each row. Writes reports/bench/gpu_check.json (after
 #     every section) and .png.
@@ -16,7 +16,7 @@ if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
 fi
 mkdir -p reports/bench
 status=0
-timeout 360 "$PY" -m dta_lib.gpu_check --out reports/bench || status=1
+timeout 360 "$PY" -m dta_lib.bench --gpu --out reports/bench || status=1
 timeout 120 "$PY" -m pytest tests/test_snn_kernels.py -q -p no:cacheprovider -k "cuda or triton" \
     --junitxml=reports/bench/gpu_tests.xml || status=1
 echo "gpu_check: done (status $status); results in reports/bench/gpu_check.json" >&2

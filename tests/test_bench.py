@@ -28,8 +28,9 @@ def test_race_interleaves_and_validates():
         bench.race({"a": lambda: None}, 0, torch.device("cpu"))
 
 
-def test_quick_run_writes_json_and_figure(tmp_path):
-    res = bench.run_bench(quick=True, repeats=1, out_dir=tmp_path, precisions=("fp32",), lif_time_steps=(3,), tag="t")
+def test_quick_run_writes_json_and_figure(tmp_path, capsys):
+    assert bench.main(["--quick", "--repeats", "1", "--device", "cpu", "--precision", "fp32", "--lif-T", "3",
+                       "--out", str(tmp_path), "--tag", "t"]) == 0
     data = json.loads((tmp_path / "bench_t.json").read_text())
     assert (tmp_path / "bench_t.png").stat().st_size > 1000
     assert not list(tmp_path.glob(".*"))  # no temp files left behind
@@ -44,7 +45,8 @@ def test_quick_run_writes_json_and_figure(tmp_path):
     assert all(r["spikes_identical"] == (r["spike_mismatches"] == 0) for r in lif.values())
     assert lif["dta_lib"]["median_s"] > 0 and lif["release"]["speedup_vs_release"] == 1.0
     assert lif["release+compile"]["speedup_vs_compiled_release"] == 1.0
-    assert set(data) == {"meta", "lif"} and "LIF" in bench.summary(res)
+    assert set(data) == {"meta", "lif"} and capsys.readouterr().out.strip() == bench.summary(data)
+    assert "LIF" in bench.summary(data)
 
 
 def test_recorded_files_with_training_rows_still_load_and_render(tmp_path):
@@ -63,6 +65,19 @@ def test_bad_arguments():
         bench.main(["--repeats", "0"])
 
 
+def test_step_cost_grows_with_time_steps():
+    from dta_lib.train import make_config
+
+    threads = torch.get_num_threads()
+    cost = {t: bench.step_cost(make_config("synthetic", "smoke", time_steps=t, threads=1, batch_size=16))
+            for t in (2, 8)}
+    assert cost[8]["step_cpu_s"] > cost[2]["step_cpu_s"] > 0 and cost[2]["time_steps"] == 2
+    assert cost[8]["step_mib"] > 2 * cost[2]["step_mib"] > 0  # BPTT keeps every step's activations
+    # the allocator's peak repeats to within about 1 %, and the caller's thread count is left as it was
+    again = bench.step_cost(make_config("synthetic", "smoke", time_steps=2, threads=1, batch_size=16))
+    assert again["step_mib"] == pytest.approx(cost[2]["step_mib"], rel=0.02) and torch.get_num_threads() == threads
+
+
 def test_conv_step_runs_every_convolution_call_once():
     from dta_lib.models.ms_resnet import ms_resnet18
 
@@ -75,27 +90,30 @@ def test_conv_step_runs_every_convolution_call_once():
     assert bench.conv_step(m, torch.randn(2, 3, 8, 8))[1] == 1 + 2 + 5 + 16 + 3
 
 
-def test_default_precisions_follow_native_bf16(monkeypatch):
+def test_default_precisions_follow_native_bf16(monkeypatch, tmp_path):
     from dta_lib import train as precision
 
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
-    assert bench.default_precisions("cpu") == ["fp32"]
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    assert bench.default_precisions("cpu") == ["fp32", "bf16"]
+    raced = []
+    monkeypatch.setattr(bench, "bench_lif", lambda t, shape, precisions, *a: raced.append(list(precisions)) or [])
+    for native in (False, True):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+        bench.main(["--device", "cpu", "--out", str(tmp_path)])
+    assert raced == [["fp32"], ["fp32", "bf16"]]
 
 
 def test_relative_out_dir_holds_both_files(tmp_path, monkeypatch):
     """A relative ``out_dir`` is the working folder's, for the figure as for the JSON (not the output root's)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DTA_OUTPUT_DIR", str(tmp_path / "elsewhere"))
-    bench.run_bench(quick=True, repeats=1, out_dir="rel", precisions=("fp32",), lif_time_steps=(2,))
+    bench.main(["--quick", "--repeats", "1", "--device", "cpu", "--precision", "fp32", "--lif-T", "2", "--out", "rel"])
     assert sorted(p.name for p in (tmp_path / "rel").iterdir()) == ["bench_cpu.json", "bench_cpu.png"]
     assert not (tmp_path / "elsewhere").exists()
 
 
 def test_epoch_race_quick_writes_json_and_figure(tmp_path):
-    res = bench.run_epoch_bench(quick=True, repeats=1, precisions=("fp32",), out_dir=tmp_path, tag="t")
-    data = json.loads((tmp_path / "bench_epoch_t.json").read_text())
+    bench.main(["--epoch", "--quick", "--repeats", "1", "--device", "cpu", "--precision", "fp32",
+                "--out", str(tmp_path), "--tag", "t"])
+    res = data = json.loads((tmp_path / "bench_epoch_t.json").read_text())
     assert (tmp_path / "bench_epoch_t.png").stat().st_size > 1000 and not list(tmp_path.glob(".*"))
     rows = {(r["impl"], r["precision"]): r for r in data["epoch"]}
     # the release always runs; only fp32 candidates were asked for, compiled ones included

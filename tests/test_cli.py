@@ -139,10 +139,11 @@ def test_out_is_a_file_or_missing(tmp_path, capsys):
     f.write_text("mine")
     assert main(["train", *TINY, "--out", str(f)]) == 2
     assert "is not a folder" in capsys.readouterr().err and f.read_text() == "mine"
-    assert main(["train", *TINY]) == 2
-    assert "--out DIR is required" in capsys.readouterr().err
-    assert main(["train", *TINY, "--out", str(tmp_path / "x"), "--no-save"]) == 2
-    assert "exclude each other" in capsys.readouterr().err
+    for args, match in (([], "one of the arguments --out --no-save is required"),
+                        (["--out", str(tmp_path / "x"), "--no-save"], "not allowed with argument --out")):
+        with pytest.raises(SystemExit) as e:
+            main(["train", *TINY, *args])
+        assert e.value.code == 2 and match in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 

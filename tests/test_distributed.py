@@ -13,7 +13,7 @@ import torch
 
 from dta_lib import ms_resnet18
 from dta_lib.checkpoint import load_checkpoint
-from dta_lib.distributed import DistInfo, detect, gather_objects, param_digest, wrap_model
+from dta_lib.distributed import DistInfo, detect, gather_objects, param_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,11 +50,6 @@ def test_param_digest_detects_a_one_bit_change():
         w = b.fc.weight.view(-1)
         w[0] = torch.nextafter(w[0], torch.tensor(1.0))
     assert param_digest(a) != param_digest(b)
-
-
-def test_wrap_is_identity_without_torchrun():
-    m = torch.nn.Linear(2, 2)
-    assert wrap_model(m, DistInfo(), torch.device("cpu")) is m
 
 
 @pytest.mark.slow

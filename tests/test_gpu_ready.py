@@ -89,7 +89,7 @@ def test_gpu_check_without_a_gpu_exits_2_with_one_line():
 
 @pytest.mark.slow
 def test_gpu_check_code_runs_as_a_cpu_dry_run(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "dta_lib.gpu_check", "--dry-run", "--out", str(tmp_path)],
+    r = subprocess.run([sys.executable, "-m", "dta_lib.bench", "--gpu", "--dry-run", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=600,
                        env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MPLBACKEND="Agg"))
     assert r.returncode == 0, r.stderr[-3000:]

@@ -135,16 +135,19 @@ def test_bench_json_of_notebook_11_resolves_from_any_working_directory(tmp_path,
     assert json.loads(paths.recorded(rel).read_text())["meta"]
 
 
-def test_environment_yml_pins_what_constraints_txt_pins():
-    import subprocess
-    import sys
-
+def test_environment_yml_lists_the_dependencies_of_pyproject_toml():
+    """environment.yml (kept by hand) installs pyproject's dependencies, core and every extra, under constraints.txt."""
+    tomllib = pytest.importorskip("tomllib")
     root = Path(__file__).resolve().parent.parent
-    r = subprocess.run([sys.executable, str(root / "scripts" / "make_environment_yml.py"), "--check"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    text = (root / "environment.yml").read_text()
-    assert "torch==2.14.1" in text and "torchvision==0.29.1" in text and "foolbox==3.3.4" in text
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    wanted = {*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra
+                                           if not r.startswith("dta_lib"))}
+    pip = [line.strip()[2:] for line in (root / "environment.yml").read_text().split("  - pip:\n")[1].splitlines()
+           if line.strip().startswith("- ")]
+    assert {r for r in pip if not r.startswith("-")} == wanted
+    assert "-c constraints.txt" in pip and "-e ." in pip
+    pins = (root / "constraints.txt").read_text().splitlines()
+    assert "torch==2.14.1" in pins and "torchvision==0.29.1" in pins and "foolbox==3.3.4" in pins
 
 
 def test_packaging_files_are_present():

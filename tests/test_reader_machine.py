@@ -168,9 +168,10 @@ def test_one_version_and_no_optional_import():
 
 def test_environment_yml_is_platform_neutral():
     text = (ROOT / "environment.yml").read_text()
-    pins = [ln.strip()[2:] for ln in text.splitlines() if ln.strip().startswith("- ") and "==" in ln]
-    assert pins and not [p for p in pins if p.lower().startswith(("nvidia-", "cuda-", "triton"))]
-    assert "torch==" in text and "foolbox==3.3.4" in text
+    reqs = [ln.strip()[2:] for ln in text.splitlines() if ln.strip().startswith("- ") and "- -" not in ln]
+    assert "torch>=2.6" in reqs and not [r for r in reqs if r.lower().startswith(("nvidia-", "cuda-", "triton"))]
+    # the exact versions come as pip constraints: they pin the CUDA runtime only where torch's wheel requires it
+    assert "      - -c constraints.txt\n" in text and "foolbox>=3.3.4" in reqs
 
 
 def test_every_notebook_opens_in_colab_from_the_repository_in_pyproject():

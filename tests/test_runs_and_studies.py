@@ -144,12 +144,9 @@ def test_report_over_run_folders(tmp_path):
     nb08 = studies.dvs_table(studies.train_test_gaps(pd.DataFrame([load_run(dvs_run)])))
     assert report["train_test_gap"] == nb08.iloc[0]["train/test gap (points)"] == "1.50"
 
-    prov = studies.provenance(runs).set_index("study")
-    assert prov.loc["ablation", "runs"] == 6 and prov.loc["ablation", "seeds"] == "0,1,2"
-    assert prov.loc["ablation", "hardware"] == "TestCPU" and prov.loc["ablation", "git commit"] == "abcdef1234"
-    assert prov.loc["ablation", "wall time (min)"] == pytest.approx(6 * 33 / 60, abs=0.05)
-    line = studies.describe_runs(runs[runs.study == "ablation"])
-    assert "seeds 0,1,2" in line and "6 run(s)" in line and "TestCPU" in line
+    line = studies.describe_runs(runs[runs.study == "ablation"])  # the report's provenance row of a study
+    assert "seeds 0,1,2" in line and "6 run(s)" in line and "TestCPU" in line and line.endswith("git abcdef1234")
+    assert f"total training wall time {6 * 33 / 60:.1f} min" in line
 
     for fig in (viz.plot_paper_gaps(gaps), viz.plot_ablation(runs[runs.study == "ablation"]),
                 viz.plot_study(runs, "dvs")):
@@ -184,18 +181,6 @@ def test_run_one_calls_back_per_epoch_and_matches_the_run(tmp_path):
     assert len(again) == 1 and len(again[0]) == 2
     with pytest.raises(ValueError, match="time_steps"):  # a bad config fails before anything starts
         runs.run_one("live", "synthetic", "smoke", {"time_steps": 0}, 0, root=tmp_path)
-
-
-def test_step_memory_grows_with_time_steps():
-    specs = [dict(dataset="synthetic", preset="smoke", time_steps=t, threads=1, batch_size=16) for t in (2, 8)]
-    mem = studies.measure_step_memory(specs).set_index("time_steps")
-    assert (mem["step_mib"] > 0).all() and (mem["peak_rss_mib"] > mem["step_mib"]).all()
-    assert mem.loc[8, "step_cpu_s"] > mem.loc[2, "step_cpu_s"] > 0
-    assert mem.loc[8, "step_mib"] > 2 * mem.loc[2, "step_mib"]  # BPTT keeps every step's activations
-    with pytest.raises(ValueError, match="at least one"):
-        studies.measure_step_memory([])
-    with pytest.raises(ValueError, match="unknown dataset"):
-        studies.measure_step_memory([dict(dataset="nope", preset="smoke")])
 
 
 def test_strip_plots_are_deterministic_and_leave_numpy_rng_alone(tmp_path):

@@ -13,7 +13,7 @@ from dta_lib import ms_resnet18
 from dta_lib.analysis import E_AC_PJ, E_MAC_PJ, profile
 from dta_lib.train import make_config
 from dta_lib.runs import run_dir
-from dta_lib.studies import cifar10_dvs_available, clean_train_accuracy, dta_cost, energy_summary, event_dataset, extrapolate_energy, find_trained_run, grad_norm_curves, gradient_ratio, runs_provenance, trained_run
+from dta_lib.studies import cifar10_dvs_available, clean_train_accuracy, dta_cost, energy_summary, event_dataset, extrapolate_energy, find_trained_run, grad_norm_curves, gradient_ratio, trained_run
 
 
 def test_event_dataset_maps_static_to_event_and_rejects_unknown() -> None:
@@ -156,11 +156,16 @@ def test_energy_summary_and_dta_cost_add_up() -> None:
         dta_cost(s, "none")
 
 
-def test_runs_provenance() -> None:
-    rows = pd.DataFrame({"preset": ["cpu", "cpu"], "dataset": ["d", "d"], "seed": [0, 1], "hardware.cpu": ["X", "X"],
-                         "wall_seconds": [60.0, 120.0]})
-    p = runs_provenance(rows)
-    assert p["seeds"] == "0, 1" and p["wall_minutes"] == 3.0 and p["runs"] == 2 and p["hardware"] == "X"
+def test_describe_runs_sums_wall_time_and_lists_seeds() -> None:
+    from dta_lib.studies import describe_runs
+
+    rows = pd.DataFrame({"preset": ["cpu", "cpu"], "dataset": ["d", "d"], "seed": [1, 0], "hardware.cpu": ["X", "X"],
+                         "wall_seconds": [60.0, None], "train_seconds": [30.0, 120.0]})  # no wall time: epoch seconds
+    line = describe_runs(rows)
+    assert line.startswith("preset cpu; dataset d; seeds 0,1; 2 run(s); hardware X (unknown, torch threads unknown)")
+    assert "total training wall time 3.0 min" in line
+    with pytest.raises(ValueError, match="no runs"):
+        describe_runs(rows.iloc[:0])
 
 
 def test_find_trained_run_matches_any_variant_folder(tmp_path: Path) -> None:
@@ -202,15 +207,22 @@ def _width_runs(accs: dict[float, list[float]]) -> pd.DataFrame:
                           "final_train_acc": a + 2.0} for w, xs in accs.items() for s, a in enumerate(xs)])
 
 
+def width_differences(runs: pd.DataFrame) -> pd.DataFrame:  # notebook 09's comparison: gamma = 1 minus each width
+    from dta_lib.studies import paired_comparison
+
+    return paired_comparison(runs, "surrogate_width", 1.0, label=lambda w: f"gamma=1.0 minus gamma={w}",
+                             more="gamma=1.0 better", less="gamma=1.0 worse")
+
+
 def test_width_table_and_differences_pair_by_seed() -> None:
-    from dta_lib.studies import width_differences, width_table
+    from dta_lib.studies import mean_std_table
 
     runs = _width_runs({0.5: [50.0, 52.0, 54.0], 1.0: [60.0, 62.1, 63.9], 2.0: [59.0, 62.0, 64.0]})
-    table = width_table(runs)
-    assert list(table["surrogate width gamma"]) == [0.5, 1.0, 2.0] and list(table["seeds"]) == [3, 3, 3]
+    table = mean_std_table(runs, "surrogate_width", {"best test acc. (%)": "best_test_acc"}).reset_index()
+    assert list(table["surrogate_width"]) == [0.5, 1.0, 2.0] and list(table["seeds"]) == [3, 3, 3]
     assert table.loc[0, "best test acc. (%)"] == "52.00 +- 2.00"
     diffs = width_differences(runs).set_index("surrogate_width")
-    assert diffs.loc[0.5, "diff_mean"] == pytest.approx(10.0) and diffs.loc[0.5, "difference"] == "gamma=1.0 minus gamma=0.5"
+    assert diffs.loc[0.5, "diff_mean"] == pytest.approx(10.0) and diffs.loc[0.5, "comparison"] == "gamma=1.0 minus gamma=0.5"
     assert diffs.loc[0.5, "exceeds seed noise"] == True  # noqa: E712  10 points, sd 0.1 over 3 pairs
     assert diffs.loc[2.0, "exceeds seed noise"] == False  # noqa: E712  0.33 points, sd 0.76
     assert width_differences(runs[runs.surrogate_width != 1.0]).empty  # no reference run: nothing to pair with
@@ -222,7 +234,7 @@ def test_width_table_and_differences_pair_by_seed() -> None:
 
 
 def test_width_verdict_reads_the_corrected_intervals() -> None:
-    from dta_lib.studies import width_differences, width_verdicts
+    from dta_lib.studies import width_verdicts
 
     # gamma 1 - 2 per seed: 1.0, 1.3, 2.0 (1.43 +- 0.51): the plain 95 % interval excludes 0, the corrected one not
     runs = _width_runs({0.5: [77.5, 78.0, 78.9], 1.0: [78.0, 78.3, 79.0], 2.0: [77.0, 77.0, 77.0]})  # 1 - 0.5: a tie
@@ -240,7 +252,7 @@ def test_width_verdict_reads_the_corrected_intervals() -> None:
 
 
 def test_diagnose_widths_applies_the_rule() -> None:
-    from dta_lib.studies import diagnose_widths, width_differences, width_verdicts
+    from dta_lib.studies import diagnose_widths, width_verdicts
 
     ratio = pd.DataFrame([{"surrogate_width": w, "seed": 0, "epoch": e, "ratio": r}
                           for w, rs in {0.5: [1.0, 0.05], 1.0: [1.0, 0.5], 2.0: [1.0, 20.0], 4.0: [1.0, 1.0]}.items()

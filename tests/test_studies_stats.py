@@ -7,7 +7,7 @@ import pytest
 
 from dta_lib.studies import (bonferroni_interval, exceeds_noise, format_mean_std, min_detectable_effect, paired_comparison,
                              summarize, t_critical, t_interval)
-from dta_lib.runs import load_run, load_runs, write_table
+from dta_lib.runs import load_run, write_table
 
 
 def test_bonferroni_interval_widens_the_t_interval_by_the_number_of_comparisons():
@@ -38,7 +38,7 @@ def test_load_summarize_and_pair(tmp_path):
     make_run(tmp_path / "a1", "dta", 1, [52.0, 62.0])
     make_run(tmp_path / "b0", "none", 0, [49.0, 57.0])
     make_run(tmp_path / "b1", "none", 1, [50.0, 59.0])
-    df = load_runs(tmp_path)
+    df = pd.DataFrame([load_run(tmp_path / name) for name in ("a0", "a1", "b0", "b1")])
     assert len(df) == 4
     row = df[df.run.str.endswith("a0")].iloc[0]
     assert row.best_test_acc == 60.0 and row.final_test_acc == 58.0 and row.epochs == 3
@@ -79,12 +79,10 @@ def test_paper_results_and_tables(tmp_path):
 
 
 def test_bad_run_folders(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no runs folder"):
-        load_runs(tmp_path / "missing")
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "metrics.jsonl").write_text("")
     with pytest.raises(ValueError, match="metrics.jsonl is empty"):
-        load_runs(tmp_path)
+        load_run(tmp_path / "r")
 
 
 def test_mean_std_table_orders_rows_and_counts_seeds():

@@ -216,13 +216,14 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path
         (dict(lr=-0.1), "lr must be > 0"),
         (dict(width=0.0), "width must be > 0"),
         (dict(surrogate_width=-1.0), "surrogate_width"),
-        (dict(attention="xyz"), "attention must be one of"),
-        (dict(precision="fp8"), "precision must be one of"),
+        (dict(attention="xyz"), "unknown attention 'xyz'; expected one of"),
+        (dict(precision="fp8"), "unknown precision 'fp8'"),
         (dict(label_smoothing=1.0), "label_smoothing must be < 1"),
         (dict(mix_prob=0.5), "needs cutmix_alpha > 0 or mixup_alpha > 0"),
         (dict(subset=0), "subset must be an integer >= 1"),
         (dict(device="tpu"), "device must be"),
         (dict(momentum=1.5), "momentum must be <= 1"),
+        (dict(surrogate="step"), "unknown surrogate 'step'"),
     ],
 )
 def test_bad_config_values(kw, match):

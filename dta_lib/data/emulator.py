@@ -216,9 +216,8 @@ class EmulatedEvents(EventFrames):
                  transform: Callable | None = None, cache: str | os.PathLike | None | bool = None,
                  classes: list[str] | None = None, progress: bool = True) -> None:
         self.config = config or EmulatorConfig()
-        shape = torch.as_tensor(images).shape
-        h, w = (shape[-3], shape[-2]) if len(shape) == 4 and shape[-1] == 3 and shape[1] != 3 else (shape[-2], shape[-1])
-        self.sensor_size = self.config.sensor_size(int(h), int(w))
+        h, w = _as_gray(images[:1]).shape[-2:]  # the image layouts :func:`emulate` reads
+        self.sensor_size = self.config.sensor_size(h, w)
         self.stored, self.offsets = emulate_cached(images, self.config, cache, progress)
         self.targets = [int(t) for t in targets]
         if len(self.targets) != len(self.offsets) - 1:

@@ -124,16 +124,11 @@ class FramedEvents(EventFrames):
 
 
 class CIFAR10DVS(tonic.datasets.CIFAR10DVS):
-    """tonic's ``CIFAR10DVS`` (whose class name gives the folder) accepting an extracted tree of any size, sorted by
-    (class, file name)."""
+    """tonic's ``CIFAR10DVS`` (whose class name gives the folder) accepting an extracted tree of any size (in tonic's
+    listing order: :func:`split_per_class` sorts)."""
 
     def _check_exists(self) -> bool:
         return _tree_present(Path(self.location_on_system)) or bool(super()._check_exists())
-
-    def __init__(self, save_to: str, **kwargs: Any) -> None:
-        super().__init__(save_to, **kwargs)
-        order = sorted(range(len(self.data)), key=lambda i: (self.targets[i], os.path.basename(self.data[i]), self.data[i]))
-        self.data, self.targets = [self.data[i] for i in order], [self.targets[i] for i in order]
 
 
 def _tree_present(folder: Path) -> bool:

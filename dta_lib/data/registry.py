@@ -89,14 +89,17 @@ def cache_key(**params: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+#: dataset name -> the root the last :func:`resolve_root` call picked (read by :func:`data_provenance`)
+RESOLVED_ROOTS: dict[str, Path] = {}
+
+
 def resolve_root(name: str, root: str | os.PathLike | None, present: Any, download: bool,
                  layout: str, offline: tuple[Path, ...] = ()) -> Path:
     """The dataset root in lookup order (module docstring); ``present(path) -> bool`` says whether a candidate
     holds the data. Nothing is created here."""
     if root is not None:
         path = Path(root).expanduser()
-        if download or present(path):
-            return _record(name, path)
+        found = path if download or present(path) else None
         state = "does not exist" if not path.exists() else ("is empty" if path.is_dir() and not any(path.iterdir())
                                                            else "lacks the expected files")
         searched = [f"{path} (which {state})"]
@@ -107,28 +110,19 @@ def resolve_root(name: str, root: str | os.PathLike | None, present: Any, downlo
                                     f"layout {layout}, or unset it to use the offline copies")
         candidates = ([env] if env is not None else []) + [c for c in (*offline, download_root()) if c != env]
         found = next((c for c in candidates if present(c)), None)
-        if found is not None:
-            if env is not None and found != env:
-                warnings.warn(f"$DTA_DATA_ROOT={str(env)!r} does not hold {name} (expected {layout}); using {found}",
-                              stacklevel=3)
-            return _record(name, found)
-        if download:
-            return _record(name, download_root())
+        if found is not None and env is not None and found != env:
+            warnings.warn(f"$DTA_DATA_ROOT={str(env)!r} does not hold {name} (expected {layout}); using {found}",
+                          stacklevel=3)
+        found = download_root() if found is None and download else found
         searched = [f"{c} ($DTA_DATA_ROOT)" if c == env else str(c) for c in candidates]
+    if found is not None:
+        RESOLVED_ROOTS[name] = found
+        return found
     how = ("pass download=True (DOWNLOAD=1 for make reproduce, --download for the CLI; needs internet), set "
            "DTA_DATA_ROOT / root= to a folder with that layout"
            + (" or install the Debian package dataset-fashion-mnist" if name.startswith("fashion") else ""))
     raise FileNotFoundError(f"{name}: no data found at {', '.join(searched) or '(no candidate root)'}. Expected layout: "
                             f"{layout}. To get it: {how}")
-
-
-#: dataset name -> the root the last :func:`resolve_root` call picked (read by :func:`data_provenance`)
-RESOLVED_ROOTS: dict[str, Path] = {}
-
-
-def _record(name: str, path: Path) -> Path:
-    RESOLVED_ROOTS[name] = path
-    return path
 
 
 def data_provenance(name: str, max_content_bytes: int = 256 * 2**20, max_files: int = 20_000) -> dict[str, Any] | None:

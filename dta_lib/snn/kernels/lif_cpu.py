@@ -135,37 +135,31 @@ _C_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 _CFLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math", "-fPIC", "-shared", "-std=c11"]
 
 
-def _build() -> ctypes.CDLL:
-    """Compile (once per source/flags/compiler, cached) and load the C kernels."""
-    cc = os.environ.get("CC", "cc")
-    key = hashlib.sha256((_C_SRC + " ".join(_CFLAGS) + cc + sys.platform).encode()).hexdigest()[:16]
-    out = cache_dir() / f"lif_cpu_{key}.so"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-            src = Path(tmp) / "lif.c"
-            src.write_text(_C_SRC)
-            tmp_so = Path(tmp) / "lif.so"
-            subprocess.run([cc, *_CFLAGS, str(src), "-o", str(tmp_so), "-lm"], check=True, capture_output=True,
-                           timeout=120)
-            os.replace(tmp_so, out)  # atomic: concurrent builders never see half a file
-    lib = ctypes.CDLL(str(out))
-    i64, vp, ci = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-    lib.advise_huge.argtypes, lib.advise_huge.restype = [vp, i64], None
-    for suf, ct in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
-        fwd, bwd = getattr(lib, f"lif_fwd_{suf}"), getattr(lib, f"lif_bwd_{suf}")
-        fwd.argtypes, fwd.restype = [vp, vp, i64, i64, i64, ct, ct, ci], None
-        bwd.argtypes, bwd.restype = [vp, vp, vp, i64, i64, i64, ct, ct, ci, ct, ct, ci], None
-    return lib
-
-
 @functools.cache
 def _lib() -> ctypes.CDLL | None:
-    """The C kernels, built on first use; None when ``$DTA_LIB_NO_CEXT`` is set or they cannot be built."""
+    """The C kernels, compiled on first use (once per source/flags/compiler, cached) and loaded; None when
+    ``$DTA_LIB_NO_CEXT`` is set or they cannot be built."""
     if os.environ.get("DTA_LIB_NO_CEXT", "") not in ("", "0"):
         return None
+    cc = os.environ.get("CC", "cc")
+    key = hashlib.sha256((_C_SRC + " ".join(_CFLAGS) + cc + sys.platform).encode()).hexdigest()[:16]
     try:
-        return _build()
+        out = cache_dir() / f"lif_cpu_{key}.so"
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+                (Path(tmp) / "lif.c").write_text(_C_SRC)
+                subprocess.run([cc, *_CFLAGS, f"{tmp}/lif.c", "-o", f"{tmp}/lif.so", "-lm"], check=True,
+                               capture_output=True, timeout=120)
+                os.replace(f"{tmp}/lif.so", out)  # atomic: concurrent builders never see half a file
+        lib = ctypes.CDLL(str(out))
+        i64, vp, ci = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+        lib.advise_huge.argtypes, lib.advise_huge.restype = [vp, i64], None
+        for suf, ct in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
+            fwd, bwd = getattr(lib, f"lif_fwd_{suf}"), getattr(lib, f"lif_bwd_{suf}")
+            fwd.argtypes, fwd.restype = [vp, vp, i64, i64, i64, ct, ct, ci], None
+            bwd.argtypes, bwd.restype = [vp, vp, vp, i64, i64, i64, ct, ct, ci, ct, ct, ci], None
+        return lib
     except Exception as e:  # no compiler, no OpenMP, read-only cache...: fall back to PyTorch
         log.warning("dta_lib: C LIF kernel unavailable (%s); using the PyTorch fused path", e)
         return None
@@ -256,8 +250,6 @@ def _torch_backward(h3: Tensor, g3: Tensor, decay: float, thr: float, sg: Surrog
         gu = gh * decay
 
 
-#: the first Triton failure's message (compile, forward or backward launch): from then on every LIF of this process
-#: runs the fused PyTorch path below, which computes the same fp32-membrane arithmetic
 #: the first Triton failure of this process (compile, forward or backward launch); the CUDA path then runs the
 #: fused PyTorch LIF above, which is why the record lives here
 _TRITON_BROKEN: list[str] = []
