@@ -7,8 +7,8 @@ from importlib.metadata import PackageNotFoundError, version
 from .models.attention import DTA, GTCA, LTCA, TNA, TXA
 from .models.ms_resnet import MSResNet, ms_resnet18, ms_resnet34
 from .snn.neuron import LIF
-
 from .snn.surrogate import ATan, Sigmoid, Triangle, build_surrogate
+
 try:
     __version__ = version("dta_lib")  # one version: pyproject.toml's, as installed
 except PackageNotFoundError:  # a source tree on sys.path that was never installed

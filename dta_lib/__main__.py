@@ -30,27 +30,25 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 def _add_train(p: argparse.ArgumentParser) -> None:
     from .train import PRESETS, RECIPES
 
-    p.description = ("Train an MS-ResNet spiking network (BPTT, SGD momentum 0.9, cosine annealing) with a named "
-                     "recipe and size preset. Options left unset come from the preset, then the recipe "
-                     "(see docs/training.md). Files in --out: config.json, run.json, metrics.jsonl, last.pt, best.pt.")
+    p.description = ("Train an MS-ResNet spiking network (BPTT, SGD, cosine annealing) with a recipe and size preset; "
+                     "unset options come from the preset, then the recipe (docs/training.md).")
     g = p.add_argument_group("run")
     g.add_argument("--dataset", required=True, choices=sorted(RECIPES), help="dataset and its training recipe")
     g.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
                    help="size: smoke (CI, <60 s), cpu (laptop, minutes), paper (exact recipe, GPU)")
     where = g.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", default=None, help="run folder (created)")
+    where.add_argument("--out", default=None, help="run folder (created): config.json, run.json, metrics.jsonl, *.pt")
     where.add_argument("--no-save", action="store_true", help="write no files (print the result only)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt, exactly")
     g.add_argument("--lr-scale", choices=["none", "linear"], default="none",
                    help="under torchrun, 'linear' multiplies the learning rate by the number of processes (the batch "
-                        "size is per process, so the global batch grows with them); the config records the result")
+                        "is per process); the config records the result")
     add_config_arguments(p)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config: type | None = None) -> None:
     """One option per field of ``config`` (default :class:`~dta_lib.train.TrainConfig`) but ``dataset`` and
-    ``preset``, from the field's type, help, group, choices and flags (:func:`dta_lib.train._f`). Every option
-    defaults to ``None``: unset options come from the preset, then the recipe."""
+    ``preset``, from the field's :func:`dta_lib.train._f` metadata; every option defaults to ``None`` (unset)."""
     from .train import TrainConfig
 
     groups: dict[str, Any] = {}

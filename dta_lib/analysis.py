@@ -5,8 +5,6 @@
 ``rate_in x T x FLOPs`` is kept beside it), any other performs real-valued MACs. Energy (45 nm, Horowitz 2014)::
 
     E = E_MAC * MACs + E_AC * SOPs,   E_MAC = 4.6 pJ, E_AC = 0.9 pJ
-
-:func:`attention_maps` returns the DTA block's maps per time step; :meth:`SpikeRecorder.raster` spike rasters.
 """
 from __future__ import annotations
 
@@ -46,11 +44,8 @@ def is_binary(x: Tensor) -> bool:
 
 
 def layer_flops(module: nn.Module, output: Tensor) -> int:
-    """Dense MACs of one call of a conv/linear ``module`` that produced ``output``.
-
-    Conv: ``out.numel() x C_in/groups x prod(kernel)`` (= ``C_in k k / groups x C_out x H_out x W_out``
-    per row of the batch); Linear: ``out.numel() x in_features``. Biases are not counted.
-    """
+    """Dense MACs of one call of a conv/linear ``module`` that produced ``output``, biases not counted: conv
+    ``out.numel() x C_in/groups x prod(kernel)``, Linear ``out.numel() x in_features``."""
     if isinstance(module, _CONVS):
         return output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
     if isinstance(module, nn.Linear):
@@ -59,11 +54,9 @@ def layer_flops(module: nn.Module, output: Tensor) -> int:
 
 
 def exact_sops(module: nn.Module, x: Tensor) -> float:
-    """Accumulates a conv/linear ``module`` performs on the 0/1 input ``x``: one per spike and synapse it reaches.
-
-    Conv: ``sum(conv(x, ones)) x C_out / groups`` (all-ones weights ``[groups, C_in/groups, *kernel]``, the layer's
-    stride, padding and dilation): taps on zero padding are not counted. Linear: ``sum(x) x out_features``.
-    """
+    """Accumulates a conv/linear ``module`` performs on the 0/1 input ``x``, one per spike and synapse it reaches:
+    conv ``sum(conv(x, ones)) x C_out / groups`` (all-ones weights ``[groups, C_in/groups, *kernel]``, the layer's
+    stride, padding and dilation; taps on zero padding not counted), Linear ``sum(x) x out_features``."""
     if isinstance(module, nn.Linear):
         return float(x.sum(dtype=torch.float64)) * module.out_features
     if not isinstance(module, _CONVS):
@@ -208,12 +201,9 @@ class SpikeRecorder:
             raise ValueError("SpikeRecorder recorded no forward pass of the model; run model(x) inside the `with` block")
 
     def firing_rates(self, long: bool = False) -> pd.DataFrame:
-        """Firing rate of every LIF that ran, in model order.
-
-        Wide (default): ``name, neurons`` (per sample and step), ``time_steps``, ``spikes``
-        (per sample, all steps), ``rate`` (overall) and ``t1 .. tT`` (rate at each step).
-        ``long=True``: one row per ``(name, t, rate)`` (``t`` from 1), for seaborn.
-        """
+        """Firing rate of every LIF that ran, in model order: ``name, neurons`` (per sample and step), ``time_steps``,
+        ``spikes`` (per sample, all steps), ``rate`` (overall) and ``t1 .. tT`` (rate at each step); ``long=True``:
+        one row per ``(name, t, rate)`` (``t`` from 1), for seaborn."""
         self._check_samples()
         rows = []
         for name in (n for n in self._lif_names if n in self._lif):

@@ -1,10 +1,9 @@
 """Atomic file writes: nothing half-written is ever visible at the final path.
 
-Every writer in ``dta_lib`` (checkpoints, metrics, tables, figures, caches) goes through
-:func:`atomic_write`: the content is written to a temp file in the same folder, flushed to
-disk, given the usual mode of a new file (``0o666 & ~umask``, not ``mkstemp``'s ``0o600``)
-and moved onto the target with ``os.replace``. On any error the temp file is removed and the
-previous file, if any, is left untouched (tests/test_run_folder.py kills runs inside :func:`_publish`).
+Every writer in ``dta_lib`` goes through :func:`atomic_write`: a temp file in the same folder, fsynced, given a new
+file's usual mode (``0o666 & ~umask``, not ``mkstemp``'s ``0o600``), then ``os.replace``d onto the target. On any
+error the temp file is removed and the previous file left untouched (tests/test_run_folder.py kills runs in
+:func:`_publish`).
 """
 from __future__ import annotations
 
@@ -23,11 +22,8 @@ def _publish(tmp: Path, path: Path) -> None:
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp_path)``, then publish ``tmp_path`` as ``path``; returns ``path``.
-
-    The parent folder is created if needed. ``write`` may open the path itself or hand it to a
-    library (``torch.save``, ``fig.savefig``, ``df.to_csv``, ...).
-    """
+    """Call ``write(tmp_path)`` (e.g. ``torch.save``, ``fig.savefig``), then publish it as ``path`` (parent folder
+    created); returns ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

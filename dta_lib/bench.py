@@ -1,11 +1,9 @@
 """``python -m dta_lib.bench``: this library against the release's computation, same process, same inputs.
 
-Two races (docs/performance.md), interleaved repetitions (A, B, A, B, ...) after a warm-up round, median times:
-LIF forward + backward (:func:`bench_lif`) and, with ``--epoch``, one training epoch at the CPU study size
-(:func:`bench_epoch`); ``--gpu`` is the GPU check (:func:`run_gpu_check`, ``scripts/gpu_check.sh``). Precisions:
-``fp32``, and ``bf16`` (``torch.autocast`` for the models; bf16 tensors for the LIF). Peak memory:
-:func:`peak_added_bytes`; notebook 07's cost of one training step per T: :func:`step_cost`. Results go atomically to
-``bench/bench_<tag>.json`` and ``.png`` of the output root (:func:`dta_lib.paths.output_root`).
+Races (docs/performance.md, "How it is measured"): LIF forward + backward (:func:`bench_lif`), ``--epoch`` one
+training epoch at the CPU study size (:func:`bench_epoch`), ``--gpu`` the GPU check (:func:`run_gpu_check`); fp32 and
+bf16 (autocast for the models, bf16 tensors for the LIF). Results go atomically to ``bench/bench_<tag>.json`` and
+``.png`` of :func:`dta_lib.paths.output_root`.
 """
 from __future__ import annotations
 
@@ -67,9 +65,8 @@ def _quiet_profiler() -> Iterator[None]:
 
 
 def peak_added_bytes(fn: Callable[[], Any], device: torch.device) -> int:
-    """Peak bytes allocated by PyTorch during ``fn()`` above what was allocated before it:
-    ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the running sum of the allocation/free events of
-    ``torch.profiler(profile_memory=True)`` (RSS is useless: glibc keeps freed pages)."""
+    """Peak bytes PyTorch allocates during ``fn()`` above what was allocated before: ``torch.cuda.max_memory_allocated``
+    on CUDA, on CPU the running sum of ``torch.profiler(profile_memory=True)``'s allocation/free events."""
     if device.type == "cuda":
         _sync(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -105,33 +102,27 @@ def race(fns: dict[str, Callable[[], Any]], repeats: int, device: torch.device, 
 
 def _steps(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: list[tuple[torch.Tensor, torch.Tensor]],
            precision: str, device: torch.device, scaler: torch.amp.GradScaler | None = None) -> Callable[[], None]:
-    """A training pass over ``batches``: zero_grad, forward under ``precision``, cross-entropy on the mean over T,
-    backward, optimizer step (through ``scaler`` when given)."""
+    """A training pass over ``batches`` under ``precision``: cross-entropy on the mean over T, backward, step."""
+    scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)  # disabled: plain backward and opt.step()
+
     def run() -> None:
         model.train()
         for x, y in batches:
             opt.zero_grad(set_to_none=True)
             with _autocast(device, precision):
                 logits = model(x)
-            loss = F.cross_entropy(logits.float().mean(1), y)
-            if scaler is None:
-                loss.backward()
-                opt.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
+            scaler.scale(F.cross_entropy(logits.float().mean(1), y)).backward()
+            scaler.step(opt)
+            scaler.update()
 
     return run
 
 
 def step_cost(cfg: train.TrainConfig, steps: int = 3) -> dict[str, float]:
-    """Cost of one BPTT training step of ``cfg``'s model (forward, cross-entropy on the mean over T, backward, SGD
-    step) on a random batch of ``cfg``'s shape, on ``cfg.threads`` (default 1) CPU threads, after a warm-up step
-    that creates the gradients and momentum buffers: ``step_mib``, the PyTorch allocator's peak during one step
-    above what was allocated before it (:func:`peak_added_bytes`: the activations kept for BPTT, gradients,
-    temporaries), and ``step_cpu_s``, CPU seconds per step over ``steps`` more steps (``time.process_time``:
-    hardly depends on other jobs sharing the machine)."""
+    """Cost of one BPTT training step (forward, cross-entropy on the mean over T, backward, SGD) of ``cfg``'s model on
+    a random batch, on ``cfg.threads`` (default 1) CPU threads, after a warm-up step: ``step_mib``, the peak added
+    during one step (:func:`peak_added_bytes`), and ``step_cpu_s``, ``time.process_time`` per step over ``steps``
+    steps (hardly depends on other jobs sharing the machine)."""
     info, cpu, threads = train.get_data_info(cfg.dataset), torch.device("cpu"), torch.get_num_threads()
     shape = (cfg.batch_size, *([cfg.time_steps] if info.is_event else []), info.in_channels, info.image_size,
              info.image_size)
@@ -155,12 +146,10 @@ def step_cost(cfg: train.TrainConfig, steps: int = 3) -> dict[str, float]:
 def bench_lif(time_steps: Sequence[int] = (4, 6, 10), shape: Sequence[int] = (16, 128, 32, 32),
               precisions: Sequence[str] = PRECISIONS, repeats: int = 5, device: str | torch.device = "cpu",
               seed: int = 0) -> list[dict[str, Any]]:
-    """Forward + backward of the release's per-step loop (:func:`~dta_lib.models.reference.reference_lif`), that
-    loop under ``torch.compile``, ``lif_multistep`` with the automatic backend (fused C kernel on CPU, Triton on
-    CUDA) and, when importable (an optional peer, never a dependency), spikingjelly's multi-step ``LIFNode`` with the
-    release's constants, eager and compiled; ``shape`` is ``[B, C, H, W]``, the input ``[B, T, C, H, W]``. One
-    record per (candidate, T, precision), each with its spike mismatches against the release's loop (a wrong
-    candidate's speed is no claim)."""
+    """Forward + backward of the release's loop (:func:`~dta_lib.models.reference.reference_lif`), eager and
+    compiled, ``lif_multistep`` (automatic backend) and, when installed, spikingjelly's ``LIFNode`` (eager and
+    compiled) on ``[B, T, C, H, W]`` (``shape`` is ``[B, C, H, W]``). One record per (candidate, T, precision), with
+    its spike mismatches against the release's loop (a wrong candidate's speed is no claim)."""
     dev = torch.device(device)
     if len(shape) < 2:
         raise ValueError(f"shape must be [B, ...] with at least 2 dims, got {tuple(shape)}")
@@ -178,8 +167,7 @@ def bench_lif(time_steps: Sequence[int] = (4, 6, 10), shape: Sequence[int] = (16
             fns = {k: (lambda f=f: torch.autograd.grad(f(x), x, gy)) for k, f in impls.items()}
             with torch.no_grad():
                 want = reference_lif(x)
-                # compiled candidates are checked too: under ATEN_CPU_CAPABILITY=avx2 on an AVX512 host (CI's second
-                # pass) torch 2.14's inductor returns wrong spikes, NaN among them, for this loop
+                # compiled ones too: inductor can return wrong spikes (docs/performance.md, "Results (CPU)")
                 wrong = {k: int((want != f(x)).sum()) for k, f in impls.items()}
             times = race(fns, repeats, dev, warmup=2)  # compiled candidates settle in two calls
             mem = {k: peak_added_bytes(f, dev) for k, f in fns.items()}
@@ -202,7 +190,6 @@ def bench_lif(time_steps: Sequence[int] = (4, 6, 10), shape: Sequence[int] = (16
                     "spike_mismatches": wrong[k], "spike_mismatch_fraction": wrong[k] / want.numel(),
                     "min_bytes_moved": moved, "achieved_GBps": moved / med[k] / 1e9,
                     "copy_GBps": copy_bw, "fraction_of_copy_bandwidth": moved / med[k] / 1e9 / copy_bw,
-                    # the package behind the candidate: torch for the release's loop and this library's kernel
                     "version": version("spikingjelly" if k.startswith("spikingjelly") else "torch"),
                 })
     return out
@@ -230,11 +217,9 @@ def _spikingjelly() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
 
 # ---------------------------------------------------------------------------------------------- the training epoch
 def conv_step(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32") -> tuple[Callable[[], None], int]:
-    """``(run, calls)``: ``run()`` performs the convolutions of one training step of ``model`` on ``x`` and nothing
-    else: every ``nn.Conv1d``/``nn.Conv2d`` call of a forward pass (``calls`` of them), recorded with its real input,
-    alone, forward + backward (input gradient when the network needs it, weight and bias gradients), in the module's
-    own memory format under ``precision``'s autocast. ``step / conv time`` bounds the speed-up any LIF, DTA or memory
-    work can give without faster convolution kernels."""
+    """``(run, calls)``: ``run()`` replays only the convolutions of one training step of ``model`` on ``x``: each
+    ``nn.Conv1d``/``nn.Conv2d`` call of a forward pass (``calls``) on its recorded input, forward + backward, in its
+    own memory format under ``precision``. ``step / conv time`` bounds the speed-up anything else can give."""
     calls: list[tuple[torch.nn.Module, torch.Tensor, bool]] = []
 
     def hook(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
@@ -295,9 +280,8 @@ PROFILE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def step_profile(step: Callable[[], None], steps: int = 3) -> dict[str, float]:
-    """Seconds per call of ``step`` (already warm) in each group of :data:`PROFILE_GROUPS` and "other": the self CPU
-    time of every torch.profiler event over ``steps`` calls after one profiled warm-up call, grouped by name; the
-    groups sum to one step (the profiler's own overhead included)."""
+    """Seconds per call of a warm ``step`` per group of :data:`PROFILE_GROUPS` and "other": the self CPU time of the
+    profiler's events over ``steps`` calls after a profiled warm-up; the groups sum to one step (profiler included)."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]):
@@ -314,12 +298,10 @@ def step_profile(step: Callable[[], None], steps: int = 3) -> dict[str, float]:
 
 def bench_epoch(images: int = 1280, batch: int = 64, time_steps: int = 4, width: float = 0.125,
                 precisions: Sequence[str] = ("fp32",), repeats: int = 3, seed: int = 0) -> list[dict[str, Any]]:
-    """Race one training epoch of ``images`` normalised 28x28 Fashion-MNIST training images (random ones when no copy
-    is found; ``images // batch`` full batches; SGD with momentum 0.9 and weight decay, as the trainer does) on the
-    CPU: the release and this library eager and with the one-liners any user adds (:data:`EPOCH_CANDIDATES`), one row
-    per candidate whose precision is in ``precisions`` (the eager fp32 release always runs), plus the
-    convolutions-only floor per precision; the fastest set-up of each side is profiled (:func:`step_profile`). bf16
-    belongs only where native (AVX512-BF16 / AMX; emulated it is minutes slower)."""
+    """Race one CPU training epoch of ``images`` normalised 28x28 Fashion-MNIST training images (random if no copy;
+    ``images // batch`` full batches; SGD as the trainer): a row per :data:`EPOCH_CANDIDATES` entry whose precision is
+    in ``precisions`` (the eager fp32 release always) and per precision's convolutions-only floor; each side's fastest
+    set-up is profiled (:func:`step_profile`). docs/performance.md, "A training epoch at the study size"."""
     if images < batch or batch < 1 or time_steps < 1 or repeats < 1:
         raise ValueError(f"need images >= batch >= 1, time_steps >= 1, repeats >= 1; got images={images}, "
                          f"batch={batch}, time_steps={time_steps}, repeats={repeats}")
@@ -519,10 +501,9 @@ def epoch_summary(result: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------------- command line
 def run_gpu_check(out_dir: str | Path | None = None, dry_run: bool = False) -> int:
-    """``--gpu`` (``scripts/gpu_check.sh``; docs/performance.md, "GPU"): the LIF race on ``[16, 6, 128, 32, 32]`` and
-    one full-width ``ms_resnet18`` + DTA training step per candidate against the release's computation (bf16 and fp16
-    autocast, eager; bf16 compiled) into ``gpu_check.json``, rewritten after every row (a row that fails is recorded
-    and the next one runs), and ``.png``. Exit 2 without a CUDA GPU; ``dry_run``: toy sizes on the CPU (for CI)."""
+    """``--gpu`` (``scripts/gpu_check.sh``; docs/performance.md, "GPU"): the LIF race and a full-width training step
+    per candidate into ``gpu_check.json`` (rewritten after every row; a failing row is recorded, the next one runs)
+    and ``.png``. Exit 2 without a CUDA GPU; ``dry_run``: toy sizes on the CPU (for CI)."""
     if not dry_run and not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU visible to torch; nothing measured", file=sys.stderr)
         return 2
@@ -547,9 +528,8 @@ def run_gpu_check(out_dir: str | Path | None = None, dry_run: bool = False) -> i
     batch, size, width = (2, 16, 0.0625) if small else (64, 32, 1.0)
     x = torch.randn(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=dev)
-    sides = ("release", "dta_lib")
-    plan = [(prec, side, False) for prec in (["bf16"] if small else ["bf16", "fp16"]) for side in sides]
-    for prec, side, compiled in plan + ([] if small else [("bf16", side, True) for side in sides]):
+    modes = [("bf16", False)] + ([] if small else [("fp16", False), ("bf16", True)])  # (precision, compiled)
+    for prec, compiled, side in [(p, c, s) for p, c in modes for s in ("release", "dta_lib")]:
         name = f"{side} {'compiled' if compiled else 'eager'} {prec}"
 
         def one() -> list[dict[str, Any]]:
@@ -590,27 +570,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the machinery in seconds")
     p.add_argument("--repeats", type=_repeats, default=None, help="timed repetitions per candidate (default 5; 2 quick)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--precision", nargs="+", default=None, choices=sorted(_DTYPES), help="default: fp32 and bf16 on "
-                   "CUDA or on a CPU with bf16 instructions, else fp32 (emulated bf16 takes minutes per training step)")
+    p.add_argument("--precision", nargs="+", default=None, choices=sorted(_DTYPES), help="default: fp32, plus bf16 "
+                   "on CUDA or a CPU with bf16 instructions")
     p.add_argument("--out", default=None, help="output folder (default: bench/ of $DTA_OUTPUT_DIR, else of ./reports)")
     p.add_argument("--tag", default=None, help="file stem suffix (default: the device type)")
     p.add_argument("--lif-T", nargs="+", type=int, default=[4, 6, 10], help="LIF time steps")
     p.add_argument("--lif-shape", nargs="+", type=int, default=None, help="LIF [B, C, H, W] (default 16 128 32 32)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--epoch", action="store_true", help="instead: race one training epoch at the CPU study size (width "
-                   "1/8, T=4, batch 64, 28x28) against the release's computation; bench_epoch_<tag>.json/.png")
+    p.add_argument("--epoch", action="store_true", help="instead: race one training epoch at the CPU study size")
     p.add_argument("--images", type=int, default=None, help="--epoch: images per timed epoch (default 1280)")
-    p.add_argument("--gpu", action="store_true", help="instead: the GPU check (scripts/gpu_check.sh): the LIF race and "
-                   "the full-width training step race on CUDA; gpu_check.json/.png; exit 2 without a CUDA GPU")
+    p.add_argument("--gpu", action="store_true", help="instead: GPU check (scripts/gpu_check.sh); exit 2 without CUDA")
     p.add_argument("--dry-run", action="store_true", help="--gpu at toy sizes on the CPU (runs the code)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of the ``bench`` subcommand: the LIF race into ``bench_<tag or device>.json`` and ``.png``,
-    ``--epoch`` the training-epoch race at the study size into ``bench_epoch_<tag or cpu>.*``, ``--gpu``
-    :func:`run_gpu_check`. Default precisions: fp32 and bf16 where bf16 is native (CUDA, or a CPU with
-    AVX512-BF16/AMX), else fp32. ``--quick`` checks the machinery in seconds (LIF ``[2, T, 8, 8, 8]``; epoch: 2
-    batches of 8 images at width 1/16, T=2); its numbers mean nothing."""
+    """The ``bench`` subcommand: the LIF race into ``bench_<tag or device>.json``/``.png``, ``--epoch`` the epoch race
+    into ``bench_epoch_<tag or cpu>.*``, ``--gpu`` :func:`run_gpu_check`. Default precisions: fp32, plus bf16 where
+    native (CUDA, or a CPU with AVX512-BF16/AMX). ``--quick``: tiny sizes, checks the machinery only."""
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.gpu:

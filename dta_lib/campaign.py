@@ -1,11 +1,9 @@
 """Train a study's runs in parallel worker processes, resumably: ``python -m dta_lib.campaign``.
 
-The same runs the notebooks train one after another (same studies, variants and configs, so the notebooks then
-read them with ``REUSE=True``), in ``--workers`` processes of ``--threads`` threads each: on a 2-core CPU two
-one-thread processes train ~1.25x more images per second than one two-thread process (measured: 2 x 99 vs 159
-img/s; width 1/8, T=4, batch 64, fp32, channels_last). Every run goes through :func:`dta_lib.runs.run_one` (reused
-when finished, resumed from ``last.pt``, skipped while another process holds its lock), so starting a campaign
-again continues it; jobs run seed-major, so a campaign stopped half-way leaves complete paired seeds.
+The notebooks' own runs (they then read them with ``REUSE=True``) in ``--workers`` processes of ``--threads`` threads:
+two one-thread processes beat one two-thread process by ~1.25x on 2 cores (docs/training.md, "Presets"). Each run
+goes through :func:`dta_lib.runs.run_one` (reused when finished, resumed from ``last.pt``, skipped while locked), so
+a second start continues the campaign; jobs run seed-major, so a stopped campaign leaves complete paired seeds.
 """
 from __future__ import annotations
 

@@ -1,14 +1,7 @@
-"""Run folders and checkpoints: atomic writes, ``weights_only`` loads that refuse a corrupted file, exact resume
-after a kill at any write, and one run per folder (the run lock).
-
-A run folder holds ``config.json``, ``run.json``, ``metrics.jsonl``, ``last.pt`` and ``best.pt`` (plus ``.lock``
-while a process works on it). Guarantees (fault injection in ``tests/test_run_folder.py``): one writer
-(:class:`RunLock`; a second process fails at once naming the holder); ``last.pt`` is an epoch's commit point (each
-epoch writes ``last.pt``, then ``best.pt`` when it improved, then ``metrics.jsonl``, each atomically, and
-:func:`repair` rebuilds the last two from ``last.pt`` after a kill at any point); temp files of interrupted writes
-are removed on the next start; :func:`load_checkpoint` checks every CRC before unpickling. A checkpoint is a plain
-dict of tensors and builtin types, so ``torch.load(weights_only=True)`` restores it and a crafted pickle cannot
-execute code.
+"""Run folders and checkpoints: one writer per folder (:class:`RunLock`), ``last.pt`` as each epoch's commit point
+(:func:`repair` rebuilds ``best.pt`` and ``metrics.jsonl`` from it after a kill at any write), and checkpoints that
+are plain dicts of tensors and builtins, CRC-checked and loaded with ``weights_only=True`` (a crafted pickle runs no
+code). The guarantees and their fault-injection tests: docs/training.md, "Guarantees of a run folder".
 """
 from __future__ import annotations
 
@@ -42,11 +35,9 @@ class RunLockedError(RuntimeError):
 
 
 class RunLock:
-    """Exclusive, non-blocking lock of a run folder (:class:`filelock.FileLock` on ``<out>/.lock``): an OS lock that
-    dies with its process (a SIGKILLed run leaves no stale lock). The holder (pid, host, start, command) is recorded
-    in ``.lock.holder`` for a second process's error; :meth:`release` removes both. A dropped lock is released.
-    The holder owns the folder: :meth:`acquire` removes the temp files of atomic writes a killed run left
-    (``.<name>.<random>.tmp``)."""
+    """Exclusive, non-blocking lock of a run folder (:class:`filelock.FileLock` on ``<out>/.lock``), freed when its
+    process dies or it is dropped. ``.lock.holder`` names the holder in a second process's error; :meth:`acquire`
+    removes temp files (``.<name>.<random>.tmp``) a killed run left; :meth:`release` removes both lock files."""
 
     def __init__(self, out: str | os.PathLike[str]) -> None:
         self.out = Path(out)
@@ -188,8 +179,8 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Save ``state`` (tensors and builtin types only) atomically, adding ``format`` / ``version``. The run folder
-    must exist: one deleted under a running run is an error, not silently made again without its lock."""
+    """Save ``state`` (tensors and builtin types only) atomically, adding ``format`` / ``version``. The folder must
+    exist: one deleted under a running run is an error, not made again without its lock."""
     if not Path(path).parent.is_dir():
         raise FileNotFoundError(f"cannot save checkpoint {path}: folder {Path(path).parent} does not exist")
     buf = io.BytesIO()  # serialise in memory: a failed file write then raises the OS error (disk full, EFBIG)
@@ -198,10 +189,8 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a checkpoint onto the CPU with ``torch.load(weights_only=True)`` and check its layout:
-    :class:`CheckpointError` naming the file for a crafted pickle, a truncated or corrupt file (every zip member's CRC
-    is checked first: a flipped bit is refused, not loaded as different weights), or a file that is not a dta_lib
-    checkpoint."""
+    """Load a checkpoint onto the CPU with ``torch.load(weights_only=True)``: :class:`CheckpointError` naming the file
+    for a crafted pickle, a truncated or corrupt file (every zip member's CRC is checked first), or a foreign file."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")

@@ -1,7 +1,5 @@
-"""Multi-process training with ``torchrun`` + DDP (thin helpers over ``torch.distributed``): :func:`detect` reads
-``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``; :func:`dta_lib.train.train` joins the process group (``nccl`` on CUDA,
-``gloo`` on CPU) and wraps the model. Only rank 0 writes files; metrics are summed across ranks.
-"""
+"""``torchrun`` + DDP helpers: :func:`detect` reads the environment, :func:`dta_lib.train.train` joins the process
+group (``nccl`` on CUDA, ``gloo`` on CPU). Only rank 0 writes files; metrics are summed across ranks."""
 from __future__ import annotations
 
 import hashlib

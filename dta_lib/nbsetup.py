@@ -1,9 +1,6 @@
-"""Notebook helpers: :func:`setup`, the first code cell's one call, and a name tag for non-default parameters.
-
-The figures and tables that the numbered notebooks write with their *default* parameters are committed. A run
-with other parameters (``papermill -p TIME_STEPS 8 ...``) must not overwrite them, so every output name carries
-:func:`param_tag`: empty for the defaults, else a short readable suffix such as ``_time_steps-8_gain-2.0``.
-The defaults are read from the notebook's own ``parameters`` cell (no copy to keep in sync).
+"""Notebook helpers: :func:`setup`, the first code cell's one call, and :func:`param_tag`, the output-name tag that
+keeps a run with non-default parameters from overwriting the committed figures (docs/testing.md, "Notebook
+parameters"). Defaults are read from the notebook's own ``parameters`` cell.
 """
 from __future__ import annotations
 
@@ -21,8 +18,7 @@ from .paths import CHECKOUT, output_root
 
 __all__ = ["NotebookSetup", "setup", "notebook_defaults", "check_parameters", "param_tag", "IGNORED_PARAMETERS"]
 
-#: parameters that do not change what a figure shows (the preset is already part of the names that depend on it;
-#: DOWNLOAD only lets a missing dataset be fetched)
+#: parameters that do not change a figure (PRESET is in the names that depend on it; DOWNLOAD only fetches data)
 IGNORED_PARAMETERS = frozenset({"PRESET", "REUSE", "THREADS", "PRECISION_REUSE", "DOWNLOAD"})
 
 
@@ -45,14 +41,9 @@ class NotebookSetup:
 
 def setup(notebook: str, namespace: Mapping[str, Any], *, width: int | None = 160, max_colwidth: int | None = None,
           max_columns: int | None = None, dpi: int | None = 80) -> NotebookSetup:
-    """The first code cell of a numbered notebook: output root, determinism, display options, name tag.
-
-    Sets ``$DTA_OUTPUT_DIR`` (so runs, figures and tables of the library's defaults go there) to itself when set,
-    else to ``reports/`` of the project the notebook is in (the folder above ``notebooks/`` holding
-    ``pyproject.toml``), else to ``./reports``; ``torch.use_deterministic_algorithms(True)``, pandas' display width /
-    column options and matplotlib's figure dpi; silences tqdm's "IProgress not found" warning (progress bars are off
-    in the notebooks). ``namespace`` is the notebook's ``globals()``, read by :func:`param_tag`.
-    """
+    """The first code cell of a numbered notebook (``namespace``: its ``globals()``): checks parameters, sets
+    ``$DTA_OUTPUT_DIR`` (itself, else the project's ``reports/``, else ``./reports``), deterministic algorithms,
+    display options, silences tqdm's "IProgress not found"; returns the name tag and output folders."""
     import matplotlib.pyplot as plt
     import pandas as pd
     import torch
@@ -77,8 +68,7 @@ _TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "st
 
 def check_parameters(notebook: str | os.PathLike[str], namespace: Mapping[str, Any]) -> None:
     """Each parameter in ``namespace`` has the type its ``parameters`` cell declares (``SEEDS: "Optional[list[int]]"``;
-    a plain ``list`` holds what its default holds); else one ``ValueError`` line naming the parameter, the value and
-    the expected type (what ``papermill -p SEEDS 12`` would otherwise turn into a TypeError cells later)."""
+    a plain ``list`` holds what its default holds); else a one-line ``ValueError`` naming parameter, value and type."""
     for name, (annotation, default) in _parameter_cell(notebook).items():
         match = re.fullmatch(r"(Optional\[)?(\w+)(?:\[(\w+)\])?\]?", annotation or "")
         if name not in namespace or match is None or match.group(2) not in _TYPES:
@@ -121,11 +111,8 @@ def notebook_defaults(notebook: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def param_tag(notebook: str | os.PathLike[str], namespace: Mapping[str, Any], max_len: int = 48) -> str:
-    """``""`` when every parameter in ``namespace`` has its default, else ``_name-value_...`` (sorted by name).
-
-    Parameters in :data:`IGNORED_PARAMETERS` are skipped. A tag longer than ``max_len`` becomes ``_p`` plus a
-    10-character digest of the changed values.
-    """
+    """``""`` when every parameter in ``namespace`` (but :data:`IGNORED_PARAMETERS`) has its default, else
+    ``_name-value_...`` sorted by name (``_time_steps-8_gain-2.0``); over ``max_len``: ``_p`` + a 10-char digest."""
     changed = {k: namespace[k] for k, v in notebook_defaults(notebook).items()
                if k not in IGNORED_PARAMETERS and k in namespace and namespace[k] != v}
     if not changed:

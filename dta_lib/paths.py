@@ -1,11 +1,6 @@
-"""Where dta_lib writes its outputs and where it finds recorded results.
-
-Outputs (runs, figures, tables, benchmark results) go under one *output root*: the folder the caller passes
-(``out=``, ``--out``, ``root=``), else ``$DTA_OUTPUT_DIR`` when set (CI, tests), else the caller's fallback
-(``make reproduce`` and the notebooks: the repo's ``reports/``), else ``./reports``. Nothing is ever written under the
-installed package. *Recorded* results (the committed runs, benchmark JSON files) are read from the output root
-first, then from the checkout's ``reports/`` (:func:`recorded`), so a scratch output root still renders the
-committed studies.
+"""Where dta_lib writes its outputs (:func:`output_root`; never under the installed package) and where it finds
+recorded results (:func:`recorded`: the output root, then the checkout's ``reports/``, so a scratch output root
+still renders the committed studies).
 """
 from __future__ import annotations
 
@@ -24,9 +19,9 @@ _REPORTS = CHECKOUT / "reports" if CHECKOUT is not None else None
 
 
 def output_root(explicit: str | os.PathLike[str] | None = None, fallback: Path | None = None) -> Path:
-    """The folder outputs go under: ``explicit``, else ``$DTA_OUTPUT_DIR``, else ``fallback`` (``make reproduce``: the
-    checkout's ``reports/``; a notebook: its project's), else ``./reports`` (read per call); ``ValueError`` for an
-    empty or whitespace-only path (it would mean the current folder by accident)."""
+    """The folder outputs (runs, figures, tables, benchmarks) go under: ``explicit``, else ``$DTA_OUTPUT_DIR``, else
+    ``fallback`` (``make reproduce``, a notebook: the project's ``reports/``), else ``./reports`` (read per call);
+    ``ValueError`` for an empty or blank path (it would mean the current folder by accident)."""
     if explicit is not None:
         text, what = os.fspath(explicit), "output folder"
     elif os.environ.get("DTA_OUTPUT_DIR"):  # an exported but empty variable means "not set"
@@ -48,8 +43,8 @@ def cache_dir() -> Path:
 
 def recorded(relative: str | os.PathLike[str]) -> Path:
     """A recorded result by its path relative to a reports folder (``runs/cpu``, ``bench/x.json``): the first that
-    exists under :func:`output_root`, then the checkout's ``reports/``, else the output-root candidate (so the caller's
-    error names it). An absolute path is returned as it is."""
+    exists under :func:`output_root`, then the checkout's ``reports/``, else the output-root one (which the caller's
+    error names). An absolute path is returned as it is."""
     rel = Path(relative)
     if rel.is_absolute():
         return rel

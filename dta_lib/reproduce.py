@@ -1,8 +1,7 @@
 """Run the numbered notebooks headless with papermill (what ``make reproduce`` calls).
 
-Executed copies go to ``reports/notebooks/<preset>/``; the notebooks in ``notebooks/``
-keep their committed CI-sized outputs. Only the parameters a notebook declares in its
-``parameters`` cell are injected.
+Executed copies go to ``reports/notebooks/<preset>/``; the notebooks in ``notebooks/`` keep their committed
+CI-sized outputs. Only the parameters a notebook declares in its ``parameters`` cell are injected.
 """
 from __future__ import annotations
 
@@ -43,11 +42,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="re-render from runs already recorded under reports/runs/ instead of re-training them")
     ap.add_argument("--out", default=None, help="output folder (default reports/notebooks/<preset>)")
     ap.add_argument("--download", action="store_true",
-                    help="let every notebook download a missing dataset (torchvision; needs internet): the preflight "
-                         "fetches what the chosen notebooks need before the first one runs")
+                    help="download missing datasets (needs internet), in the preflight before the first notebook")
     ap.add_argument("--refresh-committed", action="store_true",
-                    help="maintainers: re-execute the notebooks in notebooks/ with their default parameters and "
-                         "replace their committed outputs (what nbval checks); ignores --preset/--dataset/--reuse")
+                    help="maintainers: re-execute notebooks/ with their defaults, replacing the committed outputs "
+                         "(what nbval checks); ignores --preset/--dataset/--reuse")
     ap.add_argument("--no-study-render", action="store_true",
                     help="with the cpu preset: skip rendering the study notebooks from their committed runs")
     args = ap.parse_args(argv)
@@ -123,10 +121,8 @@ def _partial_name(nb: Path) -> str:
 
 
 def _execute(nb: Path, out: Path, wanted: dict[str, Any] | None) -> None:
-    """Run notebook ``nb`` with the parameters of ``wanted`` that it declares; write it to ``out`` atomically
-    (``wanted=None``: the committed copy, its defaults, metadata normalised).
-
-    A failed run leaves its executed copy (with the traceback) as ``out/.<name>.partial.ipynb`` and raises."""
+    """Run notebook ``nb`` with the parameters of ``wanted`` that it declares into ``out``, atomically (``None``: its
+    defaults, metadata normalised); a failure raises, leaving the traceback in ``out/.<name>.partial.ipynb``."""
     import nbformat
     import papermill as pm
 
@@ -142,8 +138,7 @@ def _execute(nb: Path, out: Path, wanted: dict[str, Any] | None) -> None:
     print(f"[reproduce]    done in {time.perf_counter() - t0:.0f} s -> {out / nb.name}", flush=True)
 
 
-#: ``make reproduce PRESET=study``: the parameters each notebook gets: the full-data ``study`` preset for the headline
-#: runs (05 trains, 12 analyses), ``study-10k`` (10,000 training images) for the multi-seed studies.
+#: ``make reproduce PRESET=study``: full-data ``study`` for the headline runs (05, 12), ``study-10k`` for the others
 STUDY_PLAN: dict[str, dict[str, Any]] = {"05": {"PRESET": "study"}, "06": {"PRESET": "study-10k"},
                                          "07": {"PRESET": "study-10k"}, "08": {"PRESET": "study-10k"},
                                          "09": {"PRESET": "study-10k"}, "12": {"PRESET": "study"}}
@@ -173,13 +168,10 @@ def _session(out: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def preflight(preset: str, dataset: str, chosen: list[Path], download: bool = False) -> list[str]:
-    """Before any notebook runs, every dataset the chosen notebooks need is found (``download``: fetched), and the
-    paper preset has a CUDA GPU; ``ValueError`` with one line per problem, naming the fix. Returns the datasets.
-
-    Read from what each notebook declares in its ``parameters`` cell: one that declares ``DATASET`` trains on
-    ``dataset`` (or, when its own default is an event dataset, on the event counterpart of ``dataset``: emulated event
-    data needs only its static source); one that declares only ``DOWNLOAD`` reads real Fashion-MNIST images; the others
-    (the report) read recorded runs."""
+    """Before any notebook runs: every dataset the chosen notebooks need is found (``download``: fetched) and the
+    paper preset has a CUDA GPU; else ``ValueError``, one line per problem naming the fix. Returns the datasets: a
+    notebook declaring ``DATASET`` needs ``dataset`` (if its default is an event set: the event counterpart, an
+    emulated one by its static source), one declaring only ``DOWNLOAD`` Fashion-MNIST, the others none."""
     from .data.datasets import EMULATION_SOURCE, build_datasets
     from .data.registry import dataset_info
     from .studies import event_dataset

@@ -1,7 +1,5 @@
-"""Recorded runs: reading run folders into rows and writing tables, training or reusing the runs of a study (a
-stable folder per variant and seed, resumable, live curves through the training loop's callback), and the one
-registry of studies (:data:`STUDIES`: variants and seeds per preset) that notebooks, the campaign, ``reproduce``
-and the report all read.
+"""Recorded runs: run folders read into rows, tables written, the runs of a study trained, resumed or reused (one
+folder per variant and seed), and :data:`STUDIES`, the one registry of studies (variants and seeds per preset).
 """
 from __future__ import annotations
 
@@ -22,8 +20,7 @@ from .paths import TIME_FORMAT, output_root
 from .train import TrainConfig, config_diff, make_config, train
 
 
-# tables: a run is a folder holding config.json, metrics.jsonl (one JSON object per epoch) and optionally run.json
-# (hardware, versions, git commit, wall time); load_run reads one into a row.
+# tables: a run folder holds config.json, metrics.jsonl (one JSON object per epoch) and optionally run.json
 
 def _flatten(d: dict, prefix: str = "") -> dict:
     out: dict = {}
@@ -35,25 +32,19 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-#: where :func:`dta_lib.studies.train_test_gaps` caches a run's clean training accuracy (checkpoints are not
-#: committed, this small file is)
+#: :func:`dta_lib.studies.train_test_gaps`'s cache of a run's clean training accuracy (committed; checkpoints are not)
 CLEAN_TRAIN_FILE = "clean_train.json"
 
-#: the name under which tables show ``final_train_acc``: the running accuracy of the last epoch on augmented,
-#: MixUp/CutMix-mixed batches (against the dominant label). It is not the training accuracy of the final weights,
-#: so it is never subtracted from the test accuracy and called a gap.
+#: how tables name ``final_train_acc``: the last epoch's running accuracy on augmented, MixUp/CutMix batches, not the
+#: final weights' training accuracy, so never subtracted from the test accuracy as a gap
 AUGMENTED_TRAIN_LABEL = "train acc (augmented, running)"
 
 
 def load_run(path: str | os.PathLike) -> dict:
     """One run folder -> a flat dict: its config, run metadata and summary metrics (``epochs``, ``best_test_acc``,
     ``final_test_acc``, ``final_train_acc``: :data:`AUGMENTED_TRAIN_LABEL`, ``final_train_loss``, ``train_seconds``,
-    ``clean_train_acc``, ``train_test_gap``).
-
-    The train/test gap is the *clean* training accuracy of ``last.pt`` (:func:`dta_lib.studies.clean_train_accuracy`)
-    minus its test accuracy, read from the run's ``clean_train.json`` cache (NaN without it; nothing is evaluated
-    here: :func:`dta_lib.studies.train_test_gaps` computes it).
-    """
+    ``clean_train_acc``: ``last.pt``'s, from the run's :data:`CLEAN_TRAIN_FILE`, NaN without it, and
+    ``train_test_gap``: clean train minus final test accuracy); nothing is evaluated here."""
     p, rows = Path(path), read_metrics(path)
     if not rows:
         raise ValueError(f"run {p}: metrics.jsonl is empty (the run recorded no epoch)")
@@ -93,8 +84,7 @@ def write_table(df: pd.DataFrame, stem: str | os.PathLike, caption: str = "") ->
     return csv, md
 
 
-# runner: a study is variants (TrainConfig overrides) x seeds, each run in <root>/<preset>/<study>/<dataset>/
-# <key>-s<seed>/ (key: e.g. attention=dta,time_steps=4). reuse=True reads a finished run of the same config.
+# runner: a study is variants (TrainConfig overrides) x seeds, one folder each (:func:`run_dir`)
 
 def variant_key(variant: dict[str, Any]) -> str:
     """A readable, filesystem-safe folder name for a variant: ``attention=dta,time_steps=4``."""
@@ -119,11 +109,9 @@ def _finished(path: Path, cfg: TrainConfig) -> bool:
     return not config_diff(saved, cfg) and status in ("finished", "completed", "done") and epochs == cfg.epochs
 
 
-#: ``$DTA_REUSE_SINCE`` (an ISO time, set by ``python -m dta_lib.reproduce``): runs finished after it are reused
-#: even with ``reuse=False``, so an interrupted ``make reproduce`` continues where it stopped
+#: runs finished after this time (ISO; set by ``dta_lib.reproduce``) are reused even with ``reuse=False``
 REUSE_SINCE_ENV = "DTA_REUSE_SINCE"
-#: ``$DTA_NO_TRAIN`` (set by ``python -m dta_lib.reproduce`` while it renders the studies from their committed runs):
-#: a run that is not recorded is an error instead of hours of training
+#: set by ``dta_lib.reproduce`` while rendering committed runs: an unrecorded run is an error, not hours of training
 NO_TRAIN_ENV = "DTA_NO_TRAIN"
 
 
@@ -159,16 +147,14 @@ def run_one(study: str, dataset: str, preset: str, variant: dict[str, Any], seed
             on_epoch: Callable[[pd.DataFrame], None] | None = None, **common: Any) -> dict[str, Any]:
     """Train, resume or reuse one run; returns :func:`load_run`'s row plus the variant's fields.
 
-    Never deletes a run it could continue: a folder with ``last.pt`` is resumed (``--resume`` semantics; a different
-    config is an error naming the fields). ``reuse=True`` reads a finished run with the same config. With
-    ``reuse=False`` a finished run is retrained into ``<run>.retrain`` (itself resumable) and only replaces the
-    old folder once it has finished; runs finished since ``$DTA_REUSE_SINCE`` count as already retrained.
+    Never deletes a run it could continue (docs/training.md, "Guarantees of a run folder"): ``last.pt`` is resumed (a
+    different config is an error naming the fields); ``reuse=False`` retrains a finished run into ``<run>.retrain``
+    and swaps it in once finished (runs finished since :data:`REUSE_SINCE_ENV` count as retrained).
 
-    ``on_epoch(history)`` (live curves: the per-epoch records as a frame) is called after every finished epoch, once
-    its files are written, and once more at the end with the whole history (a reused run: that call only). The run
-    trains in the caller's thread: interrupting it (``KeyboardInterrupt``: the stop button of a notebook cell, or
-    raised by ``on_epoch``) stops the training at once; the run folder keeps its last finished epoch, its lock is
-    released, and the same call resumes it exactly.
+    ``on_epoch(history)`` (a frame of the per-epoch records) is called after every finished epoch, once its files
+    are written, and once more at the end (a reused run: that call only). The run trains in the caller's thread: a
+    ``KeyboardInterrupt`` (a notebook's stop button, or raised by ``on_epoch``) stops it at once, keeps the last
+    finished epoch, releases the lock, and the same call resumes it exactly.
     """
     cfg = make_config(dataset, preset, seed=seed, **{**common, **variant})
     out = run_dir(study, cfg, variant, root)
@@ -179,8 +165,7 @@ def run_one(study: str, dataset: str, preset: str, variant: dict[str, Any], seed
             _refuse_training(out)
             train(cfg, out=new, resume=new.is_dir() and any(new.iterdir()), on_epoch=live)
             os.replace(out, old)
-            os.replace(new, out)
-            shutil.rmtree(old)
+            _settle_swap(out)  # <run>.retrain -> <run>, then <run>.replaced removed
     elif (out / METRICS_FILE).is_file() and not (out / "last.pt").is_file():
         try:
             read_metrics(out)
@@ -211,8 +196,7 @@ def read_history(out: str | os.PathLike[str]) -> pd.DataFrame:
     return pd.DataFrame(read_metrics(out) if (Path(out) / METRICS_FILE).is_file() else [])
 
 
-# registry: which runs each notebook records at each preset, declared once: the notebooks, the campaign and the report
-# (dta_lib.studies.load_study_runs: a missing, incomplete, extra or duplicated run folder is an error) read it.
+# registry: the runs each notebook records per preset (:func:`dta_lib.studies.load_study_runs` checks a folder)
 
 @dataclass(frozen=True)
 class Study:
@@ -227,8 +211,7 @@ class Study:
     common: dict[str, Any] = field(default_factory=dict)
     notebook: str = ""
     variants_by_preset: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
-    #: False for a study whose runs stand in for others' (notebook 12 trains ``energy`` runs only for the models
-    #: no other study recorded): a missing run is then expected, not an error
+    #: False where runs stand in for others' (notebook 12's ``energy``): a missing run is then no error
     complete: bool = True
 
     def seeds_for(self, preset: str) -> list[int]:

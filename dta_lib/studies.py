@@ -1,6 +1,5 @@
-"""What the recorded runs say, study by study: statistics (mean +- std, paired differences, t-intervals,
-Bonferroni corrections, minimum detectable effects), the paper's numbers, and the tables and verdicts of the ablation
-(06), time steps (07), event data (08), surrogate width (09), precision (11), energy (12) and the report (10).
+"""What the recorded runs say, study by study: statistics (mean +- std, paired differences, t-intervals, Bonferroni
+corrections, minimum detectable effects), the paper's numbers, and the tables and verdicts of notebooks 06-12.
 """
 from __future__ import annotations
 
@@ -15,11 +14,16 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import pandas as pd
 import torch
 
-from .analysis import E_AC_PJ, E_MAC_PJ, energy_totals
+from .analysis import E_AC_PJ, E_MAC_PJ, energy_totals, profile
+from .atomic import atomic_write_text
 from .checkpoint import read_metrics
+from .data.registry import dataset_info, env_root
+from .models.ms_resnet import ms_resnet18
+from .models.params import count_parameters
 from .runs import (AUGMENTED_TRAIN_LABEL, CLEAN_TRAIN_FILE, STUDIES, Study, load_run, run_dir, run_one, run_study,
                    variant_key)
-from .train import PROBE_FIELDS, RUN_FREE_FIELDS, TrainConfig, config_diff, make_config
+from .train import (PROBE_FIELDS, RUN_FREE_FIELDS, TrainConfig, build_data, config_diff, evaluate_model, get_data_info,
+                    load_model, make_config)
 
 
 # ---- stats ---------------------------------------------------------------------------------------------------------
@@ -30,8 +34,7 @@ def summarize(df: pd.DataFrame, by: Sequence[str], metric: str = "best_test_acc"
 
 
 def t_critical(n: int, level: float = 0.95) -> float:
-    """Two-sided Student-t critical value for the mean of ``n`` paired differences (``n - 1`` degrees of freedom):
-    4.30 at n = 3, 2.78 at n = 5, 2.26 at n = 10 (the "2 standard errors" rule holds only for large n)."""
+    """Two-sided Student-t critical value for the mean of ``n`` paired differences: 4.30 at n = 3, 2.78 at n = 5."""
     from scipy import stats  # on use: slow to import
 
     if not 0 < level < 1:
@@ -62,8 +65,7 @@ def _excludes_zero(interval: tuple[float, float]) -> bool:
 
 
 def exceeds_noise(diff_mean: float, diff_std: float, n: int, level: float = 0.95) -> bool | None:
-    """Whether the t-based ``level`` interval of the mean paired difference excludes 0; ``None`` ("n/a") with
-    fewer than 2 pairs or an undefined std."""
+    """Whether the ``level`` t-interval of the mean paired difference excludes 0 (None below 2 pairs or NaN std)."""
     return None if n < 2 or not math.isfinite(diff_std) else _excludes_zero(t_interval(diff_mean, diff_std, n, level))
 
 
@@ -109,14 +111,12 @@ def mean_std_table(df: pd.DataFrame, by: str, columns: dict[str, str], order: Se
 def paired_comparison(df: pd.DataFrame, by: str, baseline: Any, metric: str = "best_test_acc",
                       label: Callable[[Any], str] | None = None, more: str | None = None, less: str | None = None,
                       pair_on: str = "seed") -> pd.DataFrame:
-    """Per other value ``v`` of ``by`` (order of appearance): the differences ``d = baseline - v`` of ``metric`` over
-    the ``pair_on`` values both have (positive: the baseline is higher), one row each with ``comparison``
-    (``label(v)``), ``by``, ``vs``, ``diff_mean``, ``diff_std``, ``n_pairs``, ``exceeds seed noise`` (the 95 %
-    t-interval ``ci95_low`` / ``_high`` excludes 0; None below 2 pairs), ``comparisons`` (m, the rows), the Bonferroni
-    interval ``ci95_bonferroni_low`` / ``_high`` (each at 1 - 0.05 / m) and whether it excludes 0, ``std_error``
-    (``sd(d) / sqrt(n)``), ``min_detectable_effect`` (80 % power) and a ``verdict`` sentence that reads an interval
-    excluding 0 as ``more`` (d > 0) or ``less`` (with m > 1 only where the Bonferroni interval excludes 0 too).
-    A value with no ``pair_on`` in common with the baseline gets no row. Empty (no columns) without any row."""
+    """Per other value ``v`` of ``by`` (order of appearance), the differences ``d = baseline - v`` of ``metric`` over
+    their common ``pair_on`` values (none: no row; no row at all: an empty frame), one row each: ``comparison``
+    (``label(v)``), ``by``, ``vs``, ``diff_mean``, ``diff_std``, ``n_pairs``, ``std_error``, ``exceeds seed noise``
+    (the 95 % t-interval ``ci95_low`` / ``_high`` excludes 0; None below 2 pairs), ``comparisons`` (m), the same
+    at 1 - 0.05 / m (Bonferroni: ``ci95_bonferroni_*``, ``exceeds seed noise (Bonferroni)``), ``min_detectable_effect``
+    (80 % power) and the ``verdict`` sentence (:func:`_verdict`)."""
     base, rows = df[df[by] == baseline].set_index(pair_on)[metric], []
     for v, sub in df[df[by] != baseline].groupby(by, sort=False):
         d = (base - sub.set_index(pair_on)[metric]).dropna()
@@ -138,9 +138,8 @@ def paired_comparison(df: pd.DataFrame, by: str, baseline: Any, metric: str = "b
 
 
 def _verdict(r: Mapping[str, Any], more: str, less: str) -> str:
-    """One sentence on a :func:`paired_comparison` row: mean difference, 95 % t-interval, and beyond seed noise
-    (``more`` / ``less``; with several comparisons only if the Bonferroni interval excludes 0 too) or not (then the
-    MDE)."""
+    """One sentence on a :func:`paired_comparison` row: mean difference, 95 % t-interval, and ``more`` (d > 0) or
+    ``less`` if it excludes 0 (with m > 1 comparisons the Bonferroni interval too), else the MDE."""
     n, m = int(r["n_pairs"]), int(r["comparisons"])
     head = f"{r['comparison']}: {r['diff_mean'] + 0.0:+.2f} points (mean of {n} per-seed difference{'s' * (n != 1)}"
     if r["exceeds seed noise"] is None:
@@ -168,9 +167,10 @@ PAPER_RESULTS = pd.DataFrame(
     columns=["dataset", "time_steps", "attention", "paper_top1"])
 _DVS_TOP1 = PAPER_RESULTS[PAPER_RESULTS["dataset"] == "cifar10-dvs"].set_index("attention")["paper_top1"]
 PAPER_ABLATION_GAP = (0.4, 0.8)  # CIFAR10 ablation: T-XA only and T-NA only trail full DTA by about 0.4-0.8 points
+
+
 def headline_table(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFrame:
-    """The paper's headline numbers beside ours (mean +- std over seeds), with the epochs of the paper recipe and the
-    command reproducing each."""
+    """The paper's headline numbers beside ours (mean +- std over seeds), the paper recipe's epochs and command."""
     keyed = not runs.empty and {"dataset", "time_steps", "attention"} <= set(runs.columns)
     rows = []
     for ds, t, att, top1 in PAPER_RESULTS.itertuples(index=False):
@@ -199,8 +199,7 @@ def ablation_summary(df: pd.DataFrame, metric: str = "best_test_acc") -> pd.Data
 
 
 def ablation_paired(df: pd.DataFrame, metric: str = "best_test_acc", baseline: str = "dta") -> pd.DataFrame:
-    """Per variant, paper order: :func:`paired_comparison` of DTA - variant (mean +- std over seeds, plain and
-    Bonferroni t-intervals, ``min_detectable_effect``, the ``verdict`` sentence), the paper's gap, ``exceeds_noise``."""
+    """Per variant (paper order): :func:`paired_comparison` of DTA - variant beside the paper's CIFAR10 gap."""
     _check_columns(df, ["attention", "seed", metric], "ablation_paired")
     if baseline not in set(df["attention"]):
         raise ValueError(f"ablation_paired: no {baseline!r} runs among attention={sorted(set(df['attention']))}")
@@ -220,15 +219,17 @@ def ablation_paired(df: pd.DataFrame, metric: str = "best_test_acc", baseline: s
 
 
 # ---- time_steps (07) -----------------------------------------------------------------------------------------------
-def time_step_table(df: pd.DataFrame, memory: pd.DataFrame | None = None, metric: str = "best_test_acc") -> pd.DataFrame:
-    """Per T: accuracy mean +- std over seeds, seconds per epoch (train + test, wall), and step memory if given."""
+def time_step_table(df: pd.DataFrame, memory: pd.DataFrame | None = None,
+                    metric: str = "best_test_acc") -> pd.DataFrame:
+    """Per T: accuracy mean +- std over seeds, seconds per epoch (train + test, wall), and ``memory``'s
+    ``step_mib`` / ``step_cpu_s`` (:func:`dta_lib.bench.step_cost`) if given."""
     _check_columns(df, ["time_steps", "seed", metric, "train_seconds", "epochs"], "time_step_table")
     out = pd.DataFrame([{"time_steps": int(t), "seeds": len(sub), f"{metric}_mean": sub[metric].mean(),
                          f"{metric}_std": sub[metric].std(), metric: _ms(sub[metric]),
                          "seconds_per_epoch": float((sub["train_seconds"] / sub["epochs"]).mean())}
                         for t, sub in df.groupby("time_steps", sort=True)])
     if memory is not None and len(memory):
-        cols = [c for c in ("time_steps", "step_mib", "peak_rss_mib", "step_cpu_s") if c in memory.columns]
+        cols = [c for c in ("time_steps", "step_mib", "step_cpu_s") if c in memory.columns]
         out = out.merge(memory[cols], on="time_steps", how="left")
     return out
 
@@ -236,11 +237,6 @@ def time_step_table(df: pd.DataFrame, memory: pd.DataFrame | None = None, metric
 def time_step_costs(dataset: str, width: float, time_steps: Sequence[int], attention: str = "dta") -> pd.DataFrame:
     """Per T: ``parameters`` and ``dense_macs`` per image of the model at ``width`` and of its DTA block alone
     (``dta_parameters``, ``dta_macs``), counted by :func:`dta_lib.analysis.profile` on one zero image."""
-    from .analysis import profile
-    from .data.registry import dataset_info
-    from .models.ms_resnet import ms_resnet18
-    from .models.params import count_parameters
-
     if not time_steps or any(int(t) < 1 for t in time_steps):
         raise ValueError(f"time_steps must be a non-empty list of integers >= 1, got {list(time_steps)}")
     info, rows = dataset_info(dataset), []
@@ -275,15 +271,11 @@ def event_dataset(name: str) -> str:
 def cifar10_dvs_available(root: str | os.PathLike | None = None) -> bool:
     """True when real CIFAR10-DVS (``<root>/CIFAR10DVS/<class>/*.aedat4``) is found at ``root`` or
     ``$DTA_DATA_ROOT`` (the lookup of :func:`dta_lib.data.datasets.build_datasets`); nothing is read or created."""
-    from .data.registry import env_root
-
     base = Path(root).expanduser() if root is not None else env_root()
     return base is not None and (base / "CIFAR10DVS").is_dir() and any((base / "CIFAR10DVS").glob("*/*.aedat4"))
 
 
 def _load(run: str | os.PathLike, checkpoint: str, hint: str) -> tuple[torch.nn.Module, TrainConfig]:
-    from .train import load_model
-
     path = Path(run) / checkpoint
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint {path}; {hint}")
@@ -293,8 +285,6 @@ def _load(run: str | os.PathLike, checkpoint: str, hint: str) -> tuple[torch.nn.
 
 def _accuracy(model: torch.nn.Module, dataset: Any, batch_size: int,
               reorder: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> float:
-    from .train import evaluate_model
-
     def collate(items: list) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = torch.utils.data.default_collate(items)  # event data: x is [B, T, C, H, W]
         return reorder(x), y
@@ -306,8 +296,6 @@ def _accuracy(model: torch.nn.Module, dataset: Any, batch_size: int,
 def clean_train_accuracy(run: str | os.PathLike, checkpoint: str = "last.pt", batch_size: int | None = None) -> float:
     """Top-1 accuracy (%) of ``run/<checkpoint>`` on the run's training subset without augmentation or MixUp/CutMix
     (``metrics.jsonl``'s ``train_acc`` is on augmented batches); ``batch_size`` defaults to 2x the training one."""
-    from .train import build_data
-
     model, cfg = _load(run, checkpoint, "train the run first (checkpoints are not committed)")
     return _accuracy(model, build_data(cfg.replace(augment=False), train=True)[0], batch_size or cfg.batch_size * 2)
 
@@ -316,8 +304,6 @@ def time_order_control(run: str | os.PathLike, checkpoint: str = "best.pt", seed
                        batch_size: int | None = None) -> dict[str, float]:
     """Test accuracy (%) of a trained event-data model with its test streams in each of :data:`TIME_ORDERS` (shuffled:
     one permutation of the T steps per batch, from ``seed``); the drops measure its reliance on temporal order."""
-    from .train import build_data, get_data_info
-
     model, cfg = _load(run, checkpoint, "train the run first")
     if not get_data_info(cfg.dataset).is_event:
         raise ValueError(f"time_order_control needs event data; {run} trained on {cfg.dataset}, whose T steps are "
@@ -330,12 +316,8 @@ def time_order_control(run: str | os.PathLike, checkpoint: str = "best.pt", seed
 
 def _cached(run: str | os.PathLike, name: str, checkpoint: str, compute: Callable[[], dict[str, Any]],
             unnamed: str | None = None) -> dict[str, Any] | None:
-    """The JSON file ``run/name`` if it was written for ``checkpoint``, else ``compute()`` written there (atomically:
-    a run re-rendered from its committed folder, without checkpoints, keeps the value); None with neither. A file
-    that names no checkpoint was written for ``unnamed`` (``clean_train.json``: ``last.pt``, as :func:`runs.load_run`
-    reads it)."""
-    from .atomic import atomic_write_text
-
+    """The JSON file ``run/name`` if written for ``checkpoint`` (one naming none: for ``unnamed``), else ``compute()``
+    written there atomically (a run rendered from its committed folder keeps it); None with neither."""
     path = Path(run) / name
     d = json.loads(path.read_text()) if path.is_file() else {}
     if d and d.get("checkpoint", unnamed) == checkpoint:
@@ -416,13 +398,8 @@ def dvs_verdicts(runs: pd.DataFrame, diffs: pd.DataFrame, order: Sequence[str] |
 
 
 # ---- surrogate_width (09) ------------------------------------------------------------------------------------------
-# The rule (:func:`diagnose_widths`), per width at the last epoch: **vanishing** when the stem/fc gradient ratio is
-# below :data:`VANISHING_RATIO` and below the release width's; **exploding** when it is above :data:`EXPLODING_RATIO`
-# and above the release width's; **not learning** when the final test accuracy is within :data:`CHANCE_MARGIN`
-# points of chance; otherwise **healthy**.
-
 RELEASE_WIDTH = 1.0  # the release's triangle half-width gamma
-VANISHING_RATIO, EXPLODING_RATIO, CHANCE_MARGIN = 0.1, 10.0, 5.0  # the rule's thresholds (above)
+VANISHING_RATIO, EXPLODING_RATIO, CHANCE_MARGIN = 0.1, 10.0, 5.0  # the thresholds of :func:`diagnose_widths`'s rule
 _GAMMA = "surrogate width gamma"
 
 
@@ -442,7 +419,7 @@ def grad_norm_curves(runs: pd.DataFrame, by: Sequence[str] = ("surrogate_width",
 
 
 def layer_order(names: Iterable[str]) -> list[str]:
-    """Layer-group names in forward order: ``stem``, ``dta``, ``layerS.B`` by stage and block, then the rest, ``fc`` last.
+    """Layer-group names in forward order: ``stem``, ``dta``, ``layerS.B`` by stage and block, the rest, ``fc`` last.
 
     >>> layer_order(["fc", "layer2.0", "stem", "layer1.1", "dta", "layer1.0"])
     ['stem', 'dta', 'layer1.0', 'layer1.1', 'layer2.0', 'fc']
@@ -470,7 +447,9 @@ def gradient_ratio(curves: pd.DataFrame, first: str = "stem", last: str = "fc",
 def diagnose_widths(ratio: pd.DataFrame, runs: pd.DataFrame, reference: float = RELEASE_WIDTH,
                     chance: float = 10.0) -> pd.DataFrame:
     """Per width: the stem/fc ratio at the first and last epoch (mean over seeds), relative to ``reference``'s, the
-    mean final test accuracy and the diagnosis of the module's rule (``chance``: accuracy of guessing, %)."""
+    mean final test accuracy and the diagnosis, at the last epoch: **vanishing** (ratio < :data:`VANISHING_RATIO` and
+    below ``reference``'s), **exploding** (> :data:`EXPLODING_RATIO` and above it), **not learning** (accuracy within
+    :data:`CHANCE_MARGIN` points of ``chance``, %), else **healthy** (docs/experiments.md, "09 · Surrogate width")."""
     first, last = (ratio[ratio["epoch"] == e].groupby("surrogate_width")["ratio"].mean()
                    for e in (ratio["epoch"].min(), ratio["epoch"].max()))
     final_acc = runs.groupby("surrogate_width")["final_test_acc"].mean()
@@ -487,9 +466,8 @@ def diagnose_widths(ratio: pd.DataFrame, runs: pd.DataFrame, reference: float = 
 
 
 def width_verdicts(summary: pd.DataFrame, diffs: pd.DataFrame, reference: float = RELEASE_WIDTH) -> list[str]:
-    """One sentence per width (ratio trend, diagnosis), then the ``verdict`` of each of ``diffs`` (the
-    :func:`paired_comparison` of ``reference`` minus each other width: its Bonferroni-corrected interval decides when
-    there are several widths; one seed: no verdict)."""
+    """One sentence per width (ratio trend, diagnosis), then the ``verdict`` of each of ``diffs``
+    (:func:`paired_comparison` of ``reference`` minus each other width)."""
     first, last, rel = "stem/fc ratio, first epoch", "stem/fc ratio, last epoch", f"ratio vs gamma={reference:g}"
     lines = [f"gamma = {r[_GAMMA]:g}: stem/fc gradient ratio {r[first]:.3g} -> {r[last]:.3g} over training "
              f"({'falls' if r[last] < r[first] else 'rises'}), {r[rel]:.2f}x the release width's; final test accuracy "
@@ -500,11 +478,10 @@ def width_verdicts(summary: pd.DataFrame, diffs: pd.DataFrame, reference: float 
 
 
 # ---- precision (11) ------------------------------------------------------------------------------------------------
-# Does bf16 autocast keep fp32's accuracy? The same models in both, paired by seed (LIF state stays fp32).
-
 def precision_study(dataset: str, preset: str, seeds: Iterable[int], root: str | os.PathLike[str] | None = None,
                     reuse: bool = True, **common: Any) -> pd.DataFrame:
-    """fp32 and bf16-autocast runs (the registry's variants) of the preset's default model, one row per run."""
+    """fp32 and bf16-autocast runs (the registry's variants; LIF state stays fp32) of the preset's default model, one
+    row per run: does bf16 keep fp32's accuracy, paired by seed (:func:`precision_verdict`)?"""
     return run_study("precision", dataset, preset, STUDIES["precision"].variants_for(preset), seeds, root=root,
                      reuse=reuse, **common)
 
@@ -522,8 +499,6 @@ def precision_verdict(runs: pd.DataFrame, metric: str = "best_test_acc") -> dict
 
 
 # ---- energy (12) ---------------------------------------------------------------------------------------------------
-# paper convention ``E = E_MAC * MACs + E_AC * SOPs`` (docs/analysis.md)
-
 def find_trained_run(dataset: str, preset: str, variant: dict[str, Any], seed: int,
                      studies: Iterable[str] = ("ablation", "energy"), root: str | os.PathLike[str] | None = None,
                      **common: Any) -> Path | None:
@@ -568,7 +543,8 @@ def energy_summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def extrapolate_energy(full: pd.DataFrame, measured: pd.DataFrame, e_mac: float = E_MAC_PJ,
                        e_ac: float = E_AC_PJ) -> pd.DataFrame:
     """Energy table of a larger model of the same layout (``full``) with the input rates of ``measured`` (by layer
-    name): ``sops = input_rate * dense_macs`` spike-fed, ``macs = dense_macs`` real-fed. An **extrapolation**."""
+    name): ``sops = input_rate * dense_macs`` spike-fed, ``macs = dense_macs`` real-fed, and the paper's
+    ``E = e_mac * macs + e_ac * sops`` (docs/analysis.md). An **extrapolation**."""
     m = measured.set_index("name")
     if missing := sorted(set(full["name"]) - set(m.index)):
         raise ValueError(f"layers {missing} of the full model are not in the measured table; same layout needed")
@@ -702,9 +678,8 @@ def study_summary(runs: pd.DataFrame, study: str, metric: str = "best_test_acc")
 
 
 def paper_gaps(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFrame:
-    """The paper's comparisons (ablation, time_steps, dvs, train) beside ours: mean +- std of per-seed differences,
-    95 % t-interval (``ci95``), ``exceeds_noise`` (``"n/a"`` with one seed), the minimum detectable effect (80 %
-    power) and whether it ``resolves the paper's gap`` (is at most the paper's difference)."""
+    """The paper's comparisons (ablation, time_steps, dvs, train) beside ours: per-seed differences (mean +- std,
+    ``ci95``, ``exceeds_noise``: "n/a" with one seed), the MDE (80 % power) and ``resolves the paper's gap`` (<= it)."""
     lo, hi = PAPER_ABLATION_GAP
     p = PAPER_RESULTS.set_index(["dataset", "time_steps", "attention"])["paper_top1"]
     t_gap = p[("cifar100", 6, "dta")] - p[("cifar100", 4, "dta")]
@@ -753,9 +728,8 @@ def _resolves(mde: float, low: float, high: float) -> str:
 
 
 def describe_runs(runs: pd.DataFrame) -> str:
-    """The provenance of ``runs`` in one line (captions; the report's table, one line per study): preset, dataset,
-    seeds, runs, hardware, torch threads, total training wall time (``run.json``'s ``wall_seconds``, else the summed
-    epoch seconds) and git commit(s)."""
+    """The provenance of ``runs`` in one line (captions, the report): preset, dataset, seeds, runs, hardware, torch
+    threads, total training wall time (``run.json``'s ``wall_seconds``, else summed epochs) and git commit(s)."""
     if runs.empty:
         raise ValueError("describe_runs: no runs")
 

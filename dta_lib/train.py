@@ -1,7 +1,5 @@
-"""Training, top to bottom: the config (recipes, presets, the fields the CLI is generated from), device and
-precision, provenance, data and model, checkpoints and evaluation, the training loop (:func:`train`).
-Input is validated once, where it enters: a config when made, a checkpoint when read, a run folder when
-:func:`train` starts.
+"""Training, top to bottom: config (recipes, presets, CLI fields), device and precision, provenance, data and model,
+checkpoints and evaluation, the loop (:func:`train`). Input is validated once, where it enters (docs/training.md).
 """
 from __future__ import annotations
 
@@ -46,9 +44,7 @@ from .snn.neuron import LIF
 from .snn.surrogate import SURROGATES
 
 
-# config: a TrainConfig is a flat, JSON-serialisable description of one run, made by make_config from a per-dataset
-# recipe (RECIPES; cifar10, cifar100, imagenet and cifar10-dvs are the reference release's, docs/reference.md), a size
-# preset (PRESETS) and explicit overrides, each winning over the one before.
+# config: a flat, JSON-serialisable TrainConfig, made by make_config from a recipe, a preset and overrides.
 
 ATTENTIONS = ("none", "txa", "tna", "dta")
 #: largest learning rate accepted (SGD with momentum diverges far below this; 1e300 is a typo, not a recipe)
@@ -77,8 +73,7 @@ def is_int(v: Any, lo: int = 0, hi: float = math.inf) -> bool:
 
 def _f(default: Any, help: str, group: str = "run", choices: tuple[str, ...] | None = None,
        flags: tuple[str, ...] | None = None) -> Any:
-    """A config field with its CLI help, group, choices and flags (default ``--name-with-dashes``; a flag of a field
-    that defaults to True turns it off): :func:`dta_lib.__main__.add_config_arguments` generates the options."""
+    """A config field with its CLI help, group, choices and flags (:func:`dta_lib.__main__.add_config_arguments`)."""
     return dataclasses.field(default=default, metadata={"help": help, "group": group, "choices": choices,
                                                         "flags": flags})
 
@@ -129,9 +124,6 @@ class TrainConfig:
     progress: bool | None = _f(None, "tqdm progress bars (unset: when stderr is a terminal)", "recording")
 
     def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field and what was expected."""
         choices = {"dataset": RECIPES, "preset": PRESETS, **{f.name: f.metadata["choices"] for f in fields(self)
                                                              if f.metadata.get("choices")}}
@@ -187,16 +179,15 @@ class TrainConfig:
     @property
     def mixing(self) -> bool:
         """True when CutMix / MixUp produce soft targets (soft-label cross-entropy)."""
-        return self.mix_prob > 0  # validate(): then cutmix_alpha or mixup_alpha is > 0
+        return self.mix_prob > 0  # __post_init__: then cutmix_alpha or mixup_alpha is > 0
 
 
 _CIFAR = dict(arch="ms_resnet18", time_steps=6, epochs=250, batch_size=64, lr=0.1, weight_decay=5e-5, cutmix_alpha=1.0,
               mix_prob=0.5)
 _DVS = dict(arch="ms_resnet18", time_steps=10, epochs=1000, batch_size=64, lr=0.05, weight_decay=0.0, mixup_alpha=0.5,
             mix_prob=0.5, label_smoothing=0.1)
-#: Per-dataset recipes. cifar10 / cifar100 / imagenet / cifar10-dvs are the release's
-#: (docs/reference.md); fashion-mnist(-dvs) are this project's offline stand-ins, using the
-#: CIFAR / CIFAR10-DVS recipe with T=4 and fewer epochs (cifar10-emulated-dvs: emulated events of CIFAR10).
+#: Per-dataset recipes: cifar10 / cifar100 / imagenet / cifar10-dvs are the release's (docs/reference.md); the
+#: others are offline stand-ins on the CIFAR / CIFAR10-DVS recipe with fewer epochs (docs/training.md, "Recipes").
 RECIPES: dict[str, dict[str, Any]] = {
     "cifar10": dict(_CIFAR),
     "cifar100": dict(_CIFAR),
@@ -210,9 +201,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "synthetic-dvs": dict(arch="ms_resnet18", time_steps=4, epochs=3, batch_size=32, lr=0.1, weight_decay=0.0),
 }
 
-# The study presets turn CutMix / MixUp off (on schedules of a few epochs they only slow learning down) and train in
-# fp32 with channels_last (the fastest fp32 layout measured here), so a study can be continued on any CPU (bf16 is
-# emulated, ~10x slower, on CPUs without AVX512-BF16/AMX).
+# study presets: no CutMix / MixUp (they slow a few-epoch schedule down), fp32 + channels_last (fastest fp32 here,
+# and any CPU can continue a study: bf16 is emulated, ~10x slower, without AVX512-BF16/AMX)
 _STUDY = dict(width=0.125, batch_size=64, mix_prob=0.0, cutmix_alpha=0.0, mixup_alpha=0.0,
               precision="fp32", channels_last=True)
 #: Size presets applied on top of a recipe (``time_steps`` always stays the recipe's unless overridden).
@@ -225,8 +215,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(epochs=3, subset=1000, test_subset=1000, width=0.125, batch_size=25),
     # models that learn: the full Fashion-MNIST (60,000 / 10,000), 8 epochs (the headline DTA vs no-attention runs)
     "study": dict(_STUDY, epochs=8, subset=None, test_subset=None),
-    # the multi-seed studies: a fixed class-balanced 10,000-image training subset, the full test set, 3 epochs, sized
-    # so that a variant's seed std is about a point (docs/experiments.md has the measured numbers)
+    # multi-seed studies: 10,000 class-balanced training images, full test set, 3 epochs (seed std ~1 point)
     "study-10k": dict(_STUDY, epochs=3, subset=10_000, test_subset=None),
 }
 
@@ -315,8 +304,8 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> Callable[[], c
 
 
 def compile_model(net: nn.Module) -> nn.Module:
-    """``torch.compile`` with static shapes (dynamic ones fail on CPU in the LIF loop); dynamo's limit of 8 entries
-    per frame is lifted, since every layer's LIF call has its own shape and would otherwise fall back to eager."""
+    """``torch.compile`` with static shapes (dynamic ones fail on CPU in the LIF loop), dynamo's recompile limit
+    raised to 64: every layer's LIF call has its own shape and would otherwise fall back to eager."""
     import torch._dynamo.config as dynamo_config
 
     name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"  # older torch
@@ -330,8 +319,8 @@ _BF16_ISAS = frozenset({"ALL", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_C
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when this CPU has bf16 arithmetic (AVX512-BF16 or AMX tiles), as PyTorch detects it, and oneDNN may use
-    it: a ``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA`` below ``AVX512_CORE_BF16`` makes oneDNN emulate bf16."""
+    """This CPU has bf16 arithmetic (AVX512-BF16 or AMX) and oneDNN may use it (no ``ONEDNN_MAX_CPU_ISA`` /
+    ``DNNL_MAX_CPU_ISA`` below ``AVX512_CORE_BF16``)."""
     limit = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
     if limit and limit not in _BF16_ISAS:
         return False
@@ -383,9 +372,8 @@ _SYNTH = dict(num_classes=4, image_size=16, n_train=512, n_test=256)
 
 def synthetic_datasets(name: str = "synthetic", time_steps: int = 4, n_train: int = _SYNTH["n_train"],
                        n_test: int = _SYNTH["n_test"], seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
-    """Small learnable in-memory datasets for tests and CI, fixed by ``seed`` (not the training seed):
-    ``synthetic``: 1x16x16 images, 4 classes, each a random prototype plus noise; ``synthetic-dvs``:
-    ``[T, 2, 16, 16]`` 0/1 event frames whose firing probability follows a per-class pattern."""
+    """Small learnable in-memory datasets for tests and CI, fixed by ``seed`` (not the training seed): ``synthetic``:
+    ``[1, 16, 16]`` images, 4 classes, a prototype plus noise; ``synthetic-dvs``: ``[T, 2, 16, 16]`` 0/1 events."""
     if name not in SYNTHETIC_DATASETS:
         raise ValueError(f"unknown synthetic dataset {name!r}; expected one of {SYNTHETIC_DATASETS}")
     g = torch.Generator().manual_seed(seed)
@@ -432,9 +420,8 @@ def build_model(cfg: TrainConfig, info: DatasetInfo) -> MSResNet:
 
 
 def check_model_size(cfg: TrainConfig, info: DatasetInfo) -> int:
-    """Parameters of ``cfg``'s model, counted on the meta device (nothing is allocated); ``ValueError`` when its
-    training state (weights + gradients + momentum, fp32) alone exceeds the memory here (the largest GPU's, else
-    the machine's RAM)."""
+    """Parameters of ``cfg``'s model, counted on the meta device; ``ValueError`` when weights + gradients + momentum
+    (fp32) alone exceed the memory here (the largest GPU's, else the RAM)."""
     try:
         with torch.device("meta"):
             n = sum(p.numel() for p in build_model(cfg, info).parameters())
@@ -457,8 +444,7 @@ def check_model_size(cfg: TrainConfig, info: DatasetInfo) -> int:
     return n
 
 
-# checkpoints and evaluation: a training checkpoint is checked once, when it is read, before a model is built or data
-# read; accuracy and loss are those of the time-averaged logits.
+# checkpoints and evaluation: a checkpoint is checked once, when read, before a model is built or data read.
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], TrainConfig, DatasetInfo]:
     """``(state, config, data_info)`` of a training checkpoint (:func:`~dta_lib.checkpoint.load_checkpoint`), its
@@ -500,11 +486,9 @@ def evaluate_model(
     dist_info: D.DistInfo | None = None, probe_model: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Top-1 accuracy (percent) and mean cross-entropy of the time-averaged logits; with ``probe_model``, the mean
-    firing rate of each of its LIF modules (spikes per neuron per step).
-
-    Samples whose input or logits hold NaN or inf are counted: the LIF's threshold compare turns NaN into "no
-    spike", so such inputs give finite, confident logits. When there are any, the record has ``nonfinite_samples``
-    and a :class:`UserWarning` names the count (the accuracy still counts them, as predicted)."""
+    firing rate of each of its LIF modules (spikes per neuron per step). Samples with NaN or inf in input or logits
+    (a NaN input spikes nowhere, giving finite logits) are counted as predicted, reported as ``nonfinite_samples``
+    with a :class:`UserWarning`."""
     info = dist_info or D.DistInfo()
     model.eval()
     fired: dict[str, list[float]] = {}  # LIF name -> [spikes, neuron-steps]
@@ -550,8 +534,8 @@ def load_model(checkpoint: str | os.PathLike[str], device: str | torch.device = 
 
 
 def load_weights(model: MSResNet, state: dict[str, Any], checkpoint: str | os.PathLike[str]) -> MSResNet:
-    """``model`` with the weights of ``state``, read from ``checkpoint``: :class:`~dta_lib.checkpoint.CheckpointError`
-    when they do not fit it."""
+    """``model`` with ``state``'s weights; :class:`~dta_lib.checkpoint.CheckpointError` naming ``checkpoint`` when
+    they do not fit."""
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
@@ -565,10 +549,9 @@ def evaluate(checkpoint: str | os.PathLike[str], dataset: str | None = None, dat
              precision: str | None = None, progress: bool | None = None) -> dict[str, Any]:
     """Test accuracy (percent) of a checkpoint on ``dataset`` (default: the one it was trained on).
 
-    ``precision``, ``subset`` and ``batch_size`` default to what the training loop evaluated with (the checkpoint's
-    autocast dtype, fp32 for an fp16 run off CUDA; its ``test_subset``; 2x the training batch: spiking thresholds
-    make the last bits of a convolution matter), so the result equals ``metrics.jsonl``. ``ValueError`` when the
-    dataset's classes / input channels / kind differ from the checkpoint's.
+    ``precision``, ``subset`` and ``batch_size`` default to the training loop's evaluation (the checkpoint's autocast
+    dtype, fp32 for fp16 off CUDA; its ``test_subset``; 2x the training batch: spike thresholds make a convolution's
+    last bits matter), so the result equals ``metrics.jsonl``. ``ValueError`` when classes / channels / kind differ.
     """
     state, trained_cfg, trained = read_checkpoint(checkpoint)
     name, dev = dataset or trained_cfg.dataset, resolve_device(trained_cfg.replace(device=device))
@@ -624,9 +607,8 @@ class TrainResult:
 
 def count_skips(skips: Tensor, loss: Tensor, scaler: torch.amp.GradScaler, dist: D.DistInfo, epoch: int, step: int,
                 last: bool) -> Tensor:
-    """fp16: ``skips``, the count of consecutive steps with a non-finite loss (GradScaler skips them), updated by this
-    step's ``loss``; the run stops after :data:`MAX_SKIPPED_STEPS` in a row, read on the host every
-    :data:`CHECK_EVERY` steps and at the end of the epoch (``last``)."""
+    """fp16: ``skips`` (consecutive non-finite losses, skipped by GradScaler) updated by ``loss``; stops the run after
+    :data:`MAX_SKIPPED_STEPS`, read on the host every :data:`CHECK_EVERY` steps and at the epoch's end (``last``)."""
     bad = (~torch.isfinite(loss.detach())).to(torch.int64)
     if dist.enabled:  # GradScaler skips the step on every rank when one rank's loss is not finite
         torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
@@ -648,13 +630,10 @@ def write_run_json(out: Path, meta: dict[str, Any], status: str, **extra: Any) -
 def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume: bool = False,
           datasets: tuple[Dataset, Dataset] | None = None, info: DatasetInfo | None = None,
           on_epoch: Callable[[list[dict[str, Any]]], None] | None = None) -> TrainResult:
-    """One training run of ``config`` into the run folder ``out`` (created; ``None`` writes nothing); returns a
-    :class:`TrainResult`. ``resume`` continues from ``out/last.pt`` exactly (the config must match the checkpoint's).
-    ``datasets``: ``(train_ds, test_ds)`` instead of ``cfg.dataset``'s, described by ``info`` (else inferred).
-
-    ``on_epoch(history)`` is called (rank 0) after each epoch's files are written, with every epoch's record so far:
-    live curves in a notebook, early stopping by raising. Under torchrun only rank 0 calls it: raising there leaves
-    the other ranks waiting in their next collective (stop a DDP run with a signal instead)."""
+    """One training run of ``config`` into the run folder ``out`` (created; ``None`` writes nothing). ``resume``
+    continues from ``out/last.pt`` exactly (the config must match). ``datasets``: ``(train_ds, test_ds)`` instead of
+    ``cfg.dataset``'s, described by ``info`` (else inferred). ``on_epoch(history)`` runs on rank 0 after each epoch's
+    files are written (live curves; raising stops the run, but under DDP leaves other ranks waiting: use a signal)."""
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     if out is None and resume:
@@ -806,9 +785,8 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
         skips = torch.zeros((), dtype=torch.int64, device=device)  # fp16: consecutive skipped steps
 
         def check_finite(what: str, value: Tensor, epoch: int, step: int, last: bool) -> None:
-            """Stop the run (all ranks) with :class:`NonFiniteLossError` once ``value`` was NaN or inf: every step on a
-            CPU; on a GPU the flags are read every :data:`CHECK_EVERY` steps and at the end of the epoch (no host
-            sync)."""
+            """:class:`NonFiniteLossError` on all ranks once ``value`` was NaN or inf: checked every step on a CPU,
+            every :data:`CHECK_EVERY` steps and at the epoch's end on a GPU (no host sync)."""
             flag = ~torch.isfinite(value.detach())
             pending[what] = flag | pending[what] if what in pending else flag
             if device.type != "cpu" and step % CHECK_EVERY and not last:
@@ -883,8 +861,7 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
             secs = time.perf_counter() - t0
             history.append({"epoch": epoch, "lr": lr, **rec, "best_test_acc": best_acc, "seconds": secs,
                             "images_per_s": rec["train_samples"] / secs if secs > 0 else None})
-            # last.pt, then best.pt (when improved), then metrics.jsonl: last.pt is the commit point, carrying the
-            # history and the best epoch, so dta_lib.checkpoint.repair rebuilds what a kill interrupts after it
+            # last.pt (the commit point: checkpoint.repair rebuilds the rest from it), best.pt if improved, metrics
             rngs = D.gather_objects(capture_rng_state(loader_gen), dist)  # collective: every rank takes part
             if writes is not None:
                 save_checkpoint(writes / "last.pt", {

@@ -42,9 +42,8 @@ def _finish(fig: Any, title: str = "", tight: bool = True, **suptitle: Any) -> A
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Save ``fig`` atomically (:func:`dta_lib.atomic.atomic_write`); returns the final path. A relative ``path`` goes
-    under ``figures/`` of :func:`dta_lib.paths.output_root`; ``.png``, ``.pdf`` or ``.svg``. PNG metadata is stripped
-    so the bytes do not depend on the matplotlib version."""
+    """Save ``fig`` (``.png``, ``.pdf`` or ``.svg``) atomically and return its path; a relative ``path`` goes under
+    ``figures/`` of :func:`dta_lib.paths.output_root`. PNG bytes do not depend on the matplotlib version."""
     path = Path(path) if Path(path).is_absolute() else output_root() / "figures" / path
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("png", "pdf", "svg"):
@@ -160,8 +159,7 @@ def plot_tc_maps(maps: Mapping[str, ArrayLike], title: str = "", cmap: str = "vi
 
 def plot_spatial_maps(maps: ArrayLike, times: Sequence[int], channels: Sequence[int], title: str = "",
                       cmap: str = "magma") -> Figure:
-    """Grid of spatial maps (LTCA) from ``maps`` ``[T, C, H, W]``: rows = time steps, columns = channels, each panel
-    with its own colour scale."""
+    """Spatial maps (LTCA) of ``maps`` ``[T, C, H, W]``: rows = time steps, columns = channels, a scale per panel."""
     m = _np(maps, "maps [T, C, H, W]", 4)
     t_steps, c_total = m.shape[:2]
     bad = [t for t in times if not 0 <= t < t_steps] + [c for c in channels if not 0 <= c < c_total]
@@ -187,13 +185,12 @@ def plot_timestep_rows(rows: Mapping[str, ArrayLike], title: str = "", cmaps: Ma
     if len(steps) != 1:
         raise ValueError(f"all rows need the same number of time steps, got {sorted(steps)}")
     (t_steps,) = steps
-    cmaps, limits = dict(cmaps or {}), dict(limits or {})
     fig, axes = plt.subplots(len(arrays), t_steps, figsize=(1.6 * t_steps + 1.2, 1.7 * len(arrays) + 0.5), squeeze=False)
     for i, (name, a) in enumerate(arrays.items()):
-        lo, hi = limits.get(name, (float(a.min()), float(a.max())))
+        lo, hi = (limits or {}).get(name, (float(a.min()), float(a.max())))
         axes[i, 0].set_ylabel(name, fontsize=9)
         for t in range(t_steps):
-            im = axes[i, t].imshow(a[t], cmap=cmaps.get(name, "viridis"), vmin=lo, vmax=hi)
+            im = axes[i, t].imshow(a[t], cmap=(cmaps or {}).get(name, "viridis"), vmin=lo, vmax=hi)
             axes[i, t].set(xticks=[], yticks=[])
             if i == 0:
                 axes[i, t].set_title(f"t = {t + 1}", fontsize=9)
@@ -297,7 +294,6 @@ def real_vs_emulated_figure(real: torch.Tensor, emulated: torch.Tensor, real_lab
 # ---------------------------------------------------------------------------------------------- studies
 def plot_curves(history: pd.DataFrame, axes: Sequence[Any] | None = None, title: str = "") -> Any:
     """Loss and accuracy (train / test) per epoch; draws into ``axes`` (2 axes) or a new figure."""
-
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     else:
@@ -339,10 +335,10 @@ _SEED_COLORS = [sns.color_palette("colorblind", 10)[i] for i in (0, 1, 2, 4, 5, 
 def _intervals(ax: Any, labels: Sequence[str], points: pd.DataFrame | None = None, center: Any = None, low: Any = None,
                high: Any = None, join: bool = False, paper: Sequence[tuple[float, float]] = (),
                what: str = "mean +- std over seeds", paper_label: str = "paper (its setting)") -> list[Any]:
-    """The study figure, one column per variant (``labels``): each seed's value (``points``: index seed, a column per
-    variant, fixed offsets per seed: no RNG; ``join``: a line joins one seed's values), beside them ``center`` with its
-    interval ``[low, high]`` (default: the mean +- sample std of ``points``; NaN: a hollow marker) and the paper's
-    range ``paper[i]`` (a band; one value: a line; NaN: none). Returns the legend handles."""
+    """The study figure, one column per ``labels`` entry: each seed's value (``points``: index seed, a column per
+    variant; fixed offsets, no RNG; ``join`` links a seed's values), ``center`` with ``[low, high]`` (default: mean +-
+    sample std of ``points``; NaN: hollow marker) and the paper's range ``paper[i]`` (a band; a line if ``hi <= lo``;
+    NaN: none). Returns the legend handles."""
     if center is None:
         center, std = points.mean(), points.std(ddof=1)
         low, high = center - std, center + std
@@ -394,9 +390,8 @@ def plot_ablation(df: pd.DataFrame, metric: str = "best_test_acc", title: str = 
         base = ATTENTION_LABELS.get(baseline, baseline).split(" (")[0]
         handles += _intervals(a1, [f"{base} -\n{ATTENTION_LABELS[a].split(' (')[0]}" for a in others],
                               wide[others].rsub(wide[baseline], axis=0), paired["diff_mean"], paired["ci95_low"],
-                              paired["ci95_high"], paper=gap,
-                              what="mean difference,\n95% t-interval (right)",
-                              paper_label="paper's gap, CIFAR10\nfull scale: {}-{}".format(*PAPER_ABLATION_GAP)
+                              paired["ci95_high"], paper=gap, what="mean difference,\n95% t-interval (right)",
+                              paper_label="paper's gap, CIFAR10\nfull scale: {}-{}".format(*PAPER_ABLATION_GAP),
                               )[len(wide):]  # the seeds are in the legend once
         a1.axhline(0, color="0.5", lw=0.8, zorder=0)
         a1.set(ylabel=f"{base} - variant (points)\npositive: {base} better",
@@ -443,9 +438,8 @@ def plot_study(runs: pd.DataFrame, study: str, metric: str = "best_test_acc", ti
 
 
 def plot_paper_gaps(gaps: pd.DataFrame, title: str = "") -> Any:
-    """Our paired differences (:func:`dta_lib.studies.paper_gaps`: mean and 95 % t-interval ``ci95_low`` /
-    ``ci95_high`` over seeds; one seed: a hollow marker) beside the paper's gap (band or line), one column per
-    comparison (its ``preset``, when given, in the label)."""
+    """Our paired differences (:func:`dta_lib.studies.paper_gaps`: mean, 95 % t-interval; one seed: hollow marker)
+    beside the paper's gap (band or line), one column per comparison (labelled with its ``preset`` when given)."""
     if gaps.empty:
         raise ValueError("plot_paper_gaps: no comparisons to draw")
     labels = ((gaps["preset"] + " " if "preset" in gaps else "") + gaps["study"] + ":\n"
@@ -490,8 +484,7 @@ def plot_grad_norms(curves: pd.DataFrame, title: str = "", hue: str = "surrogate
 def plot_vanishing_check(ratio: pd.DataFrame, accuracy: pd.DataFrame, title: str = "", vanishing: float = 0.1,
                          exploding: float = 10.0, chance: float = 10.0, hue: str = "surrogate_width") -> Any:
     """Left: the stem/fc gradient ratio per epoch (log scale, :func:`dta_lib.studies.gradient_ratio`) with the
-    rule's ``vanishing`` / ``exploding`` lines inside the axis; right: test accuracy per epoch (``accuracy``: per-epoch
-    records with ``epoch``, ``test_acc`` and ``hue``) with ``chance``; one legend below the panels."""
+    ``vanishing`` / ``exploding`` rule lines; right: test accuracy per epoch (``accuracy``) with ``chance``."""
     _check_columns(ratio, ["epoch", "ratio", hue], "plot_vanishing_check")
     _check_columns(accuracy, ["epoch", "test_acc", hue], "plot_vanishing_check")
     palette = _ordered_palette([*ratio[hue], *accuracy[hue]])

@@ -157,7 +157,7 @@ def test_report_over_run_folders(tmp_path):
 def test_time_step_table():
     runs = pd.DataFrame({"time_steps": [2, 4, 4], "seed": [0, 0, 1], "best_test_acc": [50.0, 54.0, 56.0],
                          "train_seconds": [30.0, 60.0, 66.0], "epochs": [3, 3, 3]})
-    mem = pd.DataFrame({"time_steps": [2, 4], "step_mib": [10.0, 20.0], "peak_rss_mib": [300.0, 310.0]})
+    mem = pd.DataFrame({"time_steps": [2, 4], "step_mib": [10.0, 20.0]})
     t = studies.time_step_table(runs, mem)
     assert list(t.time_steps) == [2, 4] and t.iloc[1].best_test_acc_mean == 55.0
     assert t.iloc[1].seconds_per_epoch == pytest.approx(21.0) and math.isnan(t.iloc[0].best_test_acc_std)

@@ -1,20 +1,11 @@
-r"""Event-camera emulator: static images -> polarity event streams, as CIFAR10-DVS / N-MNIST were recorded.
+"""Event-camera emulator: static images -> polarity event streams, as CIFAR10-DVS / N-MNIST were recorded.
 
-Model (the DVS pixel of Lichtsteiner et al. 2008, as in ESIM / v2e; see docs/data.md):
-
-* **Motion.** The image sits on a black canvas of ``H + 2*margin`` by ``W + 2*margin`` sensor pixels and
-  moves along a closed triangle of three saccades (as N-MNIST's ATIS saccades): offsets
-  ``(0,0) -> (A/2, A) -> (A, 0) -> (0,0)`` pixels, ``A = amplitude``, each saccade ``saccade_us`` microseconds,
-  sampled at ``steps_per_saccade`` sub-steps with bilinear interpolation.
-* **Log intensity.** Each pixel sees ``L = log(eps + I)``, ``I`` in [0, 1], ``eps = log_eps``.
-* **Events.** A pixel remembers the level ``L_ref`` of its last event. When ``|L - L_ref| >= C`` it emits
-  ``n = floor(|L - L_ref| / C)`` events of polarity ``sign(L - L_ref)`` (ON = 1, OFF = 0) and moves
-  ``L_ref`` by ``n*C``. Crossing ``k`` is time-stamped by linear interpolation of ``L`` between sub-steps.
-* **Mismatch.** ``C`` varies per pixel, ``C * (1 + threshold_sigma * N(0,1))`` (clamped at ``0.1 C``), a
-  fixed pattern drawn once from ``seed`` (the same "camera" for every image): deterministic. Noise events,
-  refractory period and bandwidth limits are not modelled.
-
-Vectorised over chunks of images (torch); cached on disk, keyed by a hash of the images and every parameter."""
+The DVS pixel of Lichtsteiner et al. 2008, as in ESIM / v2e (docs/data.md, "Event-camera emulator"): the image moves
+along a closed triangle of three saccades on a black canvas; a pixel seeing ``L = log(log_eps + I)`` emits, when
+``|L - L_ref| >= C``, ``n = floor(|L - L_ref| / C)`` events of polarity ``sign(L - L_ref)`` (ON = 1, OFF = 0) and
+moves ``L_ref`` by ``n C``; crossings are time-stamped by linear interpolation between sub-steps. ``C`` varies per
+pixel in a fixed pattern drawn from ``seed``: deterministic. Vectorised over chunks of images (torch); cached on
+disk, keyed by a hash of the images and every parameter."""
 from __future__ import annotations
 
 import hashlib
@@ -44,7 +35,7 @@ EMULATOR_VERSION = 1
 
 @dataclass(frozen=True)
 class EmulatorConfig:
-    """Parameters of the emulator (see the module docstring for the model)."""
+    """Parameters of the emulator (docs/data.md, "Event-camera emulator")."""
 
     contrast_threshold: float = 0.25
     threshold_sigma: float = 0.03

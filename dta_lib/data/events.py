@@ -1,7 +1,5 @@
-"""Event-camera data: AEDAT4 reading, framing (tonic ``ToFrame``), CIFAR10-DVS (sorted 9:1 split), frame cache.
-
-Frames: ``[T, 2, H, W]`` float per-polarity event counts (channel 0 = OFF, ``p=0``; 1 = ON, ``p=1``) in ``T`` bins
-of equal event count (tonic ``n_event_bins``; the ``len % T`` last events dropped), resized (bilinear, antialiased)."""
+"""Event-camera data (docs/data.md, "Event frames"): AEDAT4 reading, framing (tonic ``ToFrame``; channel 0 = OFF,
+``p=0``; 1 = ON, ``p=1``), CIFAR10-DVS (sorted 9:1 split), frame cache."""
 from __future__ import annotations
 
 import os
@@ -44,8 +42,9 @@ def read_events(path: str | os.PathLike, sensor_size: tuple[int, int, int] | Non
 
 def events_to_frames(events: np.ndarray, sensor_size: tuple[int, int, int], time_steps: int,
                      frame_size: int | None = None) -> torch.Tensor:
-    """``[T, P, H, W]`` float counts: tonic ``ToFrame(n_event_bins=T)``, then resize to ``frame_size``; with fewer
-    than ``T`` events (where tonic returns empty frames) event ``k`` of ``n`` goes to frame ``k*T//n``."""
+    """``[T, P, H, W]`` float counts: tonic ``ToFrame(n_event_bins=T)`` (``T`` bins of equal event count, the last
+    ``len % T`` events dropped), then a bilinear antialiased resize to ``frame_size``; with fewer than ``T`` events
+    (where tonic returns empty frames) event ``k`` of ``n`` goes to frame ``k*T//n``."""
     (w, h, p), n = sensor_size, len(events)
     if n >= time_steps:
         frames = torch.from_numpy(tonic.transforms.ToFrame(sensor_size=sensor_size, n_event_bins=time_steps)(events)

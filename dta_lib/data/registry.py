@@ -17,11 +17,9 @@ from ..paths import cache_dir
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a model needs to know about a dataset (shapes, classes), and its normalisation.
-
-    The one dataset-metadata type of the library. ``mean`` / ``std``
-    default to the identity (event counts, the synthetic sets, user datasets), so the six model fields alone
-    (:data:`MODEL_FIELDS`, what a checkpoint records) rebuild one."""
+    """What a model needs to know about a dataset (shapes, classes), and its normalisation: ``mean`` / ``std`` default
+    to the identity (event counts, synthetic and user datasets), so the six :data:`MODEL_FIELDS` that a checkpoint
+    records rebuild one."""
 
     name: str
     num_classes: int
@@ -37,8 +35,7 @@ class DatasetInfo:
 MODEL_FIELDS = ("name", "num_classes", "in_channels", "image_size", "default_time_steps", "is_event")
 
 
-# CIFAR: the release's constants (what its checkpoints expect). Its CIFAR-10 std (0.2023, 0.1994, 0.2010) is the
-# widely copied value, not the per-pixel std of the training set (0.2470, 0.2435, 0.2616). Event frames are raw
+# CIFAR: the release's constants, which its checkpoints expect (docs/data.md, "Datasets"). Event frames are raw
 # per-polarity event counts (not normalised): mean 0, std 1 is the identity.
 DATASETS: dict[str, DatasetInfo] = {i.name: i for i in (
     DatasetInfo("cifar10", 10, 3, 32, 6, False, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),

@@ -1,9 +1,8 @@
 """The DTA block: T-XA (identical cross attention) and T-NA (non-identical attention).
 
-All modules take batch-first sequences ``X`` of shape ``[B, T, C, H, W]`` and work
-for any ``C`` and ``T`` (the reference release hard-codes ``C = 64``). Every
-constant is an argument whose default equals the reference release; where the
-release departs from the paper's text the docstring says so.
+All modules take batch-first sequences ``X`` of shape ``[B, T, C, H, W]`` for any ``C`` and ``T`` (the release
+hard-codes ``C = 64``). Every constant is an argument defaulting to the release's; where the release departs from
+the paper's text the docstring says so.
 """
 from __future__ import annotations
 
@@ -29,18 +28,16 @@ def _check_seq(x: Tensor, channels: int, time_steps: int, who: str) -> None:
 class TXA(nn.Module):
     r"""T-XA, temporal-channel-wise identical cross attention.
 
-    Spatial mean pooling gives :math:`z \in \mathbb{R}^{B\times T\times C}`; two
-    branches apply the *same* kind of operation (a 1-D conv + sigmoid) along the
-    two axes, and their results cross-multiply:
+    Spatial mean pooling gives :math:`z \in \mathbb{R}^{B\times T\times C}`; two branches apply the *same* kind of
+    operation (a 1-D conv + sigmoid) along the two axes, and their results cross-multiply:
 
     .. math::
         A_t = \sigma(\mathrm{Conv1d}_{T\to T,\,k_t}(z)) \quad\text{(TLA: slides along channels)}\\
         A_c = \sigma(\mathrm{Conv1d}_{C\to C,\,k_c}(z^\top))^\top \quad\text{(CLA: slides along time)}\\
         Y_{XA} = (X + a\,A_t) \odot (X + b\,A_c)
 
-    with learnable scalars ``a = scale_t``, ``b = scale_c`` initialised to 1.
-    Release defaults: ``kernel_t=3``, ``kernel_c=6``, 'same' padding without bias
-    (for the even kernel PyTorch pads 2 left / 3 right).
+    with learnable scalars ``a = scale_t``, ``b = scale_c`` initialised to 1. Release defaults: ``kernel_t=3``,
+    ``kernel_c=6``, no bias, 'same' padding (as PyTorch's: for the even kernel 2 left / 3 right, :func:`_pad_same`).
     Parameters: :math:`T^2 k_t + C^2 k_c + 2` (24,686 at T=6, C=64).
     """
 
@@ -48,7 +45,6 @@ class TXA(nn.Module):
         super().__init__()
         _positive(channels=channels, time_steps=time_steps, kernel_t=kernel_t, kernel_c=kernel_c)
         self.channels, self.time_steps = channels, time_steps
-        # 'same' padding by hand (as PyTorch's: the extra pad goes right), see _pad_same
         self.conv_t = nn.Conv1d(time_steps, time_steps, kernel_t, bias=False)
         self.conv_c = nn.Conv1d(channels, channels, kernel_c, bias=False)
         self.scale_t = nn.Parameter(torch.tensor(1.0))
@@ -73,11 +69,7 @@ def _pad_same(z: Tensor, k: int) -> Tensor:
 
 
 def dilated_kernel_size(kernel_size: int) -> int:
-    """The release's size of the "dilated" LTCA conv: ``k//3 + ((k//3) % 2 - 1)``.
-
-    For the release's ``kernel_size=7`` this is 1 (a per-channel scale and bias);
-    for ``kernel_size=21`` it is 7.
-    """
+    """The release's size of the "dilated" LTCA conv: ``k//3 + ((k//3) % 2 - 1)``, 1 for ``k=7``, 7 for ``k=21``."""
     k = kernel_size // 3
     return k + (k % 2 - 1)
 
@@ -90,11 +82,9 @@ def gtca_hidden(dim: int, reduction: int = 16, min_groups: int = 4) -> int:
 class LTCA(nn.Module):
     r"""Local temporal-channel attention: depthwise conv -> depthwise dilated conv -> 1x1 conv.
 
-    Acts on the folded ``[B, T*C, H, W]`` tensor. Release: 5x5 depthwise (padding 2);
-    the "dilated" conv, built from ``kernel_size=7``, degenerates to 1x1 (see
-    :func:`dilated_kernel_size`), i.e. a per-channel scale and bias — the paper's
-    text describes a true dilated convolution. Pass ``kernel_size=21`` for a 7x7
-    conv with dilation 3.
+    Acts on the folded ``[B, T*C, H, W]`` tensor. Release: 5x5 depthwise (padding 2); the "dilated" conv, built from
+    ``kernel_size=7``, degenerates to 1x1 (:func:`dilated_kernel_size`), a per-channel scale and bias, where the
+    paper's text describes a true dilated conv: ``kernel_size=21`` gives 7x7 with dilation 3.
     """
 
     def __init__(self, dim: int, kernel_size: int = 7, dw_kernel: int = 5, dilation: int = 3) -> None:
@@ -112,11 +102,8 @@ class LTCA(nn.Module):
 
 
 class GTCA(nn.Module):
-    r"""Global temporal-channel attention: GAP -> Linear(D, h) -> ReLU -> Linear(h, D).
-
-    No bias and, as in the release, no sigmoid: the output is an unbounded
-    per-(t, c) weight ``[B, D, 1, 1]`` broadcast over H, W.
-    """
+    r"""Global temporal-channel attention: GAP -> Linear(D, h) -> ReLU -> Linear(h, D), no bias and, as in the
+    release, no sigmoid: an unbounded per-(t, c) weight ``[B, D, 1, 1]`` broadcast over H, W."""
 
     def __init__(self, dim: int, hidden: int | None = None) -> None:
         super().__init__()
@@ -132,9 +119,8 @@ class GTCA(nn.Module):
 class TNA(nn.Module):
     r"""T-NA, temporal-channel-wise non-identical attention.
 
-    Time and channel are merged, ``S = reshape(X) \in \mathbb{R}^{B\times TC\times H\times W}``
-    (index ``t*C + c``), and two *different* operations model local and global
-    dependencies:
+    Time and channel are merged, ``S = reshape(X) \in \mathbb{R}^{B\times TC\times H\times W}`` (index ``t*C + c``),
+    and two *different* operations model local and global dependencies:
 
     .. math::
         E = \mathrm{GELU}(\mathrm{Conv}_{1\times1}(S)),\qquad
@@ -175,13 +161,11 @@ class DTA(nn.Module):
 
     .. math:: \mathrm{DTA}(X, S) = \sigma\big(\mathrm{T\text{-}NA}(X) \odot \mathrm{T\text{-}XA}(X)\big) \odot S
 
-    ``X`` is the real-valued stem output (conv + BN) ``[B, T, C, H, W]`` and ``S``
-    its LIF spikes; the result is real-valued in ``[0, 1]``.
+    ``X`` is the real-valued stem output (conv + BN) ``[B, T, C, H, W]`` and ``S`` its LIF spikes; the result is
+    real-valued in ``[0, 1]``.
 
-    ``mode`` selects the ablation: ``"dta"`` (both), ``"txa"`` or ``"tna"`` (the
-    gate is the sigmoid of that branch alone; the other branch is not built).
-    Keyword arguments are forwarded: ``kernel_t``, ``kernel_c`` to :class:`TXA`;
-    ``kernel_size``, ``dw_kernel``, ``dilation``, ``gtca_hidden`` to :class:`TNA`.
+    ``mode`` selects the ablation: ``"dta"`` (both), ``"txa"`` or ``"tna"`` (the gate is the sigmoid of that branch
+    alone; the other branch is not built). The other arguments go to :class:`TXA` and :class:`TNA`.
     """
 
     def __init__(self, channels: int, time_steps: int, mode: str = "dta", kernel_t: int = 3, kernel_c: int = 6,

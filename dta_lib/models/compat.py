@@ -22,8 +22,7 @@ _PREFIXES = [("input_conv.layer.module.", "stem_conv."), ("fc.layer.module.", "f
              ("encoding.T_NA.tca.MLP_block.0.", "dta.tna.gtca.fc1."), ("encoding.T_NA.tca.MLP_block.2.", "dta.tna.gtca.fc2."),
              ("encoding.T_NA.decoding.", "dta.tna.decode."), ("encoding.T_XA.", "dta.txa.")]
 _BN = r"(?:bn|seqbn\.module)"  # a release tdBatchNorm holds its BN twice, as ``bn`` and ``seqbn.module``
-# (release pattern, our replacement), the first match applied; aliases (``conv1_s.layer.module`` of ``conv1``,
-# ``conv1_s.bn`` of ``bn1``, ``seqbn.module`` of ``bn``) get the same name as the key they alias
+# (release pattern, our replacement), the first match applied; an alias gets the name of the key it aliases
 _RULES: list[tuple[str, str]] = [(f"^{re.escape(a)}", b) for a, b in _PREFIXES] + [
     (rf"^input_conv\.bn\.{_BN}\.", "stem_bn."),
     (rf"^(layer\d+\.\d+)\.(bn[12])\.{_BN}\.", r"\1.\2."),

@@ -1,8 +1,5 @@
-"""MS-ResNet backbones with one DTA block after the stem (torchvision-style builders).
-
-Layout ``[B, T, C, H, W]`` throughout; 2-D layers are time-distributed by folding
-``T`` into the batch (a view), so BatchNorm statistics are shared across time.
-"""
+"""MS-ResNet backbones with one DTA block after the stem (torchvision-style builders). Layout ``[B, T, C, H, W]``
+throughout; 2-D layers fold ``T`` into the batch (a view), so BatchNorm statistics are shared across time."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -13,7 +10,7 @@ from torch import Tensor, nn
 from ..snn.kernels.saving import compact_spikes
 from ..snn.neuron import LIF
 from ..snn.surrogate import Surrogate, build_surrogate
-from .attention import ATTENTION_MODES, DTA
+from .attention import ATTENTION_MODES, DTA, _positive
 
 __all__ = ["MSBlock", "MSResNet", "ms_resnet18", "ms_resnet34"]
 
@@ -23,8 +20,8 @@ class MSBlock(nn.Module):
 
     .. math:: \mathrm{out} = \mathrm{BN}(\mathrm{conv}_{3\times3}(\mathrm{LIF}(\mathrm{BN}(\mathrm{conv}_{3\times3}(\mathrm{LIF}(x)))))) + \mathrm{sc}(x)
 
-    The shortcut acts on the real-valued membrane input ``x`` (not on spikes): identity,
-    or a 1x1 conv (stride ``s``, no bias) + BN when the shape changes.
+    The shortcut acts on the real-valued membrane input ``x`` (not on spikes): identity, or a 1x1 conv (stride ``s``,
+    no bias) + BN when the shape changes.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, **lif: Any) -> None:
@@ -54,12 +51,10 @@ class MSBlock(nn.Module):
 class MSResNet(nn.Module):
     """Spiking MS-ResNet with an optional DTA block after the stem.
 
-    Input ``[B, C, H, W]`` (static image, direct encoding: repeated ``time_steps`` times)
-    or ``[B, T, C, H, W]`` (frames). Output logits ``[B, T, num_classes]``; predictions
-    and the loss use their mean over ``T``.
-
-    For a static image the stem convolution is computed once and broadcast over time
-    (the same function as repeating the input first, ``T`` times cheaper).
+    Input ``[B, C, H, W]`` (static image, direct encoding: repeated ``time_steps`` times) or ``[B, T, C, H, W]``
+    (frames). Output logits ``[B, T, num_classes]``; predictions and the loss use their mean over ``T``. For a static
+    image the stem conv runs once and is broadcast over time (the same function as repeating the input, ``T`` times
+    cheaper).
     """
 
     def __init__(self, blocks: Sequence[int], channels: Sequence[int], strides: Sequence[int], num_classes: int = 10,
@@ -70,9 +65,7 @@ class MSResNet(nn.Module):
         super().__init__()
         if attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
-        for name, v in (("num_classes", num_classes), ("time_steps", time_steps), ("in_channels", in_channels)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        _positive(num_classes=num_classes, time_steps=time_steps, in_channels=in_channels)
         if not (len(blocks) == len(channels) == len(strides)):
             raise ValueError(f"blocks, channels and strides must have equal lengths, got {blocks}, {channels}, {strides}")
         sg = surrogate if isinstance(surrogate, Surrogate) else build_surrogate(surrogate, surrogate_width)
@@ -153,13 +146,10 @@ def ms_resnet18(num_classes: int = 10, time_steps: int = 6, attention: str = "dt
                 width: float = 1.0, **kwargs: Any) -> MSResNet:
     """CIFAR MS-ResNet-18 of the paper (the ResNet-19 layout) with DTA after the stem.
 
-    Stem 3x3 conv (stride 1) -> BN -> [LIF -> DTA] -> stages of 3, 3, 2 MS blocks with
-    128, 256, 512 channels and strides 1, 2, 2 -> LIF -> GAP -> Linear per time step.
-    ``attention`` in ``{"none", "txa", "tna", "dta"}``; ``width`` scales every channel
-    count (for CPU-sized runs). With the defaults the parameter count equals the
-    release's: 12,993,336 (DTA, T=6), 12,502,090 without attention.
-    Other keyword arguments go to :class:`MSResNet` (``decay``, ``threshold``,
-    ``surrogate``, ``surrogate_width``, ``lif_backend``, ``dta_kwargs``).
+    Stem 3x3 conv (stride 1) -> BN -> [LIF -> DTA] -> stages of 3, 3, 2 MS blocks with 128, 256, 512 channels and
+    strides 1, 2, 2 -> LIF -> GAP -> Linear per time step. ``attention`` in ``{"none", "txa", "tna", "dta"}``;
+    ``width`` scales every channel count (for CPU-sized runs); other keyword arguments go to :class:`MSResNet`.
+    With the defaults the parameter count equals the release's: 12,993,336 (DTA, T=6), 12,502,090 without attention.
     """
     stem, *chans = _scale([64, 128, 256, 512], width)
     return MSResNet([3, 3, 2], chans, [1, 2, 2], num_classes, time_steps, attention, in_channels, stem_channels=stem,
@@ -170,14 +160,11 @@ def ms_resnet34(num_classes: int = 1000, time_steps: int = 6, attention: str = "
                 width: float = 1.0, layout: str = "release", **kwargs: Any) -> MSResNet:
     """ImageNet MS-ResNet-34 with DTA after the stem.
 
-    Stem 7x7 conv stride 2 -> BN -> [LIF -> DTA] -> stages of 3, 4, 6, 3 MS blocks with
-    64, 128, 256, 512 channels.
-
-    ``layout="release"``: strides 1, 1, 2, 2 and no max-pool (feature maps stay 112x112
-    for two stages at 224 input), as in the reference release, whose ImageNet model does
-    not run as released; this one does.
-    ``layout="standard"``: the usual MS-ResNet-34, a 3x3 stride-2 max-pool after the
-    stem (after DTA) and strides 1, 2, 2, 2 (final maps 7x7 at 224 input).
+    Stem 7x7 conv stride 2 -> BN -> [LIF -> DTA] -> stages of 3, 4, 6, 3 MS blocks with 64, 128, 256, 512 channels.
+    ``layout="release"``: strides 1, 1, 2, 2 and no max-pool (feature maps stay 112x112 for two stages at 224 input),
+    as the reference release, whose ImageNet model does not run as released (this one does).
+    ``layout="standard"``: the usual MS-ResNet-34, a 3x3 stride-2 max-pool after the stem's DTA and strides
+    1, 2, 2, 2 (final maps 7x7 at 224 input).
     """
     if layout not in ("release", "standard"):
         raise ValueError(f"layout must be 'release' or 'standard', got {layout!r}")

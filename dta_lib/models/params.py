@@ -85,9 +85,8 @@ def release_configurations() -> list[dict[str, Any]]:
 
 def dta_parameter_variants(channels: int = 64, time_steps: int = 6) -> pd.DataFrame:
     """DTA parameter counts (columns ``configuration``, ``parameters``, ``M``: millions, 2 decimals) of the release
-    block and alternatives (which one the paper's "~0.09M" means cannot be decided here), all from modules built
-    here: T-XA / T-NA alone, T-NA's three ``D x D`` 1x1 convs (encode, LTCA pointwise, decode) removed, shared over
-    time (``C x C``) or grouped per step (``groups=T``), the block at other ``T``. Bad arguments: ``ValueError``."""
+    block and the alternatives the paper's "~0.09M" might mean (T-XA / T-NA alone, T-NA's three ``D x D`` 1x1 convs
+    removed, shared over time or grouped per step, other ``T``), from modules built here. Bad arguments: ValueError."""
     def one_by_one(d: int, groups: int = 1) -> int:
         return count_parameters(nn.Conv2d(d, d, 1, groups=groups))
 
@@ -121,9 +120,8 @@ def calibrate_bn(model: nn.Module, images: Tensor, batch_size: int = 64,
 
     (A fresh BN does not fit real features; one image in train mode has spatial mean exactly 0 per channel, which
     erases T-XA's pooled input ``z``.) Runs ``forward`` (default ``model``; ``model.stem``: only the stem BN) over
-    ``batch_size`` chunks in train mode without gradients, as :func:`torch.optim.swa_utils.update_bn` does (reset,
-    then a cumulative average: momentum ``None``); momenta are restored even on error. BNs that ``forward`` does not
-    reach keep mean 0, variance 1."""
+    ``batch_size`` chunks in train mode without gradients, as :func:`torch.optim.swa_utils.update_bn` (cumulative
+    average); momenta are restored even on error. BNs that ``forward`` does not reach keep mean 0, variance 1."""
     if not isinstance(images, Tensor) or images.dim() not in (4, 5) or images.shape[0] < 1 or not images.is_floating_point():
         got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"images must be a float tensor [N, C, H, W] or [N, T, C, H, W] with N >= 1, got {got}")

@@ -1,13 +1,9 @@
-"""A plain re-statement of the reference release's computation, for tests and benchmarks.
+"""A plain re-statement of the reference release's computation (docs/reference.md), for tests and benchmarks.
 
-Written from ``docs/reference.md`` and the release's checkpoint key layout (module
-names, aliases and registration order reproduce its ``state_dict`` exactly). It keeps
-the release's habits on purpose: a Python loop over time in every LIF that autograd
-records step by step, the input repeated ``T`` times before the stem, ``torch.stack``
-of per-step outputs. Use :mod:`dta_lib.models` for real work; this module exists so
-that tests can prove :func:`dta_lib.models.compat.from_reference_state_dict` and the fast
-paths compute the same function, and so that ``python -m dta_lib.bench`` has the
-release's computation to race against in the same process.
+Module names, aliases and registration order reproduce the release's ``state_dict`` exactly, and it keeps the
+release's habits on purpose: a Python loop over time in every LIF, the input repeated ``T`` times before the stem,
+``torch.stack`` of per-step outputs. Tests prove with it that :func:`dta_lib.models.compat.from_reference_state_dict`
+and the fast paths compute the same function; ``python -m dta_lib.bench`` races it. Use :mod:`dta_lib.models`.
 """
 from __future__ import annotations
 
@@ -145,9 +141,8 @@ class _TNA(nn.Module):
 class ReferenceMSResNet18(nn.Module):
     """The release's CIFAR MS-ResNet-18 + DTA (C=64 stem), with its module names.
 
-    ``width`` scales every channel count as :func:`dta_lib.models.ms_resnet18` does (the release has no such knob;
-    it is here so that the benchmarks can race the release's computation at CPU study sizes). ``width=1`` is the
-    release's model.
+    ``width`` scales every channel count as :func:`dta_lib.models.ms_resnet18` does (not the release's: for benchmarks
+    at CPU study sizes); ``width=1`` is the release's model.
     """
 
     def __init__(self, num_classes: int = 10, time_steps: int = 6, in_channels: int = 3, dta: bool = True,

@@ -1,11 +1,6 @@
-r"""The reference LIF loop over time: exactly the release's computation (paper Eqs. 1-3).
-
-.. math::
-    h_t = \lambda u_{t-1} + x_t,\quad s_t = H(h_t - \vartheta),\quad u_t = h_t (1 - s_t),\quad u_0 = 0
-
-One loop serves training (autograd through every step, the reset kept in the graph) and plotting
-(:func:`lif_trace`, which also returns the membrane). The fused kernels in :mod:`dta_lib.snn.kernels`
-are checked against it.
+"""The reference LIF loop over time: exactly the release's computation (paper Eqs. 1-3, as in
+:class:`dta_lib.snn.neuron.LIF`). One loop serves training (autograd through every step, the reset kept in the
+graph) and plotting (:func:`lif_trace`, which also returns the membrane); the fused kernels are checked against it.
 """
 from __future__ import annotations
 

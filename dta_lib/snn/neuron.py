@@ -15,24 +15,17 @@ __all__ = ["LIF"]
 
 
 class LIF(nn.Module):
-    r"""Multi-step leaky integrate-and-fire neuron (paper Eqs. 1-3).
+    r"""Multi-step leaky integrate-and-fire neuron (paper Eqs. 1-3), stateless across calls.
 
     .. math::
         h_t = \lambda\,u_{t-1} + x_t, \qquad
         s_t = H(h_t - \vartheta), \qquad
         u_t = h_t\,(1 - s_t), \qquad u_0 = 0
 
-    Release semantics: ``decay`` :math:`\lambda = 0.5` is a multiplicative decay
-    (not a time constant), ``threshold`` :math:`\vartheta = 1.0` with a strict
-    comparison, hard reset to zero, and the reset is *not* detached from the
-    graph. Stateless across calls.
-
-    Args:
-        decay: membrane decay factor in ``[0, 1]``.
-        threshold: firing threshold (> 0).
-        surrogate: surrogate-gradient module; default :class:`Triangle` of width 1.0.
-        backend: ``"auto"`` (fastest for the device), ``"loop"`` (reference), or a
-            name registered in :data:`dta_lib.snn.functional.LIF_BACKENDS`.
+    Release semantics: ``decay`` :math:`\lambda = 0.5` in ``[0, 1]`` is a multiplicative decay (not a time
+    constant), ``threshold`` :math:`\vartheta = 1.0` (> 0) compared strictly, a hard reset to zero *not* detached
+    from the graph. ``surrogate``: default :class:`Triangle` of width 1.0. ``backend``: ``"auto"`` (fastest for the
+    device), ``"loop"`` (reference) or a name in :data:`dta_lib.snn.functional.LIF_BACKENDS`.
 
     Shape: input ``[B, T, ...]`` float; output 0/1 spikes of the same shape and dtype.
     """

@@ -1,15 +1,8 @@
-"""Surrogate gradients for the Heaviside spike function.
+"""Surrogate gradients for the Heaviside spike function (spikingjelly's ``surrogate``: spike functions only).
 
-Each surrogate is a small module holding its width parameter; calling it on the
-centred membrane ``v = h - threshold`` returns float 0/1 spikes
-``s = H(v) = 1[v > 0]`` whose backward pass uses the surrogate derivative
-``ds/dv = g'(v)`` instead of the Dirac delta.
-
-Each surrogate also exposes ``primitive(v)``: a smooth function whose exact
-derivative is the surrogate derivative. Tests use it to check every backward
-formula against finite differences.
-
-Follows spikingjelly's split (``surrogate`` holds only the spike functions).
+Calling a surrogate on the centred membrane ``v = h - threshold`` returns float 0/1 spikes ``s = H(v) = 1[v > 0]``
+whose backward uses the surrogate derivative ``ds/dv = g'(v)`` instead of the Dirac delta. ``primitive(v)`` is a
+smooth function whose exact derivative is the surrogate derivative (the tests check every backward against it).
 """
 from __future__ import annotations
 
@@ -68,8 +61,8 @@ class Triangle(Surrogate):
 
     .. math:: \frac{\partial s}{\partial h} = \frac{1}{\gamma^2}\max(0, \gamma - |h - \vartheta|)
 
-    ``width`` is :math:`\gamma` (the paper summary calls it :math:`\alpha`); the
-    release uses ``width=1.0``: a triangle of height 1 and half-width 1.
+    ``width`` is :math:`\gamma` (the paper summary calls it :math:`\alpha`); the release's ``width=1.0`` gives a
+    triangle of height 1 and half-width 1.
     """
 
     name = "triangle"

@@ -17,12 +17,9 @@ def triton_available() -> bool:
 
 
 def lif_multistep_triton(x: Tensor, decay: float, threshold: float, surrogate: Surrogate) -> Tensor:
-    """Lazy entry point of :func:`dta_lib.snn.kernels.lif_triton.lif_multistep_triton`.
-
-    If Triton fails to compile or launch (a driver or toolchain problem on this GPU), forward or backward, this warns
-    once and the rest of the process uses :func:`lif_multistep_fused`'s PyTorch path, which computes what the kernel
-    computes (the membrane in fp32 for bf16 / fp16 inputs), so results do not depend on which backend ran.
-    """
+    """Lazy entry point of :func:`dta_lib.snn.kernels.lif_triton.lif_multistep_triton`. If Triton fails to compile
+    or launch (forward or backward), this warns once and the process goes on with :func:`lif_multistep_fused`'s
+    PyTorch path, the same fp32-membrane arithmetic: results do not depend on which backend ran."""
     if not _TRITON_BROKEN:
         try:
             from .lif_triton import lif_multistep_triton as impl

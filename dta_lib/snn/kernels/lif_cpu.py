@@ -1,20 +1,16 @@
-"""Fused multi-step LIF for the CPU (paper Eqs. 1-3 with the surrogate of Eq. 5).
+"""Fused multi-step LIF for the CPU (paper Eqs. 1-3 with the surrogate of Eq. 5; docs/performance.md, "What is fused").
 
-One autograd node replaces the release's per-step graph. Forward and backward are
-fused loops over time written in C (OpenMP over neurons, built once with the system
-compiler and cached, called through :mod:`ctypes`); when no compiler is available a
-vectorised pure-PyTorch path with the same arithmetic is used instead.
-
-Saved for backward: only the input ``x`` (in its own dtype). The backward recomputes
-the charged membrane ``h_t`` chunk by chunk in cache, then runs the adjoint in reverse:
+One autograd node replaces the release's per-step graph: loops over time in C (OpenMP over neurons, compiled once
+with the system compiler and cached, called through :mod:`ctypes`), or without a compiler a vectorised PyTorch path
+with the same arithmetic. Saved for backward: only ``x`` (its own dtype); the backward recomputes the charged
+membrane ``h_t`` chunk by chunk in cache, then runs the adjoint in reverse:
 
 .. math::
     \\frac{\\partial L}{\\partial h_t} = g^u_t (1 - s_t) + \\big(g^s_t - g^u_t h_t\\big)\\, s'(h_t - \\vartheta),
     \\qquad g^u_{t-1} = \\lambda \\frac{\\partial L}{\\partial h_t},\\quad g^u_{T-1} = 0,
 
-which is the loop's autograd graph (reset *not* detached) evaluated in the same order,
-so outputs are bit-identical and fp32 gradients agree to rounding. Half-precision inputs (autocast) go
-through an fp32 copy: the membrane and the threshold comparison are fp32, spikes come back in the input dtype.
+the loop's autograd graph (reset *not* detached) in the same order: spikes bit-identical, fp32 gradients equal to
+rounding. Half-precision inputs (autocast) go through an fp32 copy; spikes come back in the input dtype.
 """
 from __future__ import annotations
 
@@ -172,10 +168,8 @@ def c_extension_available() -> bool:
 
 # --------------------------------------------------------------------------- helpers
 def surrogate_code(surrogate: Surrogate) -> tuple[int, float, float] | None:
-    """``(kind, p0, p1)`` of a built-in surrogate for the fused kernels, or None (use ``derivative``).
-
-    Matches the exact class only: a subclass may override ``derivative``.
-    """
+    """``(kind, p0, p1)`` of a built-in surrogate for the fused kernels; None (use ``derivative``) for any other
+    class, subclasses included (they may override ``derivative``)."""
     t = type(surrogate)
     if t is Triangle:
         return 0, surrogate.width, surrogate.width * surrogate.width
@@ -250,8 +244,7 @@ def _torch_backward(h3: Tensor, g3: Tensor, decay: float, thr: float, sg: Surrog
         gu = gh * decay
 
 
-#: the first Triton failure of this process (compile, forward or backward launch); the CUDA path then runs the
-#: fused PyTorch LIF above, which is why the record lives here
+#: the first Triton failure of this process; CUDA then runs the fused PyTorch LIF above (hence the record is here)
 _TRITON_BROKEN: list[str] = []
 
 

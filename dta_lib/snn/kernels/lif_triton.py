@@ -1,12 +1,10 @@
-"""Triton LIF kernels for CUDA (paper Eqs. 1-3, surrogate of Eq. 5): one launch forward over
-``T``, one launch backward in reverse over ``T``.
+"""Triton LIF kernels for CUDA (paper Eqs. 1-3, surrogate of Eq. 5): one launch forward over ``T``, one backward
+in reverse over ``T``.
 
-Each program owns ``BLOCK`` neurons of one sample and keeps the membrane in fp32 registers
-for the whole sequence, so a forward pass reads ``x`` once and writes the spikes (input dtype)
-and the charged membrane ``h`` (fp32, the only tensor saved for backward); the backward reads
-``h`` and the spike gradient once and writes ``dL/dx``. Works for fp32, bf16 and fp16 inputs
-(the membrane and the threshold comparison are fp32). Also runs on CPU tensors under
-``TRITON_INTERPRET=1`` (used by the tests on machines without a GPU).
+Each program keeps ``BLOCK`` neurons of one sample in fp32 registers for the whole sequence: the forward reads ``x``
+once and writes the spikes (input dtype) and the charged membrane ``h`` (fp32, the only tensor saved for backward);
+the backward reads ``h`` and the spike gradient once and writes ``dL/dx``. Inputs fp32, bf16 or fp16 (membrane and
+threshold comparison in fp32). CPU tensors run under ``TRITON_INTERPRET=1`` (the tests, on machines without a GPU).
 """
 from __future__ import annotations
 
