@@ -122,22 +122,24 @@ def step_cost(cfg: train.TrainConfig, steps: int = 3) -> dict[str, float]:
     """Cost of one BPTT training step (forward, cross-entropy on the mean over T, backward, SGD) of ``cfg``'s model on
     a random batch, on ``cfg.threads`` (default 1) CPU threads, after a warm-up step: ``step_mib``, the peak added
     during one step (:func:`peak_added_bytes`), and ``step_cpu_s``, ``time.process_time`` per step over ``steps``
-    steps (hardly depends on other jobs sharing the machine)."""
+    steps (CPU time of this process: it depends on the CPU and, less than wall time, on other jobs sharing it). The
+    caller's random state is left as it was."""
     info, cpu, threads = train.get_data_info(cfg.dataset), torch.device("cpu"), torch.get_num_threads()
     shape = (cfg.batch_size, *([cfg.time_steps] if info.is_event else []), info.in_channels, info.image_size,
              info.image_size)
     torch.set_num_threads(cfg.threads or 1)
     try:
-        torch.manual_seed(0)
-        model = train.build_model(cfg, info)
-        step = _steps(model, torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum),
-                      [(torch.rand(shape), torch.randint(0, info.num_classes, (cfg.batch_size,)))], "fp32", cpu)
-        step()  # warm-up: gradients, optimizer buffers
-        peak, c0 = peak_added_bytes(step, cpu), time.process_time()
-        for _ in range(steps):
-            step()
-        return {"time_steps": cfg.time_steps, "step_mib": peak / 2**20,
-                "step_cpu_s": (time.process_time() - c0) / steps}
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = train.build_model(cfg, info)
+            step = _steps(model, torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum),
+                          [(torch.rand(shape), torch.randint(0, info.num_classes, (cfg.batch_size,)))], "fp32", cpu)
+            step()  # warm-up: gradients, optimizer buffers
+            peak, c0 = peak_added_bytes(step, cpu), time.process_time()
+            for _ in range(steps):
+                step()
+            return {"time_steps": cfg.time_steps, "step_mib": peak / 2**20,
+                    "step_cpu_s": (time.process_time() - c0) / steps}
     finally:
         torch.set_num_threads(threads)
 
@@ -577,9 +579,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lif-T", nargs="+", type=int, default=[4, 6, 10], help="LIF time steps")
     p.add_argument("--lif-shape", nargs="+", type=int, default=None, help="LIF [B, C, H, W] (default 16 128 32 32)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--epoch", action="store_true", help="instead: race one training epoch at the CPU study size")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--epoch", action="store_true", help="instead: race one training epoch at the CPU study size")
     p.add_argument("--images", type=int, default=None, help="--epoch: images per timed epoch (default 1280)")
-    p.add_argument("--gpu", action="store_true", help="instead: GPU check (scripts/gpu_check.sh); exit 2 without CUDA")
+    which.add_argument("--gpu", action="store_true", help="instead: GPU check (scripts/gpu_check.sh); exit 2 without CUDA")
     p.add_argument("--dry-run", action="store_true", help="--gpu at toy sizes on the CPU (runs the code)")
 
 
@@ -591,6 +594,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.gpu:
         return run_gpu_check(args.out, args.dry_run)
+    if args.dry_run:
+        raise ValueError("--dry-run belongs to --gpu (the GPU check at toy sizes on the CPU)")
     dev, q = torch.device(args.device), args.quick
     if args.epoch and dev.type != "cpu":
         raise ValueError(f"--epoch races the CPU study size; got --device {args.device}")
@@ -618,7 +623,11 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dta_lib.bench", description=__doc__.split("\n\n")[0])
     add_arguments(p)
-    return run(p.parse_args(argv))
+    args = p.parse_args(argv)
+    try:
+        return run(args)
+    except ValueError as e:  # bad input: argparse's usage and one error line, exit status 2
+        p.error(str(e))
 
 
 if __name__ == "__main__":
