@@ -169,7 +169,8 @@ def bench_lif(time_steps: Sequence[int] = (4, 6, 10), shape: Sequence[int] = (16
             fns = {k: (lambda f=f: torch.autograd.grad(f(x), x, gy)) for k, f in impls.items()}
             with torch.no_grad():
                 want = reference_lif(x)
-                # compiled ones too: inductor can return wrong spikes (docs/performance.md, "Results (CPU)")
+                # compiled ones too: inductor can return wrong spikes (docs/performance.md, "A training epoch at the
+                # study size")
                 wrong = {k: int((want != f(x)).sum()) for k, f in impls.items()}
             times = race(fns, repeats, dev, warmup=2)  # compiled candidates settle in two calls
             mem = {k: peak_added_bytes(f, dev) for k, f in fns.items()}
@@ -589,7 +590,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """The ``bench`` subcommand: the LIF race into ``bench_<tag or device>.json``/``.png``, ``--epoch`` the epoch race
     into ``bench_epoch_<tag or cpu>.*``, ``--gpu`` :func:`run_gpu_check`. Default precisions: fp32, plus bf16 where
-    native (CUDA, or a CPU with AVX512-BF16/AMX). ``--quick``: tiny sizes, checks the machinery only."""
+    native (CUDA, or a CPU with AVX512-BF16/AMX). ``--quick``: tiny sizes (LIF ``[2, T, 8, 8, 8]``; epoch 2 x 8 images,
+    width 1/16, T=2), checks the machinery only."""
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.gpu:

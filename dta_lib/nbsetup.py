@@ -42,8 +42,9 @@ class NotebookSetup:
 def setup(notebook: str, namespace: Mapping[str, Any], *, width: int | None = 160, max_colwidth: int | None = None,
           max_columns: int | None = None, dpi: int | None = 80) -> NotebookSetup:
     """The first code cell of a numbered notebook (``namespace``: its ``globals()``): checks parameters, sets
-    ``$DTA_OUTPUT_DIR`` (itself, else the project's ``reports/``, else ``./reports``), deterministic algorithms,
-    display options, silences tqdm's "IProgress not found"; returns the name tag and output folders."""
+    ``$DTA_OUTPUT_DIR`` (itself, else the project's ``reports/``, else ``./reports``),
+    ``torch.use_deterministic_algorithms(True)`` (process-wide), display options, silences tqdm's "IProgress not
+    found"; returns the name tag and output folders."""
     import matplotlib.pyplot as plt
     import pandas as pd
     import torch

@@ -124,7 +124,8 @@ class TrainConfig:
     progress: bool | None = _f(None, "tqdm progress bars (unset: when stderr is a terminal)", "recording")
 
     def __post_init__(self) -> None:
-        """Raise ``ValueError`` naming the first bad field and what was expected."""
+        """Raise ``ValueError`` naming the first bad field and what was expected (change a config with
+        :meth:`replace`, which checks again; assigning a field does not)."""
         choices = {"dataset": RECIPES, "preset": PRESETS, **{f.name: f.metadata["choices"] for f in fields(self)
                                                              if f.metadata.get("choices")}}
         for name, allowed in choices.items():
@@ -187,7 +188,8 @@ _CIFAR = dict(arch="ms_resnet18", time_steps=6, epochs=250, batch_size=64, lr=0.
 _DVS = dict(arch="ms_resnet18", time_steps=10, epochs=1000, batch_size=64, lr=0.05, weight_decay=0.0, mixup_alpha=0.5,
             mix_prob=0.5, label_smoothing=0.1)
 #: Per-dataset recipes: cifar10 / cifar100 / imagenet / cifar10-dvs are the release's (docs/reference.md); the
-#: others are offline stand-ins on the CIFAR / CIFAR10-DVS recipe with fewer epochs (docs/training.md, "Recipes").
+#: fashion-mnist and emulated sets are offline stand-ins on the CIFAR / CIFAR10-DVS recipe with fewer epochs
+#: (docs/training.md, "Recipes").
 RECIPES: dict[str, dict[str, Any]] = {
     "cifar10": dict(_CIFAR),
     "cifar100": dict(_CIFAR),
@@ -305,7 +307,7 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> Callable[[], c
 
 def compile_model(net: nn.Module) -> nn.Module:
     """``torch.compile`` with static shapes (dynamic ones fail on CPU in the LIF loop), dynamo's recompile limit
-    raised to 64: every layer's LIF call has its own shape and would otherwise fall back to eager."""
+    raised to at least 64 (process-wide): every layer's LIF call has its own shape and would otherwise run eager."""
     import torch._dynamo.config as dynamo_config
 
     name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"  # older torch
@@ -488,7 +490,7 @@ def evaluate_model(
     """Top-1 accuracy (percent) and mean cross-entropy of the time-averaged logits; with ``probe_model``, the mean
     firing rate of each of its LIF modules (spikes per neuron per step). Samples with NaN or inf in input or logits
     (a NaN input spikes nowhere, giving finite logits) are counted as predicted, reported as ``nonfinite_samples``
-    with a :class:`UserWarning`."""
+    (the key only when there are any) with a :class:`UserWarning`."""
     info = dist_info or D.DistInfo()
     model.eval()
     fired: dict[str, list[float]] = {}  # LIF name -> [spikes, neuron-steps]
@@ -632,8 +634,9 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
           on_epoch: Callable[[list[dict[str, Any]]], None] | None = None) -> TrainResult:
     """One training run of ``config`` into the run folder ``out`` (created; ``None`` writes nothing). ``resume``
     continues from ``out/last.pt`` exactly (the config must match). ``datasets``: ``(train_ds, test_ds)`` instead of
-    ``cfg.dataset``'s, described by ``info`` (else inferred). ``on_epoch(history)`` runs on rank 0 after each epoch's
-    files are written (live curves; raising stops the run, but under DDP leaves other ranks waiting: use a signal)."""
+    ``cfg.dataset``'s, described by ``info`` (else inferred). ``on_epoch(history)`` (every epoch's record so far)
+    runs on rank 0 after each epoch's files are written (live curves; raising stops the run, but under DDP leaves
+    other ranks waiting: use a signal)."""
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     if out is None and resume:

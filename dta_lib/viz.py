@@ -43,7 +43,8 @@ def _finish(fig: Any, title: str = "", tight: bool = True, **suptitle: Any) -> A
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Save ``fig`` (``.png``, ``.pdf`` or ``.svg``) atomically and return its path; a relative ``path`` goes under
-    ``figures/`` of :func:`dta_lib.paths.output_root`. PNG bytes do not depend on the matplotlib version."""
+    ``figures/`` of :func:`dta_lib.paths.output_root`. PNGs carry no ``Software`` tag (no matplotlib version in
+    the bytes)."""
     path = Path(path) if Path(path).is_absolute() else output_root() / "figures" / path
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("png", "pdf", "svg"):
