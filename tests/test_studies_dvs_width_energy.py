@@ -207,11 +207,21 @@ def _width_runs(accs: dict[float, list[float]]) -> pd.DataFrame:
                           "final_train_acc": a + 2.0} for w, xs in accs.items() for s, a in enumerate(xs)])
 
 
-def width_differences(runs: pd.DataFrame) -> pd.DataFrame:  # notebook 09's comparison: gamma = 1 minus each width
+def width_differences(runs: pd.DataFrame) -> pd.DataFrame:
+    """Notebook 09's own comparison (gamma = 1 minus each width): its ``diffs = ...`` statement, run on ``runs``."""
+    import ast
+
+    import nbformat
+
     from dta_lib.studies import paired_comparison
 
-    return paired_comparison(runs, "surrogate_width", 1.0, label=lambda w: f"gamma=1.0 minus gamma={w}",
-                             more="gamma=1.0 better", less="gamma=1.0 worse")
+    nb = nbformat.read(Path(__file__).resolve().parent.parent / "notebooks" / "09_surrogate_width.ipynb", 4)
+    stmt = next(node for c in nb.cells if c.cell_type == "code" and "diffs = " in c.source
+                for node in ast.parse(c.source).body
+                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "diffs")
+    scope = {"runs": runs, "paired_comparison": paired_comparison}
+    exec(compile(ast.Module([stmt], []), "09_surrogate_width", "exec"), scope)
+    return scope["diffs"]
 
 
 def test_width_table_and_differences_pair_by_seed() -> None:
