@@ -1,25 +1,15 @@
-"""Command line: ``python -m dta_lib {train,evaluate,...} --help``; adding a subcommand: docs/training.md."""
+"""Command line: ``python -m dta_lib {train,evaluate} --help`` (the tools: ``python -m dta_lib.bench``, ...)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
 import signal
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-__all__ = ["COMMANDS", "register_command", "build_parser", "main"]
-
-#: subcommand name -> ``(help, add_arguments(parser), run(args) -> exit status)``
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
-
-
-def register_command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None],
-                     run: Callable[[argparse.Namespace], int]) -> None:
-    """Add a subcommand ``python -m dta_lib NAME``."""
-    COMMANDS[name] = (help, add_arguments, run)
+__all__ = ["build_parser", "main"]
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -46,13 +36,13 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config: type | None = None) -> None:
-    """One option per field of ``config`` (default :class:`~dta_lib.train.TrainConfig`) but ``dataset`` and
-    ``preset``, from the field's :func:`dta_lib.train._f` metadata; every option defaults to ``None`` (unset)."""
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per field of :class:`~dta_lib.train.TrainConfig` but ``dataset`` and ``preset``, from the field's
+    :func:`dta_lib.train._f` metadata; every option defaults to ``None`` (unset)."""
     from .train import TrainConfig
 
     groups: dict[str, Any] = {}
-    for f in dataclasses.fields(config or TrainConfig):
+    for f in dataclasses.fields(TrainConfig):
         if f.name in ("dataset", "preset"):
             continue
         meta = f.metadata
@@ -71,19 +61,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, config: type | None = 
                            type={"int": int, "float": float}.get(kind, str), choices=meta.get("choices"))
 
 
-def config_overrides(args: argparse.Namespace, config: type | None = None) -> dict[str, Any]:
-    """The config fields given on the command line (``None`` = unset), for :func:`make_config`."""
-    from .train import TrainConfig
-
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config or TrainConfig)
-            if f.name not in ("dataset", "preset")}
-
-
 def _run_train(args: argparse.Namespace) -> int:
     from .distributed import detect
-    from .train import make_config, train
+    from .train import TrainConfig, make_config, train
 
-    cfg, dist = make_config(args.dataset, args.preset, **config_overrides(args)), detect()
+    # the config fields given on the command line (None = unset: make_config takes the preset's, else the recipe's)
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                 if f.name not in ("dataset", "preset")}
+    cfg, dist = make_config(args.dataset, args.preset, **overrides), detect()
     if args.lr_scale == "linear" and dist.world_size > 1:
         cfg = cfg.replace(lr=cfg.lr * dist.world_size)
     res = train(cfg, out=args.out, resume=args.resume)
@@ -120,24 +105,14 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-register_command("train", "train a model (python -m dta_lib train --help)", _add_train, _run_train)
-register_command("evaluate", "evaluate a checkpoint (python -m dta_lib evaluate --help)", _add_evaluate, _run_evaluate)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    if "bench" not in COMMANDS:
-        with contextlib.suppress(Exception):  # a missing or broken tool must not break train / evaluate
-            from . import bench
-
-            register_command("bench", bench.__doc__.strip().splitlines()[0].replace("``", ""), bench.add_arguments,
-                             bench.run)
-    parser = argparse.ArgumentParser(
-        prog="python -m dta_lib", description="DTA-SNN companion: training, evaluation and tools.",
-        formatter_class=_Formatter,
-    )
+    parser = argparse.ArgumentParser(prog="python -m dta_lib", formatter_class=_Formatter,
+                                     description="DTA-SNN companion: training and evaluation (tools: python -m "
+                                                 "dta_lib.bench, .campaign, .reproduce).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (help_, add_arguments, run) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_, formatter_class=_Formatter)
+    for name, help_, add_arguments, run in (("train", "train a model", _add_train, _run_train),
+                                            ("evaluate", "evaluate a checkpoint", _add_evaluate, _run_evaluate)):
+        sp = sub.add_parser(name, help=f"{help_} (python -m dta_lib {name} --help)", formatter_class=_Formatter)
         add_arguments(sp)
         sp.set_defaults(_run=run)
     return parser

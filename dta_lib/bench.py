@@ -1,9 +1,8 @@
 """``python -m dta_lib.bench``: this library against the release's computation, same process, same inputs.
 
 Races (docs/performance.md, "How it is measured"): LIF forward + backward (:func:`bench_lif`), ``--epoch`` one
-training epoch at the CPU study size (:func:`bench_epoch`), ``--gpu`` the GPU check (:func:`run_gpu_check`); fp32 and
-bf16 (autocast for the models, bf16 tensors for the LIF). Results go atomically to ``bench/bench_<tag>.json`` and
-``.png`` of :func:`dta_lib.paths.output_root`.
+training epoch at the CPU study size (:func:`bench_epoch`); fp32 and bf16 (autocast for the models, bf16 tensors for
+the LIF). Results go atomically to ``bench/bench_<tag>.json`` and ``.png`` of :func:`dta_lib.paths.output_root`.
 """
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ import logging
 import os
 import platform
 import statistics
-import sys
 import time
 from importlib.metadata import version
 from itertools import accumulate
@@ -32,7 +30,6 @@ from .models.ms_resnet import ms_resnet18
 from .models.reference import ReferenceMSResNet18, reference_lif
 from .paths import output_root
 from .snn.functional import lif_multistep
-from .snn.kernels import lif_backend_name
 from . import train
 from .train import cpu_model, git_commit, git_dirty
 
@@ -101,9 +98,8 @@ def race(fns: dict[str, Callable[[], Any]], repeats: int, device: torch.device, 
 
 
 def _steps(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: list[tuple[torch.Tensor, torch.Tensor]],
-           precision: str, device: torch.device, scaler: torch.amp.GradScaler | None = None) -> Callable[[], None]:
+           precision: str, device: torch.device) -> Callable[[], None]:
     """A training pass over ``batches`` under ``precision``: cross-entropy on the mean over T, backward, step."""
-    scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)  # disabled: plain backward and opt.step()
 
     def run() -> None:
         model.train()
@@ -111,9 +107,8 @@ def _steps(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: list[tup
             opt.zero_grad(set_to_none=True)
             with _autocast(device, precision):
                 logits = model(x)
-            scaler.scale(F.cross_entropy(logits.float().mean(1), y)).backward()
-            scaler.step(opt)
-            scaler.update()
+            F.cross_entropy(logits.float().mean(1), y).backward()
+            opt.step()
 
     return run
 
@@ -503,73 +498,18 @@ def epoch_summary(result: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- command line
-def run_gpu_check(out_dir: str | Path | None = None, dry_run: bool = False) -> int:
-    """``--gpu`` (``scripts/gpu_check.sh``; docs/performance.md, "GPU"): the LIF race and a full-width training step
-    per candidate into ``gpu_check.json`` (rewritten after every row; a failing row is recorded, the next one runs)
-    and ``.png``. Exit 2 without a CUDA GPU; ``dry_run``: toy sizes on the CPU (for CI)."""
-    if not dry_run and not torch.cuda.is_available():
-        print("gpu_check: no CUDA GPU visible to torch; nothing measured", file=sys.stderr)
-        return 2
-    t0, small, dev = time.perf_counter(), dry_run, torch.device("cpu" if dry_run else "cuda")
-    folder = Path(out_dir) if out_dir is not None else output_root() / "bench"
-    meta = bench_metadata(dev, dry_run=small, capability=None if small else list(torch.cuda.get_device_capability(dev)),
-                          auto_precision=None if small else str(train.cuda_autocast_dtype(dev)))
-    result: dict[str, Any] = {"meta": meta, "lif": [], "step": []}
-
-    def attempt(section: str, rows: Callable[[], list[dict[str, Any]]], **label: Any) -> None:
-        try:
-            result[section] += rows()
-        except Exception as e:  # noqa: BLE001 - recorded beside the rows already measured; the next one runs
-            result[section].append({**label, "error": f"{type(e).__name__}: {str(e)[:200]}"})
-        meta["lif_backend"] = lif_backend_name(dev)  # after the runs: a kernel that failed shows its fallback
-        meta["wall_seconds"] = time.perf_counter() - t0
-        atomic_write_text(folder / "gpu_check.json", json.dumps(result, indent=2, default=str) + "\n")
-
-    attempt("lif", lambda: bench_lif((4,) if small else (6,), (2, 8, 8, 8) if small else (16, 128, 32, 32),
-                                     ("fp32",) if small else PRECISIONS, 1 if small else 20, dev))
-    torch.backends.cudnn.benchmark = True
-    batch, size, width = (2, 16, 0.0625) if small else (64, 32, 1.0)
-    x = torch.randn(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,), device=dev)
-    modes = [("bf16", False)] + ([] if small else [("fp16", False), ("bf16", True)])  # (precision, compiled)
-    for prec, compiled, side in [(p, c, s) for p, c in modes for s in ("release", "dta_lib")]:
-        name = f"{side} {'compiled' if compiled else 'eager'} {prec}"
-
-        def one() -> list[dict[str, Any]]:
-            torch.manual_seed(0)
-            ours = ms_resnet18(10, 6, "dta", width=width)
-            model = (ours if side == "dta_lib" else _release_twin(ours, 6, width=width)).to(dev)
-            model = model.to(memory_format=torch.channels_last)
-            step = _steps(torch.compile(model, dynamic=False) if compiled else model,
-                          torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), [(x, y)], prec, dev,
-                          torch.amp.GradScaler(dev.type, enabled=prec == "fp16"))
-            s = statistics.median(race({"step": step}, 1 if small else 10, dev)["step"])  # after one warm-up step
-            return [{"candidate": name, "precision": prec, "compiled": compiled, "images_per_s": batch / s,
-                     "peak_mib": peak_added_bytes(step, dev) / 2**20, "cudnn_benchmark": True, "channels_last": True,
-                     "backend": lif_backend_name(dev, compiled) if side == "dta_lib" else "release loop"}]
-
-        attempt("step", one, candidate=name)
-    import matplotlib.pyplot as plt
-
-    ok = [r for r in result["step"] if "images_per_s" in r]
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(ok) + 1.2))
-    ax.barh([f"{r['candidate']} ({r['peak_mib']:.0f} MiB)" for r in ok], [r["images_per_s"] for r in ok],
-            color=["tab:gray" if r["candidate"].startswith("release") else "tab:blue" for r in ok])
-    ax.set(xlabel="training images / s (higher is better); peak memory in brackets",
-           title=f"one training step, {meta.get('gpu', 'CPU dry run')}, batch {batch}")
-    _save(fig, folder / "gpu_check.png")
-    print(json.dumps({"out": str(folder / "gpu_check.json"), "wall_seconds": round(meta["wall_seconds"], 1)}))
-    return 0
-
-
 def _repeats(text: str) -> int:
     if (n := int(text)) < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
     return n
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``python -m dta_lib bench`` / ``python -m dta_lib.bench``."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """The LIF race into ``bench_<tag or device>.json``/``.png``, ``--epoch`` the epoch race into
+    ``bench_epoch_<tag or cpu>.*``. Default precisions: fp32, plus bf16 where native (CUDA, or a CPU with
+    AVX512-BF16/AMX). ``--quick``: tiny sizes (LIF ``[2, T, 8, 8, 8]``; epoch 2 x 8 images, width 1/16, T=2), checks
+    the machinery only. Bad input: argparse's usage and one error line, exit status 2."""
+    p = argparse.ArgumentParser(prog="python -m dta_lib.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the machinery in seconds")
     p.add_argument("--repeats", type=_repeats, default=None, help="timed repetitions per candidate (default 5; 2 quick)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -580,29 +520,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lif-T", nargs="+", type=int, default=[4, 6, 10], help="LIF time steps")
     p.add_argument("--lif-shape", nargs="+", type=int, default=None, help="LIF [B, C, H, W] (default 16 128 32 32)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--epoch", action="store_true", help="instead: race one training epoch at the CPU study size")
+    p.add_argument("--epoch", action="store_true", help="instead: race one training epoch at the CPU study size")
     p.add_argument("--images", type=int, default=None, help="--epoch: images per timed epoch (default 1280)")
-    which.add_argument("--gpu", action="store_true", help="instead: GPU check (scripts/gpu_check.sh); exit 2 without CUDA")
-    p.add_argument("--dry-run", action="store_true", help="--gpu at toy sizes on the CPU (runs the code)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """The ``bench`` subcommand: the LIF race into ``bench_<tag or device>.json``/``.png``, ``--epoch`` the epoch race
-    into ``bench_epoch_<tag or cpu>.*``, ``--gpu`` :func:`run_gpu_check`. Default precisions: fp32, plus bf16 where
-    native (CUDA, or a CPU with AVX512-BF16/AMX). ``--quick``: tiny sizes (LIF ``[2, T, 8, 8, 8]``; epoch 2 x 8 images,
-    width 1/16, T=2), checks the machinery only."""
+    args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.gpu:
-        return run_gpu_check(args.out, args.dry_run)
-    if args.dry_run:
-        raise ValueError("--dry-run belongs to --gpu (the GPU check at toy sizes on the CPU)")
     dev, q = torch.device(args.device), args.quick
     if args.epoch and dev.type != "cpu":
-        raise ValueError(f"--epoch races the CPU study size; got --device {args.device}")
+        p.error(f"--epoch races the CPU study size; got --device {args.device}")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
+        p.error("device='cuda' requested but torch.cuda.is_available() is False")
     native = dev.type == "cuda" or train.cpu_has_native_bf16()
     precisions = args.precision or (list(PRECISIONS) if native else ["fp32"])
     reps = args.repeats or ((1 if q else 3) if args.epoch else (2 if q else 5))
@@ -620,16 +547,6 @@ def run(args: argparse.Namespace) -> int:
     draw(result, folder / f"{stem}.png")
     print(text(result))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dta_lib.bench", description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except ValueError as e:  # bad input: argparse's usage and one error line, exit status 2
-        p.error(str(e))
 
 
 if __name__ == "__main__":

@@ -111,11 +111,6 @@ def write_metrics(out: str | os.PathLike[str], history: Iterable[dict[str, Any]]
     return atomic_write_text(Path(out) / METRICS_FILE, _metrics_text(history))
 
 
-def copy_checkpoint(src: Path, dst: Path) -> Path:
-    """``dst`` := a byte copy of ``src``, atomically."""
-    return atomic_write(dst, lambda p: shutil.copyfile(src, p))
-
-
 def repair(out: str | os.PathLike[str], last: dict[str, Any]) -> list[str]:
     """Bring ``metrics.jsonl`` and ``best.pt`` in line with ``last`` (the loaded ``last.pt``); returns what was fixed.
     Only a ``best.pt`` of the last epoch can be rebuilt: a missing older one is an error."""
@@ -135,7 +130,7 @@ def repair(out: str | os.PathLike[str], last: dict[str, Any]) -> list[str]:
             raise ValueError(
                 f"run {out}: best.pt should hold epoch {best_epoch} but holds {have if have else 'nothing'}, and only "
                 f"last.pt (epoch {epoch}) is left to rebuild from; something outside the run changed the folder")
-        copy_checkpoint(out / "last.pt", best)
+        atomic_write(best, lambda p: shutil.copyfile(out / "last.pt", p))  # a byte copy, atomically
         fixed.append(f"best.pt rebuilt from last.pt (epoch {epoch}; it held {have if have else 'nothing'})")
     return fixed
 

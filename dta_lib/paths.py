@@ -18,18 +18,15 @@ CHECKOUT: Path | None = (
 _REPORTS = CHECKOUT / "reports" if CHECKOUT is not None else None
 
 
-def output_root(explicit: str | os.PathLike[str] | None = None, fallback: Path | None = None) -> Path:
-    """The folder outputs (runs, figures, tables, benchmarks) go under: ``explicit``, else ``$DTA_OUTPUT_DIR``, else
-    ``fallback`` (``make reproduce``, a notebook: the project's ``reports/``), else ``./reports`` (read per call);
-    ``ValueError`` for an empty or blank path (it would mean the current folder by accident)."""
-    if explicit is not None:
-        text, what = os.fspath(explicit), "output folder"
-    elif os.environ.get("DTA_OUTPUT_DIR"):  # an exported but empty variable means "not set"
-        text, what = os.environ["DTA_OUTPUT_DIR"], "$DTA_OUTPUT_DIR"
-    else:
+def output_root(fallback: Path | None = None) -> Path:
+    """The folder outputs (runs, figures, tables, benchmarks) go under: ``$DTA_OUTPUT_DIR``, else ``fallback``
+    (``make reproduce``, a notebook: the project's ``reports/``), else ``./reports`` (read per call); ``ValueError``
+    for a blank ``$DTA_OUTPUT_DIR`` (it would mean the current folder by accident)."""
+    text = os.environ.get("DTA_OUTPUT_DIR")
+    if not text:  # an exported but empty variable means "not set"
         return fallback or Path.cwd() / "reports"
     if not text.strip():
-        raise ValueError(f"{what} is {text!r}: expected a folder path, not an empty string")
+        raise ValueError(f"$DTA_OUTPUT_DIR is {text!r}: expected a folder path, not an empty string")
     return Path(text).expanduser().absolute()  # a later chdir does not move it
 
 
@@ -46,9 +43,7 @@ def recorded(relative: str | os.PathLike[str]) -> Path:
     exists under :func:`output_root`, then the checkout's ``reports/``, else the output-root one (which the caller's
     error names). An absolute path is returned as it is."""
     rel = Path(relative)
-    if rel.is_absolute():
-        return rel
-    first = output_root() / rel
+    first = output_root() / rel  # an absolute ``rel``: the join gives it back
     return _REPORTS / rel if not first.exists() and _REPORTS is not None and (_REPORTS / rel).exists() else first
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from .atomic import atomic_write_text
 from .checkpoint import METRICS_FILE, read_metrics
 from .paths import TIME_FORMAT, output_root
-from .train import TrainConfig, config_diff, make_config, train
+from .train import RUN_FREE_FIELDS, TrainConfig, config_diff, make_config, train
 
 
 # tables: a run folder holds config.json, metrics.jsonl (one JSON object per epoch) and optionally run.json
@@ -63,7 +63,7 @@ def load_run(path: str | os.PathLike) -> dict:
         final_train_acc=last.get("train_acc", math.nan),
         final_train_loss=last.get("train_loss", math.nan),
         train_seconds=sum(r.get("seconds", 0.0) for r in rows),
-        clean_train_acc=(float(clean["clean_train_acc"]) if clean and clean.get("checkpoint", "last.pt") == "last.pt"
+        clean_train_acc=(float(clean["clean_train_acc"]) if clean.get("checkpoint") == "last.pt"
                          else math.nan),  # NaN without a cache of last.pt
     )
     row["train_test_gap"] = row["clean_train_acc"] - row["final_test_acc"]
@@ -98,15 +98,16 @@ def run_dir(study: str, cfg: TrainConfig, variant: dict[str, Any], root: str | o
     return base / cfg.preset / study / cfg.dataset / f"{variant_key(variant)}-s{cfg.seed}"
 
 
-def _finished(path: Path, cfg: TrainConfig) -> bool:
+def is_finished(path: Path, cfg: TrainConfig, free: frozenset[str] = RUN_FREE_FIELDS) -> bool:
+    """``path`` holds a completed run of ``cfg``: the same config up to the ``free`` fields, every epoch recorded."""
     try:
         saved = json.loads((path / "config.json").read_text())
         status = json.loads((path / "run.json").read_text()).get("status")
         epochs = len(read_metrics(path))
     except (OSError, ValueError):
         return False
-    # progress bars, worker counts, devices and data folders do not identify a run (RUN_FREE_FIELDS)
-    return not config_diff(saved, cfg) and status in ("finished", "completed", "done") and epochs == cfg.epochs
+    # progress bars, worker counts, devices and data folders do not identify a run (``free``)
+    return not config_diff(saved, cfg, free) and status in ("finished", "completed", "done") and epochs == cfg.epochs
 
 
 #: runs finished after this time (ISO; set by ``dta_lib.reproduce``) are reused even with ``reuse=False``
@@ -160,7 +161,7 @@ def run_one(study: str, dataset: str, preset: str, variant: dict[str, Any], seed
     out = run_dir(study, cfg, variant, root)
     new, old = _settle_swap(out)
     live = (lambda history: on_epoch(pd.DataFrame(history))) if on_epoch is not None else None
-    if _finished(out, cfg):
+    if is_finished(out, cfg):
         if not (reuse or _finished_since(out)):
             _refuse_training(out)
             train(cfg, out=new, resume=new.is_dir() and any(new.iterdir()), on_epoch=live)

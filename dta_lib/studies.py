@@ -20,19 +20,13 @@ from .checkpoint import read_metrics
 from .data.registry import dataset_info, env_root
 from .models.ms_resnet import ms_resnet18
 from .models.params import count_parameters
-from .runs import (AUGMENTED_TRAIN_LABEL, CLEAN_TRAIN_FILE, STUDIES, Study, load_run, run_dir, run_one, run_study,
-                   variant_key)
-from .train import (PROBE_FIELDS, RUN_FREE_FIELDS, TrainConfig, build_data, config_diff, evaluate_model, get_data_info,
-                    load_model, make_config)
+from .runs import (AUGMENTED_TRAIN_LABEL, CLEAN_TRAIN_FILE, STUDIES, Study, is_finished, load_run, run_dir, run_one,
+                   run_study, variant_key)
+from .train import (PROBE_FIELDS, RUN_FREE_FIELDS, TrainConfig, build_data, evaluate_model, get_data_info, load_model,
+                    make_config)
 
 
 # ---- stats ---------------------------------------------------------------------------------------------------------
-def summarize(df: pd.DataFrame, by: Sequence[str], metric: str = "best_test_acc") -> pd.DataFrame:
-    """Mean, sample std and count of ``metric`` per group (std is NaN for a single seed)."""
-    out = df.groupby(list(by), sort=False)[metric].agg(["mean", "std", "count"]).reset_index()
-    return out.rename(columns={"mean": f"{metric}_mean", "std": f"{metric}_std", "count": "n"})
-
-
 def t_critical(n: int, level: float = 0.95) -> float:
     """Two-sided Student-t critical value for the mean of ``n`` paired differences: 4.30 at n = 3, 2.78 at n = 5."""
     from scipy import stats  # on use: slow to import
@@ -275,11 +269,8 @@ def cifar10_dvs_available(root: str | os.PathLike | None = None) -> bool:
     return base is not None and (base / "CIFAR10DVS").is_dir() and any((base / "CIFAR10DVS").glob("*/*.aedat4"))
 
 
-def _load(run: str | os.PathLike, checkpoint: str, hint: str) -> tuple[torch.nn.Module, TrainConfig]:
-    path = Path(run) / checkpoint
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint {path}; {hint}")
-    model, state = load_model(path)
+def _load(run: str | os.PathLike, checkpoint: str) -> tuple[torch.nn.Module, TrainConfig]:
+    model, state = load_model(Path(run) / checkpoint)
     return model, TrainConfig.from_dict(state["config"])
 
 
@@ -296,7 +287,7 @@ def _accuracy(model: torch.nn.Module, dataset: Any, batch_size: int,
 def clean_train_accuracy(run: str | os.PathLike, checkpoint: str = "last.pt", batch_size: int | None = None) -> float:
     """Top-1 accuracy (%) of ``run/<checkpoint>`` on the run's training subset without augmentation or MixUp/CutMix
     (``metrics.jsonl``'s ``train_acc`` is on augmented batches); ``batch_size`` defaults to 2x the training one."""
-    model, cfg = _load(run, checkpoint, "train the run first (checkpoints are not committed)")
+    model, cfg = _load(run, checkpoint)
     return _accuracy(model, build_data(cfg.replace(augment=False), train=True)[0], batch_size or cfg.batch_size * 2)
 
 
@@ -304,7 +295,7 @@ def time_order_control(run: str | os.PathLike, checkpoint: str = "best.pt", seed
                        batch_size: int | None = None) -> dict[str, float]:
     """Test accuracy (%) of a trained event-data model with its test streams in each of :data:`TIME_ORDERS` (shuffled:
     one permutation of the T steps per batch, from ``seed``); the drops measure its reliance on temporal order."""
-    model, cfg = _load(run, checkpoint, "train the run first")
+    model, cfg = _load(run, checkpoint)
     if not get_data_info(cfg.dataset).is_event:
         raise ValueError(f"time_order_control needs event data; {run} trained on {cfg.dataset}, whose T steps are "
                          "copies of one image")
@@ -314,13 +305,13 @@ def time_order_control(run: str | os.PathLike, checkpoint: str = "best.pt", seed
     return {o: _accuracy(model, test_ds, batch_size or cfg.batch_size * 2, reorder[o]) for o in TIME_ORDERS}
 
 
-def _cached(run: str | os.PathLike, name: str, checkpoint: str, compute: Callable[[], dict[str, Any]],
-            unnamed: str | None = None) -> dict[str, Any] | None:
-    """The JSON file ``run/name`` if written for ``checkpoint`` (one naming none: for ``unnamed``), else ``compute()``
+def _cached(run: str | os.PathLike, name: str, checkpoint: str,
+            compute: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """The JSON file ``run/name`` if written for ``checkpoint`` (its ``"checkpoint"`` key), else ``compute()``
     written there atomically (a run rendered from its committed folder keeps it); None with neither."""
     path = Path(run) / name
     d = json.loads(path.read_text()) if path.is_file() else {}
-    if d and d.get("checkpoint", unnamed) == checkpoint:
+    if d.get("checkpoint") == checkpoint:
         return d
     if not (Path(run) / checkpoint).is_file():
         return None
@@ -334,7 +325,7 @@ def train_test_gaps(runs: pd.DataFrame, checkpoint: str = "last.pt") -> pd.DataF
     values = []
     for run in runs["run"]:
         d = _cached(run, CLEAN_TRAIN_FILE, checkpoint, lambda: {
-            "clean_train_acc": clean_train_accuracy(run, checkpoint), "checkpoint": checkpoint}, unnamed="last.pt")
+            "clean_train_acc": clean_train_accuracy(run, checkpoint), "checkpoint": checkpoint})
         values.append(float(d["clean_train_acc"]) if d else math.nan)
     out = runs.assign(clean_train_acc=values)
     return out.assign(train_test_gap=out["clean_train_acc"] - out["final_test_acc"])
@@ -487,13 +478,16 @@ def precision_study(dataset: str, preset: str, seeds: Iterable[int], root: str |
 
 
 def precision_verdict(runs: pd.DataFrame, metric: str = "best_test_acc") -> dict[str, Any]:
-    """Mean +- std per precision (``table``) and the seed-paired difference fp32 - bf16 (:func:`paired_comparison`);
-    ``within_noise``: its 95 % t-interval includes 0 (None with one seed); ``verdict``: the sentence."""
+    """``table``: per precision, ``<metric>_mean``, sample ``<metric>_std`` (NaN for one seed) and ``n``; the
+    seed-paired difference fp32 - bf16 (:func:`paired_comparison`); ``within_noise``: its 95 % t-interval includes 0
+    (None with one seed); ``verdict``: the sentence."""
     _check_columns(runs, ["precision", "seed", metric], "precision_verdict")
     if set(runs["precision"]) != {"fp32", "bf16"}:
         raise ValueError(f"precision_verdict needs fp32 and bf16 runs, got precisions {sorted(set(runs['precision']))}")
     r = paired_comparison(runs, "precision", "fp32", metric).iloc[0]
-    return {"table": summarize(runs, ["precision"], metric), "diff_mean": float(r["diff_mean"]),
+    table = runs.groupby("precision", sort=False)[metric].agg(**{f"{metric}_mean": "mean", f"{metric}_std": "std",
+                                                                 "n": "count"})
+    return {"table": table.reset_index(), "diff_mean": float(r["diff_mean"]),
             "diff_std": float(r["diff_std"]), "n_pairs": int(r["n_pairs"]), "verdict": r["verdict"],
             "within_noise": None if r["exceeds seed noise"] is None else not r["exceeds seed noise"]}
 
@@ -502,18 +496,13 @@ def precision_verdict(runs: pd.DataFrame, metric: str = "best_test_acc") -> dict
 def find_trained_run(dataset: str, preset: str, variant: dict[str, Any], seed: int,
                      studies: Iterable[str] = ("ablation", "energy"), root: str | os.PathLike[str] | None = None,
                      **common: Any) -> Path | None:
-    """The first completed run of ``studies`` holding ``best.pt`` whose config equals ``make_config(dataset, preset,
-    seed=seed, **common, **variant)`` up to threads, progress bars and probes; ``None`` if none."""
+    """The first finished run of ``studies`` (every epoch recorded) holding ``best.pt`` whose config equals
+    ``make_config(dataset, preset, seed=seed, **common, **variant)`` up to threads, progress bars and probes;
+    ``None`` if none."""
     cfg = make_config(dataset, preset, seed=seed, **{**common, **variant})
     for study in studies:
         for path in sorted(p.parent for p in run_dir(study, cfg, variant, root).parent.glob("*/config.json")):
-            try:
-                saved = json.loads((path / "config.json").read_text())
-                status = json.loads((path / "run.json").read_text()).get("status")
-            except (OSError, ValueError):
-                continue
-            if (status == "completed" and not config_diff(saved, cfg, RUN_FREE_FIELDS | PROBE_FIELDS)
-                    and (path / "best.pt").is_file()):
+            if is_finished(path, cfg, RUN_FREE_FIELDS | PROBE_FIELDS) and (path / "best.pt").is_file():
                 return path
     return None
 

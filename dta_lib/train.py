@@ -13,6 +13,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -29,9 +30,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from tqdm.auto import tqdm
 
 from . import distributed as D
-from .atomic import atomic_write_text
+from .atomic import atomic_write, atomic_write_text
 from .checkpoint import (
-    CheckpointError, METRICS_FILE, RunLock, capture_rng_state, check_run_folder, copy_checkpoint, load_checkpoint,
+    CheckpointError, METRICS_FILE, RunLock, capture_rng_state, check_run_folder, load_checkpoint,
     repair, restore_rng_state, save_checkpoint, write_metrics,
 )
 from .data.augment import BatchMix, soft_cross_entropy
@@ -163,9 +164,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
@@ -176,11 +174,6 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
-
-    @property
-    def mixing(self) -> bool:
-        """True when CutMix / MixUp produce soft targets (soft-label cross-entropy)."""
-        return self.mix_prob > 0  # __post_init__: then cutmix_alpha or mixup_alpha is > 0
 
 
 _CIFAR = dict(arch="ms_resnet18", time_steps=6, epochs=250, batch_size=64, lr=0.1, weight_decay=5e-5, cutmix_alpha=1.0,
@@ -364,11 +357,6 @@ def cpu_model() -> str:
 
 # build: the data a config names (or the built-in synthetic sets) and the model it trains.
 
-def model_fields(info: DatasetInfo) -> dict[str, Any]:
-    """The fields of ``info`` a model is built from (what a checkpoint records as ``data_info``)."""
-    return {k: getattr(info, k) for k in MODEL_FIELDS}
-
-
 _SYNTH = dict(num_classes=4, image_size=16, n_train=512, n_test=256)
 
 
@@ -376,8 +364,6 @@ def synthetic_datasets(name: str = "synthetic", time_steps: int = 4, n_train: in
                        n_test: int = _SYNTH["n_test"], seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
     """Small learnable in-memory datasets for tests and CI, fixed by ``seed`` (not the training seed): ``synthetic``:
     ``[1, 16, 16]`` images, 4 classes, a prototype plus noise; ``synthetic-dvs``: ``[T, 2, 16, 16]`` 0/1 events."""
-    if name not in SYNTHETIC_DATASETS:
-        raise ValueError(f"unknown synthetic dataset {name!r}; expected one of {SYNTHETIC_DATASETS}")
     g = torch.Generator().manual_seed(seed)
     k, s, event = _SYNTH["num_classes"], _SYNTH["image_size"], name == "synthetic-dvs"
     protos = 0.05 + 0.5 * torch.rand(k, 2, s, s, generator=g) if event else torch.randn(k, 1, s, s, generator=g)
@@ -719,8 +705,9 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
         autocast = _autocast(device, amp_dtype)
         show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
         progress = functools.partial(tqdm, leave=False, dynamic_ncols=True, disable=not (show and dist.is_main))
+        # soft targets when batches are mixed (__post_init__: then cutmix_alpha or mixup_alpha is > 0)
         mixer = BatchMix(info.num_classes, cutmix_alpha=cfg.cutmix_alpha, mixup_alpha=cfg.mixup_alpha,
-                         p=cfg.mix_prob, label_smoothing=cfg.label_smoothing) if cfg.mixing else None
+                         p=cfg.mix_prob, label_smoothing=cfg.label_smoothing) if cfg.mix_prob > 0 else None
 
         # loaders: one checkpointed shuffling generator (a resumed run sees the same order), per-rank shards under DDP.
         # Workers start anew each epoch: a persistent pool would draw its seeds once, changing a resumed run's order.
@@ -761,7 +748,8 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
         elif device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # speed; bit-reproducibility is promised on CPU only
         meta = {  # hardware: cpu_capability is the ATen kernels this run used
-            "config": cfg.to_dict(), "data_info": model_fields(info), "autocast_dtype": dtype_name(amp_dtype),
+            "config": cfg.to_dict(), "autocast_dtype": dtype_name(amp_dtype),
+            "data_info": {k: getattr(info, k) for k in MODEL_FIELDS},  # the fields a model is built from
             "hardware": {
                 "cpu": cpu_model(), "cpu_count": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
                 "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
@@ -781,7 +769,7 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
             lock = lock or RunLock(writes).acquire()
             if not resume and ((writes / METRICS_FILE).exists() or (writes / "last.pt").exists()):
                 raise ValueError(f"out={str(out)!r} already holds a run (another process started it meanwhile)")
-            atomic_write_text(writes / "config.json", cfg.to_json() + "\n")
+            atomic_write_text(writes / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
             write_run_json(writes, meta, "running")
 
         pending: dict[str, Tensor] = {}  # non-finite flags not yet read on the host
@@ -871,10 +859,10 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
                     "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "best_acc": best_acc,
                     "best_epoch": best_epoch, "config": cfg.to_dict(), "history": history, "rng": rngs,
-                    "data_info": model_fields(info), "world_size": dist.world_size,
+                    "data_info": meta["data_info"], "world_size": dist.world_size,
                     "autocast_dtype": dtype_name(amp_dtype), "wall_seconds": time.perf_counter() - t_start})
                 if improved:
-                    copy_checkpoint(writes / "last.pt", writes / "best.pt")
+                    atomic_write(writes / "best.pt", lambda p: shutil.copyfile(writes / "last.pt", p))
                 write_metrics(writes, history)
             if on_epoch is not None and dist.is_main:  # after the epoch's files: a stop loses nothing
                 on_epoch(list(history))

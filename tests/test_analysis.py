@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -224,8 +223,6 @@ def test_map_statistics_by_hand() -> None:
     assert stats.loc["gate", "near_half"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="no attention map"):
         map_statistics({"spikes": torch.ones(1, 1, 1)})
-    with pytest.raises(ValueError, match=r"shape \(2, 3\)"):
-        map_statistics({"gate": torch.ones(2, 3)})
 
 
 # --------------------------------------------------------------------------- self-consistency on MS-ResNet-18
@@ -284,8 +281,6 @@ def test_helpers_and_errors() -> None:
         rec.energy_table()
     with pytest.raises(ValueError, match="expects an MSResNet"):
         attention_maps(ms_resnet18(time_steps=T, attention="none", width=0.125), torch.zeros(1, 3, 8, 8))
-    with pytest.raises(ValueError, match="energy table"):
-        energy_totals(pd.DataFrame({"a": [1]}))
     # hooks are removed on exit
     with SpikeRecorder(net):
         pass

@@ -58,11 +58,14 @@ def test_recorded_files_with_training_rows_still_load_and_render(tmp_path):
     assert (tmp_path / "f.png").stat().st_size > 1000
 
 
-def test_bad_arguments():
+def test_bad_arguments(capsys):
     with pytest.raises(ValueError, match="precision"):
         bench.bench_lif((2,), (1, 2), precisions=("fp8",), repeats=1)
-    with pytest.raises(SystemExit):
-        bench.main(["--repeats", "0"])
+    for argv, says in ((["--repeats", "0"], "must be >= 1, got 0"),
+                       (["--epoch", "--device", "cuda"], "--epoch races the CPU study size; got --device cuda")):
+        with pytest.raises(SystemExit) as e:
+            bench.main(argv)
+        assert e.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1].endswith(says)
 
 
 def test_step_cost_grows_with_time_steps():

@@ -157,13 +157,3 @@ def test_unknown_class_folder(tmp_path: Path) -> None:
 def test_class_list_matches_tonic() -> None:
     assert list(CIFAR10DVS_CLASSES) == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                                         "ship", "truck"]
-
-
-def test_file_and_label_counts_must_agree(tmp_path: Path) -> None:
-    from dta_lib.data.emulator import EmulatedEvents
-    from dta_lib.data.events import FramedEvents
-
-    with pytest.raises(ValueError, match="2 files but 1 targets"):
-        FramedEvents([tmp_path / "a", tmp_path / "b"], [0], (8, 8, 2), 2, cache=False)
-    with pytest.raises(ValueError, match="2 images but 3 targets"):
-        EmulatedEvents(torch.zeros(2, 8, 8, dtype=torch.uint8), [0, 1, 2], 2, cache=False, progress=False)

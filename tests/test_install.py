@@ -2,7 +2,7 @@
 
 ``pip install .`` into a fresh venv (the dependencies come from this interpreter's site-packages through a ``.pth``
 file, since this machine has no package index to install them from), then, from another folder and without
-``$DTA_OUTPUT_DIR``: train a synthetic run, ``python -m dta_lib bench --quick``, save a figure. Every output must land
+``$DTA_OUTPUT_DIR``: train a synthetic run, ``python -m dta_lib.bench --quick``, save a figure. Every output must land
 under ``./reports`` (or the run's ``--out``) and no file may appear under the venv.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def test_installed_package_writes_nothing_under_its_install(tmp_path: Path) -> N
     steps = [
         ["-m", "dta_lib", "train", "--dataset", "synthetic", "--preset", "smoke", "--subset", "32", "--test-subset",
          "32", "--epochs", "1", "--no-progress", "--out", "run"],
-        ["-m", "dta_lib", "bench", "--quick", "--repeats", "1", "--lif-T", "2"],
+        ["-m", "dta_lib.bench", "--quick", "--repeats", "1", "--lif-T", "2"],
         ["-c", "import matplotlib.pyplot as plt; from dta_lib import viz; print(viz.save_figure(plt.figure(), 'f.png'))"],
     ]
     for args in steps:

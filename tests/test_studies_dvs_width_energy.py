@@ -69,9 +69,10 @@ def _record(root: Path, study: str, variant: dict, seed: int, best: bool, **over
     cfg = make_config("synthetic", "smoke", seed=seed, **{**over, **variant})
     path = run_dir(study, cfg, variant, root)
     path.mkdir(parents=True)
-    (path / "config.json").write_text(cfg.to_json())
+    (path / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
     (path / "run.json").write_text(json.dumps({"status": "completed"}))
-    (path / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": 50.0, "train_acc": 60.0}) + "\n")
+    (path / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "test_acc": 50.0, "train_acc": 60.0}) + "\n"
+                                                for e in range(1, cfg.epochs + 1)))
     if best:
         (path / "best.pt").write_bytes(b"")
     return path
@@ -182,7 +183,7 @@ def test_train_test_gaps_reads_cache_and_gives_nan_without_checkpoint(tmp_path: 
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    (tmp_path / "a" / "clean_train.json").write_text(json.dumps({"clean_train_acc": 90.0}))
+    (tmp_path / "a" / "clean_train.json").write_text(json.dumps({"clean_train_acc": 90.0, "checkpoint": "last.pt"}))
     out = train_test_gaps(pd.DataFrame({"run": [str(tmp_path / "a"), str(tmp_path / "b")], "final_test_acc": [70.0, 60.0]}))
     assert out["train_test_gap"].iloc[0] == 20.0 and math.isnan(out["train_test_gap"].iloc[1])
     # a cache of another checkpoint is not the final weights' clean accuracy: no gap from it

@@ -42,6 +42,7 @@ def test_verdict_pairs_by_seed():
     v = precision.precision_verdict(_runs([50.0, 60.0, 70.0], [52.0, 57.0, 71.0]))
     assert v["within_noise"] is True
     assert list(v["table"]["precision"]) == ["fp32", "bf16"] and list(v["table"]["n"]) == [3, 3]
+    assert list(v["table"]["best_test_acc_mean"]) == [60.0, 60.0] and v["table"]["best_test_acc_std"][0] == 10.0
     assert precision.precision_verdict(_runs([50.0], [51.0]))["within_noise"] is None  # one seed: no verdict
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from dta_lib.studies import (bonferroni_interval, exceeds_noise, format_mean_std, min_detectable_effect, paired_comparison,
-                             summarize, t_critical, t_interval)
+                             t_critical, t_interval)
 from dta_lib.runs import load_run, write_table
 
 
@@ -33,7 +33,7 @@ def make_run(path, attention, seed, accs, train_accs=None):
     (path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def test_load_summarize_and_pair(tmp_path):
+def test_load_and_pair(tmp_path):
     make_run(tmp_path / "a0", "dta", 0, [50.0, 60.0, 58.0], [55.0, 70.0, 80.0])
     make_run(tmp_path / "a1", "dta", 1, [52.0, 62.0])
     make_run(tmp_path / "b0", "none", 0, [49.0, 57.0])
@@ -48,9 +48,6 @@ def test_load_summarize_and_pair(tmp_path):
     (tmp_path / "a0" / "clean_train.json").write_text(json.dumps({"clean_train_acc": 63.5, "checkpoint": "last.pt"}))
     row = load_run(tmp_path / "a0")
     assert row["clean_train_acc"] == 63.5 and row["train_test_gap"] == pytest.approx(63.5 - 58.0)
-    s = summarize(df, ["attention"])
-    dta = s[s.attention == "dta"].iloc[0]
-    assert dta.best_test_acc_mean == 61.0 and dta.best_test_acc_std == pytest.approx(math.sqrt(2)) and dta.n == 2
     d = paired_comparison(df, "attention", "dta").iloc[0]
     assert d.attention == "none" and d.diff_mean == 3.0 and d.diff_std == 0.0 and d.n_pairs == 2
     assert d.verdict.startswith("dta - none (best_test_acc): +3.00 points (mean of 2 per-seed differences")

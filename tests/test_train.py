@@ -49,7 +49,7 @@ def test_presets_and_overrides():
     assert make_config("fashion-mnist", "smoke", epochs=5, time_steps=2).epochs == 5
     assert make_config("cifar10", "cpu", time_steps=None).time_steps == 6  # None = keep the recipe's
     cfg = make_config("cifar10", "smoke")
-    assert TrainConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))) == cfg
 
 
 def test_study_presets():
@@ -59,9 +59,9 @@ def test_study_presets():
     assert (small.subset, small.test_subset, small.epochs) == (10_000, None, 3)
     for c in (full, small):
         assert (c.width, c.time_steps, c.batch_size, c.precision, c.channels_last) == (0.125, 4, 64, "fp32", True)
-        assert not c.mixing and c.lr == 0.1 and c.weight_decay == 5e-5
+        assert c.mix_prob == 0 and c.lr == 0.1 and c.weight_decay == 5e-5
     dvs = make_config("fashion-mnist-dvs", "study-10k")
-    assert not dvs.mixing and dvs.label_smoothing == 0.1 and dvs.time_steps == 10  # the recipe's smoothing stays
+    assert dvs.mix_prob == 0 and dvs.label_smoothing == 0.1 and dvs.time_steps == 10  # the recipe's smoothing stays
 
 
 # ---------------------------------------------------------------------------- training

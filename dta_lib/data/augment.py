@@ -28,14 +28,9 @@ class BatchMix:
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing={label_smoothing}: expected a value in [0, 1)")
         self.num_classes, self.p, self.label_smoothing = num_classes, p, label_smoothing
-        self.cutmix_alpha, self.mixup_alpha = cutmix_alpha, mixup_alpha
         ops = [mix(alpha=a, num_classes=num_classes) for mix, a in ((v2.CutMix, cutmix_alpha), (v2.MixUp, mixup_alpha))
                if a > 0]
         self.mix: torch.nn.Module | None = None if not ops else ops[0] if len(ops) == 1 else v2.RandomChoice(ops)
-
-    def __repr__(self) -> str:
-        return (f"BatchMix(num_classes={self.num_classes}, cutmix_alpha={self.cutmix_alpha}, "
-                f"mixup_alpha={self.mixup_alpha}, p={self.p}, label_smoothing={self.label_smoothing})")
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if images.dim() not in (4, 5):

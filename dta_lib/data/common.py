@@ -33,9 +33,6 @@ class SingleThreaded(torch.nn.Module):
         with single_threaded():
             return self.transform(x)
 
-    def __repr__(self) -> str:
-        return f"SingleThreaded({self.transform!r})"
-
 
 class LabelledSubset(Subset):
     """:class:`torch.utils.data.Subset` that keeps ``targets`` (and ``classes`` when the base has them)."""

@@ -22,19 +22,17 @@ if TYPE_CHECKING:  # event data needs the [dvs] extra (tonic): imported where it
 EMULATION_SOURCE = {"fashion-mnist-dvs": "fashion-mnist", "cifar10-emulated-dvs": "cifar10"}
 
 
-def build_emulated(source: str, time_steps: int | None = None, root: str | os.PathLike | None = None,
+def build_emulated(source: str, time_steps: int, root: str | os.PathLike | None = None,
                    download: bool = False, train_transform: bool = True, subset: int | None = None,
                    test_subset: Any = "same", frame_size: int | None = None,
                    emulator: EmulatorConfig | None = None, cache: str | os.PathLike | None | bool = None,
                    progress: bool = True) -> tuple[EmulatedEvents, EmulatedEvents]:
     """Emulated event frames of ``source`` (``fashion-mnist`` or ``cifar10``): the (subset of the) static
-    images go through :mod:`~dta_lib.data.emulator`, then are framed like ``cifar10-dvs``."""
+    images go through :mod:`~dta_lib.data.emulator`, then are framed like ``cifar10-dvs`` (``time_steps`` as
+    :func:`build_datasets` checked it)."""
     from .emulator import EmulatedEvents
 
-    name = {v: k for k, v in EMULATION_SOURCE.items()}.get(source)
-    if name is None:
-        raise ValueError(f"emulation source {source!r}: valid choices ['fashion-mnist', 'cifar10']")
-    steps = check_time_steps(name, time_steps)
+    name = {v: k for k, v in EMULATION_SOURCE.items()}[source]
     frame_size = dataset_info(name).image_size if frame_size is None else frame_size
     kw = dict(train_transform=False, subset=subset, test_subset=test_subset)
     train, test = (build_fashion_mnist(root, download, **kw) if source == "fashion-mnist"
@@ -47,7 +45,7 @@ def build_emulated(source: str, time_steps: int | None = None, root: str | os.Pa
         if idx is not None:
             images, targets = images[torch.as_tensor(idx)], [targets[i] for i in idx]
         classes = list(getattr(base, "classes", []) or []) or None
-        out.append(EmulatedEvents(images, targets, steps, emulator, frame_size, tf, cache, classes, progress))
+        out.append(EmulatedEvents(images, targets, time_steps, emulator, frame_size, tf, cache, classes, progress))
     return out[0], out[1]
 
 

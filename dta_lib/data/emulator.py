@@ -211,8 +211,6 @@ class EmulatedEvents(EventFrames):
         self.sensor_size = self.config.sensor_size(h, w)
         self.stored, self.offsets = emulate_cached(images, self.config, cache, progress)
         self.targets = [int(t) for t in targets]
-        if len(self.targets) != len(self.offsets) - 1:
-            raise ValueError(f"{len(self.offsets) - 1} images but {len(self.targets)} targets")
         self.time_steps, self.frame_size, self.transform, self.classes = time_steps, frame_size, transform, classes
 
     def events(self, index: int) -> np.ndarray:

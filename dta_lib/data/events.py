@@ -17,7 +17,7 @@ from .augment import EventAugment
 from .common import balanced_pair, single_threaded
 from ..atomic import atomic_write
 from ..paths import cache_dir
-from .registry import cache_key, check_time_steps, dataset_info, resolve_root
+from .registry import cache_key, dataset_info, resolve_root
 
 EVENT_DTYPE = np.dtype([("t", np.int64), ("x", np.int16), ("y", np.int16), ("p", bool)])
 CIFAR10DVS_CLASSES: dict[str, int] = dict(tonic.datasets.CIFAR10DVS.classes)
@@ -94,8 +94,6 @@ class FramedEvents(EventFrames):
     def __init__(self, files: Sequence[str | os.PathLike], targets: Sequence[int], sensor_size: tuple[int, int, int],
                  time_steps: int, frame_size: int | None = None, transform: Callable | None = None,
                  cache: str | os.PathLike | None | bool = None, classes: Sequence[str] | None = None) -> None:
-        if len(files) != len(targets):
-            raise ValueError(f"{len(files)} files but {len(targets)} targets")
         self.files, self.targets = [Path(f) for f in files], [int(t) for t in targets]
         self.sensor_size, self.time_steps = tuple(int(s) for s in sensor_size), int(time_steps)
         self.frame_size, self.transform, self.classes = frame_size, transform, None if classes is None else list(classes)
@@ -137,20 +135,20 @@ def _tree_present(folder: Path) -> bool:
     return bool(dirs)
 
 
-def build_cifar10_dvs(root: str | os.PathLike | None = None, time_steps: int | None = None, download: bool = False,
+def build_cifar10_dvs(time_steps: int, root: str | os.PathLike | None = None, download: bool = False,
                       train_transform: bool = True, subset: int | None = None, test_subset: Any = "same",
                       frame_size: int = 48, sensor_size: tuple[int, int, int] = (128, 128, 2),
                       cache: str | os.PathLike | None | bool = None) -> tuple[Any, Any]:
     """CIFAR10-DVS: ``T`` event-count frames resized to 48x48, sorted per-class 9:1 split; train samples get
-    a horizontal flip and one TrivialAugment-style op identical over all frames (:class:`EventAugment`)."""
-    steps = check_time_steps("cifar10-dvs", time_steps)
+    a horizontal flip and one TrivialAugment-style op identical over all frames (:class:`EventAugment`);
+    ``time_steps`` as :func:`~dta_lib.data.datasets.build_datasets` checked it."""
     path = resolve_root("cifar10-dvs", root, lambda r: _tree_present(r / "CIFAR10DVS"), download,
                         "<root>/CIFAR10DVS/<class>/*.aedat4 with class folders " + ", ".join(CIFAR10DVS_CLASSES))
     base = CIFAR10DVS(str(path))
     train_idx, test_idx = split_per_class(base.data, base.targets)
 
     def make(idx: list[int], tf: Callable | None) -> FramedEvents:
-        return FramedEvents([base.data[i] for i in idx], [base.targets[i] for i in idx], sensor_size, steps,
+        return FramedEvents([base.data[i] for i in idx], [base.targets[i] for i in idx], sensor_size, time_steps,
                             frame_size, tf, cache, list(CIFAR10DVS_CLASSES))
 
     return balanced_pair(make(train_idx, EventAugment() if train_transform else None), make(test_idx, None), subset,
