@@ -269,7 +269,7 @@ CONV_FLOOR = "convolutions only"
 PROFILE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("convolution", ("conv",)),
     ("batch norm", ("batch_norm",)),
-    ("LIF (dta_lib kernel)", ("FusedLIF",)),
+    ("LIF (dta_lib kernel)", ("FusedLIF", "dta::lif")),
     ("optimizer", ("foreach", "Optimizer", "sgd")),
     ("copies (dtype, layout, saved spikes)", ("copy", "clone", "contiguous")),
     ("compiled graph", ("Compiled", "compiled", "cpp_fused", "inductor")),

@@ -48,7 +48,7 @@ def _both(fn, x, gy, sg, decay=0.5, thr=1.0):
 
 def test_registered_and_auto_selection():
     assert LIF_BACKENDS["fused"] is lif_multistep_fused
-    assert _auto_backend(torch.zeros(1, 1)) == "fused"
+    assert _auto_backend(torch.zeros(1, 1), Triangle()) == "fused"
     if triton_available():
         assert "triton" in LIF_BACKENDS
 
@@ -238,7 +238,7 @@ def test_triton_cuda(dtype, sg):
 @requires_cuda
 def test_cuda_auto_backend_and_model_step():
     x = torch.randn(2, 6, 8, device="cuda")
-    assert _auto_backend(x) == ("triton" if triton_available() else "fused")
+    assert _auto_backend(x, Triangle()) == ("triton" if triton_available() else "fused")
     m = ms_resnet18(10, 4, "dta", width=0.25).cuda().to(memory_format=torch.channels_last)
     ref = ms_resnet18(10, 4, "dta", width=0.25, lif_backend="loop").cuda()
     ref.load_state_dict(m.state_dict())

@@ -1,4 +1,5 @@
-"""``torch.compile`` on CPU: the LIF falls back to the traceable loop and a run trains end to end."""
+"""``torch.compile`` on CPU: the C LIF kernels are custom ops that it keeps (else the traceable loop), and a run
+trains end to end."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,7 @@ import torch
 
 from dta_lib.train import make_config
 from dta_lib.snn.functional import lif_multistep
+from dta_lib.snn.kernels.lif_cpu import c_extension_available
 from dta_lib.snn.loop import lif_multistep_loop
 from dta_lib.snn.surrogate import Triangle
 from dta_lib.train import train
@@ -22,18 +24,45 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_compiled_lif_matches_the_loop(one_thread):
+def test_compiled_lif_keeps_the_c_kernel_and_matches_eager(one_thread):
     torch.manual_seed(0)
-    x = torch.randn(8, 4, 3, 5, 5) * 2
+    x = (torch.randn(8, 4, 3, 5, 5) * 2).requires_grad_()
+    w = torch.randn_like(x)
     f = torch.compile(lambda t: lif_multistep(t, 0.5, 1.0, Triangle(1.0)), dynamic=False)
     torch._dynamo.utils.counters.clear()
     s = f(x)
-    # the C kernel is opaque to dynamo (raw data pointers): it would break the graph here
+    (g,) = torch.autograd.grad((s * w).sum(), x)
     assert not torch._dynamo.utils.counters["graph_break"], dict(torch._dynamo.utils.counters["graph_break"])
-    ref = lif_multistep_loop(x, 0.5, 1.0, Triangle(1.0))
-    assert s.shape == ref.shape
-    # same recurrence; inductor may round the leak differently, flipping a spike that sits exactly at threshold
-    assert (s == ref).float().mean() > 0.999
+    ref = lif_multistep(x, 0.5, 1.0, Triangle(1.0))
+    (g_ref,) = torch.autograd.grad((ref * w).sum(), x)
+    if c_extension_available():  # the same C kernels, kept by torch.compile as custom ops: bit-identical
+        assert torch.equal(s, ref) and torch.equal(g, g_ref)
+        xb = x.detach().bfloat16().requires_grad_()  # bf16: compiled, the casts move outside the op (same values)
+        sb = f(xb)
+        assert sb.dtype == torch.bfloat16 and torch.equal(sb, lif_multistep(xb, 0.5, 1.0, Triangle(1.0)))
+    else:  # the loop, traced: inductor may round the leak differently, flipping a spike exactly at threshold
+        assert (s == lif_multistep_loop(x, 0.5, 1.0, Triangle(1.0))).float().mean() > 0.999
+
+
+def test_compiled_lif_with_a_custom_surrogate_traces_the_loop(one_thread):
+    class Steep(Triangle):  # a subclass may override derivative(): the kernels do not know it
+        pass
+
+    x = torch.randn(4, 3, 6) * 2
+    s = torch.compile(lambda t: lif_multistep(t, 0.5, 1.0, Steep(1.0)), dynamic=False)(x)
+    assert (s == lif_multistep_loop(x, 0.5, 1.0, Triangle(1.0))).float().mean() > 0.999
+
+
+@pytest.mark.skipif(not c_extension_available(), reason="the C kernels do not build here")
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "bf16", "strided", "bf16 strided"])
+def test_the_c_kernel_ops_pass_opcheck(layout):
+    """torch.library.opcheck: schema, fake (meta) kernel strides and dtypes, autograd registration, AOT dispatch."""
+    from dta_lib.snn.kernels.lif_cpu import _c_forward
+
+    x = torch.randn(2, 3, 4, 5, 5) * 2
+    x = {"contiguous": x, "bf16": x.bfloat16(), "strided": x[:, :, ::2], "bf16 strided": x.bfloat16().mT[:, :, ::2],
+         "channels_last": x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (2, 3))}[layout]
+    torch.library.opcheck(_c_forward, (x.requires_grad_(), 0.5, 1.0, 0, 1.0, 1.0))
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .kernels import lif_multistep_triton, triton_available
-from .kernels.lif_cpu import lif_multistep_fused
+from .kernels.lif_cpu import c_extension_available, lif_multistep_fused, surrogate_code
 from .loop import lif_multistep_loop
 from .surrogate import Surrogate, Triangle
 
@@ -26,11 +26,10 @@ if triton_available():
     LIF_BACKENDS["triton"] = lif_multistep_triton
 
 
-def _auto_backend(x: Tensor) -> str:
-    if torch.compiler.is_compiling():
-        # under torch.compile the PyTorch loop is traced and fused by inductor; the C kernel is opaque to
-        # dynamo (it guards on raw data pointers and recompiles on every call)
-        return "loop"
+def _auto_backend(x: Tensor, surrogate: Surrogate) -> str:
+    if torch.compiler.is_compiling() and not (x.device.type == "cpu" and c_extension_available()
+                                              and surrogate_code(surrogate) is not None):
+        return "loop"  # traced and fused by inductor; the C kernels are custom ops that torch.compile keeps
     return "triton" if x.is_cuda and "triton" in LIF_BACKENDS else "fused"
 
 
@@ -38,7 +37,8 @@ def lif_multistep(
     x: Tensor, decay: float = 0.5, threshold: float = 1.0, surrogate: Surrogate | None = None, backend: str = "auto"
 ) -> Tensor:
     """Run a multi-step LIF on ``x`` ``[B, T, ...]``; returns float 0/1 spikes of the same shape."""
-    name = _auto_backend(x) if backend == "auto" else backend
+    surrogate = surrogate or Triangle(1.0)
+    name = _auto_backend(x, surrogate) if backend == "auto" else backend
     if name not in LIF_BACKENDS:
         raise ValueError(f"unknown LIF backend {backend!r}; expected 'auto' or one of {sorted(LIF_BACKENDS)}")
-    return LIF_BACKENDS[name](x, decay, threshold, surrogate or Triangle(1.0))
+    return LIF_BACKENDS[name](x, decay, threshold, surrogate)

@@ -34,10 +34,11 @@ def lif_multistep_triton(x: Tensor, decay: float, threshold: float, surrogate: S
 
 def lif_backend_name(device: torch.device | str, compiled: bool = False) -> str:
     """The LIF backend that ``backend="auto"`` runs on ``device`` in this process, as ``run.json`` records it."""
+    cpu = torch.device(device).type == "cpu"
+    if cpu and c_extension_available():
+        return "fused C (OpenMP)" + (", a custom op kept by torch.compile (built-in surrogates)" if compiled else "")
     if compiled:
         return "loop (traced by torch.compile)"
     if torch.device(device).type == "cuda" and triton_available():
         return f"fused PyTorch (Triton failed: {_TRITON_BROKEN[0]})" if _TRITON_BROKEN else "triton"
-    if torch.device(device).type == "cpu" and c_extension_available():
-        return "fused C (OpenMP)"
     return "fused PyTorch"

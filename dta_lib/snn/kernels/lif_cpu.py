@@ -25,6 +25,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -161,6 +162,7 @@ def _lib() -> ctypes.CDLL | None:
         return None
 
 
+@torch.compiler.assume_constant_result  # torch.compile: a constant, not traced into the loader
 def c_extension_available() -> bool:
     """True when the compiled C kernels load on this machine."""
     return _lib() is not None
@@ -258,62 +260,103 @@ def triton_failed(e: BaseException, where: str) -> None:
                   RuntimeWarning, stacklevel=3)
 
 
+# --------------------------------------------------------------------------- the C kernels as torch ops
+# Custom ops, so that torch.compile keeps each call as one opaque node and fuses what is around it (batch norm,
+# additions) instead of tracing the per-step loop; ctypes inside an autograd.Function would break the graph.
+def _like(x: Tensor) -> Tensor:
+    """An empty tensor laid out as the kernels write: ``x``'s layout when :func:`_btn` has a view, else contiguous."""
+    return torch.empty_like(x) if _btn(x) is not None else torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _work(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``x`` laid out as :func:`_like` (the layout decided on ``x`` itself), in a C dtype (half precision: fp32),
+    and its ``[B, T, N]`` view."""
+    x = _dense(x)[0]
+    x = x if x.dtype in _C_DTYPES else x.float()  # dense: the cast keeps the strides
+    return x, _btn(x)  # type: ignore[return-value]
+
+
+@torch.library.custom_op("dta::lif_forward", mutates_args=())
+def _c_forward(x: Tensor, decay: float, threshold: float, kind: int, p0: float, p1: float) -> Tensor:
+    """Spikes of the C forward; half-precision ``x`` goes through fp32 (:data:`_C_DTYPES`). ``kind, p0, p1``: the
+    surrogate (:func:`surrogate_code`), for the backward."""
+    xw, x3 = _work(x)
+    s = torch.empty_like(xw)
+    lib = _lib()
+    lib.advise_huge(s.data_ptr(), s.numel() * s.element_size())
+    getattr(lib, f"lif_fwd_{_C_DTYPES[xw.dtype]}")(x3.data_ptr(), _btn(s).data_ptr(), *x3.shape, decay, threshold,
+                                                  _threads(x3.numel()))
+    return s.to(x.dtype)
+
+
+@torch.library.custom_op("dta::lif_backward", mutates_args=())
+def _c_backward(x: Tensor, grad_s: Tensor, decay: float, threshold: float, kind: int, p0: float, p1: float) -> Tensor:
+    """``dL/dx`` from the saved input ``x``: the C backward recomputes ``h_t`` (module docstring)."""
+    sw, s3 = _work(x)
+    g = _same_layout(grad_s.to(sw.dtype), sw)
+    gx = torch.empty_like(sw)
+    lib = _lib()
+    lib.advise_huge(gx.data_ptr(), gx.numel() * gx.element_size())
+    getattr(lib, f"lif_bwd_{_C_DTYPES[sw.dtype]}")(s3.data_ptr(), _btn(g).data_ptr(), _btn(gx).data_ptr(), *s3.shape,
+                                                  decay, threshold, kind, p0, p1, _threads(s3.numel()))
+    return gx.to(x.dtype)
+
+
+_c_forward.register_fake(lambda x, decay, threshold, kind, p0, p1: _like(x))
+_c_backward.register_fake(lambda x, grad_s, decay, threshold, kind, p0, p1: _like(x))
+
+
+def _c_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    ctx.save_for_backward(inputs[0])  # the caller's tensor: free when something else keeps it too
+    ctx.args = inputs[1:]
+
+
+def _c_grad(ctx: Any, grad_s: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
+    (x,) = ctx.saved_tensors
+    decay, threshold, kind, p0, p1 = ctx.args
+    return _c_backward(x, grad_s, decay, threshold, kind, p0, p1), None, None, None, None, None
+
+
+_c_forward.register_autograd(_c_grad, setup_context=_c_setup)
+
+
 # --------------------------------------------------------------------------- autograd
 class FusedLIF(torch.autograd.Function):
-    """``x [B, T, ...] -> spikes``: one node, saves ``x`` only (C path) or the membrane ``h`` (PyTorch path)."""
+    """``x [B, T, ...] -> spikes`` without the C kernels: one node, saves the membrane ``h``."""
 
     @staticmethod
     def forward(ctx, x: Tensor, decay: float, threshold: float, surrogate: Surrogate) -> Tensor:  # type: ignore[override]
         if x.numel() == 0:
-            ctx.mode = "empty"
+            ctx.empty = True
             return torch.empty_like(x)
-        lib = _lib() if x.device.type == "cpu" else None  # other devices: the PyTorch path
-        code = surrogate_code(surrogate)
-        fast = lib is not None and code is not None
-        work_dtype = x.dtype if x.dtype in _C_DTYPES else torch.float32
-        xw, x3 = _dense(x.to(work_dtype))
-        s = torch.empty_like(xw)
-        s3 = _btn(s)
-        assert s3 is not None
-        ctx.decay, ctx.threshold, ctx.surrogate, ctx.in_dtype = decay, threshold, surrogate, x.dtype
-        if fast:
-            suf = _C_DTYPES[work_dtype]
-            lib.advise_huge(s.data_ptr(), s.numel() * s.element_size())
-            getattr(lib, f"lif_fwd_{suf}")(x3.data_ptr(), s3.data_ptr(), *x3.shape, decay, threshold,
-                                           _threads(x3.numel()))
-            ctx.mode = "c"
-            ctx.save_for_backward(x)  # the caller's tensor: free when something else keeps it too
-        else:  # no C kernel, another device, or a surrogate only known by its derivative(): PyTorch
-            h = torch.empty_like(xw)
-            _torch_forward(x3, decay, threshold, s3, _btn(h))
-            ctx.mode = "torch"
-            ctx.save_for_backward(h)
+        xw, x3 = _dense(x.to(x.dtype if x.dtype in _C_DTYPES else torch.float32))
+        s, h = torch.empty_like(xw), torch.empty_like(xw)
+        _torch_forward(x3, decay, threshold, _btn(s), _btn(h))
+        ctx.empty, ctx.decay, ctx.threshold, ctx.surrogate, ctx.in_dtype = False, decay, threshold, surrogate, x.dtype
+        ctx.save_for_backward(h)
         return s.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_s: Tensor):  # type: ignore[override]
-        if ctx.mode == "empty":
+        if ctx.empty:
             return torch.zeros_like(grad_s), None, None, None
-        (saved,) = ctx.saved_tensors
-        work_dtype = saved.dtype if saved.dtype in _C_DTYPES else torch.float32
-        sw, s3 = _dense(saved.to(work_dtype))
-        g = _same_layout(grad_s.to(work_dtype), sw)
-        gx = torch.empty_like(sw)
-        g3, gx3 = _btn(g), _btn(gx)
-        assert g3 is not None and gx3 is not None
-        if ctx.mode == "c":
-            kind, p0, p1 = surrogate_code(ctx.surrogate)  # type: ignore[misc]
-            suf = _C_DTYPES[work_dtype]
-            lib = _lib()
-            lib.advise_huge(gx.data_ptr(), gx.numel() * gx.element_size())
-            getattr(lib, f"lif_bwd_{suf}")(s3.data_ptr(), g3.data_ptr(), gx3.data_ptr(), *s3.shape, ctx.decay,
-                                              ctx.threshold, kind, p0, p1, _threads(s3.numel()))
-        else:
-            _torch_backward(s3, g3, ctx.decay, ctx.threshold, ctx.surrogate, gx3)
+        (h,) = ctx.saved_tensors
+        g = _same_layout(grad_s.to(h.dtype), h)
+        gx = torch.empty_like(h)
+        _torch_backward(_btn(h), _btn(g), ctx.decay, ctx.threshold, ctx.surrogate, _btn(gx))
         return gx.to(ctx.in_dtype), None, None, None
 
 
 def lif_multistep_fused(x: Tensor, decay: float, threshold: float, surrogate: Surrogate) -> Tensor:
-    """The ``"fused"`` LIF backend: same function as :func:`dta_lib.snn.loop.lif_multistep_loop`."""
-    return tag_spikes(FusedLIF.apply(x, decay, threshold, surrogate))
+    """The ``"fused"`` LIF backend: same function as :func:`dta_lib.snn.loop.lif_multistep_loop`. The C kernels
+    (:func:`_c_forward`, a custom op with its autograd) where they load, the input is on the CPU and not empty and
+    the surrogate is built in; else :class:`FusedLIF`, the PyTorch path."""
+    code = surrogate_code(surrogate)
+    if x.device.type == "cpu" and x.numel() and code is not None and c_extension_available():
+        if torch.compiler.is_compiling() and x.dtype not in _C_DTYPES:  # casts outside the op: inductor fuses them
+            return _c_forward(x.float(), decay, threshold, *code).to(x.dtype)  # with the BatchNorm and the conv
+        s = _c_forward(x, decay, threshold, *code)  # eager: the op casts and saves the caller's (smaller) tensor
+    else:
+        s = FusedLIF.apply(x, decay, threshold, surrogate)
+    return s if torch.compiler.is_compiling() else tag_spikes(s)
 
