@@ -265,7 +265,8 @@ FULL_EPOCH = 60_000
 #: the epoch race's extra row: the convolutions of dta_lib's channels_last step alone (:func:`conv_step`)
 CONV_FLOOR = "convolutions only"
 #: :func:`step_profile`'s groups: (group, substrings of torch.profiler event names); the first match wins, the rest
-#: is "other". Under torch.compile the fused kernels run inside the compiled graph's own events ("compiled graph").
+#: is "other". Under torch.compile inductor's fused kernels run inside the compiled graph's own events ("compiled
+#: graph"); the C LIF ops keep their own ("dta::lif_forward", "dta::lif_backward").
 PROFILE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("convolution", ("conv",)),
     ("batch norm", ("batch_norm",)),

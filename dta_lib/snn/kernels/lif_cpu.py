@@ -2,7 +2,7 @@
 
 One autograd node replaces the release's per-step graph: loops over time in C (OpenMP over neurons, compiled once
 with the system compiler and cached, called through :mod:`ctypes`), or without a compiler a vectorised PyTorch path
-with the same arithmetic. Saved for backward: only ``x`` (its own dtype); the backward recomputes the charged
+with the same arithmetic. Saved for backward (eager): only ``x`` (its own dtype); the backward recomputes the charged
 membrane ``h_t`` chunk by chunk in cache, then runs the adjoint in reverse:
 
 .. math::
