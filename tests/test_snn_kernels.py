@@ -11,7 +11,7 @@ import torch
 from dta_lib.snn.functional import LIF_BACKENDS, _auto_backend, lif_multistep
 from dta_lib.snn.loop import lif_multistep_loop
 from dta_lib.snn.kernels import triton_available
-from dta_lib.snn.kernels.lif_cpu import c_extension_available, lif_multistep_fused
+from dta_lib.snn.kernels.lif_cpu import c_extension_available, lif_multistep_fused, surrogate_code
 from dta_lib.snn.kernels.lif_cpu import _btn, _torch_backward, _torch_forward
 from dta_lib.snn.kernels.saving import compact_spikes, is_spikes
 from dta_lib.models.ms_resnet import ms_resnet18
@@ -122,6 +122,25 @@ def test_bf16_input_keeps_membrane_in_fp32():
     torch.testing.assert_close(g.float(), g32.bfloat16().float(), rtol=0, atol=0)
 
 
+@pytest.mark.skipif(not c_extension_available(), reason="the C kernels do not build here")
+def test_bf16_c_kernels_equal_the_fp32_kernels_rounded():
+    """The bf16 kernels load, store and round by bits in C: the fp32 kernels' results cast by PyTorch, bit for bit, on
+    a channels_last input of several 1,024-neuron chunks and a tail, NaN where they give NaN."""
+    from dta_lib.snn.kernels.lif_cpu import _c_backward, _c_forward
+
+    x, gy = _inputs((3, 4, 7, 25, 13), torch.bfloat16)
+    x, gy = (t.detach().flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (3, 4)) for t in (x, gy))
+    gy[0, 1, 0, :2, 0] = torch.tensor([3e38, -3e38]).bfloat16()  # rounding at the top of the range
+    x[1, 0, 2, 3, 4] = float("nan")
+    args = (0.5, 1.0, *surrogate_code(Sigmoid(4.0)))
+    s, gx = _c_forward(x, *args), _c_backward(x, gy, *args)
+    assert s.dtype == gx.dtype == torch.bfloat16 and s.stride() == x.stride()
+    s32, gx32 = _c_forward(x.float(), *args), _c_backward(x.float(), gy.float(), *args)
+    nan = gx32.isnan()
+    assert nan.any() and torch.equal(gx.isnan(), nan) and not gx.isinf().any()
+    assert torch.equal(s, s32.bfloat16()) and torch.equal(gx[~nan], gx32.bfloat16()[~nan])
+
+
 def test_pytorch_fallback_path_matches():
     x, gy = _inputs((2, 6, 3, 4))
     x3 = _btn(x.detach())
@@ -136,7 +155,7 @@ def test_pytorch_fallback_path_matches():
 
 def test_fallback_without_c_extension_in_subprocess():
     code = (
-        "import torch; from dta_lib.snn.kernels.lif_cpu import c_extension_available, lif_multistep_fused;"
+        "import torch; from dta_lib.snn.kernels.lif_cpu import c_extension_available, lif_multistep_fused, surrogate_code;"
         "from dta_lib.snn.loop import lif_multistep_loop; from dta_lib.snn.surrogate import Triangle;"
         "x = torch.randn(2, 6, 50, requires_grad=True);"
         "a = lif_multistep_fused(x, 0.5, 1.0, Triangle()); b = lif_multistep_loop(x, 0.5, 1.0, Triangle());"

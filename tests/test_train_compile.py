@@ -40,7 +40,7 @@ def test_compiled_lif_keeps_the_c_kernel_and_matches_eager(one_thread):
     if c_extension_available():  # the same C kernels, kept by torch.compile as custom ops: bit-identical
         assert {"dta::lif_forward", "dta::lif_backward"} <= ops, sorted(ops)
         assert torch.equal(s, ref) and torch.equal(g, g_ref)
-        xb = x.detach().bfloat16().requires_grad_()  # bf16: compiled, the casts move outside the op (same values)
+        xb = x.detach().bfloat16().requires_grad_()  # bf16: the kernels load and store bf16 themselves
         sb = f(xb)
         (gb,) = torch.autograd.grad((sb * w.bfloat16()).sum(), xb)
         ref_b = lif_multistep(xb, 0.5, 1.0, Triangle(1.0))

@@ -10,7 +10,8 @@ membrane ``h_t`` chunk by chunk in cache, then runs the adjoint in reverse:
     \\qquad g^u_{t-1} = \\lambda \\frac{\\partial L}{\\partial h_t},\\quad g^u_{T-1} = 0,
 
 the loop's autograd graph (reset *not* detached) in the same order: spikes bit-identical, fp32 gradients equal to
-rounding. Half-precision inputs (autocast) go through an fp32 copy; spikes come back in the input dtype.
+rounding. The membrane and the arithmetic are fp32 for half-precision inputs (autocast) too: the C kernels load and
+store bf16 themselves, fp16 (and the PyTorch path) go through an fp32 copy; spikes come back in the input dtype.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ _C_SRC = r"""
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <omp.h>
 #include <sys/mman.h>
 #define CH 1024
@@ -57,30 +59,53 @@ void advise_huge(void* p, int64_t nbytes) {
 #endif
 }
 
-/* T_: the type of x, spikes, gradients and the membrane; sg_: the surrogate derivative of
+/* bfloat16 <-> float by bits (vectorisable, unlike scalar __bf16 casts); rounding to nearest even, a NaN to 0x7FC0
+   (the same values as PyTorch's casts; a NaN's sign and payload may differ) */
+static inline float ld_bf16(uint16_t b) { uint32_t u = (uint32_t)b << 16; float f; memcpy(&f, &u, 4); return f; }
+static inline uint16_t st_bf16(float f) {
+    uint32_t u; memcpy(&u, &f, 4);
+    uint16_t r = (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+    return (u & 0x7FFFFFFFu) > 0x7F800000u ? (uint16_t)0x7FC0 : r;
+}
+#define ID(v) (v)
+
+/* one step of the adjoint over n neurons (module docstring); a loop per surrogate, so the compiler vectorises each */
+#define ADJOINT(T_, LD, ST, SG)                                                                \
+    for (int64_t i = 0; i < n; ++i) {                                                          \
+        T_ h = hp[i]; T_ v = h - thr; T_ sv = v > (T_)0 ? (T_)1 : (T_)0;                       \
+        T_ gu = u[i];                                                                          \
+        T_ gh = gu * ((T_)1 - sv);                                                             \
+        T_ gsum = LD(gp[i]) + (-(gu * h));                                                     \
+        T_ gv = gsum * SG(p0, p1, v);                                                          \
+        gh = gh + gv;                                                                          \
+        op[i] = ST(gh); u[i] = gh * decay;                                                     \
+    }
+
+/* S_: the stored type of x, spikes and gradients (LD/ST convert); T_: the arithmetic's and the membrane's type;
+   sgK_: the surrogate derivative of
    kind 0: triangle  max(0, p0 - |v|) / p1          (p0 = gamma, p1 = gamma^2)
    kind 1: sigmoid   s = 1/(1+exp(-p0 v)); p0 s (1-s)
    kind 2: atan      p1 / (1 + (p0 v)^2)            (p0 = pi/2 a, p1 = a/2) */
-#define DEFINE_LIF(T_, SUF, EXP, FABS)                                                         \
-static inline T_ sg_##SUF(int kind, T_ p0, T_ p1, T_ v) {                                      \
-    if (kind == 0) { T_ d = p0 - FABS(v); d = d > (T_)0 ? d : (T_)0; return d / p1; }          \
-    if (kind == 1) { T_ z = p0 * v; T_ s = (T_)1 / ((T_)1 + EXP(-z)); T_ a = p0 * s;           \
-                     return a * ((T_)1 - s); }                                                 \
-    { T_ z = p0 * v; z = z * z; return p1 / ((T_)1 + z); }                                     \
+#define DEFINE_LIF(S_, T_, SUF, LD, ST, EXP, FABS)                                             \
+static inline T_ sg0_##SUF(T_ p0, T_ p1, T_ v) { T_ d = p0 - FABS(v); d = d > (T_)0 ? d : (T_)0; return d / p1; } \
+static inline T_ sg1_##SUF(T_ p0, T_ p1, T_ v) {                                               \
+    T_ z = p0 * v; T_ s = (T_)1 / ((T_)1 + EXP(-z)); T_ a = p0 * s; return a * ((T_)1 - s);    \
 }                                                                                              \
+static inline T_ sg2_##SUF(T_ p0, T_ p1, T_ v) { T_ z = p0 * v; z = z * z; return p1 / ((T_)1 + z); } \
 /* one chunk of n neurons of one sample over T steps, from u = 0: h = decay u + x_t, s = [h > thr], \
-   u = h (1 - s); writes s (keep_h = 0) or h (keep_h = 1) to out + t * stride */               \
-static inline void charge_##SUF(const T_* xp, T_* out, int64_t T, int64_t N, int64_t n, int64_t stride, \
-                                T_ decay, T_ thr, int keep_h, T_* u) {                         \
+   u = h (1 - s); writes s to so (ho == NULL) or h to ho, at t * stride */                     \
+static inline void charge_##SUF(const S_* xp, S_* so, T_* ho, int64_t T, int64_t N, int64_t n, int64_t stride, \
+                                T_ decay, T_ thr, T_* u) {                                     \
     for (int64_t i = 0; i < n; ++i) u[i] = (T_)0;                                              \
-    for (int64_t t = 0; t < T; ++t, xp += N, out += stride)                                    \
+    for (int64_t t = 0; t < T; ++t, xp += N)                                                   \
         for (int64_t i = 0; i < n; ++i) {                                                      \
-            T_ h = decay * u[i]; h = h + xp[i];                                                \
+            T_ h = decay * u[i]; h = h + LD(xp[i]);                                            \
             T_ v = h - thr; T_ sv = v > (T_)0 ? (T_)1 : (T_)0;                                 \
-            out[i] = keep_h ? h : sv; u[i] = h * ((T_)1 - sv);                                 \
+            if (ho) ho[t * stride + i] = h; else so[t * stride + i] = ST(sv);                  \
+            u[i] = h * ((T_)1 - sv);                                                           \
         }                                                                                      \
 }                                                                                              \
-void lif_fwd_##SUF(const T_* x, T_* s, int64_t B, int64_t T, int64_t N, T_ decay, T_ thr,      \
+void lif_fwd_##SUF(const S_* x, S_* s, int64_t B, int64_t T, int64_t N, T_ decay, T_ thr,      \
                    int nthreads) {                                                             \
     int64_t nc = (N + CH - 1) / CH;                                                            \
     _Pragma("omp parallel for collapse(2) schedule(static) num_threads(nthreads)")             \
@@ -88,10 +113,10 @@ void lif_fwd_##SUF(const T_* x, T_* s, int64_t B, int64_t T, int64_t N, T_ decay
         for (int64_t c = 0; c < nc; ++c) {                                                     \
             int64_t i0 = c * CH, n = N - i0 < CH ? N - i0 : CH;                                \
             T_ u[CH];                                                                          \
-            charge_##SUF(x + b * T * N + i0, s + b * T * N + i0, T, N, n, N, decay, thr, 0, u); \
+            charge_##SUF(x + b * T * N + i0, s + b * T * N + i0, NULL, T, N, n, N, decay, thr, u); \
         }                                                                                      \
 }                                                                                              \
-void lif_bwd_##SUF(const T_* x, const T_* gs, T_* gx, int64_t B, int64_t T, int64_t N,         \
+void lif_bwd_##SUF(const S_* x, const S_* gs, S_* gx, int64_t B, int64_t T, int64_t N,         \
                    T_ decay, T_ thr, int kind, T_ p0, T_ p1, int nthreads) {                   \
     int64_t nc = (N + CH - 1) / CH;                                                            \
     _Pragma("omp parallel num_threads(nthreads)")                                              \
@@ -102,33 +127,27 @@ void lif_bwd_##SUF(const T_* x, const T_* gs, T_* gx, int64_t B, int64_t T, int6
             for (int64_t c = 0; c < nc; ++c) {                                                 \
                 int64_t i0 = c * CH, n = N - i0 < CH ? N - i0 : CH;                            \
                 T_ u[CH];                                                                      \
-                charge_##SUF(x + b * T * N + i0, hb, T, N, n, CH, decay, thr, 1, u);           \
+                charge_##SUF(x + b * T * N + i0, NULL, hb, T, N, n, CH, decay, thr, u);        \
                 /* u now holds dL/du_t, zero for the last step */                              \
                 for (int64_t i = 0; i < n; ++i) u[i] = (T_)0;                                  \
                 for (int64_t t = T - 1; t >= 0; --t) {                                         \
-                    const T_* gp = gs + (b * T + t) * N + i0;                                  \
-                    T_* op = gx + (b * T + t) * N + i0;                                        \
+                    const S_* gp = gs + (b * T + t) * N + i0;                                  \
+                    S_* op = gx + (b * T + t) * N + i0;                                        \
                     const T_* hp = hb + t * CH;                                                \
-                    for (int64_t i = 0; i < n; ++i) {                                          \
-                        T_ h = hp[i]; T_ v = h - thr; T_ sv = v > (T_)0 ? (T_)1 : (T_)0;       \
-                        T_ gu = u[i];                                                          \
-                        T_ gh = gu * ((T_)1 - sv);                                             \
-                        T_ gsum = gp[i] + (-(gu * h));                                         \
-                        T_ gv = gsum * sg_##SUF(kind, p0, p1, v);                              \
-                        gh = gh + gv;                                                          \
-                        op[i] = gh; u[i] = gh * decay;                                         \
-                    }                                                                          \
+                    if (kind == 0) ADJOINT(T_, LD, ST, sg0_##SUF)                              \
+                    else if (kind == 1) ADJOINT(T_, LD, ST, sg1_##SUF)                         \
+                    else ADJOINT(T_, LD, ST, sg2_##SUF)                                        \
                 }                                                                              \
             }                                                                                  \
         if (hb) free(hb);                                                                      \
     }                                                                                          \
 }
-DEFINE_LIF(float, f32, expf, fabsf)
-DEFINE_LIF(double, f64, exp, fabs)
+DEFINE_LIF(float, float, f32, ID, ID, expf, fabsf)
+DEFINE_LIF(double, double, f64, ID, ID, exp, fabs)
+DEFINE_LIF(uint16_t, float, bf16, ld_bf16, st_bf16, expf, fabsf)
 """
-#: the C kernels' dtypes; bf16 / fp16 go through fp32 (PyTorch's vectorised casts are 2.6x faster than scalar
-#: bf16 loads and stores in C, measured on [64, 4, 16, 28, 28], and the arithmetic is the same fp32)
-_C_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
+#: the C kernels' stored dtypes (bf16: fp32 arithmetic and membrane, bf16 loads and stores); fp16 goes through fp32
+_C_DTYPES = {torch.float32: "f32", torch.float64: "f64", torch.bfloat16: "bf16"}
 _CFLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math", "-fPIC", "-shared", "-std=c11"]
 
 
@@ -152,7 +171,7 @@ def _lib() -> ctypes.CDLL | None:
         lib = ctypes.CDLL(str(out))
         i64, vp, ci = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
         lib.advise_huge.argtypes, lib.advise_huge.restype = [vp, i64], None
-        for suf, ct in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
+        for suf, ct in (("f32", ctypes.c_float), ("f64", ctypes.c_double), ("bf16", ctypes.c_float)):
             fwd, bwd = getattr(lib, f"lif_fwd_{suf}"), getattr(lib, f"lif_bwd_{suf}")
             fwd.argtypes, fwd.restype = [vp, vp, i64, i64, i64, ct, ct, ci], None
             bwd.argtypes, bwd.restype = [vp, vp, vp, i64, i64, i64, ct, ct, ci, ct, ct, ci], None
@@ -269,7 +288,7 @@ def _like(x: Tensor) -> Tensor:
 
 
 def _work(x: Tensor) -> tuple[Tensor, Tensor]:
-    """``x`` laid out as :func:`_like` (the layout decided on ``x`` itself), in a C dtype (half precision: fp32),
+    """``x`` laid out as :func:`_like` (the layout decided on ``x`` itself), in a C dtype (fp16: fp32),
     and its ``[B, T, N]`` view."""
     x = _dense(x)[0]
     x = x if x.dtype in _C_DTYPES else x.float()  # dense: the cast keeps the strides
@@ -278,7 +297,7 @@ def _work(x: Tensor) -> tuple[Tensor, Tensor]:
 
 @torch.library.custom_op("dta::lif_forward", mutates_args=())
 def _c_forward(x: Tensor, decay: float, threshold: float, kind: int, p0: float, p1: float) -> Tensor:
-    """Spikes of the C forward; half-precision ``x`` goes through fp32 (:data:`_C_DTYPES`). ``kind, p0, p1``: the
+    """Spikes of the C forward; fp16 ``x`` goes through fp32 (:data:`_C_DTYPES`). ``kind, p0, p1``: the
     surrogate (:func:`surrogate_code`), for the backward."""
     xw, x3 = _work(x)
     s = torch.empty_like(xw)
@@ -329,7 +348,7 @@ class FusedLIF(torch.autograd.Function):
         if x.numel() == 0:
             ctx.empty = True
             return torch.empty_like(x)
-        xw, x3 = _dense(x.to(x.dtype if x.dtype in _C_DTYPES else torch.float32))
+        xw, x3 = _dense(x if x.dtype in (torch.float32, torch.float64) else x.float())
         s, h = torch.empty_like(xw), torch.empty_like(xw)
         _torch_forward(x3, decay, threshold, _btn(s), _btn(h))
         ctx.empty, ctx.decay, ctx.threshold, ctx.surrogate, ctx.in_dtype = False, decay, threshold, surrogate, x.dtype
@@ -353,9 +372,7 @@ def lif_multistep_fused(x: Tensor, decay: float, threshold: float, surrogate: Su
     the surrogate is built in; else :class:`FusedLIF`, the PyTorch path."""
     code = surrogate_code(surrogate)
     if x.device.type == "cpu" and x.numel() and code is not None and c_extension_available():
-        if torch.compiler.is_compiling() and x.dtype not in _C_DTYPES:  # casts outside the op: inductor fuses them
-            return _c_forward(x.float(), decay, threshold, *code).to(x.dtype)  # with the BatchNorm and the conv
-        s = _c_forward(x, decay, threshold, *code)  # eager: the op casts and saves the caller's (smaller) tensor
+        s = _c_forward(x, decay, threshold, *code)  # saves the caller's tensor (bf16: half the bytes of fp32)
     else:
         s = FusedLIF.apply(x, decay, threshold, surrogate)
     return s if torch.compiler.is_compiling() else tag_spikes(s)
