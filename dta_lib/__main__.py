@@ -17,25 +17,6 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return action.help if action.help and "[unset:" in action.help else super()._get_help_string(action)
 
 
-def _add_train(p: argparse.ArgumentParser) -> None:
-    from .train import PRESETS, RECIPES
-
-    p.description = ("Train an MS-ResNet spiking network (BPTT, SGD, cosine annealing) with a recipe and size preset; "
-                     "unset options come from the preset, then the recipe (docs/training.md).")
-    g = p.add_argument_group("run")
-    g.add_argument("--dataset", required=True, choices=sorted(RECIPES), help="dataset and its training recipe")
-    g.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
-                   help="size: smoke (CI, <60 s), cpu (laptop, minutes), paper (exact recipe, GPU)")
-    where = g.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", default=None, help="run folder (created): config.json, run.json, metrics.jsonl, *.pt")
-    where.add_argument("--no-save", action="store_true", help="write no files (print the result only)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt, exactly")
-    g.add_argument("--lr-scale", choices=["none", "linear"], default="none",
-                   help="under torchrun, 'linear' multiplies the learning rate by the number of processes (the batch "
-                        "is per process); the config records the result")
-    add_config_arguments(p)
-
-
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One option per field of :class:`~dta_lib.train.TrainConfig` but ``dataset`` and ``preset``, from the field's
     :func:`dta_lib.train._f` metadata; every option defaults to ``None`` (unset)."""
@@ -79,10 +60,41 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_evaluate(p: argparse.ArgumentParser) -> None:
-    from .train import PRECISIONS, RECIPES
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .train import evaluate
 
-    p.description = "Test accuracy of a dta_lib checkpoint (loaded with weights_only=True); prints JSON."
+    print(json.dumps(evaluate(**{k: v for k, v in vars(args).items() if k != "command"})))  # options = its arguments
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import PRECISIONS, PRESETS, RECIPES
+
+    parser = argparse.ArgumentParser(prog="python -m dta_lib", formatter_class=_Formatter,
+                                     description="DTA-SNN companion: training and evaluation (tools: python -m "
+                                                 "dta_lib.bench, .campaign, .reproduce).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("train", help="train a model (python -m dta_lib train --help)", formatter_class=_Formatter,
+                       description="Train an MS-ResNet spiking network (BPTT, SGD, cosine annealing) with a recipe "
+                                   "and size preset; unset options come from the preset, then the recipe "
+                                   "(docs/training.md).")
+    g = p.add_argument_group("run")
+    g.add_argument("--dataset", required=True, choices=sorted(RECIPES), help="dataset and its training recipe")
+    g.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
+                   help="size: smoke (CI, <60 s), cpu (laptop, minutes), paper (exact recipe, GPU)")
+    where = g.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", default=None, help="run folder (created): config.json, run.json, metrics.jsonl, *.pt")
+    where.add_argument("--no-save", action="store_true", help="write no files (print the result only)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt, exactly")
+    g.add_argument("--lr-scale", choices=["none", "linear"], default="none",
+                   help="under torchrun, 'linear' multiplies the learning rate by the number of processes (the batch "
+                        "is per process); the config records the result")
+    add_config_arguments(p)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint (python -m dta_lib evaluate --help)",
+                       formatter_class=_Formatter,
+                       description="Test accuracy of a dta_lib checkpoint (loaded with weights_only=True); prints "
+                                   "JSON.")
     p.add_argument("--checkpoint", required=True, help="path to last.pt / best.pt")
     p.add_argument("--dataset", default=None, choices=sorted(RECIPES), help="dataset (default: the checkpoint's)")
     p.add_argument("--data-root", default=None, help="dataset folder (else $DTA_DATA_ROOT / offline copies)")
@@ -94,27 +106,6 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
                    help="autocast precision (default: the one the run trained with, as recorded in the checkpoint)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="always / never show tqdm bars [unset: when stderr is a terminal]")
-
-
-def _run_evaluate(args: argparse.Namespace) -> int:
-    from .train import evaluate
-
-    print(json.dumps(evaluate(args.checkpoint, args.dataset, data_root=args.data_root, batch_size=args.batch_size,
-                              subset=args.subset, device=args.device, precision=args.precision,
-                              progress=args.progress)))
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dta_lib", formatter_class=_Formatter,
-                                     description="DTA-SNN companion: training and evaluation (tools: python -m "
-                                                 "dta_lib.bench, .campaign, .reproduce).")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, help_, add_arguments, run in (("train", "train a model", _add_train, _run_train),
-                                            ("evaluate", "evaluate a checkpoint", _add_evaluate, _run_evaluate)):
-        sp = sub.add_parser(name, help=f"{help_} (python -m dta_lib {name} --help)", formatter_class=_Formatter)
-        add_arguments(sp)
-        sp.set_defaults(_run=run)
     return parser
 
 
@@ -126,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _sigterm)  # SIGTERM stops a run like Ctrl-C: run.json says so
     try:
-        return int(args._run(args) or 0)
+        return (_run_train if args.command == "train" else _run_evaluate)(args)
     except KeyboardInterrupt:
         kept = ("; the run folder keeps its last finished epoch: continue it with --resume"
                 if args.command == "train" and _has_last(args) else "")

@@ -31,7 +31,7 @@ from .models.reference import ReferenceMSResNet18, reference_lif
 from .paths import output_root
 from .snn.functional import lif_multistep
 from . import train
-from .train import cpu_model, git_commit, git_dirty
+from .train import cpu_model, git, git_commit
 
 PRECISIONS = ("fp32", "bf16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -248,13 +248,6 @@ def conv_step(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32") 
     return (lambda: [f() for f in fns] and None), len(calls)
 
 
-def _release_twin(ours: torch.nn.Module, time_steps: int, **kw: Any) -> ReferenceMSResNet18:
-    """The release's model (10 classes) holding the weights of this library's ``ours``."""
-    twin = ReferenceMSResNet18(10, time_steps, **kw)
-    twin.load_state_dict(to_reference_state_dict(ours.state_dict(), twin.state_dict()))
-    return twin
-
-
 #: (implementation, precision, channels_last, compile) of every candidate; the eager fp32 release comes first
 _SETUPS = ((False, False), (True, False), (False, True), (True, True))
 EPOCH_CANDIDATES: tuple[tuple[str, str, bool, bool], ...] = tuple(
@@ -322,7 +315,8 @@ def bench_epoch(images: int = 1280, batch: int = 64, time_steps: int = 4, width:
     batches_cl = [(b.contiguous(memory_format=torch.channels_last), t) for b, t in batches]
     torch.manual_seed(seed)
     ours = ms_resnet18(10, time_steps, "dta", in_channels=1, width=width)
-    release = _release_twin(ours, time_steps, in_channels=1, width=width)
+    release = ReferenceMSResNet18(10, time_steps, in_channels=1, width=width)  # the release's model, ours' weights
+    release.load_state_dict(to_reference_state_dict(ours.state_dict(), release.state_dict()))
     with torch.no_grad():
         max_diff = float((ours.eval()(batches[0][0]) - release.eval()(batches[0][0])).abs().max())
 
@@ -377,7 +371,8 @@ def bench_metadata(device: torch.device, **extra: Any) -> dict[str, Any]:
 
     meta: dict[str, Any] = {
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(), "git_dirty": git_dirty(),
+        "git_commit": git_commit(),  # git_dirty: uncommitted changes in dta_lib/ (None outside a checkout)
+        "git_dirty": None if (status := git("status", "--porcelain", "--", "dta_lib")) is None else bool(status),
         "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
         "cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": str(device),
@@ -499,12 +494,6 @@ def epoch_summary(result: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- command line
-def _repeats(text: str) -> int:
-    if (n := int(text)) < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The LIF race into ``bench_<tag or device>.json``/``.png``, ``--epoch`` the epoch race into
     ``bench_epoch_<tag or cpu>.*``. Default precisions: fp32, plus bf16 where native (CUDA, or a CPU with
@@ -512,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     the machinery only. Bad input: argparse's usage and one error line, exit status 2."""
     p = argparse.ArgumentParser(prog="python -m dta_lib.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the machinery in seconds")
-    p.add_argument("--repeats", type=_repeats, default=None, help="timed repetitions per candidate (default 5; 2 quick)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repetitions per candidate (default 5; 2 quick)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--precision", nargs="+", default=None, choices=sorted(_DTYPES), help="default: fp32, plus bf16 "
                    "on CUDA or a CPU with bf16 instructions")
@@ -524,6 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--epoch", action="store_true", help="instead: race one training epoch at the CPU study size")
     p.add_argument("--images", type=int, default=None, help="--epoch: images per timed epoch (default 1280)")
     args = p.parse_args(argv)
+    if args.repeats is not None and args.repeats < 1:
+        p.error(f"argument --repeats: must be >= 1, got {args.repeats}")
     if args.threads:
         torch.set_num_threads(args.threads)
     dev, q = torch.device(args.device), args.quick

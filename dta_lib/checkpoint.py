@@ -76,12 +76,6 @@ class RunLock:
             self.path.unlink(missing_ok=True)  # while still held: a waiter on this inode sees it unlinked and retries
         self._lock.release()
 
-    def __enter__(self) -> "RunLock":
-        return self.acquire()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
-
 
 def read_metrics(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The per-epoch records of a run folder's ``metrics.jsonl``; a bad line raises naming file and line."""

@@ -22,16 +22,6 @@ from .train import RUN_FREE_FIELDS, TrainConfig, config_diff, make_config, train
 
 # tables: a run folder holds config.json, metrics.jsonl (one JSON object per epoch) and optionally run.json
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out: dict = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, (list, tuple)) else v
-    return out
-
-
 #: :func:`dta_lib.studies.train_test_gaps`'s cache of a run's clean training accuracy (committed; checkpoints are not)
 CLEAN_TRAIN_FILE = "clean_train.json"
 
@@ -51,8 +41,9 @@ def load_run(path: str | os.PathLike) -> dict:
     row: dict = {"run": str(p)}
     for name in ("config.json", "run.json"):
         f = p / name
-        if f.is_file():
-            row.update(_flatten(json.loads(f.read_text())))
+        if f.is_file():  # nested dicts as dotted keys ("hardware.cpu"), lists as JSON text
+            flat = pd.json_normalize(json.loads(f.read_text())).to_dict("records")[0]
+            row.update({k: json.dumps(v) if isinstance(v, list) else v for k, v in flat.items()})
     last = rows[-1]
     accs = [r["test_acc"] for r in rows if r.get("test_acc") is not None]
     clean = json.loads((p / CLEAN_TRAIN_FILE).read_text()) if (p / CLEAN_TRAIN_FILE).is_file() else {}

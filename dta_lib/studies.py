@@ -269,25 +269,18 @@ def cifar10_dvs_available(root: str | os.PathLike | None = None) -> bool:
     return base is not None and (base / "CIFAR10DVS").is_dir() and any((base / "CIFAR10DVS").glob("*/*.aedat4"))
 
 
-def _load(run: str | os.PathLike, checkpoint: str) -> tuple[torch.nn.Module, TrainConfig]:
-    model, state = load_model(Path(run) / checkpoint)
-    return model, TrainConfig.from_dict(state["config"])
-
-
 def _accuracy(model: torch.nn.Module, dataset: Any, batch_size: int,
               reorder: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> float:
-    def collate(items: list) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = torch.utils.data.default_collate(items)  # event data: x is [B, T, C, H, W]
-        return reorder(x), y
-
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    return float(evaluate_model(model, loader, torch.device("cpu"))["test_acc"])
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    batches = ((reorder(x), y) for x, y in loader)  # event data: x is [B, T, C, H, W]
+    return float(evaluate_model(model, batches, torch.device("cpu"))["test_acc"])
 
 
 def clean_train_accuracy(run: str | os.PathLike, checkpoint: str = "last.pt", batch_size: int | None = None) -> float:
     """Top-1 accuracy (%) of ``run/<checkpoint>`` on the run's training subset without augmentation or MixUp/CutMix
     (``metrics.jsonl``'s ``train_acc`` is on augmented batches); ``batch_size`` defaults to 2x the training one."""
-    model, cfg = _load(run, checkpoint)
+    model, state = load_model(Path(run) / checkpoint)
+    cfg = TrainConfig.from_dict(state["config"])
     return _accuracy(model, build_data(cfg.replace(augment=False), train=True)[0], batch_size or cfg.batch_size * 2)
 
 
@@ -295,7 +288,8 @@ def time_order_control(run: str | os.PathLike, checkpoint: str = "best.pt", seed
                        batch_size: int | None = None) -> dict[str, float]:
     """Test accuracy (%) of a trained event-data model with its test streams in each of :data:`TIME_ORDERS` (shuffled:
     one permutation of the T steps per batch, from ``seed``); the drops measure its reliance on temporal order."""
-    model, cfg = _load(run, checkpoint)
+    model, state = load_model(Path(run) / checkpoint)
+    cfg = TrainConfig.from_dict(state["config"])
     if not get_data_info(cfg.dataset).is_event:
         raise ValueError(f"time_order_control needs event data; {run} trained on {cfg.dataset}, whose T steps are "
                          "copies of one image")
@@ -617,14 +611,13 @@ def load_study_runs(preset_root: str | os.PathLike[str], preset: str | None = No
             for name in (n for n in expected if n in found):
                 run = data_dir / name
                 try:
-                    status = json.loads((run / "run.json").read_text()).get("status")
-                    row = load_run(run)
+                    row = load_run(run)  # with run.json's status (none without a run.json)
                 except (OSError, ValueError) as e:
                     problems.append(f"{run}: unreadable ({' '.join(str(e).split())[:200]}); retrain it: {fix}")
                     continue
                 said = f"{variant_key({k: row.get(k) for k in sorted(study.variants[0])})}-s{row.get('seed')}"
-                if status != "completed":
-                    problems.append(f"{run}: not finished (run.json status {status!r}); finish it: {fix}")
+                if row.get("status") != "completed":
+                    problems.append(f"{run}: not finished (run.json status {row.get('status')!r}); finish it: {fix}")
                 elif said != name or row.get("preset") != preset or row.get("dataset") != data_dir.name:
                     problems.append(f"{run}: its config.json is {said} of preset {row.get('preset')!r} on "
                                     f"{row.get('dataset')!r}, not what its folder says; a copied or moved run: "

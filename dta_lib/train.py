@@ -217,12 +217,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_config(dataset: str, preset: str = "paper", **overrides: Any) -> TrainConfig:
     """Config from ``RECIPES[dataset]``, then ``PRESETS[preset]``, then ``overrides`` (``None`` values ignored)."""
-    names = {f.name for f in fields(TrainConfig)}
-    bad = sorted(k for k in overrides if k not in names)
-    if bad:
-        raise ValueError(f"unknown config options {bad}; expected a subset of {sorted(names)}")
-    return TrainConfig(**{"dataset": dataset, "preset": preset, **RECIPES.get(dataset, {}), **PRESETS.get(preset, {}),
-                          **{k: v for k, v in overrides.items() if v is not None}})
+    return TrainConfig.from_dict({"dataset": dataset, "preset": preset, **RECIPES.get(dataset, {}),
+                                  **PRESETS.get(preset, {}), **{k: v for k, v in overrides.items() if v is not None}})
 
 
 # device: where and in which precision a run computes.
@@ -232,12 +228,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def worker_init(worker_id: int) -> None:
-    s = torch.initial_seed() % 2**32  # distinct per worker, derived from the loader's generator
-    random.seed(s)
-    np.random.seed(s)
 
 
 def resolve_device(cfg: TrainConfig, info: D.DistInfo | None = None) -> torch.device:
@@ -339,12 +329,6 @@ def git(*args: str) -> str | None:
 def git_commit() -> str:
     """The commit of the checkout ``dta_lib`` is imported from, ``"unknown"`` for an installed copy."""
     return git("rev-parse", "HEAD") or "unknown"
-
-
-def git_dirty() -> bool | None:
-    """Whether ``dta_lib/`` has uncommitted changes (``None`` outside a checkout)."""
-    status = git("status", "--porcelain", "--", "dta_lib")
-    return None if status is None else bool(status)
 
 
 def cpu_model() -> str:
@@ -490,7 +474,7 @@ def evaluate_model(
              if isinstance(m, LIF)] if probe_model is not None else []
     loss_sum, correct, n, bad = 0.0, 0.0, 0, 0.0
     try:
-        for x, y in loader:  # a DataLoader, or one wrapped in a tqdm bar
+        for x, y in loader:  # batches (x, y): a DataLoader, a tqdm bar over one, a generator
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast():
                 logits = model(x).float().mean(1)
@@ -723,7 +707,8 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
             test_ds = Subset(test_ds, range(dist.rank, len(test_ds), dist.world_size))  # type: ignore[arg-type]
         else:
             sampler = RandomSampler(train_ds, generator=loader_gen)  # type: ignore[arg-type]
-        loader = functools.partial(DataLoader, num_workers=workers, pin_memory=pin, worker_init_fn=worker_init)
+        # each worker's Python, NumPy and torch seeds: DataLoader's, drawn from loader_gen (distinct per worker)
+        loader = functools.partial(DataLoader, num_workers=workers, pin_memory=pin)
         train_loader = loader(  # a full last batch unless the set is smaller than one
             train_ds, batch_size=cfg.batch_size, sampler=sampler, generator=loader_gen,
             drop_last=len(train_ds) // dist.world_size > cfg.batch_size)  # type: ignore[arg-type]

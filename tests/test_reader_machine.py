@@ -138,11 +138,12 @@ def test_the_engine_works_without_fcntl(tmp_path):
                           threads=1, precision="fp32", progress=False)
         out = sys.argv[1]
         train(cfg, out=out + "/a")
-        with RunLock(out + "/b"):
-            try:
-                train(cfg, out=out + "/b")
-            except RunLockedError as e:
-                print("REFUSED", e)
+        lock = RunLock(out + "/b").acquire()
+        try:
+            train(cfg, out=out + "/b")
+        except RunLockedError as e:
+            print("REFUSED", e)
+        lock.release()
         train(cfg, out=out + "/b")  # free again once released
         print("DONE")
     """)

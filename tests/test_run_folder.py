@@ -196,13 +196,16 @@ def test_temp_files_of_killed_writes_are_removed_on_start_and_resume(tmp_path, r
 def test_a_second_run_on_a_locked_folder_fails_naming_the_holder(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    with RunLock(out):
+    lock = RunLock(out).acquire()
+    try:
         with pytest.raises(RunLockedError, match=rf"run folder {out} is in use by pid {os.getpid()} on "):
             train(tiny(epochs=1), out=out)
         r = subprocess.run(_cli("train", *TINY_CLI, "--out", str(out)), capture_output=True, text=True, env=_env(),
                            timeout=300)
         assert r.returncode == 2 and f"is in use by pid {os.getpid()}" in r.stderr
         assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE, HOLDER_FILE]  # the refused runs wrote nothing
+    finally:
+        lock.release()
     assert not (out / LOCK_FILE).exists() and not (out / HOLDER_FILE).exists()
     train(tiny(epochs=1), out=out)  # free again
     assert (out / "last.pt").is_file() and not (out / LOCK_FILE).exists()

@@ -236,7 +236,7 @@ def test_unknown_names():
         make_config("mnist")
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         make_config("cifar10", "huge")
-    with pytest.raises(ValueError, match=r"unknown config options \['epoch'\]"):
+    with pytest.raises(ValueError, match=r"unknown TrainConfig fields \['epoch'\]"):
         make_config("cifar10", epoch=3)
     with pytest.raises(ValueError, match="unknown TrainConfig fields"):
         TrainConfig.from_dict({"dataset": "cifar10", "bogus": 1})
