@@ -48,6 +48,13 @@ _C_SRC = r"""
 #include <omp.h>
 #include <sys/mman.h>
 #define CH 1024
+/* one build for every x86-64 CPU: GCC compiles the kernels for AVX-512, AVX2 and the baseline and picks one at load
+   time (the same arithmetic: no contraction, so the same results) */
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
+#endif
 
 /* ask for transparent huge pages on a fresh output buffer: a first touch of 4 KiB pages
    costs more than the kernel itself on large tensors */
@@ -105,7 +112,7 @@ static inline void charge_##SUF(const S_* xp, S_* so, T_* ho, int64_t T, int64_t
             u[i] = h * ((T_)1 - sv);                                                           \
         }                                                                                      \
 }                                                                                              \
-void lif_fwd_##SUF(const S_* x, S_* s, int64_t B, int64_t T, int64_t N, T_ decay, T_ thr,      \
+CLONES void lif_fwd_##SUF(const S_* x, S_* s, int64_t B, int64_t T, int64_t N, T_ decay, T_ thr,      \
                    int nthreads) {                                                             \
     int64_t nc = (N + CH - 1) / CH;                                                            \
     _Pragma("omp parallel for collapse(2) schedule(static) num_threads(nthreads)")             \
@@ -116,7 +123,7 @@ void lif_fwd_##SUF(const S_* x, S_* s, int64_t B, int64_t T, int64_t N, T_ decay
             charge_##SUF(x + b * T * N + i0, s + b * T * N + i0, NULL, T, N, n, N, decay, thr, u); \
         }                                                                                      \
 }                                                                                              \
-void lif_bwd_##SUF(const S_* x, const S_* gs, S_* gx, int64_t B, int64_t T, int64_t N,         \
+CLONES void lif_bwd_##SUF(const S_* x, const S_* gs, S_* gx, int64_t B, int64_t T, int64_t N,         \
                    T_ decay, T_ thr, int kind, T_ p0, T_ p1, int nthreads) {                   \
     int64_t nc = (N + CH - 1) / CH;                                                            \
     _Pragma("omp parallel num_threads(nthreads)")                                              \
