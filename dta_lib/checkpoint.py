@@ -5,6 +5,7 @@ code). The guarantees and their fault-injection tests: docs/training.md, "Guaran
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -115,10 +116,8 @@ def repair(out: str | os.PathLike[str], last: dict[str, Any]) -> list[str]:
         fixed.append(f"{METRICS_FILE} rebuilt from last.pt ({len(history)} epochs)")
     epoch, best_epoch, best, have = last["epoch"], last["best_epoch"], out / "best.pt", None
     if best.is_file():
-        try:
+        with contextlib.suppress(ValueError):  # corrupt: rebuild below if we can
             have = int(load_checkpoint(best)["epoch"])
-        except ValueError:
-            pass  # corrupt: rebuild below if we can
     if best_epoch and have != best_epoch:
         if best_epoch != epoch:
             raise ValueError(
@@ -209,8 +208,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if obj.get("version") != VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format version {obj.get('version')!r}; this dta_lib reads {VERSION}")
-    missing = [k for k in REQUIRED_KEYS if k not in obj]
-    if missing:
+    if missing := [k for k in REQUIRED_KEYS if k not in obj]:
         raise CheckpointError(f"checkpoint {path} misses keys {missing}")
     return obj
 

@@ -26,8 +26,7 @@ def notebooks(selection: list[str] | None = None) -> list[Path]:
                          "of the repository (make setup), not an installed copy")
     found = sorted((CHECKOUT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     hit = lambda p, s: p.name.startswith(s) or p.stem == s  # noqa: E731
-    missing = [s for s in selection or [] if not any(hit(p, s) for p in found)]
-    if missing:
+    if missing := [s for s in selection or [] if not any(hit(p, s) for p in found)]:
         raise SystemExit(f"no notebook matches {missing}; have {[p.name for p in found]}")
     return [p for p in found if not selection or any(hit(p, s) for s in selection)]
 
@@ -74,7 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.preset == "study":
         print(STUDY_WARNING, flush=True)
-    session = _session(out, args)
+    # this session, or the interrupted one with the same settings that it continues
+    key = {"preset": args.preset, "dataset": args.dataset, "reuse": bool(args.reuse)}
+    try:
+        session = json.loads((out / SESSION_FILE).read_text())
+    except (OSError, ValueError):
+        session = {}
+    if session and not session.get("completed") and session.get("key") == key:
+        print(f"[reproduce] continuing the interrupted session started {session['started']}: runs finished since "
+              "then are reused, unfinished ones resumed", flush=True)
+    else:
+        session = {"key": key, "started": now(), "completed": False}
+        atomic_write_text(out / SESSION_FILE, json.dumps(session, indent=2) + "\n")
     os.environ[REUSE_SINCE_ENV] = session["started"]  # the notebooks' kernels inherit it (runs redone since: reused)
     common = {"DATASET": args.dataset, "DOWNLOAD": args.download}
     plan = [(nb, out, {**common, "PRESET": args.preset, "REUSE": args.reuse,
@@ -148,23 +158,6 @@ STUDY_WARNING = (
     "resumable: stop at any time and run the same command again to continue. `python -m dta_lib.campaign` trains the "
     "same runs in parallel worker processes first, which is faster on several cores."
 )
-
-
-def _session(out: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """This reproduce session, or the interrupted one with the same settings that it continues."""
-    path = out / SESSION_FILE
-    key = {"preset": args.preset, "dataset": args.dataset, "reuse": bool(args.reuse)}
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        old = {}
-    if old and not old.get("completed") and old.get("key") == key:
-        print(f"[reproduce] continuing the interrupted session started {old['started']}: runs finished since then "
-              "are reused, unfinished ones resumed", flush=True)
-        return old
-    session = {"key": key, "started": now(), "completed": False}
-    atomic_write_text(path, json.dumps(session, indent=2) + "\n")
-    return session
 
 
 def preflight(preset: str, dataset: str, chosen: list[Path], download: bool = False) -> list[str]:

@@ -321,8 +321,7 @@ def train_test_gaps(runs: pd.DataFrame, checkpoint: str = "last.pt") -> pd.DataF
         d = _cached(run, CLEAN_TRAIN_FILE, checkpoint, lambda: {
             "clean_train_acc": clean_train_accuracy(run, checkpoint), "checkpoint": checkpoint})
         values.append(float(d["clean_train_acc"]) if d else math.nan)
-    out = runs.assign(clean_train_acc=values)
-    return out.assign(train_test_gap=out["clean_train_acc"] - out["final_test_acc"])
+    return runs.assign(clean_train_acc=values, train_test_gap=lambda d: d["clean_train_acc"] - d["final_test_acc"])
 
 
 def time_order_table(runs: pd.DataFrame, checkpoint: str = "best.pt") -> pd.DataFrame:
@@ -371,9 +370,8 @@ def dvs_table(runs: pd.DataFrame, order: Sequence[str] | None = None) -> pd.Data
 def dvs_verdicts(runs: pd.DataFrame, diffs: pd.DataFrame, order: Sequence[str] | None = None) -> list[str]:
     """The ``verdict`` of each of ``diffs`` (:func:`paired_comparison` against ``dta``), the paper's full-scale gap and
     each variant's clean train - test gap against :data:`OVERFIT_GAP`, as sentences."""
-    paper = _DVS_TOP1
-    lines = [*diffs.get("verdict", []), f"Paper, CIFAR10-DVS: {paper['dta'] - paper['none']:+.1f} points "
-             f"({paper['dta']:g} vs {paper['none']:g}) at full scale."]
+    lines = [*diffs.get("verdict", []), f"Paper, CIFAR10-DVS: {_DVS_TOP1['dta'] - _DVS_TOP1['none']:+.1f} points "
+             f"({_DVS_TOP1['dta']:g} vs {_DVS_TOP1['none']:g}) at full scale."]
     for a, gap in runs.groupby("attention", sort=False)["train_test_gap"].mean().reindex(order).items():
         lines.append(f"{a}: no train/test gap (no clean training accuracy: neither clean_train.json nor the final "
                      "checkpoint is in the run folder)." if math.isnan(gap) else
@@ -531,9 +529,7 @@ def extrapolate_energy(full: pd.DataFrame, measured: pd.DataFrame, e_mac: float 
     m = measured.set_index("name")
     if missing := sorted(set(full["name"]) - set(m.index)):
         raise ValueError(f"layers {missing} of the full model are not in the measured table; same layout needed")
-    out = full[["name", "type", "group", "steps", "flops", "dense_macs"]].copy()
-    out["input"] = out["name"].map(m["input"])
-    out["input_rate"] = out["name"].map(m["input_rate"])
+    out = full[["name", "type", "group", "steps", "flops", "dense_macs"]].join(m[["input", "input_rate"]], on="name")
     spike = out["input"] == "spike"
     out["macs"] = out["dense_macs"].where(~spike, 0.0)
     out["sops"] = (out["input_rate"] * out["dense_macs"]).where(spike, 0.0)
@@ -595,8 +591,7 @@ def load_study_runs(preset_root: str | os.PathLike[str], preset: str | None = No
         return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     for study_dir in visible(root):
-        study = studies.get(study_dir.name)
-        if study is None:
+        if (study := studies.get(study_dir.name)) is None:
             problems.append(f"{study_dir}: not a study of the registry ({', '.join(sorted(studies))}); move it out")
             continue
         expected = study.expected(preset)
@@ -733,8 +728,7 @@ RECORDED_BLOCK = re.compile(r"<!-- recorded: (?P<pattern>\S+) -->(?P<text>.*?)<!
 def recorded_hardware(pattern: str, root: str | os.PathLike[str] = ".") -> str:
     """The machine and precision recorded by the files matching ``pattern`` under ``root`` (bench ``meta`` or run
     ``run.json``), as one phrase for :func:`sync_recorded`."""
-    files = sorted(Path(root).glob(pattern))
-    if not files:
+    if not (files := sorted(Path(root).glob(pattern))):
         raise FileNotFoundError(f"no recorded file matches {pattern} under {root}")
 
     def what(d: dict[str, Any]) -> str:  # a bench file's meta, else a run folder's run.json

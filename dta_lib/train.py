@@ -167,8 +167,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
+        if unknown := sorted(set(d) - names):
             raise ValueError(f"unknown TrainConfig fields {unknown}; expected a subset of {sorted(names)}")
         return cls(**d)
 

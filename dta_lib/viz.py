@@ -62,11 +62,11 @@ def plot_image(image: ArrayLike, title: str = "", marks: Sequence[tuple[int, int
     fig, ax = plt.subplots(figsize=(4.2, 4.0))
     im = ax.imshow(img, cmap="gray", vmin=min(0.0, float(img.min())), vmax=max(1.0, float(img.max())))
     palette = sns.color_palette("tab10", max(1, len(marks)))
-    for i, (r, c) in enumerate(marks):
-        ax.scatter([c], [r], s=70, facecolors="none", edgecolors=[palette[i]], linewidths=2)
-        if i < len(labels):
-            ax.annotate(labels[i], (c, r), xytext=(6, -6), textcoords="offset points", color=palette[i], fontsize=11,
-                        fontweight="bold")
+    rc = np.asarray(marks, dtype=float).reshape(-1, 2)  # (row, col) per mark
+    ax.scatter(rc[:, 1], rc[:, 0], s=70, facecolors="none", edgecolors=palette[:len(rc)], linewidths=2)
+    for (r, c), label, color in zip(marks, labels, palette):
+        ax.annotate(label, (c, r), xytext=(6, -6), textcoords="offset points", color=color, fontsize=11,
+                    fontweight="bold")
     ax.set(title=title, xlabel="column", ylabel="row")
     fig.colorbar(im, ax=ax, fraction=0.046, label=cbar_label)
     return _finish(fig)
@@ -145,8 +145,7 @@ def plot_tc_maps(maps: Mapping[str, ArrayLike], title: str = "", cmap: str = "vi
     """Heatmaps of ``[T, C]`` maps (time on y, channel on x; A_t, A_c, GTCA), one panel each with its colorbar;
     ``center`` gives a diverging scale around that value."""
     arrays = {k: _np(v, f"map {k!r}", 2) for k, v in maps.items()}
-    vals = arrays.values()
-    lo, hi = (min(a.min() for a in vals), max(a.max() for a in vals)) if shared_scale else (None, None)
+    lo, hi = (min(map(np.min, arrays.values())), max(map(np.max, arrays.values()))) if shared_scale else (None, None)
     n, (t_steps, channels) = len(arrays), next(iter(arrays.values())).shape
     fig, axes = plt.subplots(n, 1, figsize=(min(14, 3 + 0.16 * channels), (0.3 * t_steps + 1.1) * n + 0.4), squeeze=False)
     for ax, (name, a) in zip(axes[:, 0], arrays.items()):
@@ -468,8 +467,7 @@ def plot_grad_norms(curves: pd.DataFrame, title: str = "", hue: str = "surrogate
     palette = _ordered_palette(curves[hue])
     fig, axes = plt.subplots(1, len(epochs), figsize=(4.2 * len(epochs) + 1.0, 3.8), sharey=True, squeeze=False)
     for ax, e in zip(axes[0], epochs):
-        sub = curves[curves["epoch"] == e].copy()
-        sub["layer"] = pd.Categorical(sub["layer"], layers, ordered=True)
+        sub = curves[curves["epoch"] == e].assign(layer=lambda d: pd.Categorical(d["layer"], layers, ordered=True))
         sns.lineplot(data=sub.sort_values("layer"), x="layer", y="grad_norm", hue=hue, marker="o",
                      palette=palette, ax=ax, errorbar="sd", sort=False)
         ax.set(yscale="log", title=f"epoch {e}", xlabel="layer (input -> output)",
@@ -490,18 +488,17 @@ def plot_vanishing_check(ratio: pd.DataFrame, accuracy: pd.DataFrame, title: str
     _check_columns(accuracy, ["epoch", "test_acc", hue], "plot_vanishing_check")
     palette = _ordered_palette([*ratio[hue], *accuracy[hue]])
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(11, 4.2))
-    sns.lineplot(data=ratio, x="epoch", y="ratio", hue=hue, marker="o", palette=palette, ax=a0, errorbar="sd")
+    for a, data, y in ((a0, ratio, "ratio"), (a1, accuracy, "test_acc")):
+        sns.lineplot(data=data, x="epoch", y=y, hue=hue, marker="o", palette=palette, ax=a, errorbar="sd")
+        a.set_xticks(sorted(ratio["epoch"].unique()))
+        a.get_legend().remove()
     a0.set(yscale="log", title="stem / fc gradient norm", ylabel="ratio (log scale)")
     rules = [a0.axhline(vanishing, ls="--", c="crimson", lw=1, label=f"{vanishing:g} (vanishing rule)"),
              a0.axhline(exploding, ls="--", c="darkorange", lw=1, label=f"{exploding:g} (exploding rule)")]
     y0, y1 = a0.get_ylim()
     a0.set_ylim(min(y0, vanishing / 2), max(y1, exploding * 2))  # both rule lines inside, off the frame
-    sns.lineplot(data=accuracy, x="epoch", y="test_acc", hue=hue, marker="o", palette=palette, ax=a1, errorbar="sd")
     rules.append(a1.axhline(chance, ls=":", c="0.4", lw=1, label=f"{chance:g}% (chance)"))
     a1.set(title="test accuracy", ylabel="top-1 (%)")
-    for a in (a0, a1):
-        a.set_xticks(sorted(ratio["epoch"].unique()))
-        a.get_legend().remove()
     handles = [Line2D([], [], color=c, marker="o", ms=5, label=f"gamma = {v:g}") for v, c in palette.items()] + rules
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 0.0))

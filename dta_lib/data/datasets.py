@@ -71,8 +71,7 @@ def build_datasets(name: str, root: str | os.PathLike | None = None, time_steps:
     Options per dataset: ``_BUILDERS`` (meanings in docs/data.md); an unknown one raises ``ValueError``."""
     info = dataset_info(name)
     builder, valid = _BUILDERS[name]
-    unknown = sorted(set(options) - valid)
-    if unknown:
+    if unknown := sorted(set(options) - valid):
         raise ValueError(f"unknown option(s) {unknown} for {name!r}; valid choices: {sorted(valid)}")
     steps = check_time_steps(name, time_steps)
     return builder(**options, root=root, download=download, **({"time_steps": steps} if info.is_event else {}))

@@ -76,8 +76,7 @@ def env_root() -> Path | None:
 
 def download_root() -> Path:
     """Where ``download=True`` puts a dataset: ``$DTA_DATA_ROOT`` when set, else ``<cache_dir>/data``."""
-    env = env_root()
-    return env if env is not None else cache_dir() / "data"
+    return env_root() or cache_dir() / "data"
 
 
 def cache_key(**params: Any) -> str:
@@ -125,8 +124,7 @@ def resolve_root(name: str, root: str | os.PathLike | None, present: Any, downlo
 def data_provenance(name: str, max_content_bytes: int = 256 * 2**20, max_files: int = 20_000) -> dict[str, Any] | None:
     """The root :func:`resolve_root` picked last for ``name`` (else ``None``) with a SHA-256 digest of its files'
     contents when they total at most ``max_content_bytes``, else of their relative paths and sizes (``digest_of``)."""
-    root = RESOLVED_ROOTS.get(name)
-    if root is None:
+    if (root := RESOLVED_ROOTS.get(name)) is None:
         return None
     files = sorted(p for p in root.rglob("*") if p.is_file())[:max_files] if root.is_dir() else []
     total = sum(p.stat().st_size for p in files)
