@@ -146,7 +146,9 @@ def bench_lif(time_steps: Sequence[int] = (4, 6, 10), shape: Sequence[int] = (16
     """Forward + backward of the release's loop (:func:`~dta_lib.models.reference.reference_lif`), eager and
     compiled, ``lif_multistep`` (automatic backend) and, when installed, spikingjelly's ``LIFNode`` (eager and
     compiled) on ``[B, T, C, H, W]`` (``shape`` is ``[B, C, H, W]``). One record per (candidate, T, precision), with
-    its spike mismatches against the release's loop (a wrong candidate's speed is no claim)."""
+    its spike mismatches against the release's loop run with an fp32 membrane (a wrong candidate's speed is no claim;
+    in bf16 / fp16 the eager loop itself rounds the membrane every step, another function: its row counts the
+    spikes that changes)."""
     dev = torch.device(device)
     if len(shape) < 2:
         raise ValueError(f"shape must be [B, ...] with at least 2 dims, got {tuple(shape)}")
@@ -163,7 +165,7 @@ def bench_lif(time_steps: Sequence[int] = (4, 6, 10), shape: Sequence[int] = (16
                      "dta_lib": lif_multistep, **_spikingjelly()}
             fns = {k: (lambda f=f: torch.autograd.grad(f(x), x, gy)) for k, f in impls.items()}
             with torch.no_grad():
-                want = reference_lif(x)
+                want = reference_lif(x.float()).to(x.dtype)  # the fp32 membrane that dta_lib keeps under autocast
                 # compiled ones too: inductor can return wrong spikes (docs/performance.md, "A training epoch at the
                 # study size")
                 wrong = {k: int((want != f(x)).sum()) for k, f in impls.items()}
