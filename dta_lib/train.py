@@ -20,7 +20,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -216,8 +216,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_config(dataset: str, preset: str = "paper", **overrides: Any) -> TrainConfig:
     """Config from ``RECIPES[dataset]``, then ``PRESETS[preset]``, then ``overrides`` (``None`` values ignored)."""
+    names = {f.name for f in fields(TrainConfig)}  # an unknown name is refused even when None (from_dict says so)
     return TrainConfig.from_dict({"dataset": dataset, "preset": preset, **RECIPES.get(dataset, {}),
-                                  **PRESETS.get(preset, {}), **{k: v for k, v in overrides.items() if v is not None}})
+                                  **PRESETS.get(preset, {}),
+                                  **{k: v for k, v in overrides.items() if v is not None or k not in names}})
 
 
 # device: where and in which precision a run computes.
@@ -452,7 +454,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Train
 
 @torch.no_grad()
 def evaluate_model(
-    model: nn.Module, loader: DataLoader, device: torch.device,
+    model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], device: torch.device,
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     dist_info: D.DistInfo | None = None, probe_model: nn.Module | None = None,
 ) -> dict[str, Any]:

@@ -69,14 +69,15 @@ def test_compiled_lif_with_a_custom_surrogate_traces_the_loop(one_thread):
 
 
 @pytest.mark.skipif(not c_extension_available(), reason="the C kernels do not build here")
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "bf16", "strided", "bf16 permuted", "float64"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "bf16", "strided", "bf16 permuted", "float64",
+                                    "float16"])
 def test_the_c_kernel_ops_pass_opcheck(layout):
     """torch.library.opcheck: schema, fake (meta) kernel strides and dtypes, autograd registration, AOT dispatch."""
     from dta_lib.snn.kernels.lif_cpu import _c_forward
 
     x = torch.randn(2, 3, 4, 5, 5) * 2
     x = {"contiguous": x, "bf16": x.bfloat16(), "strided": x[:, :, ::2], "bf16 permuted": x.bfloat16().mT,
-         "float64": x.double(),
+         "float64": x.double(), "float16": x.half(),
          "channels_last": x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (2, 3))}[layout]
     torch.library.opcheck(_c_forward, (x.requires_grad_(), 0.5, 1.0, 0, 1.0, 1.0))
 

@@ -50,7 +50,7 @@ _C_SRC = r"""
 #define CH 1024
 /* one build for every x86-64 CPU: GCC compiles the kernels for AVX-512, AVX2 and the baseline and picks one at load
    time (the same arithmetic: no contraction, so the same results) */
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__)  /* ifunc: glibc */
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CLONES
