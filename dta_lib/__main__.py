@@ -1,4 +1,4 @@
-"""Command line: ``python -m dta_lib {train,evaluate} --help`` (the tools: ``python -m dta_lib.bench``, ...)."""
+"""Command line: ``python -m dta_lib train --help`` (the tools: ``python -m dta_lib.bench``, ...)."""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +8,6 @@ import os
 import signal
 import sys
 from typing import Any, Sequence
-
-__all__ = ["build_parser", "main"]
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -60,19 +58,12 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_evaluate(args: argparse.Namespace) -> int:
-    from .train import evaluate
-
-    print(json.dumps(evaluate(**{k: v for k, v in vars(args).items() if k != "command"})))  # options = its arguments
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from .train import PRECISIONS, PRESETS, RECIPES
+    from .train import PRESETS, RECIPES
 
     parser = argparse.ArgumentParser(prog="python -m dta_lib", formatter_class=_Formatter,
-                                     description="DTA-SNN companion: training and evaluation (tools: python -m "
-                                                 "dta_lib.bench, .campaign, .reproduce).")
+                                     description="DTA-SNN companion: training (a checkpoint's accuracy: dta_lib.train."
+                                                 "evaluate; tools: python -m dta_lib.bench, .campaign, .reproduce).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("train", help="train a model (python -m dta_lib train --help)", formatter_class=_Formatter,
                        description="Train an MS-ResNet spiking network (BPTT, SGD, cosine annealing) with a recipe "
@@ -90,22 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="under torchrun, 'linear' multiplies the learning rate by the number of processes (the batch "
                         "is per process); the config records the result")
     add_config_arguments(p)
-
-    p = sub.add_parser("evaluate", help="evaluate a checkpoint (python -m dta_lib evaluate --help)",
-                       formatter_class=_Formatter,
-                       description="Test accuracy of a dta_lib checkpoint (loaded with weights_only=True); prints "
-                                   "JSON.")
-    p.add_argument("--checkpoint", required=True, help="path to last.pt / best.pt")
-    p.add_argument("--dataset", default=None, choices=sorted(RECIPES), help="dataset (default: the checkpoint's)")
-    p.add_argument("--data-root", default=None, help="dataset folder (else $DTA_DATA_ROOT / offline copies)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="evaluation batch size (default: as in training's evaluation, 2x the training batch)")
-    p.add_argument("--subset", type=int, default=None, help="evaluate on this many test images")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--precision", default=None, choices=PRECISIONS,
-                   help="autocast precision (default: the one the run trained with, as recorded in the checkpoint)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="always / never show tqdm bars [unset: when stderr is a terminal]")
     return parser
 
 
@@ -117,10 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _sigterm)  # SIGTERM stops a run like Ctrl-C: run.json says so
     try:
-        return (_run_train if args.command == "train" else _run_evaluate)(args)
+        return _run_train(args)
     except KeyboardInterrupt:
-        kept = ("; the run folder keeps its last finished epoch: continue it with --resume"
-                if args.command == "train" and _has_last(args) else "")
+        kept = "; the run folder keeps its last finished epoch: continue it with --resume" if _has_last(args) else ""
         print(f"error: interrupted (SIGINT/SIGTERM){kept}", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, NotADirectoryError, CheckpointError, ImportError, RunLockedError) as e:

@@ -25,9 +25,6 @@ from .models.attention import DTA, TNA, TXA
 from .models.ms_resnet import MSResNet
 from .snn.neuron import LIF
 
-__all__ = ["E_MAC_PJ", "E_AC_PJ", "is_binary", "layer_flops", "exact_sops", "SpikeRecorder", "energy_totals",
-           "profile", "attention_maps", "map_statistics"]
-
 #: Energy of one 32-bit floating-point multiply-accumulate at 45 nm (pJ).
 E_MAC_PJ = 4.6
 #: Energy of one 32-bit floating-point accumulate (addition) at 45 nm (pJ).

@@ -16,8 +16,6 @@ from typing import Any, Sequence
 
 from .runs import STUDIES, Study
 
-__all__ = ["jobs", "run_jobs", "main"]
-
 
 def jobs(study: Study, preset: str, seeds: Sequence[int] | None = None) -> list[tuple[dict[str, Any], int]]:
     """``(variant, seed)`` pairs of ``study`` at ``preset``, seed-major; ``seeds`` default to the registry's."""

@@ -16,8 +16,6 @@ from typing import Any, Mapping
 
 from .paths import CHECKOUT, output_root
 
-__all__ = ["NotebookSetup", "setup", "notebook_defaults", "check_parameters", "param_tag", "IGNORED_PARAMETERS"]
-
 #: parameters that do not change a figure (PRESET is in the names that depend on it; DOWNLOAD only fetches data)
 IGNORED_PARAMETERS = frozenset({"PRESET", "REUSE", "THREADS", "PRECISION_REUSE", "DOWNLOAD"})
 

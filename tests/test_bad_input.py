@@ -217,14 +217,14 @@ def test_a_torn_metrics_line_is_named_not_blamed_on_the_config(tmp_path, monkeyp
         run_one("tiny", "synthetic", "smoke", {"attention": "none"}, 0, **{**kw, "epochs": 2})
 
 
-def test_an_interrupted_evaluate_does_not_speak_of_resume(tmp_path):
-    code = ("import os, signal, sys, dta_lib.train as ev\n"
+def test_an_interrupted_run_without_a_folder_does_not_speak_of_resume(tmp_path):
+    code = ("import os, signal, sys, dta_lib.train as tr\n"
             "def stop(*a, **k): os.kill(os.getpid(), signal.SIGTERM)\n"
-            "ev.evaluate = stop\n"
+            "tr.train = stop\n"
             "from dta_lib.__main__ import main\n"
-            "sys.exit(main(['evaluate', '--checkpoint', sys.argv[1]]))\n")
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.pt")], env=_env(), capture_output=True,
-                       text=True, timeout=300)
+            "sys.exit(main(['train', '--dataset', 'synthetic', '--preset', 'smoke', '--no-save']))\n")
+    r = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
     assert r.returncode == 130, r.stderr
     assert r.stderr.strip() == "error: interrupted (SIGINT/SIGTERM)"
 

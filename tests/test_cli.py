@@ -16,6 +16,7 @@ import torch
 
 from dta_lib.__main__ import build_parser, main
 from dta_lib.checkpoint import CheckpointError, load_checkpoint
+from dta_lib.train import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = {"seconds", "images_per_s"}
@@ -50,8 +51,8 @@ def _subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
 # ---------------------------------------------------------------------------- help
 def test_help_documents_every_option(capsys):
     parsers = _subcommand_parsers()
-    assert set(parsers) == {"train", "evaluate"}  # the tools: python -m dta_lib.bench, ...
-    for name in ("train", "evaluate"):
+    assert set(parsers) == {"train"}  # the tools: python -m dta_lib.bench, ...; evaluate: dta_lib.train.evaluate
+    for name in ("train",):
         for action in parsers[name]._actions:
             if action.option_strings and action.dest != "help":
                 assert action.help and action.help != argparse.SUPPRESS, f"{name} {action.option_strings} has no help"
@@ -70,7 +71,7 @@ def test_help_documents_every_option(capsys):
 
 def test_module_entry_point_help_runs():
     r = subprocess.run(_cli("--help"), capture_output=True, text=True, env=_env(), timeout=120)
-    assert r.returncode == 0 and "train" in r.stdout and "evaluate" in r.stdout
+    assert r.returncode == 0 and "train" in r.stdout
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -133,22 +134,19 @@ def test_out_is_a_file_or_missing(tmp_path, capsys):
 
 def test_evaluate_bad_checkpoints(tmp_path, capsys):
     missing = tmp_path / "missing.pt"
-    assert main(["evaluate", "--checkpoint", str(missing)]) == 2
-    assert "missing.pt does not exist" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="missing.pt does not exist"):
+        evaluate(missing)
     trunc = tmp_path / "trunc.pt"
     torch.save({"format": "dta_lib-checkpoint", "w": torch.zeros(1000)}, trunc)
     trunc.write_bytes(trunc.read_bytes()[:300])
-    assert main(["evaluate", "--checkpoint", str(trunc)]) == 2
-    assert "trunc.pt" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="trunc.pt"):
+        evaluate(trunc)
     # a run on 1-channel synthetic images cannot be evaluated on 2-channel event frames
     out = tmp_path / "run"
     assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
-    capsys.readouterr()
-    assert main(["evaluate", "--checkpoint", str(out / "last.pt"), "--dataset", "synthetic-dvs"]) == 2
-    err = capsys.readouterr().err
-    assert "last.pt was trained on 'synthetic'" in err and "in_channels" in err
-    assert main(["evaluate", "--checkpoint", str(out / "last.pt"), "--no-progress"]) == 0
-    rec = json.loads(capsys.readouterr().out)
+    with pytest.raises(ValueError, match="last.pt was trained on 'synthetic'.*in_channels"):
+        evaluate(out / "last.pt", dataset="synthetic-dvs")
+    rec = evaluate(out / "last.pt", progress=False)
     assert rec["test_acc"] == pytest.approx(_metrics(out)[-1]["test_acc"]) and rec["epoch"] == 1
 
 

@@ -10,8 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["TXA", "TNA", "LTCA", "GTCA", "DTA", "ATTENTION_MODES", "dilated_kernel_size", "gtca_hidden"]
-
 ATTENTION_MODES = ("none", "txa", "tna", "dta")
 
 

@@ -13,8 +13,6 @@ from typing import Iterable, Mapping
 import torch
 from torch import Tensor
 
-__all__ = ["from_reference_state_dict", "to_reference_state_dict"]
-
 # (release prefix, our prefix) of the keys renamed one to one
 _PREFIXES = [("input_conv.layer.module.", "stem_conv."), ("fc.layer.module.", "fc."),
              ("encoding.T_NA.encoding.0.", "dta.tna.encode."), ("encoding.T_NA.tca.LTCA.0.", "dta.tna.ltca.depthwise."),

@@ -12,8 +12,6 @@ from ..snn.neuron import LIF
 from ..snn.surrogate import Surrogate, build_surrogate
 from .attention import ATTENTION_MODES, DTA, _positive
 
-__all__ = ["MSBlock", "MSResNet", "ms_resnet18", "ms_resnet34"]
-
 
 class MSBlock(nn.Module):
     r"""Membrane-shortcut basic block (MS-ResNet).

@@ -11,9 +11,6 @@ from torch import Tensor, nn
 
 from .attention import DTA, TNA, TXA
 
-__all__ = ["calibrate_bn", "count_parameters", "parameter_table", "forward_shapes", "release_configurations",
-           "dta_parameter_variants"]
-
 
 def count_parameters(module: nn.Module) -> int:
     """Number of parameters (weights, biases, BN affine; buffers excluded)."""

@@ -11,8 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ReferenceMSResNet18", "reference_lif"]
-
 
 class _TriangleSpike(torch.autograd.Function):
     @staticmethod

@@ -17,8 +17,6 @@ from .kernels.lif_cpu import c_extension_available, lif_multistep_fused, surroga
 from .loop import lif_multistep_loop
 from .surrogate import Surrogate, Triangle
 
-__all__ = ["lif_multistep", "LIF_BACKENDS"]
-
 #: name -> function(x, decay, threshold, surrogate) -> spikes
 LIF_BACKENDS: dict[str, Callable[[Tensor, float, float, Surrogate], Tensor]] = {
     "loop": lif_multistep_loop, "fused": lif_multistep_fused}

@@ -9,8 +9,6 @@ from torch import Tensor
 
 from .surrogate import Surrogate, Triangle
 
-__all__ = ["lif_multistep_loop", "lif_trace"]
-
 
 def _run(x: Tensor, decay: float, threshold: float, surrogate: Surrogate,
          keep_membrane: bool) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:

@@ -11,8 +11,6 @@ from .functional import lif_multistep
 from .loop import lif_trace
 from .surrogate import Surrogate, Triangle
 
-__all__ = ["LIF"]
-
 
 class LIF(nn.Module):
     r"""Multi-step leaky integrate-and-fire neuron (paper Eqs. 1-3), stateless across calls.

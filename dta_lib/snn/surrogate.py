@@ -11,8 +11,6 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Surrogate", "Triangle", "Sigmoid", "ATan", "build_surrogate", "SURROGATES"]
-
 
 class _SpikeFn(torch.autograd.Function):
     """Heaviside forward, ``surrogate.derivative`` backward."""

@@ -35,8 +35,6 @@ from ...paths import cache_dir
 from ..surrogate import ATan, Sigmoid, Surrogate, Triangle
 from .saving import tag_spikes
 
-__all__ = ["lif_multistep_fused", "FusedLIF", "c_extension_available", "surrogate_code"]
-
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- C kernels

@@ -19,8 +19,6 @@ from ..surrogate import Surrogate
 from .lif_cpu import _TRITON_BROKEN, _btn, _dense, _same_layout, _torch_backward, surrogate_code, triton_failed
 from .saving import tag_spikes
 
-__all__ = ["lif_multistep_triton", "TritonLIF"]
-
 _BLOCK = 1024
 
 

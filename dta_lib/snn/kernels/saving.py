@@ -12,8 +12,6 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["tag_spikes", "is_spikes", "compact_spikes"]
-
 _TAG = "_dta_spikes"
 
 
