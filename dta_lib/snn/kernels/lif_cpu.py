@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 _C_SRC = r"""
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 #include <omp.h>
 #include <sys/mman.h>
@@ -121,12 +120,13 @@ CLONES void lif_fwd_##SUF(const S_* x, S_* s, int64_t B, int64_t T, int64_t N, T
             charge_##SUF(x + b * T * N + i0, s + b * T * N + i0, NULL, T, N, n, N, decay, thr, u); \
         }                                                                                      \
 }                                                                                              \
+/* hs: nthreads x T x CH scratch for the recomputed membrane (allocated by the caller, which can raise) */   \
 CLONES void lif_bwd_##SUF(const S_* x, const S_* gs, S_* gx, int64_t B, int64_t T, int64_t N,         \
-                   T_ decay, T_ thr, int kind, T_ p0, T_ p1, int nthreads) {                   \
+                   T_ decay, T_ thr, int kind, T_ p0, T_ p1, T_* hs, int nthreads) {           \
     int64_t nc = (N + CH - 1) / CH;                                                            \
     _Pragma("omp parallel num_threads(nthreads)")                                              \
     {                                                                                          \
-        T_* hb = (T_*)malloc(sizeof(T_) * (size_t)(T * CH));                                   \
+        T_* hb = hs + (int64_t)omp_get_thread_num() * T * CH;                                  \
         _Pragma("omp for collapse(2) schedule(static)")                                        \
         for (int64_t b = 0; b < B; ++b)                                                        \
             for (int64_t c = 0; c < nc; ++c) {                                                 \
@@ -144,7 +144,6 @@ CLONES void lif_bwd_##SUF(const S_* x, const S_* gs, S_* gx, int64_t B, int64_t 
                     else ADJOINT(T_, LD, ST, sg2_##SUF)                                        \
                 }                                                                              \
             }                                                                                  \
-        if (hb) free(hb);                                                                      \
     }                                                                                          \
 }
 DEFINE_LIF(float, float, f32, ID, ID, expf, fabsf)
@@ -179,7 +178,7 @@ def _lib() -> ctypes.CDLL | None:
         for suf, ct in (("f32", ctypes.c_float), ("f64", ctypes.c_double), ("bf16", ctypes.c_float)):
             fwd, bwd = getattr(lib, f"lif_fwd_{suf}"), getattr(lib, f"lif_bwd_{suf}")
             fwd.argtypes, fwd.restype = [vp, vp, i64, i64, i64, ct, ct, ci], None
-            bwd.argtypes, bwd.restype = [vp, vp, vp, i64, i64, i64, ct, ct, ci, ct, ct, ci], None
+            bwd.argtypes, bwd.restype = [vp, vp, vp, i64, i64, i64, ct, ct, ci, ct, ct, vp, ci], None
         return lib
     except Exception as e:  # no compiler, no OpenMP, read-only cache...: fall back to PyTorch
         log.warning("dta_lib: C LIF kernel unavailable (%s); using the PyTorch fused path", e)
@@ -321,8 +320,10 @@ def _c_backward(x: Tensor, grad_s: Tensor, decay: float, threshold: float, kind:
     gx = torch.empty_like(sw)
     lib = _lib()
     lib.advise_huge(gx.data_ptr(), gx.numel() * gx.element_size())
+    nt = _threads(s3.numel())  # the membrane scratch (T x CH per thread) is a torch tensor: no memory raises
+    hs = torch.empty(nt * s3.shape[1] * 1024, dtype=torch.float64 if sw.dtype == torch.float64 else torch.float32)
     getattr(lib, f"lif_bwd_{_C_DTYPES[sw.dtype]}")(s3.data_ptr(), _btn(g).data_ptr(), _btn(gx).data_ptr(), *s3.shape,
-                                                  decay, threshold, kind, p0, p1, _threads(s3.numel()))
+                                                  decay, threshold, kind, p0, p1, hs.data_ptr(), nt)
     return gx.to(x.dtype)
 
 
