@@ -124,6 +124,23 @@ def test_gtca_has_no_sigmoid_and_ltca_is_local():
     assert nz.max().item() == 2
 
 
+def test_ltca_depthwise_convs_run_in_fp32_under_cpu_autocast():
+    """PyTorch's bf16 depthwise backward on the CPU takes 3-4x the fp32 one: LTCA runs its depthwise convs in fp32
+    under CPU autocast; the 1x1 pointwise conv stays in bf16, so the output dtype is autocast's, as before."""
+    torch.manual_seed(0)
+    m, seen = LTCA(8), []
+    for conv in (m.depthwise, m.dilated, m.pointwise):
+        conv.register_forward_hook(lambda mod, inp, out: seen.append((inp[0].dtype, out.dtype)))
+    e = torch.randn(2, 8, 6, 6, requires_grad=True)
+    with torch.autocast("cpu", torch.bfloat16):
+        y = m(e)
+    f32, bf16 = torch.float32, torch.bfloat16
+    assert seen == [(f32, f32), (f32, f32), (f32, bf16)] and y.dtype == bf16  # hooks see inputs before autocast
+    y.float().sum().backward()
+    assert m.depthwise.weight.grad is not None and e.grad is not None
+    assert torch.allclose(y.float(), m(e), rtol=2e-2, atol=2e-2)  # the pointwise conv's bf16 rounding only
+
+
 def test_dta_combines_branches_as_spec():
     torch.manual_seed(2)
     C, T = 4, 3
