@@ -219,11 +219,13 @@ def _spikingjelly() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
 def conv_step(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32") -> tuple[Callable[[], None], int]:
     """``(run, calls)``: ``run()`` replays only the convolutions of one training step of ``model`` on ``x``: each
     ``nn.Conv1d``/``nn.Conv2d`` call of a forward pass (``calls``) on its recorded input, forward + backward, in its
-    own memory format under ``precision``. ``step / conv time`` bounds the speed-up anything else can give."""
-    calls: list[tuple[torch.nn.Module, torch.Tensor, bool]] = []
+    own memory format under ``precision`` where the model ran it under autocast (LTCA's depthwise convs run in fp32
+    under CPU autocast), else in fp32. ``step / conv time`` bounds the speed-up anything else can give."""
+    calls: list[tuple[torch.nn.Module, torch.Tensor, bool, bool]] = []
 
     def hook(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
-        calls.append((mod, inp[0].detach().clone(), inp[0].requires_grad))
+        amp = torch.is_autocast_enabled(x.device.type)
+        calls.append((mod, inp[0].detach().clone(), inp[0].requires_grad, amp))
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))]
     try:
@@ -233,14 +235,14 @@ def conv_step(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32") 
         for h in handles:
             h.remove()
 
-    def one(mod: torch.nn.Module, inp: torch.Tensor, needs_grad: bool) -> Callable[[], None]:
-        leaf = inp.requires_grad_(needs_grad)
+    def one(mod: torch.nn.Module, inp: torch.Tensor, needs_grad: bool, amp: bool) -> Callable[[], None]:
+        leaf, prec = inp.requires_grad_(needs_grad), precision if amp else "fp32"
         wrt = ([leaf] if needs_grad else []) + [p for p in mod.parameters() if p.requires_grad]
-        with torch.no_grad(), _autocast(x.device, precision):
+        with torch.no_grad(), _autocast(x.device, prec):
             gy = torch.ones_like(mod(leaf))
 
         def run() -> None:
-            with _autocast(x.device, precision):
+            with _autocast(x.device, prec):
                 y = mod(leaf)
             torch.autograd.grad(y, wrt, gy)
 

@@ -1,6 +1,7 @@
 """The benchmark machinery (smoke sizes; speed is never asserted here)."""
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -91,6 +92,25 @@ def test_conv_step_runs_every_convolution_call_once():
     # ms_resnet18: stem once (static image), 2 Conv1d in T-XA, 5 Conv2d in T-NA, 16 in the 8 blocks, 3 shortcuts
     m = ms_resnet18(10, 2, "dta", width=1 / 16)
     assert bench.conv_step(m, torch.randn(2, 3, 8, 8))[1] == 1 + 2 + 5 + 16 + 3
+
+
+def test_conv_step_replays_each_convolution_in_the_precision_the_model_ran_it():
+    from dta_lib.models.ms_resnet import ms_resnet18
+
+    m = ms_resnet18(10, 2, "dta", width=1 / 16)
+    run, _ = bench.conv_step(m, torch.randn(2, 3, 8, 8), "bf16")
+    seen: dict[str, torch.dtype] = {}
+
+    def note(name: str, _mod: torch.nn.Module, _inp: tuple, out: torch.Tensor) -> None:
+        seen.setdefault(name, out.dtype)
+
+    hooks = [mod.register_forward_hook(functools.partial(note, name))
+             for name, mod in m.named_modules() if isinstance(mod, (torch.nn.Conv1d, torch.nn.Conv2d))]
+    run()
+    for h in hooks:
+        h.remove()
+    fp32 = {k for k, v in seen.items() if v == torch.float32}  # LTCA's depthwise convs: fp32 under CPU autocast
+    assert fp32 == {"dta.tna.ltca.depthwise", "dta.tna.ltca.dilated"} and seen["stem_conv"] == torch.bfloat16
 
 
 def test_default_precisions_follow_native_bf16(monkeypatch, tmp_path):

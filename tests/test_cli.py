@@ -71,7 +71,7 @@ def test_help_documents_every_option(capsys):
 
 def test_module_entry_point_help_runs():
     r = subprocess.run(_cli("--help"), capture_output=True, text=True, env=_env(), timeout=120)
-    assert r.returncode == 0 and "train" in r.stdout
+    assert r.returncode == 0 and re.findall(r"^    (\w+) ", r.stdout, re.M) == ["train"]  # the subcommands
 
 
 # ---------------------------------------------------------------------------- bad input

@@ -139,6 +139,8 @@ def test_ltca_depthwise_convs_run_in_fp32_under_cpu_autocast():
     y.float().sum().backward()
     assert m.depthwise.weight.grad is not None and e.grad is not None
     assert torch.allclose(y.float(), m(e), rtol=2e-2, atol=2e-2)  # the pointwise conv's bf16 rounding only
+    with torch.autocast("cpu", torch.bfloat16):  # a bf16 model keeps autocast's path (fp32 inputs would not fit)
+        assert m.to(torch.bfloat16)(e.detach().bfloat16()).dtype == torch.bfloat16
 
 
 def test_dta_combines_branches_as_spec():

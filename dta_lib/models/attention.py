@@ -83,7 +83,7 @@ class LTCA(nn.Module):
     Acts on the folded ``[B, T*C, H, W]`` tensor. Release: 5x5 depthwise (padding 2); the "dilated" conv, built from
     ``kernel_size=7``, degenerates to 1x1 (:func:`dilated_kernel_size`), a per-channel scale and bias, where the
     paper's text describes a true dilated conv: ``kernel_size=21`` gives 7x7 with dilation 3. Under CPU autocast
-    the two depthwise convs run in fp32: there PyTorch's bf16 depthwise backward takes 3-4x the fp32 one.
+    the two depthwise convs of an fp32 model run in fp32: there PyTorch's bf16 depthwise backward takes 3-4x fp32's.
     """
 
     def __init__(self, dim: int, kernel_size: int = 7, dw_kernel: int = 5, dilation: int = 3) -> None:
@@ -97,7 +97,7 @@ class LTCA(nn.Module):
         self.pointwise = nn.Conv2d(dim, dim, 1)
 
     def forward(self, e: Tensor) -> Tensor:
-        if e.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        if e.device.type == "cpu" and torch.is_autocast_enabled("cpu") and self.depthwise.weight.dtype == torch.float32:
             with torch.autocast("cpu", enabled=False):
                 e = self.dilated(self.depthwise(e.float()))
             return self.pointwise(e)

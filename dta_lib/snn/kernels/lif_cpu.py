@@ -38,13 +38,14 @@ from .saving import tag_spikes
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- C kernels
+_CH = 1024  # neurons per chunk (CH in the C source): the backward's scratch holds T x CH per thread
 _C_SRC = r"""
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <omp.h>
 #include <sys/mman.h>
-#define CH 1024
+#define CH @CH@
 /* one build for every x86-64 CPU: GCC compiles the kernels for AVX-512, AVX2 and the baseline and picks one at load
    time (the same arithmetic: no contraction, so the same results) */
 #if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__)  /* ifunc: glibc */
@@ -149,7 +150,7 @@ CLONES void lif_bwd_##SUF(const S_* x, const S_* gs, S_* gx, int64_t B, int64_t 
 DEFINE_LIF(float, float, f32, ID, ID, expf, fabsf)
 DEFINE_LIF(double, double, f64, ID, ID, exp, fabs)
 DEFINE_LIF(uint16_t, float, bf16, ld_bf16, st_bf16, expf, fabsf)
-"""
+""".replace("@CH@", str(_CH))
 #: the C kernels' stored dtypes (bf16: fp32 arithmetic and membrane, bf16 loads and stores); fp16 goes through fp32
 _C_DTYPES = {torch.float32: "f32", torch.float64: "f64", torch.bfloat16: "bf16"}
 _CFLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math", "-fPIC", "-shared", "-std=c11"]
@@ -320,8 +321,8 @@ def _c_backward(x: Tensor, grad_s: Tensor, decay: float, threshold: float, kind:
     gx = torch.empty_like(sw)
     lib = _lib()
     lib.advise_huge(gx.data_ptr(), gx.numel() * gx.element_size())
-    nt = _threads(s3.numel())  # the membrane scratch (T x CH per thread) is a torch tensor: no memory raises
-    hs = torch.empty(nt * s3.shape[1] * 1024, dtype=torch.float64 if sw.dtype == torch.float64 else torch.float32)
+    nt = _threads(s3.numel())  # the membrane scratch is a torch tensor: running out of memory raises
+    hs = torch.empty(nt * s3.shape[1] * _CH, dtype=torch.float64 if sw.dtype == torch.float64 else torch.float32)
     getattr(lib, f"lif_bwd_{_C_DTYPES[sw.dtype]}")(s3.data_ptr(), _btn(g).data_ptr(), _btn(gx).data_ptr(), *s3.shape,
                                                   decay, threshold, kind, p0, p1, hs.data_ptr(), nt)
     return gx.to(x.dtype)
