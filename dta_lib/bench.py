@@ -263,14 +263,15 @@ FULL_EPOCH = 60_000
 CONV_FLOOR = "convolutions only"
 #: :func:`step_profile`'s groups: (group, substrings of torch.profiler event names); the first match wins, the rest
 #: is "other". Under torch.compile inductor's fused kernels run inside the compiled graph's own events ("compiled
-#: graph"); the C LIF ops keep their own ("dta::lif_forward", "dta::lif_backward").
+#: graph", first: its event names carry a random hash and fused-op names); the C LIF ops keep their own
+#: ("dta::lif_forward", "dta::lif_backward").
 PROFILE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("compiled graph", ("Compiled", "compiled", "cpp_fused", "inductor")),
     ("convolution", ("conv",)),
     ("batch norm", ("batch_norm",)),
     ("LIF (dta_lib kernel)", ("FusedLIF", "dta::lif")),
-    ("optimizer", ("foreach", "Optimizer", "sgd")),
+    ("optimizer", ("_foreach", "Optimizer")),
     ("copies (dtype, layout, saved spikes)", ("copy", "clone", "contiguous")),
-    ("compiled graph", ("Compiled", "compiled", "cpp_fused", "inductor")),
     ("elementwise", ("add", "mul", "sub", "div", "sigmoid", "gelu", "where", "gt", "mean", "sum", "threshold")),
 )
 

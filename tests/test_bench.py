@@ -113,6 +113,15 @@ def test_conv_step_replays_each_convolution_in_the_precision_the_model_ran_it():
     assert fp32 == {"dta.tna.ltca.depthwise", "dta.tna.ltca.dilated"} and seen["stem_conv"] == torch.bfloat16
 
 
+def test_step_profile_counts_a_compiled_graph_as_one_whatever_its_hash_spells():
+    def step() -> None:  # a compiled graph's event: a random hash that here spells "sgd" and "conv"
+        with torch.profiler.record_function("## Call CompiledFxGraph fsgdconvab ##"):
+            torch.ones(256, 256).sum()
+
+    out = bench.step_profile(step, steps=1)
+    assert out["compiled graph"] > 0 and out["optimizer"] == out["convolution"] == 0
+
+
 def test_default_precisions_follow_native_bf16(monkeypatch, tmp_path):
     from dta_lib import train as precision
 
