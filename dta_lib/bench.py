@@ -304,8 +304,9 @@ def bench_epoch(images: int = 1280, batch: int = 64, time_steps: int = 4, width:
                          f"batch={batch}, time_steps={time_steps}, repeats={repeats}")
     from .data.fashion import load_fashion_mnist_samples
     from .data.registry import dataset_info
-    from .train import compile_model
+    from .train import compile_model, keep_freed_memory
 
+    kept = keep_freed_memory()  # as train() on a CPU; process-wide, so every candidate runs under it
     try:
         x, y = load_fashion_mnist_samples(images, split="train")
         source = f"fashion-mnist train[0:{images}]"
@@ -360,7 +361,7 @@ def bench_epoch(images: int = 1280, batch: int = 64, time_steps: int = 4, width:
             # with everything but the (same) convolutions free, a candidate is at most this much faster
             "conv_floor_s": floor, "conv_share": floor / med[key],
             "speedup_cap_vs_best_release_same_precision": best_release[prec] / floor,
-            "max_abs_logit_diff_fp32": max_diff,
+            "max_abs_logit_diff_fp32": max_diff, "malloc_keeps_freed": kept,
         })
     for side in ("release", "dta_lib"):  # where the fastest set-up of each side spends a step, per precision
         for prec in best_release:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import dataclasses
 import functools
 import json
@@ -297,6 +298,23 @@ def compile_model(net: nn.Module) -> nn.Module:
     name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"  # older torch
     setattr(dynamo_config, name, max(getattr(dynamo_config, name), 64))
     return torch.compile(net, dynamic=False)  # type: ignore[return-value]
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep freed heap memory for reuse instead of handing it back to the system: process-wide and for good.
+
+    A CPU training step frees and allocates again about 100 MB of activations. Handed back, every 4 KiB page is
+    faulted in and zeroed again on its next use (about 1 us a page on the bench machine, some 4 % of a study-size
+    step, and most of its step-to-step spread). Sets ``M_MMAP_THRESHOLD`` to glibc's own dynamic maximum (32 MiB)
+    and ``M_TRIM_THRESHOLD`` to its largest value, so the resident memory stays at the run's peak. Numbers are
+    unchanged. True when set; False (nothing done) off Linux or without glibc's ``mallopt``."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(-3, 32 << 20)) and bool(mallopt(-1, 2**31 - 1))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD (musl: 0)
 
 
 #: oneDNN ISA limits (``ONEDNN_MAX_CPU_ISA``) under which its kernels still use bf16 instructions
@@ -733,12 +751,14 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
             torch.use_deterministic_algorithms(True)
         elif device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # speed; bit-reproducibility is promised on CPU only
+        kept = device.type == "cpu" and keep_freed_memory()
         meta = {  # hardware: cpu_capability is the ATen kernels this run used
             "config": cfg.to_dict(), "autocast_dtype": dtype_name(amp_dtype),
             "data_info": {k: getattr(info, k) for k in MODEL_FIELDS},  # the fields a model is built from
             "hardware": {
                 "cpu": cpu_model(), "cpu_count": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
                 "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
+                "malloc_keeps_freed": kept,  # keep_freed_memory(): glibc holds freed memory for reuse
                 "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "device": str(device),
                 "world_size": dist.world_size, "torch": torch.__version__, "python": platform.python_version(),
                 "platform": platform.platform(), "git_commit": git_commit(), "hostname": platform.node(),

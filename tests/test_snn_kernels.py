@@ -182,6 +182,34 @@ def test_c_extension_builds_here():
     assert c_extension_available()
 
 
+def _thp_mode() -> str | None:
+    try:
+        text = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        return None
+    return text[text.index("[") + 1:text.index("]")]
+
+
+@pytest.mark.skipif(not c_extension_available() or _thp_mode() != "madvise",
+                    reason="needs the C kernels and Linux transparent huge pages in madvise mode")
+def test_fresh_outputs_are_advised_for_huge_pages():
+    """advise_huge must reach madvise: under -std=c11 <sys/mman.h> hid MADV_HUGEPAGE, and it compiled to nothing."""
+    from dta_lib.snn.kernels.lif_cpu import _lib
+
+    buf = torch.empty(8 << 20, dtype=torch.uint8)  # 8 MiB: holds whole 2 MiB pages at any alignment
+    _lib().advise_huge(buf.data_ptr(), buf.numel())
+    addr, inside, flags = buf.data_ptr() + (4 << 20), False, None
+    with open("/proc/self/smaps") as f:  # the flags of the mapping that holds the middle of the buffer
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(v, 16) for v in head.split("-"))
+                inside = lo <= addr < hi
+            elif inside and head == "VmFlags:":
+                flags = line.split()[1:]
+    assert flags is not None and "hg" in flags, f"no MADV_HUGEPAGE on the output's mapping: VmFlags {flags}"
+
+
 def test_empty_and_single_step():
     x = torch.zeros(0, 6, 3, requires_grad=True)
     assert lif_multistep_fused(x, 0.5, 1.0, Triangle()).shape == (0, 6, 3)

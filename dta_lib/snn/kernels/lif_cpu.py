@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- C kernels
 _CH = 1024  # neurons per chunk (CH in the C source): the backward's scratch holds T x CH per thread
 _C_SRC = r"""
+#define _GNU_SOURCE  /* MADV_HUGEPAGE: <sys/mman.h> hides it under -std=c11 */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
