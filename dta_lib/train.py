@@ -301,20 +301,14 @@ def compile_model(net: nn.Module) -> nn.Module:
 
 
 def keep_freed_memory() -> bool:
-    """Let glibc keep freed heap memory for reuse instead of handing it back to the system: process-wide and for good.
-
-    A CPU training step frees and allocates again about 100 MB of activations. Handed back, every 4 KiB page is
-    faulted in and zeroed again on its next use (about 1 us a page on the bench machine, some 4 % of a study-size
-    step, and most of its step-to-step spread). Sets ``M_MMAP_THRESHOLD`` to glibc's own dynamic maximum (32 MiB)
-    and ``M_TRIM_THRESHOLD`` to its largest value, so the resident memory stays at the run's peak. Numbers are
-    unchanged. True when set; False (nothing done) off Linux or without glibc's ``mallopt``."""
-    if not sys.platform.startswith("linux"):
-        return False
+    """glibc keeps freed memory for reuse (``M_MMAP_THRESHOLD`` 32 MiB, ``M_TRIM_THRESHOLD`` max; process-wide, for
+    good) instead of handing it back and faulting every page in again on the next step (docs/performance.md). True
+    when set; False (nothing done) off Linux or without glibc's ``mallopt``."""
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        mallopt = ctypes.CDLL(None).mallopt if sys.platform.startswith("linux") else None
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(-3, 32 << 20)) and bool(mallopt(-1, 2**31 - 1))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD (musl: 0)
+    return bool(mallopt and mallopt(-3, 32 << 20) and mallopt(-1, 2**31 - 1))  # M_MMAP_, M_TRIM_THRESHOLD; musl: 0
 
 
 #: oneDNN ISA limits (``ONEDNN_MAX_CPU_ISA``) under which its kernels still use bf16 instructions
