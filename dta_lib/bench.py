@@ -372,6 +372,9 @@ def bench_epoch(images: int = 1280, batch: int = 64, time_steps: int = 4, width:
 
 
 # ---------------------------------------------------------------------------------------------- results
+_THP = "/sys/kernel/mm/transparent_hugepage/enabled"  # Linux: always / madvise / never
+
+
 def bench_metadata(device: torch.device, **extra: Any) -> dict[str, Any]:
     from .snn.kernels.lif_cpu import c_extension_available
 
@@ -385,7 +388,9 @@ def bench_metadata(device: torch.device, **extra: Any) -> dict[str, Any]:
         "lif_c_kernel": c_extension_available(),
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
         # allocator settings change CPU timings a lot (page faults of fresh buffers): record them
-        "allocator_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "THP_MEM_ALLOC_ENABLE"},
+        "allocator_env": {k: v for k, v in os.environ.items()
+                          if k.startswith("MALLOC_") or k in ("THP_MEM_ALLOC_ENABLE", "GLIBC_TUNABLES", "LD_PRELOAD")},
+        "transparent_hugepage": thp.read_text().strip() if (thp := Path(_THP)).exists() else None,
     }
     if device.type == "cuda":
         meta["gpu"] = torch.cuda.get_device_name(device)

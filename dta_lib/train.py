@@ -302,13 +302,17 @@ def compile_model(net: nn.Module) -> nn.Module:
 
 def keep_freed_memory() -> bool:
     """glibc keeps freed memory for reuse (``M_MMAP_THRESHOLD`` 32 MiB, ``M_TRIM_THRESHOLD`` max; process-wide, for
-    good) instead of handing it back and faulting every page in again on the next step (docs/performance.md). True
-    when set; False (nothing done) off Linux or without glibc's ``mallopt``."""
+    good: the resident memory stays at the peak) instead of handing it back and faulting every page in again on the
+    next step (docs/performance.md). True: glibc's ``mallopt`` took both settings. False, and nothing done: off Linux,
+    without ``mallopt`` (musl), or when a ``MALLOC_*`` variable or ``GLIBC_TUNABLES`` is set (the user's choice)."""
+    if not sys.platform.startswith("linux") or "GLIBC_TUNABLES" in os.environ or any(
+            k.startswith("MALLOC_") for k in os.environ):
+        return False
     try:
-        mallopt = ctypes.CDLL(None).mallopt if sys.platform.startswith("linux") else None
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt and mallopt(-3, 32 << 20) and mallopt(-1, 2**31 - 1))  # M_MMAP_, M_TRIM_THRESHOLD; musl: 0
+    return bool(mallopt(-3, 32 << 20) and mallopt(-1, 2**31 - 1))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD; musl: 0
 
 
 #: oneDNN ISA limits (``ONEDNN_MAX_CPU_ISA``) under which its kernels still use bf16 instructions
@@ -619,7 +623,7 @@ def train(config: TrainConfig, out: str | os.PathLike[str] | None = None, resume
     continues from ``out/last.pt`` exactly (the config must match). ``datasets``: ``(train_ds, test_ds)`` instead of
     ``cfg.dataset``'s, described by ``info`` (else inferred). ``on_epoch(history)`` (every epoch's record so far)
     runs on rank 0 after each epoch's files are written (live curves; raising stops the run, but under DDP leaves
-    other ranks waiting: use a signal)."""
+    other ranks waiting: use a signal). On a CPU it calls :func:`keep_freed_memory` (process-wide, for good)."""
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     if out is None and resume:

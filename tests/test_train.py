@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import platform
 import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import train_until
+from conftest import ROOT, train_until
 from torch.utils.data import Dataset, TensorDataset
 
 from dta_lib.checkpoint import load_checkpoint
@@ -320,20 +322,32 @@ def faults_of_a_step():  # allocate 4 x 16 MiB activations, use them, free them 
     xs = [torch.empty(4 << 20).fill_(1.0) for _ in range(4)]
     del xs
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-print(kept, min(faults_of_a_step() for _ in range(6)))
+print(kept, sum([faults_of_a_step() for _ in range(8)][1:]))  # after the first step: reuse
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def _thp_mode() -> str | None:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.index("[") + 1:text.index("]")]
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
 def test_keep_freed_memory_stops_page_faults_on_reuse():
     """A step's freed activations are reused without a page fault (glibc by default hands them back, and every
-    page faults again: 4 x 16 MiB = 16,384 pages a step)."""
+    page faults again: 4 x 16 MiB = 16,384 pages a step; here 20,000-115,000 over seven steps, against 4,096-8,193)."""
+    env = {k: v for k, v in os.environ.items()  # glibc's own behaviour, whatever this shell set
+           if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", "LD_PRELOAD", "THP_MEM_ALLOC_ENABLE")}
     out = {}
     for mode in ("keep", "default"):
-        r = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, timeout=120)
+        r = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, timeout=120,
+                           env=dict(env, PYTHONPATH=str(ROOT)))
         assert r.returncode == 0, r.stderr
         out[mode] = r.stdout.split()
-    if out["keep"][0] != "True":
-        pytest.skip("no glibc mallopt here (musl?)")
-    assert int(out["keep"][1]) < 1000, out
-    assert int(out["default"][1]) > 10000, out  # the premise: without it, the pages are faulted in again
+    assert out["keep"][0] == "True", out  # glibc took both settings (wrong parameter numbers return 0)
+    if _thp_mode() == "always" or int(out["default"][1]) < 16000:  # huge pages everywhere fault 512x less
+        pytest.skip(f"glibc's default does not fault this pattern in again here: nothing to compare ({out})")
+    assert int(out["keep"][1]) < 12000, out  # at most a few fresh 16 MiB blocks (4,096 pages each) while it settles
