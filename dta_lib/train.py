@@ -305,14 +305,9 @@ def keep_freed_memory() -> bool:
     good: the resident memory stays at the peak) instead of handing it back and faulting every page in again on the
     next step (docs/performance.md). True: glibc's ``mallopt`` took both settings. False, and nothing done: off Linux,
     without ``mallopt`` (musl), or when a ``MALLOC_*`` variable or ``GLIBC_TUNABLES`` is set (the user's choice)."""
-    if not sys.platform.startswith("linux") or "GLIBC_TUNABLES" in os.environ or any(
-            k.startswith("MALLOC_") for k in os.environ):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(-3, 32 << 20) and mallopt(-1, 2**31 - 1))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD; musl: 0
+    users_choice = "GLIBC_TUNABLES" in os.environ or any(k.startswith("MALLOC_") for k in os.environ)
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform == "linux" and not users_choice else None
+    return bool(mallopt and mallopt(-3, 32 << 20) and mallopt(-1, 2**31 - 1))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
 
 
 #: oneDNN ISA limits (``ONEDNN_MAX_CPU_ISA``) under which its kernels still use bf16 instructions

@@ -182,35 +182,6 @@ def test_c_extension_builds_here():
     assert c_extension_available()
 
 
-def _vm_flags(addr: int) -> list[str] | None:
-    """The ``VmFlags`` of the mapping that holds ``addr`` (Linux ``/proc/self/smaps``)."""
-    inside, flags = False, None
-    with open("/proc/self/smaps") as f:
-        for line in f:
-            head = line.split()[0]
-            if "-" in head and not head.endswith(":"):
-                lo, hi = (int(v, 16) for v in head.split("-"))
-                inside = lo <= addr < hi
-            elif inside and head == "VmFlags:":
-                flags = line.split()[1:]
-    return flags
-
-
-@pytest.mark.skipif(not c_extension_available() or not os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled"),
-                    reason="needs the C kernels and Linux transparent huge pages")
-def test_fresh_outputs_are_advised_for_huge_pages():
-    """advise_huge must reach madvise: under -std=c11 <sys/mman.h> hid MADV_HUGEPAGE, and it compiled to nothing."""
-    from dta_lib.snn.kernels.lif_cpu import _lib
-
-    buf = torch.empty(8 << 20, dtype=torch.uint8)  # 8 MiB: holds whole 2 MiB pages at any alignment
-    middle = buf.data_ptr() + (4 << 20)
-    if "hg" in (_vm_flags(middle) or []):
-        pytest.skip("the allocator advised it already (THP_MEM_ALLOC_ENABLE? a glibc tunable?)")
-    _lib().advise_huge(buf.data_ptr(), buf.numel())
-    flags = _vm_flags(middle)
-    assert flags is not None and "hg" in flags, f"no MADV_HUGEPAGE on the output's mapping: VmFlags {flags}"
-
-
 def test_empty_and_single_step():
     x = torch.zeros(0, 6, 3, requires_grad=True)
     assert lif_multistep_fused(x, 0.5, 1.0, Triangle()).shape == (0, 6, 3)

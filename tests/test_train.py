@@ -347,7 +347,7 @@ def test_keep_freed_memory_stops_page_faults_on_reuse():
                            env=dict(env, PYTHONPATH=str(ROOT)))
         assert r.returncode == 0, r.stderr
         out[mode] = r.stdout.split()
-    assert out["keep"][0] == "True", out  # glibc took both settings (wrong parameter numbers return 0)
+    assert out["keep"][0] == "True", out  # glibc's mallopt accepted both settings
     if _thp_mode() == "always" or int(out["default"][1]) < 16000:  # huge pages everywhere fault 512x less
         pytest.skip(f"glibc's default does not fault this pattern in again here: nothing to compare ({out})")
     assert int(out["keep"][1]) < 12000, out  # at most a few fresh 16 MiB blocks (4,096 pages each) while it settles

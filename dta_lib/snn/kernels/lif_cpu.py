@@ -40,12 +40,10 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- C kernels
 _CH = 1024  # neurons per chunk (CH in the C source): the backward's scratch holds T x CH per thread
 _C_SRC = r"""
-#define _GNU_SOURCE  /* MADV_HUGEPAGE: <sys/mman.h> hides it under -std=c11 */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <omp.h>
-#include <sys/mman.h>
 #define CH @CH@
 /* one build for every x86-64 CPU: GCC compiles the kernels for AVX-512, AVX2 and the baseline and picks one at load
    time (the same arithmetic: no contraction, so the same results) */
@@ -54,16 +52,6 @@ _C_SRC = r"""
 #else
 #define CLONES
 #endif
-
-/* ask for transparent huge pages on a fresh output buffer: a first touch of 4 KiB pages
-   costs more than the kernel itself on large tensors */
-void advise_huge(void* p, int64_t nbytes) {
-    uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
-    uintptr_t e = ((uintptr_t)p + (uintptr_t)nbytes) & ~(uintptr_t)4095;
-#ifdef MADV_HUGEPAGE
-    if (e > a + (1u << 21)) madvise((void*)a, e - a, MADV_HUGEPAGE);
-#endif
-}
 
 /* bfloat16 <-> float by bits (vectorisable, unlike scalar __bf16 casts); rounding to nearest even, a NaN to 0x7FC0
    (the same values as PyTorch's casts; a NaN's sign and payload may differ) */
@@ -176,7 +164,6 @@ def _lib() -> ctypes.CDLL | None:
                 os.replace(f"{tmp}/lif.so", out)  # atomic: concurrent builders never see half a file
         lib = ctypes.CDLL(str(out))
         i64, vp, ci = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-        lib.advise_huge.argtypes, lib.advise_huge.restype = [vp, i64], None
         for suf, ct in (("f32", ctypes.c_float), ("f64", ctypes.c_double), ("bf16", ctypes.c_float)):
             fwd, bwd = getattr(lib, f"lif_fwd_{suf}"), getattr(lib, f"lif_bwd_{suf}")
             fwd.argtypes, fwd.restype = [vp, vp, i64, i64, i64, ct, ct, ci], None
@@ -307,10 +294,8 @@ def _c_forward(x: Tensor, decay: float, threshold: float, kind: int, p0: float, 
     surrogate (:func:`surrogate_code`), for the backward."""
     xw, x3 = _work(x)
     s = torch.empty_like(xw)
-    lib = _lib()
-    lib.advise_huge(s.data_ptr(), s.numel() * s.element_size())
-    getattr(lib, f"lif_fwd_{_C_DTYPES[xw.dtype]}")(x3.data_ptr(), _btn(s).data_ptr(), *x3.shape, decay, threshold,
-                                                  _threads(x3.numel()))
+    fwd = getattr(_lib(), f"lif_fwd_{_C_DTYPES[xw.dtype]}")
+    fwd(x3.data_ptr(), _btn(s).data_ptr(), *x3.shape, decay, threshold, _threads(x3.numel()))
     return s.to(x.dtype)
 
 
@@ -320,12 +305,11 @@ def _c_backward(x: Tensor, grad_s: Tensor, decay: float, threshold: float, kind:
     sw, s3 = _work(x)
     g = _same_layout(grad_s.to(sw.dtype), sw)
     gx = torch.empty_like(sw)
-    lib = _lib()
-    lib.advise_huge(gx.data_ptr(), gx.numel() * gx.element_size())
     nt = _threads(s3.numel())  # the membrane scratch is a torch tensor: running out of memory raises
     hs = torch.empty(nt * s3.shape[1] * _CH, dtype=torch.float64 if sw.dtype == torch.float64 else torch.float32)
-    getattr(lib, f"lif_bwd_{_C_DTYPES[sw.dtype]}")(s3.data_ptr(), _btn(g).data_ptr(), _btn(gx).data_ptr(), *s3.shape,
-                                                  decay, threshold, kind, p0, p1, hs.data_ptr(), nt)
+    bwd = getattr(_lib(), f"lif_bwd_{_C_DTYPES[sw.dtype]}")
+    bwd(s3.data_ptr(), _btn(g).data_ptr(), _btn(gx).data_ptr(), *s3.shape, decay, threshold, kind, p0, p1,
+        hs.data_ptr(), nt)
     return gx.to(x.dtype)
 
 
